@@ -1,0 +1,367 @@
+"""Real local infrastructure for civicgrid without Docker.
+
+Fetches and caches (outside the clone) Apache Kafka's own jars from Maven Central and a FerretDB
+v1 binary built from the Go module proxy, then runs a single-node KRaft broker and FerretDB on
+SQLite on loopback. Start-up waits for real readiness (broker answers metadata, store answers
+``ping``); logs go to files; ``down`` stops with SIGTERM, waits, then SIGKILL, and frees the ports.
+
+    python deploy/local/infra.py setup     # fetch/build what is missing (cached)
+    python deploy/local/infra.py up        # start kafka + store, wait until ready
+    python deploy/local/infra.py down      # stop them
+    python deploy/local/infra.py status
+    python deploy/local/infra.py restart-kafka | restart-store   # used by fault tests
+
+Order of preference (see README): KAFKA_BOOTSTRAP_SERVERS / MONGODB_URL from the environment,
+then Docker (docker-compose / testcontainers), then these local processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CACHE = Path(os.environ.get("CIVICGRID_CACHE_DIR", Path.home() / ".cache" / "civicgrid"))
+STATE = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run"))
+KAFKA_VERSION = "4.1.1"
+KAFKA_LIBS = CACHE / f"kafka-{KAFKA_VERSION}" / "libs"
+FERRETDB_BIN = CACHE / "bin" / "civicgrid-ferretdb-1.24.2"
+
+KAFKA_PORT = int(os.environ.get("CIVICGRID_KAFKA_PORT", "39092"))
+CONTROLLER_PORT = int(os.environ.get("CIVICGRID_KAFKA_CONTROLLER_PORT", "39093"))
+STORE_PORT = int(os.environ.get("CIVICGRID_STORE_PORT", "37017"))
+KAFKA_HEAP = os.environ.get("CIVICGRID_KAFKA_HEAP", "768m")
+
+
+def log(msg: str) -> None:
+    print(f"[infra] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def setup_kafka() -> None:
+    marker = KAFKA_LIBS / ".complete"
+    if marker.exists():
+        log(f"kafka {KAFKA_VERSION} jars cached in {KAFKA_LIBS}")
+        return
+    if not shutil.which("mvn") or not shutil.which("java"):
+        sys.exit("[infra] Java 17 and Maven are needed to fetch Kafka's jars (apt-get install maven openjdk-17-jre)")
+    log(f"fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central (first run only)...")
+    KAFKA_LIBS.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "mvn", "-q", "-B", "-f", str(HERE / "kafka" / "pom.xml"),
+        "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={KAFKA_LIBS}",
+    ]
+    subprocess.run(cmd, check=True)
+    marker.touch()
+
+
+def setup_ferretdb() -> None:
+    if FERRETDB_BIN.exists():
+        log(f"ferretdb binary cached at {FERRETDB_BIN}")
+        return
+    if not shutil.which("go"):
+        sys.exit("[infra] Go is needed to build FerretDB from the Go module proxy")
+    log("building FerretDB v1.24.2 (SQLite backend) from the Go module proxy (first run only)...")
+    FERRETDB_BIN.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod")
+    subprocess.run(["go", "build", "-o", str(FERRETDB_BIN), "."], cwd=HERE / "ferretdb", check=True, env=env)
+
+
+def setup() -> None:
+    setup_kafka()
+    setup_ferretdb()
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def pidfile(name: str) -> Path:
+    return STATE / f"{name}.pid"
+
+
+def running_pid(name: str) -> int | None:
+    try:
+        pid = int(pidfile(name).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def spawn(name: str, cmd: list[str], cwd: Path) -> int:
+    (STATE / "logs").mkdir(parents=True, exist_ok=True)
+    out = open(STATE / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    # own session: Ctrl-C in the terminal reaches only our supervisor, which stops us in order
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    pidfile(name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop(name: str, timeout: float = 20.0) -> None:
+    pid = running_pid(name)
+    if pid is None:
+        pidfile(name).unlink(missing_ok=True)
+        return
+    log(f"stopping {name} (pid {pid})")
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and running_pid(name):
+        _reap(pid)
+        time.sleep(0.2)
+    if running_pid(name):
+        log(f"{name} did not stop in {timeout:.0f}s, killing")
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        time.sleep(0.5)
+    _reap(pid)
+    pidfile(name).unlink(missing_ok=True)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def kafka_properties() -> Path:
+    data = STATE / "kafka-data"
+    props = STATE / "kafka.properties"
+    props.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{CONTROLLER_PORT}",
+                f"listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},CONTROLLER://127.0.0.1:{CONTROLLER_PORT}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+                f"log.dirs={data}",
+                "num.partitions=6",
+                "default.replication.factor=1",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=6",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "transaction.state.log.num.partitions=3",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                # topics are declared by the contracts' registry (partitions, retention); an
+                # unknown name is a bug, not a new topic
+                "auto.create.topics.enable=false",
+                "log.retention.hours=-1",
+                "log.segment.bytes=268435456",
+                "num.network.threads=2",
+                "num.io.threads=4",
+                "",
+            ]
+        )
+    )
+    return props
+
+
+def java_cmd(main_class: str, *args: str) -> list[str]:
+    log4j = STATE / "log4j2.yaml"
+    log4j.write_text(
+        "Configuration:\n  Appenders:\n    Console:\n      name: STDOUT\n      PatternLayout:\n"
+        "        Pattern: \"[%d] %p %m (%c)%n\"\n  Loggers:\n    Root:\n      level: WARN\n"
+        "      AppenderRef:\n        - ref: STDOUT\n    Logger:\n      - name: kafka.server.KafkaServer\n"
+        "        level: INFO\n"
+    )
+    return [
+        "java", f"-Xms{KAFKA_HEAP}", f"-Xmx{KAFKA_HEAP}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
+        "-cp", f"{KAFKA_LIBS}/*", main_class, *args,
+    ]
+
+
+def start_kafka() -> None:
+    if running_pid("kafka"):
+        log(f"kafka already running on 127.0.0.1:{KAFKA_PORT}")
+        return
+    if port_open(KAFKA_PORT):
+        sys.exit(f"[infra] port {KAFKA_PORT} is taken by another process; set CIVICGRID_KAFKA_PORT")
+    STATE.mkdir(parents=True, exist_ok=True)
+    props = kafka_properties()
+    cluster_file = STATE / "kafka-cluster-id"
+    if not cluster_file.exists():
+        cluster_file.write_text(uuid.uuid4().hex[:22])
+    fmt = subprocess.run(
+        java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_file.read_text().strip(),
+                 "-c", str(props), "--ignore-formatted"),
+        capture_output=True, text=True,
+    )
+    if fmt.returncode != 0:
+        sys.exit(f"[infra] kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
+    spawn("kafka", java_cmd("kafka.Kafka", str(props)), STATE)
+    log(f"kafka starting on 127.0.0.1:{KAFKA_PORT} (log: {STATE / 'logs' / 'kafka.log'})")
+
+
+def start_store() -> None:
+    if running_pid("store"):
+        log(f"store already running on 127.0.0.1:{STORE_PORT}")
+        return
+    if port_open(STORE_PORT):
+        sys.exit(f"[infra] port {STORE_PORT} is taken by another process; set CIVICGRID_STORE_PORT")
+    STATE.mkdir(parents=True, exist_ok=True)
+    cmd = [str(FERRETDB_BIN), f"-listen=127.0.0.1:{STORE_PORT}", f"-data={STATE / 'store-data'}"]
+    spawn("store", cmd, STATE)
+    log(f"store (FerretDB/SQLite) starting on 127.0.0.1:{STORE_PORT} (log: {STATE / 'logs' / 'store.log'})")
+
+
+def wait_kafka(timeout: float = 90.0) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient  # the venv is set up before infra starts
+    import asyncio
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{KAFKA_PORT}", request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.describe_cluster()
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+            return False
+        finally:
+            await admin.close()
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not running_pid("kafka"):
+            tail = (STATE / "logs" / "kafka.log").read_text(errors="replace")[-3000:]
+            sys.exit(f"[infra] kafka exited during start-up:\n{tail}")
+        if port_open(KAFKA_PORT) and asyncio.run(probe()):
+            log("kafka ready (metadata answered)")
+            return
+        time.sleep(0.5)
+    sys.exit(f"[infra] kafka not ready after {timeout:.0f}s; see {STATE / 'logs' / 'kafka.log'}")
+
+
+def wait_store(timeout: float = 60.0) -> None:
+    from pymongo import MongoClient
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not running_pid("store"):
+            tail = (STATE / "logs" / "store.log").read_text(errors="replace")[-3000:]
+            sys.exit(f"[infra] store exited during start-up:\n{tail}")
+        if port_open(STORE_PORT):
+            client = MongoClient(f"mongodb://127.0.0.1:{STORE_PORT}/", serverSelectionTimeoutMS=2000)
+            try:
+                client.admin.command("ping")
+                log("store ready (ping answered)")
+                return
+            except Exception:  # noqa: BLE001
+                pass
+            finally:
+                client.close()
+        time.sleep(0.3)
+    sys.exit(f"[infra] store not ready after {timeout:.0f}s; see {STATE / 'logs' / 'store.log'}")
+
+
+def wait_port_free(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def endpoints() -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{KAFKA_PORT}",
+        "MONGODB_URL": f"mongodb://127.0.0.1:{STORE_PORT}/",
+    }
+
+
+def up() -> None:
+    setup()
+    start_store()
+    start_kafka()
+    wait_store()
+    wait_kafka()
+    (STATE / "infra.env").write_text("".join(f"{k}={v}\n" for k, v in endpoints().items()))
+    for k, v in endpoints().items():
+        log(f"{k}={v}")
+
+
+def down() -> None:
+    stop("kafka")
+    stop("store")
+    wait_port_free(KAFKA_PORT)
+    wait_port_free(STORE_PORT)
+    (STATE / "infra.env").unlink(missing_ok=True)
+
+
+def reset() -> None:
+    down()
+    for d in ("kafka-data", "store-data", "kafka-cluster-id"):
+        p = STATE / d
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+    log("local data removed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "command",
+        choices=["setup", "up", "down", "status", "reset", "restart-kafka", "restart-store", "env"],
+    )
+    args = parser.parse_args()
+    if args.command == "setup":
+        setup()
+    elif args.command == "up":
+        up()
+    elif args.command == "down":
+        down()
+    elif args.command == "reset":
+        reset()
+    elif args.command == "env":
+        print(json.dumps(endpoints()))
+    elif args.command == "status":
+        for name in ("kafka", "store"):
+            pid = running_pid(name)
+            print(f"{name}: {'running pid ' + str(pid) if pid else 'stopped'}")
+    elif args.command == "restart-kafka":
+        stop("kafka")
+        wait_port_free(KAFKA_PORT)
+        start_kafka()
+        wait_kafka()
+    elif args.command == "restart-store":
+        stop("store")
+        wait_port_free(STORE_PORT)
+        start_store()
+        wait_store()
+
+
+if __name__ == "__main__":
+    main()
