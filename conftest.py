@@ -1,0 +1,67 @@
+"""Fixtures shared by every suite in the repository (services' own tests and cross-service tests).
+
+``infra`` resolves the REAL Kafka broker and MongoDB-protocol store (environment, then Docker,
+then the project's local processes) and fails the test -- never skips it -- when they are missing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import pytest_asyncio
+from pymongo import AsyncMongoClient
+
+from civicgrid_runtime.testing import Infrastructure, resolve_infrastructure, unique
+
+_infra: Infrastructure | None = None
+_infra_error: str | None = None
+
+
+def _get_infra() -> Infrastructure:
+    global _infra, _infra_error
+    if _infra is None and _infra_error is None:
+        try:
+            _infra = resolve_infrastructure()
+        except Exception as exc:  # noqa: BLE001
+            _infra_error = str(exc)
+    if _infra is None:
+        pytest.fail(f"Real infrastructure is required and missing: {_infra_error}", pytrace=False)
+    return _infra
+
+
+@pytest.fixture(scope="session")
+def infra() -> Infrastructure:
+    return _get_infra()
+
+
+@pytest.fixture
+def unique_name():
+    return unique
+
+
+@pytest_asyncio.fixture
+async def mongo(infra: Infrastructure):
+    """An async client on the real store; databases created through ``fresh_db`` are dropped."""
+    client = AsyncMongoClient(infra.mongodb, tz_aware=True)
+    yield client
+    await client.close()
+
+
+@pytest_asyncio.fixture
+async def fresh_db(mongo):
+    name = unique("test")
+    yield mongo[name]
+    await mongo.drop_database(name)
+
+
+def pytest_report_header(config):
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return [f"infrastructure: Kafka {os.environ['KAFKA_BOOTSTRAP_SERVERS']}, store {os.environ.get('MONGODB_URL')}"]
+    return ["infrastructure: resolved at first use (env -> docker -> local processes)"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    banner = os.environ.get("CIVICGRID_TEST_INFRA_BANNER")
+    if banner:
+        terminalreporter.write_line(banner)

@@ -1,0 +1,94 @@
+"""Events of the request stream owned by intake (topic ``intake.requests.v1``).
+
+No field can carry a resident's name, phone or e-mail: reporters appear as ``reporter_id``, a
+keyed hash that recognises a repeated reporter without revealing who they are.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from civicgrid_contracts.envelope import EventPayload, register
+from civicgrid_contracts.values import Channel, Handler, Location, Priority, Rating, TimeLimits
+
+
+@register
+class RequestReceived(EventPayload):
+    """A resident's request entered the demand list."""
+
+    event_type = "civicgrid.request.received"
+
+    service_code: str
+    service_name: str
+    service_group: str | None = None
+    handled_by: tuple[Handler, ...] = ("grid",)
+    departments: tuple[str, ...] = Field(default=(), description="Departments to whistle when enforcement is needed")
+    needs_volunteer: bool = False
+    time_limits: TimeLimits
+    location: Location
+    description: str = Field(max_length=4000)
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Answers to the service's attributes")
+    channel: Channel
+    media_url: str | None = None
+    reporter_id: str | None = Field(default=None, description="Pseudonymous reporter id (keyed hash); None if anonymous")
+    preferred_time: datetime | None = None
+    priority: Priority = "normal"
+    received_at: datetime
+
+
+@register
+class RequestMerged(EventPayload):
+    """The request is a likely duplicate of an open one and follows it from now on."""
+
+    event_type = "civicgrid.request.merged"
+
+    into_request_id: str
+    distance_m: float
+    followers: int = Field(description="Residents now following the earlier request, itself included")
+
+
+@register
+class RequestUnmerged(EventPayload):
+    """Staff decided the request was not a duplicate after all; it is handled on its own."""
+
+    event_type = "civicgrid.request.unmerged"
+
+    from_request_id: str
+    staff_id: str
+    reason: str
+
+
+@register
+class RequestRated(EventPayload):
+    """The resident rated the outcome."""
+
+    event_type = "civicgrid.request.rated"
+
+    rating: Rating
+    comment: str | None = Field(default=None, max_length=1000)
+    reporter_id: str | None = None
+    rated_at: datetime
+
+
+@register
+class RequestReopened(EventPayload):
+    """An unsatisfied rating (or staff) reopened a resolved request."""
+
+    event_type = "civicgrid.request.reopened"
+
+    reason: str
+    reopened_at: datetime
+    reopen_count: int = 1
+
+
+@register
+class RequestClosed(EventPayload):
+    """The request is closed: rated satisfied, or not rated within the rating window."""
+
+    event_type = "civicgrid.request.closed"
+
+    reason: str
+    closed_at: datetime

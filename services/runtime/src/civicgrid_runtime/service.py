@@ -1,0 +1,177 @@
+"""What every service process is made of, built from settings in one place.
+
+A service's ``bootstrap`` calls ``Runtime.open(settings)``, registers its consumers and outbox
+collections, and hands the runtime to its FastAPI app (``create_app``), whose lifespan starts and
+stops everything in order. Tests build the same ``Runtime`` against the real broker and store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from civicgrid_runtime.bus import BatchHandler, EventConsumer, EventPublisher, ensure_topics
+from civicgrid_runtime.logging import configure_logging, get_logger
+from civicgrid_runtime.problems import install_problem_handlers
+from civicgrid_runtime.settings import ServiceSettings
+from civicgrid_runtime.store import OutboxRelay, connect, ping
+
+log = get_logger("civicgrid.service")
+
+
+@dataclass
+class Runtime:
+    settings: ServiceSettings
+    publisher: EventPublisher
+    client: AsyncMongoClient
+    db: AsyncDatabase
+    consumers: list[EventConsumer] = field(default_factory=list)
+    relay: OutboxRelay | None = None
+    background: list[Callable[[], Any]] = field(default_factory=list)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    started: bool = False
+
+    @classmethod
+    async def open(cls, settings: ServiceSettings, *, create_topics: bool = True) -> Runtime:
+        if create_topics:
+            await ensure_topics(settings.kafka_bootstrap_servers, replication_factor=settings.topic_replication_factor)
+        publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=settings.service_name)
+        await publisher.start()
+        client = connect(settings.mongodb_url, app_name=f"civicgrid-{settings.service_name}")
+        return cls(settings=settings, publisher=publisher, client=client, db=client[settings.database_name])
+
+    def consume(self, topic_names: Sequence[str], handler: BatchHandler, *, group_id: str | None = None,
+                auto_offset_reset: str = "earliest") -> EventConsumer:
+        s = self.settings
+        consumer = EventConsumer(
+            bootstrap_servers=s.kafka_bootstrap_servers, group_id=group_id or s.group_id, topic_names=topic_names,
+            handler=handler, publisher=self.publisher, max_batch=s.consumer_max_batch,
+            max_attempts=s.consumer_max_attempts, backoff_seconds=s.consumer_backoff_seconds,
+            instance_id=s.consumer_instance or None, auto_offset_reset=auto_offset_reset,
+        )
+        self.consumers.append(consumer)
+        return consumer
+
+    def outbox(self, collections: Sequence[AsyncCollection]) -> OutboxRelay:
+        self.relay = OutboxRelay(self.publisher, collections, interval=self.settings.outbox_sweep_seconds)
+        return self.relay
+
+    def every(self, seconds: float, job: Callable[[], Any], *, name: str) -> None:
+        """Run ``job`` periodically while the service runs (e.g. deadline scans, offer expiry)."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    await job()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - log and keep the schedule
+                    log.warning("periodic job failed", job=name, error=repr(exc))
+                await asyncio.sleep(seconds)
+
+        self.background.append(loop)
+
+    async def start(self) -> None:
+        if self.relay:
+            for col in self.relay._collections:
+                await OutboxRelay.ensure_indexes(col)
+            await self.relay.sweep()  # publish what a previous crash left behind before new work
+            await self.relay.start()
+        for c in self.consumers:
+            await c.start()
+        self._tasks = [asyncio.create_task(job()) for job in self.background]
+        self.started = True
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for c in self.consumers:
+            await c.stop()
+        if self.relay:
+            await self.relay.stop()
+        await self.publisher.stop()
+        await self.client.close()
+        self.started = False
+
+    async def readiness(self) -> dict[str, Any]:
+        store_ok = await ping(self.db)
+        broker_ok = await self.publisher.ping()
+        lag = {}
+        for c in self.consumers:
+            lag.update({f"{c.group_id}/{t}": n for t, n in c.lag().items()})
+        return {"store": store_ok, "broker": broker_ok, "consumer_lag": lag}
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health/live", summary="The process is alive")
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/health/ready", summary="Broker and store reachable")
+    async def ready(request: Request, response: Response) -> dict[str, Any]:
+        rt: Runtime = request.app.state.runtime
+        detail = await rt.readiness()
+        ok = detail["store"] and detail["broker"]
+        response.status_code = 200 if ok else 503
+        return {"status": "ready" if ok else "not ready", **detail}
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_app(*, title: str, version: str, description: str, runtime_factory: Callable[[], Any],
+               on_started: Callable[[Any], Any] | None = None, settings: ServiceSettings) -> FastAPI:
+    """A FastAPI app whose lifespan builds the service (``runtime_factory`` returns an object with
+    ``.runtime``), starts its consumers and relay, and stops them on shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = await runtime_factory()
+        app.state.service = service
+        app.state.runtime = service.runtime
+        await service.runtime.start()
+        if on_started:
+            await on_started(service)
+        log.info("service started", http=f"{settings.http_host}:{settings.http_port}")
+        try:
+            yield
+        finally:
+            await service.runtime.stop()
+            log.info("service stopped")
+
+    app = FastAPI(title=title, version=version, description=description, lifespan=lifespan)
+    app.state.auth_secret = settings.auth_secret.get_secret_value()
+    install_problem_handlers(app)
+    app.include_router(health_router())
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run the app under uvicorn (uvloop, httptools) until SIGINT/SIGTERM; shut down cleanly."""
+    configure_logging(service=settings.service_name, level=settings.log_level, json=settings.log_json)
+    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, loop="uvloop", http="httptools",
+                            log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    asyncio.run(server.serve())
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)

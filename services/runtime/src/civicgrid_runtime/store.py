@@ -1,0 +1,183 @@
+"""The document store: PyMongo's native async client, idempotency guards and the outbox.
+
+PyMongo's ``AsyncMongoClient`` is the maintained successor of Motor (deprecated in May 2025):
+one client per event loop, ``await client.close()``.
+
+The store (FerretDB here, MongoDB in a city) has no multi-document transactions, so "write state
+and the events it causes atomically" means **one document**:
+
+- the aggregate document carries its pending outgoing events in ``_outbox`` (a sub-document keyed
+  by an ordered key, because FerretDB v1 has no ``$pull`` with conditions) and a flag
+  ``_outbox_pending`` (indexed) while any is there;
+- the same single-document update records what it applied: either the event id in ``_applied``
+  (``{"_applied": {"$ne": id}}`` guards the update) or the source partition offset in ``_pos``;
+- the relay publishes pending events (right after the write, and by a sweep after a crash), then
+  ``$unset``s them. Publishing twice is harmless: event ids are deterministic and readers are
+  idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from civicgrid_contracts import Envelope
+from civicgrid_runtime.bus import Delivery, EventPublisher
+from civicgrid_runtime.logging import get_logger
+from civicgrid_runtime.metrics import OUTBOX_PENDING
+
+log = get_logger("civicgrid.store")
+
+OUTBOX = "_outbox"
+PENDING = "_outbox_pending"
+APPLIED = "_applied"
+POSITIONS = "_pos"
+
+
+def connect(url: str, *, app_name: str) -> AsyncMongoClient:
+    """A client with timeouts that fail fast enough for health checks and retries."""
+    return AsyncMongoClient(
+        url, appname=app_name, tz_aware=True, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000,
+        retryWrites=False,  # FerretDB v1 does not support retryable writes; our updates are idempotent
+    )
+
+
+async def ping(db: AsyncDatabase) -> bool:
+    try:
+        await db.command("ping")
+        return True
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        return False
+
+
+# --------------------------------------------------------------------------- update helpers
+
+
+def merge_updates(*updates: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Combine update documents operator by operator (``$set`` with ``$set`` ...)."""
+    out: dict[str, dict[str, Any]] = {}
+    for u in updates:
+        for op, fields in u.items():
+            out.setdefault(op, {}).update(fields)
+    return out
+
+
+def not_applied(event_id: str) -> dict[str, Any]:
+    """Filter fragment: the document has not applied this event yet."""
+    return {APPLIED: {"$ne": event_id}}
+
+
+def mark_applied(event_id: str) -> dict[str, dict[str, Any]]:
+    """Update fragment recording the event id (use on request-scoped documents: a request's
+    lifetime bounds the list)."""
+    return {"$push": {APPLIED: event_id}}
+
+
+def position_guard(d: Delivery) -> dict[str, Any]:
+    """Filter fragment: this partition's offset is newer than any this document applied. Exact and
+    O(partitions) in space, for documents many requests touch. Events re-published by an outbox
+    get new offsets, so combine with an event-id check where that can happen."""
+    f = f"{POSITIONS}.{d.position_key}"
+    return {"$or": [{f: {"$exists": False}}, {f: {"$lt": d.offset}}]}
+
+
+def mark_position(d: Delivery) -> dict[str, dict[str, Any]]:
+    return {"$set": {f"{POSITIONS}.{d.position_key}": d.offset}}
+
+
+def _outbox_key(env: Envelope, index: int) -> str:
+    # ordered by time of writing, then position in the write; unique by event id
+    return f"{time.time_ns():020d}{index:04d}_{env.id}"
+
+
+def outbox_push(events: Sequence[Envelope]) -> dict[str, dict[str, Any]]:
+    """Update fragment adding events to the document's outbox, in order."""
+    if not events:
+        return {}
+    fields = {f"{OUTBOX}.{_outbox_key(e, i)}": e.to_document() for i, e in enumerate(events)}
+    fields[PENDING] = True
+    return {"$set": fields}
+
+
+def pending_events(doc: dict[str, Any]) -> list[tuple[str, Envelope]]:
+    box = doc.get(OUTBOX) or {}
+    return [(k, Envelope.from_document(box[k])) for k in sorted(box)]
+
+
+# --------------------------------------------------------------------------- relay
+
+
+class OutboxRelay:
+    """Publishes events waiting in documents' outboxes, then removes them.
+
+    ``flush(collection, ids)`` is the fast path right after a write; ``run`` sweeps every
+    ``interval`` seconds for documents still pending (the crash path) using the ``_outbox_pending``
+    index, never a scan.
+    """
+
+    def __init__(self, publisher: EventPublisher, collections: Iterable[AsyncCollection], *,
+                 interval: float = 1.0, sweep_batch: int = 500) -> None:
+        self._publisher = publisher
+        self._collections = list(collections)
+        self._interval = interval
+        self._batch = sweep_batch
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @staticmethod
+    async def ensure_indexes(collection: AsyncCollection) -> None:
+        await collection.create_index([(PENDING, 1)], name="outbox_pending")
+
+    async def flush_documents(self, collection: AsyncCollection, docs: Iterable[dict[str, Any]]) -> int:
+        """Publish the outbox of documents already read (e.g. returned by find_one_and_update)."""
+        work = [(doc["_id"], pending_events(doc)) for doc in docs if doc and doc.get(OUTBOX)]
+        if not work:
+            return 0
+        await self._publisher.publish_many([env for _, evs in work for _, env in evs])
+        for doc_id, evs in work:
+            await collection.update_one({"_id": doc_id}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}})
+            # clear the flag only if nothing new arrived meanwhile (the filter checks emptiness)
+            await collection.update_one({"_id": doc_id, OUTBOX: {}}, {"$unset": {PENDING: ""}})
+        return sum(len(evs) for _, evs in work)
+
+    async def flush(self, collection: AsyncCollection, ids: Iterable[Any]) -> int:
+        ids = list(ids)
+        if not ids:
+            return 0
+        docs = await collection.find({"_id": {"$in": ids}, PENDING: True}, {OUTBOX: 1}).to_list(None)
+        return await self.flush_documents(collection, docs)
+
+    async def sweep(self) -> int:
+        total = 0
+        for col in self._collections:
+            docs = await col.find({PENDING: True}, {OUTBOX: 1}).limit(self._batch).to_list(None)
+            OUTBOX_PENDING.labels(col.name).set(len(docs))
+            total += await self.flush_documents(col, docs)
+        return total
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task:
+            await asyncio.wait([self._task], timeout=10)
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                n = await self.sweep()
+                if n:
+                    log.info("outbox sweep published", events=n)
+            except Exception as exc:  # noqa: BLE001 - infrastructure hiccup; next sweep retries
+                log.warning("outbox sweep failed", error=repr(exc))
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=self._interval)
+            except asyncio.TimeoutError:
+                pass

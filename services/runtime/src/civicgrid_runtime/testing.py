@@ -1,0 +1,122 @@
+"""Test support shared by every service's suite: find the real infrastructure, fail loudly under CI.
+
+Order: ``KAFKA_BOOTSTRAP_SERVERS`` / ``MONGODB_URL`` from the environment (``make test`` exports the
+local processes it started), then a Docker engine via testcontainers (Kafka in KRaft mode, the
+official MongoDB image), then the project's local processes (``deploy/local/infra.py up``).
+Under ``CI=true`` a missing piece is a failure with a clear message, never a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pymongo import MongoClient
+
+
+@dataclass(frozen=True)
+class Infrastructure:
+    kafka: str
+    mongodb: str
+    origin: str  # "environment", "docker", "local processes"
+
+
+def _repo_root() -> Path:
+    here = Path(__file__).resolve()
+    for p in here.parents:
+        if (p / "deploy" / "local" / "infra.py").exists():
+            return p
+    raise RuntimeError("cannot find the repository root (deploy/local/infra.py)")
+
+
+def _docker_available() -> bool:
+    sock = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if sock.startswith("unix://"):
+        path = sock.removeprefix("unix://")
+        if not os.path.exists(path):
+            return False
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(1)
+                s.connect(path)
+            return True
+        except OSError:
+            return False
+    return True
+
+
+def _from_docker() -> Infrastructure:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.mongodb import MongoDbContainer
+
+    kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
+    kafka.start()
+    mongo = MongoDbContainer("mongo:8.0")
+    mongo.start()
+    return Infrastructure(kafka.get_bootstrap_server(), mongo.get_connection_url(), "docker")
+
+
+def resolve_infrastructure() -> Infrastructure:
+    kafka, mongo = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("MONGODB_URL")
+    if kafka and mongo:
+        infra = Infrastructure(kafka, mongo, "environment")
+    elif _docker_available():
+        infra = _from_docker()
+    else:
+        root = _repo_root()
+        proc = subprocess.run([sys.executable, str(root / "deploy" / "local" / "infra.py"), "up"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"could not start local Kafka and store:\n{proc.stdout}\n{proc.stderr}")
+        env = dict(line.split("=", 1) for line in (root / ".run" / "infra.env").read_text().split())
+        infra = Infrastructure(env["KAFKA_BOOTSTRAP_SERVERS"], env["MONGODB_URL"], "local processes")
+    check(infra)
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["MONGODB_URL"] = infra.kafka, infra.mongodb
+    return infra
+
+
+def check(infra: Infrastructure) -> None:
+    """Prove both are real and reachable; raise with a clear message otherwise."""
+    client = MongoClient(infra.mongodb, serverSelectionTimeoutMS=5000)
+    try:
+        build = client.admin.command("buildInfo")
+        client.admin.command("ping")
+    except Exception as exc:  # noqa: BLE001
+        raise RuntimeError(f"MongoDB-protocol store at {infra.mongodb} is not reachable: {exc}") from exc
+    finally:
+        client.close()
+
+    async def probe() -> list[str]:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka, request_timeout_ms=5000)
+        await admin.start()
+        try:
+            return await admin.list_topics()
+        finally:
+            await admin.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:  # noqa: BLE001
+        raise RuntimeError(f"Kafka broker at {infra.kafka} is not reachable: {exc}") from exc
+    banner = (f"civicgrid tests: REAL Kafka broker at {infra.kafka}, REAL MongoDB-protocol store at {infra.mongodb} "
+              f"({build.get('version', '?')}{', FerretDB' if 'ferretdb' in str(build).lower() else ''}) "
+              f"from {infra.origin}")
+    print(banner, file=sys.stderr)
+    os.environ["CIVICGRID_TEST_INFRA_BANNER"] = banner
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses (databases, consumer groups)."""
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def pytest_configure(config) -> None:  # pragma: no cover - pytest hook
+    config.addinivalue_line("markers", "infra: needs the real Kafka broker and MongoDB-protocol store")
