@@ -37,6 +37,9 @@ class RequestReceived(EventPayload):
     preferred_time: datetime | None = None
     priority: Priority = "normal"
     received_at: datetime
+    duplicate_of: str | None = Field(
+        default=None, description="Set when intake recognised a likely duplicate; a RequestMerged follows and the "
+        "request is not assigned on its own unless staff unmerge it")
 
 
 @register

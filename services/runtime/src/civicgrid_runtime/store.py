@@ -181,3 +181,26 @@ class OutboxRelay:
                 await asyncio.wait_for(self._stop.wait(), timeout=self._interval)
             except asyncio.TimeoutError:
                 pass
+
+
+async def update_with_events(
+    collection: AsyncCollection, relay: OutboxRelay | None, *, filter: dict[str, Any],
+    update: dict[str, dict[str, Any]], events: Sequence[Envelope] = (), upsert: bool = False,
+    crash_point_name: str | None = None,
+) -> dict[str, Any] | None:
+    """The single-document atomic step of every handler: apply ``update`` and enqueue ``events`` in
+    the same document, then publish them (fast path). Returns the document after the update, or
+    None when the filter (e.g. an idempotency guard) matched nothing.
+    """
+    from pymongo import ReturnDocument
+
+    from civicgrid_runtime.faults import crash_point
+
+    doc = await collection.find_one_and_update(
+        filter, merge_updates(update, outbox_push(events)), upsert=upsert, return_document=ReturnDocument.AFTER,
+    )
+    if crash_point_name:
+        crash_point(crash_point_name)
+    if doc is not None and relay is not None and events:
+        await relay.flush_documents(collection, [doc])
+    return doc
