@@ -235,6 +235,8 @@ class EventConsumer:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.group_id}: no partitions assigned after {timeout}s")
             await asyncio.sleep(0.05)
+        for tp in self._consumer.assignment():  # resolve starting positions now, not at first fetch
+            await self._consumer.position(tp)
 
     def lag(self) -> dict[str, int]:
         """Messages behind the high watermark per topic (from the last fetch and commit)."""

@@ -196,9 +196,17 @@ async def update_with_events(
 
     from civicgrid_runtime.faults import crash_point
 
-    doc = await collection.find_one_and_update(
-        filter, merge_updates(update, outbox_push(events)), upsert=upsert, return_document=ReturnDocument.AFTER,
-    )
+    from pymongo.errors import DuplicateKeyError
+
+    try:
+        doc = await collection.find_one_and_update(
+            filter, merge_updates(update, outbox_push(events)), upsert=upsert, return_document=ReturnDocument.AFTER,
+        )
+    except DuplicateKeyError as exc:
+        # an upsert whose guard did not match an existing document: it was already applied
+        if upsert and "_id" in str(exc.details or exc):
+            return None
+        raise
     if crash_point_name:
         crash_point(crash_point_name)
     if doc is not None and relay is not None and events:

@@ -1,0 +1,64 @@
+# civicgrid: the two commands that must work on a fresh machine are `make run` and `make test`.
+# Everything they need (Python deps, Kafka's jars, the FerretDB binary) is installed by `make setup`,
+# cached outside the clone (~/.cache/civicgrid, uv's cache), and reused on the next run.
+
+SHELL := /bin/bash
+PY    := .venv/bin/python
+UV    ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV_VERSION := 0.13.8
+INFRA := $(PY) deploy/local/infra.py
+export UV_LINK_MODE := copy
+
+.PHONY: help setup deps infra-setup up down status run test test-unit bench lint schemas demo clean-data
+
+help:
+	@echo "make run     - start Kafka, the store and all four services with a demo city (Ctrl-C stops)"
+	@echo "make test    - set up what is missing, start the infrastructure, run the whole suite, stop"
+	@echo "make bench   - benchmarks (foundation + every service + full pipeline)"
+	@echo "make up/down - start/stop only Kafka and the store;  make lint;  make schemas"
+
+# --- installation ------------------------------------------------------------------------------
+
+$(UV):
+	python3 -m pip install --quiet --user "uv==$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+
+deps: $(UV)
+	$(UV) sync --all-packages --frozen --quiet
+
+infra-setup: deps
+	$(INFRA) setup
+
+setup: deps infra-setup
+
+# --- infrastructure ----------------------------------------------------------------------------
+
+up: setup
+	$(INFRA) up
+
+down:
+	@if [ -x $(PY) ]; then $(INFRA) down; fi
+
+status:
+	$(INFRA) status
+
+clean-data: down
+	$(INFRA) reset
+
+# --- the platform ------------------------------------------------------------------------------
+
+run: setup
+	$(PY) deploy/local/run.py $(RUN_ARGS)
+
+# --- quality -----------------------------------------------------------------------------------
+
+test: setup
+	bash deploy/local/with-infra.sh $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	bash deploy/local/with-infra.sh $(PY) bench/run_all.py
+
+lint: deps
+	$(PY) -m ruff check contracts services tests bench deploy
+
+schemas: deps
+	$(PY) -m civicgrid_contracts.schemas generate
