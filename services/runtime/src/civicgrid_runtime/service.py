@@ -21,6 +21,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from civicgrid_contracts import topics
 from civicgrid_runtime.bus import BatchHandler, EventConsumer, EventPublisher, ensure_topics
 from civicgrid_runtime.logging import configure_logging, get_logger
 from civicgrid_runtime.problems import install_problem_handlers
@@ -88,6 +89,10 @@ class Runtime:
                 await OutboxRelay.ensure_indexes(col)
             await self.relay.sweep()  # publish what a previous crash left behind before new work
             await self.relay.start()
+        groups = {c.group_id for c in self.consumers}
+        if groups:  # each group's dead-letter topic (the registry has the four services' own)
+            await ensure_topics(self.settings.kafka_bootstrap_servers, [topics.dead_letter(g) for g in groups],
+                                replication_factor=self.settings.topic_replication_factor)
         for c in self.consumers:
             await c.start()
         self._tasks = [asyncio.create_task(job()) for job in self.background]

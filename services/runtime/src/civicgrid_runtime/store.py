@@ -204,9 +204,9 @@ async def update_with_events(
         )
     except DuplicateKeyError as exc:
         # an upsert whose guard did not match an existing document: it was already applied
-        if upsert and "_id" in str(exc.details or exc):
+        if upsert and "_id" in filter and await collection.find_one({"_id": filter["_id"]}, {"_id": 1}):
             return None
-        raise
+        raise exc
     if crash_point_name:
         crash_point(crash_point_name)
     if doc is not None and relay is not None and events:

@@ -134,6 +134,7 @@ async def start_group_at_end(bootstrap_servers: str, group_id: str, topic_names:
         if not tps:
             await consumer._client.force_metadata_update()  # noqa: SLF001 - first contact with the topic
             tps = [TopicPartition(t, p) for t in topic_names for p in (consumer.partitions_for_topic(t) or ())]
+        consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.commit({tp: off for tp, off in ends.items()})
     finally:
@@ -161,7 +162,13 @@ async def read_topic(bootstrap_servers: str, topic: str, *, timeout: float = 5.0
                 await consumer.seek_to_beginning(tp)
         ends = await consumer.end_offsets(tps)
         out = []
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        async def behind() -> bool:
+            for tp in tps:
+                if await consumer.position(tp) < ends[tp]:
+                    return True
+            return False
+
+        while await behind():
             batch = await consumer.getmany(timeout_ms=int(timeout * 1000))
             if not batch:
                 break

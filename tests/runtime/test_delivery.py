@@ -1,0 +1,154 @@
+"""The shared runtime's delivery guarantees, against the REAL Kafka broker and store:
+delivered twice -> applied once; SIGKILL between the write and the publish -> the downstream event
+exists exactly once after restart; malformed and always-failing messages -> dead-letter topic with
+the reason, and later messages on the same partition are still processed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from civicgrid_contracts import Envelope, topics
+from civicgrid_contracts.events.intake import RequestReceived
+from civicgrid_contracts.values import Location, TimeLimits
+from civicgrid_runtime import EventPublisher
+from civicgrid_runtime.bus import header
+from civicgrid_runtime.testing import end_offsets, read_topic, start_group_at_end, unique
+
+sys.path.insert(0, str(Path(__file__).parent))
+from example_service import open_example  # noqa: E402
+
+pytestmark = pytest.mark.infra
+ASSIGNED = topics.ASSIGNMENTS.name
+
+
+def received(rid: str, description: str = "blocked drain") -> Envelope:
+    payload = RequestReceived(
+        request_id=rid, service_code="sanitation", service_name="Sanitation",
+        time_limits=TimeLimits(response_hours=2, resolution_hours=24), location=Location(lat=39.9, lon=116.3),
+        description=description, channel="web", received_at=datetime.now(UTC),
+    )
+    return Envelope.wrap(payload, source="/civicgrid/test")
+
+
+async def wait_for(predicate, timeout=30.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await predicate()
+        if result:
+            return result
+        await asyncio.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+async def count_assigned(infra, rid: str, since) -> list:
+    recs = await read_topic(infra.kafka, ASSIGNED, since=since, timeout=1.0)
+    return [r for r in recs if r.key == rid.encode()]
+
+
+async def test_delivered_twice_applied_once(infra, mongo):
+    group, db = unique("g"), unique("example")
+    await start_group_at_end(infra.kafka, group, [topics.REQUESTS.name])
+    since = await end_offsets(infra.kafka, ASSIGNED)
+    rt = await open_example(group, db)
+    await rt.start()
+    try:
+        rid = f"req-{uuid.uuid4()}"
+        env = received(rid)
+        await rt.publisher.publish(env)
+        await rt.publisher.publish(env)  # the same event again (an at-least-once redelivery)
+        doc = await wait_for(lambda: rt.db["requests"].find_one({"_id": rid}))
+        await asyncio.sleep(1.5)  # let the second copy arrive and be handled
+        doc = await rt.db["requests"].find_one({"_id": rid})
+        assert doc["applied_count"] == 1
+        out = await wait_for(lambda: count_assigned(infra, rid, since))
+        assert len({header(r.headers, "ce_id") for r in out}) == 1
+    finally:
+        await rt.stop()
+        await mongo.drop_database(db)
+
+
+async def test_sigkill_after_write_before_publish_gives_exactly_one_downstream_event(infra, mongo):
+    group, db = unique("g"), unique("example")
+    await start_group_at_end(infra.kafka, group, [topics.REQUESTS.name])
+    since = await end_offsets(infra.kafka, ASSIGNED)
+    env = dict(os.environ, EXAMPLE_GROUP=group, EXAMPLE_DB=db, CIVICGRID_LOG_LEVEL="WARNING")
+    script = str(Path(__file__).parent / "example_service.py")
+
+    crashing = subprocess.Popen([sys.executable, script], env={**env, "CIVICGRID_CRASH_AT": "example.after_write"},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert crashing.stdout.readline().strip() == "READY"
+        rid = f"req-{uuid.uuid4()}"
+        pub = EventPublisher(infra.kafka)
+        await pub.start()
+        await pub.publish(received(rid))
+        await pub.stop()
+        code = await asyncio.to_thread(crashing.wait, 60)
+        assert code == 137, "the worker should have died at the crash point"
+    finally:
+        if crashing.poll() is None:
+            crashing.kill()
+    stored = await mongo[db]["requests"].find_one({"_id": rid})
+    assert stored is not None and stored["applied_count"] == 1, "the write happened before the crash"
+    assert stored.get("_outbox_pending") is True, "the caused event is waiting in the document's outbox"
+    assert await count_assigned(infra, rid, since) == [], "nothing was published before the crash"
+
+    restarted = subprocess.Popen([sys.executable, script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+    try:
+        assert restarted.stdout.readline().strip() == "READY"
+        out = await wait_for(lambda: count_assigned(infra, rid, since))
+        await asyncio.sleep(2.0)  # the redelivered RequestReceived is handled too; it must add nothing
+        out = await count_assigned(infra, rid, since)
+        assert len(out) == 1, f"expected exactly one RequestAssigned, got {len(out)}"
+        stored = await mongo[db]["requests"].find_one({"_id": rid})
+        assert stored["applied_count"] == 1 and not stored.get("_outbox_pending")
+    finally:
+        restarted.terminate()
+        restarted.wait(30)
+        await mongo.drop_database(db)
+
+
+async def test_malformed_and_failing_messages_are_dead_lettered_and_do_not_block(infra, mongo):
+    group, db = unique("g"), unique("example")
+    await start_group_at_end(infra.kafka, group, [topics.REQUESTS.name])
+    dlq = topics.dead_letter(group).name
+    rt = await open_example(group, db)
+    from civicgrid_runtime.bus import ensure_topics
+
+    await ensure_topics(infra.kafka, [topics.dead_letter(group)])
+    await rt.start()
+    try:
+        key = f"same-key-{uuid.uuid4()}"  # one key: all three land on the same partition, in order
+        await rt.publisher.send_raw(topics.REQUESTS.name, key=key.encode(), value=b"\x00 not an event",
+                                    headers=[("ce_type", b"civicgrid.request.received")])
+        await rt.publisher.publish(received(key, description="always-fails"))
+        good = received(key, description="fine")
+        # a different event id for the same request: the handler applies it
+        await rt.publisher.publish(good)
+        doc = await wait_for(lambda: rt.db["requests"].find_one({"_id": key}), timeout=60)
+        assert doc["applied_count"] == 1
+
+        async def dead():
+            recs = await read_topic(infra.kafka, dlq, timeout=1.0)
+            return recs if len(recs) >= 2 else None
+
+        recs = await wait_for(dead, timeout=60)
+        reasons = [header(r.headers, "dlq_reason") for r in recs]
+        assert any(r.startswith("malformed") and "ce_id" in r for r in reasons), reasons
+        assert any("handler failed" in r and "always fails" in r for r in reasons), reasons
+        for r in recs:
+            assert header(r.headers, "dlq_topic") == topics.REQUESTS.name
+            assert header(r.headers, "dlq_offset") is not None
+    finally:
+        await rt.stop()
+        await mongo.drop_database(db)
