@@ -1,0 +1,183 @@
+"""Foundation benchmark: the shared runtime against raw clients, in one run, as ratios.
+
+- raw aiokafka produce and consume of a typical event (RequestReceived, CloudEvents binary mode);
+- the runtime's publish path (EventPublisher.publish_many: envelope -> headers + JSON -> producer);
+- raw store bulk insert (insert_many) of the same documents;
+- the runtime's consume-validate-persist path (EventConsumer: fetch -> CloudEvent decode -> pydantic
+  validation -> idempotent bulk persist keyed by event id -> commit after success).
+
+Goals: consume-validate-persist >= 70% of raw store bulk throughput; publish >= 50% of raw produce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pymongo import AsyncMongoClient, InsertOne
+from pymongo.errors import BulkWriteError
+from rich.console import Console
+from rich.table import Table
+
+from civicgrid_contracts import Envelope, topics
+from civicgrid_contracts.events.intake import RequestReceived
+from civicgrid_contracts.values import Location, TimeLimits
+from civicgrid_runtime.bus import EventConsumer, EventPublisher, ensure_topics
+
+N = int(os.environ.get("BENCH_EVENTS", "30000"))
+KAFKA = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+MONGO = os.environ["MONGODB_URL"]
+TOPIC = topics.REQUESTS.name
+
+
+def make_events(n: int) -> list[Envelope]:
+    now = datetime.now(UTC)
+    out = []
+    for i in range(n):
+        rid = str(uuid.uuid4())
+        p = RequestReceived(
+            request_id=rid, service_code="sanitation", service_name="环境卫生 Sanitation", service_group="environment",
+            handled_by=("grid",), time_limits=TimeLimits(response_hours=2, resolution_hours=48),
+            location=Location(lat=39.9 + (i % 100) * 1e-4, lon=116.3 + (i % 77) * 1e-4, cell="8931aa42a2bffff"),
+            description="楼道里堆放杂物，影响通行，请尽快清理。Rubbish in the stairwell blocks the way.",
+            attributes={"floor": 3}, channel="app", reporter_id="c0ffee" * 10, received_at=now,
+        )
+        out.append(Envelope.wrap(p, source="/civicgrid/bench"))
+    return out
+
+
+async def raw_produce(records) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, compression_type="lz4",
+                                linger_ms=2, max_batch_size=256 * 1024)
+    await producer.start()
+    t = time.perf_counter()
+    futs = [await producer.send(TOPIC, value=v, key=k, headers=h) for k, v, h in records]
+    await asyncio.gather(*futs)
+    dt = time.perf_counter() - t
+    await producer.stop()
+    return len(records) / dt
+
+
+async def runtime_publish(events) -> float:
+    pub = EventPublisher(KAFKA)
+    await pub.start()
+    t = time.perf_counter()
+    for i in range(0, len(events), 1000):
+        await pub.publish_many(events[i:i + 1000])
+    dt = time.perf_counter() - t
+    await pub.stop()
+    return len(events) / dt
+
+
+async def end_offsets() -> dict:
+    from civicgrid_runtime.testing import end_offsets as ends
+
+    return await ends(KAFKA, TOPIC)
+
+
+async def raw_consume(start: dict, n: int) -> float:
+    c = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False, max_poll_records=1000)
+    await c.start()
+    c.assign(list(start))
+    for tp, off in start.items():
+        c.seek(tp, off)
+    got = 0
+    t = time.perf_counter()
+    while got < n:
+        batch = await c.getmany(timeout_ms=1000, max_records=1000)
+        got += sum(len(v) for v in batch.values())
+    dt = time.perf_counter() - t
+    await c.stop()
+    return got / dt
+
+
+async def raw_store(docs: list[dict]) -> float:
+    client = AsyncMongoClient(MONGO)
+    col = client["civicgrid_bench"]["raw"]
+    await col.drop()
+    t = time.perf_counter()
+    for i in range(0, len(docs), 500):
+        await col.insert_many([dict(d) for d in docs[i:i + 500]], ordered=False)
+    dt = time.perf_counter() - t
+    await client.drop_database("civicgrid_bench")
+    await client.close()
+    return len(docs) / dt
+
+
+async def runtime_consume_persist(start: dict, n: int) -> float:
+    client = AsyncMongoClient(MONGO)
+    col = client["civicgrid_bench"]["events"]
+    await col.drop()
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    # the group starts exactly where the runtime-published events begin
+    seed = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=group, enable_auto_commit=False)
+    await seed.start()
+    seed.assign(list(start))
+    await seed.commit(dict(start))
+    await seed.stop()
+    done = asyncio.Event()
+    count = 0
+
+    async def persist(batch) -> None:
+        nonlocal count
+        try:  # idempotent persist: keyed by event id, a redelivery is a duplicate key and ignored
+            await col.insert_many([{"_id": d.envelope.id, **d.envelope.to_document()} for d in batch], ordered=False)
+        except BulkWriteError as exc:
+            if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
+                raise
+        count += len(batch)
+        if count >= n:
+            done.set()
+
+    pub = EventPublisher(KAFKA)
+    await pub.start()
+    consumer = EventConsumer(bootstrap_servers=KAFKA, group_id=group, topic_names=[TOPIC], handler=persist,
+                             publisher=pub, max_batch=500)
+    t = time.perf_counter()
+    await consumer.start()
+    await asyncio.wait_for(done.wait(), timeout=600)
+    dt = time.perf_counter() - t
+    await consumer.stop()
+    await pub.stop()
+    await client.drop_database("civicgrid_bench")
+    await client.close()
+    return count / dt
+
+
+async def main() -> None:
+    await ensure_topics(KAFKA)
+    console = Console()
+    console.print(f"[bold]foundation benchmark[/bold]: {N} RequestReceived events, Kafka {KAFKA}, store {MONGO}")
+    events = make_events(N)
+    records = [e.to_kafka() for e in events]
+    docs = [{"_id": e.id, **e.to_document()} for e in events]
+
+    raw_start = await end_offsets()
+    produce = await raw_produce(records)
+    consume = await raw_consume(raw_start, N)
+    rt_start = await end_offsets()
+    publish = await runtime_publish(make_events(N))
+    store = await raw_store(docs)
+    persist = await runtime_consume_persist(rt_start, N)
+
+    table = Table(title="foundation: runtime vs raw clients (same run)")
+    for col in ("path", "events/s", "baseline", "ratio", "goal"):
+        table.add_column(col)
+    table.add_row("raw aiokafka produce", f"{produce:,.0f}", "", "", "")
+    table.add_row("raw aiokafka consume", f"{consume:,.0f}", "", "", "")
+    table.add_row("raw store bulk insert", f"{store:,.0f}", "", "", "")
+    table.add_row("runtime publish", f"{publish:,.0f}", "raw produce", f"{publish / produce:.0%}", ">= 50%")
+    table.add_row("runtime consume-validate-persist", f"{persist:,.0f}", "raw store bulk", f"{persist / store:.0%}",
+                  ">= 70%")
+    console.print(table)
+    print(f"RESULT foundation publish_ratio={publish / produce:.2f} persist_ratio={persist / store:.2f}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,41 @@
+"""`make bench`: every benchmark in one run, against the real broker and store.
+
+Runs the foundation benchmark, then each service's ``services/<svc>/bench/run.py`` that exists,
+then the full-pipeline benchmark (``bench/pipeline.py``) when present. Each prints its own table;
+a failing part is reported and the others still run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = [ROOT / "bench" / "foundation.py"]
+PARTS += [ROOT / "services" / s / "bench" / "run.py" for s in ("intake", "grid", "matching", "audit")]
+PARTS += [ROOT / "bench" / "pipeline.py"]
+
+
+def main() -> int:
+    only = set(sys.argv[1:])
+    failed = []
+    for part in PARTS:
+        if not part.exists() or (only and not any(o in str(part) for o in only)):
+            continue
+        name = part.relative_to(ROOT)
+        print(f"\n===== {name} =====", flush=True)
+        t = time.monotonic()
+        proc = subprocess.run([sys.executable, str(part)], cwd=ROOT, env=os.environ)
+        print(f"----- {name}: exit {proc.returncode} in {time.monotonic() - t:.0f}s", flush=True)
+        if proc.returncode != 0:
+            failed.append(str(name))
+    if failed:
+        print("benchmarks that failed: " + ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
