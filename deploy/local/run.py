@@ -1,0 +1,166 @@
+"""`make run`: the whole platform on this machine with a demo city.
+
+Starts Kafka and the store (deploy/local/infra.py), every service that exists as its own process
+(logs in .run/logs/<service>.log), waits until each answers /health/ready, loads the demo city
+(map, staff, departments, catalogue, volunteers), prints where everything listens, then -- unless
+``--no-simulate`` -- drives a simulated day with a live terminal view. Ctrl-C stops everything
+cleanly: services first (SIGTERM, then SIGKILL after a grace period), then Kafka and the store.
+
+    make run                       # demo city + simulated day at the default rate
+    make run RUN_ARGS="--rate 20 --time-scale 120"
+    make run RUN_ARGS=--no-simulate
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run"))
+BIN = ROOT / ".venv" / "bin"
+SERVICES = {"intake": 8101, "grid": 8102, "matching": 8103, "audit": 8104}
+#: demo data, in dependency order: the catalogue first (others follow its events), then the map
+DEMO = [("intake", ["load-demo"]), ("grid", ["load-demo"]), ("matching", ["load-demo"])]
+
+
+def log(msg: str) -> None:
+    print(f"[run] {msg}", flush=True)
+
+
+def available(service: str) -> bool:
+    pkg = ROOT / "services" / service / "src" / f"civicgrid_{service}" / "entrypoints" / "cli.py"
+    return pkg.exists() and (BIN / f"civicgrid-{service}").exists()
+
+
+def infra(cmd: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "deploy" / "local" / "infra.py"), cmd], check=True)
+
+
+def service_env(infra_env: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ, **infra_env)
+    for svc, port in SERVICES.items():
+        env.setdefault(f"{svc.upper()}_HTTP_PORT", str(port))
+    return env
+
+
+def start_service(svc: str, env: dict[str, str]) -> subprocess.Popen:
+    (STATE / "logs").mkdir(parents=True, exist_ok=True)
+    out = open(STATE / "logs" / f"{svc}.log", "ab")  # noqa: SIM115 - handed to the child
+    return subprocess.Popen([str(BIN / f"civicgrid-{svc}"), "serve"], cwd=ROOT, env=env, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_ready(svc: str, port: int, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (STATE / "logs" / f"{svc}.log").read_text(errors="replace")[-2500:]
+            raise RuntimeError(f"{svc} exited with {proc.returncode} during start-up:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{svc} not ready after {timeout:.0f}s; see {STATE / 'logs' / (svc + '.log')}")
+
+
+def stop_services(procs: dict[str, subprocess.Popen]) -> None:
+    for svc, p in procs.items():
+        if p.poll() is None:
+            log(f"stopping {svc}")
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 15
+    for p in procs.values():
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-simulate", action="store_true", help="only bring the platform up")
+    parser.add_argument("--rate", type=float, default=5.0, help="residents' requests per second")
+    parser.add_argument("--time-scale", type=float, default=60.0, help="simulated seconds per real second")
+    parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)")
+    args = parser.parse_args()
+
+    infra("up")
+    infra_env = dict(line.split("=", 1) for line in (STATE / "infra.env").read_text().split())
+    env = service_env(infra_env)
+    procs: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        nonlocal stopping
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for svc, port in SERVICES.items():
+            if available(svc):
+                procs[svc] = start_service(svc, env)
+            else:
+                log(f"{svc}: not built yet, skipped")
+        for svc, p in procs.items():
+            wait_ready(svc, SERVICES[svc], p)
+            log(f"{svc} ready")
+        for svc, cmd in DEMO:
+            if svc in procs:
+                log(f"loading demo data: civicgrid-{svc} {' '.join(cmd)}")
+                subprocess.run([str(BIN / f"civicgrid-{svc}"), *cmd], cwd=ROOT, env=env, check=True)
+        print()
+        print("civicgrid is running:")
+        print(f"  Kafka            {infra_env['KAFKA_BOOTSTRAP_SERVERS']}")
+        print(f"  store (FerretDB) {infra_env['MONGODB_URL']}")
+        for svc, p in procs.items():
+            port = SERVICES[svc]
+            print(f"  {svc:<16} http://127.0.0.1:{port}  (API docs /docs, health /health/ready, metrics /metrics)")
+        if "intake" in procs:
+            print(f"  Open311          http://127.0.0.1:{SERVICES['intake']}/open311/v2/discovery.json")
+        print(f"  logs             {STATE / 'logs'}")
+        print("  tokens           .venv/bin/civicgrid-token --role supervisor --sub demo")
+        print("Ctrl-C stops everything.\n")
+        simulator = ROOT / "deploy" / "local" / "simulate.py"
+        if not args.no_simulate and simulator.exists():
+            cmd = [sys.executable, str(simulator), "--rate", str(args.rate), "--time-scale", str(args.time_scale)]
+            if args.duration:
+                cmd += ["--duration", str(args.duration)]
+            subprocess.run(cmd, cwd=ROOT, env=env)
+        else:
+            deadline = time.monotonic() + args.duration if args.duration else None
+            while deadline is None or time.monotonic() < deadline:
+                for svc, p in procs.items():
+                    if p.poll() is not None:
+                        log(f"{svc} exited with {p.returncode}; see {STATE / 'logs' / (svc + '.log')}")
+                        return 1
+                time.sleep(1)
+    except KeyboardInterrupt:
+        print()
+        log("stopping")
+    except Exception as exc:  # noqa: BLE001
+        log(f"error: {exc}")
+        return 1
+    finally:
+        stop_services(procs)
+        infra("down")
+        log("stopped; ports freed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
