@@ -4,8 +4,9 @@
 
 SHELL := /bin/bash
 PY    := .venv/bin/python
-UV    ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 UV_VERSION := 0.13.8
+CACHE ?= $(HOME)/.cache/civicgrid
+UV    ?= $(CACHE)/uv-$(UV_VERSION)/bin/uv
 INFRA := $(PY) deploy/local/infra.py
 export UV_LINK_MODE := copy
 
@@ -20,7 +21,7 @@ help:
 # --- installation ------------------------------------------------------------------------------
 
 $(UV):
-	python3 -m pip install --quiet --user "uv==$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	python3 -m pip install --quiet --disable-pip-version-check --target "$(CACHE)/uv-$(UV_VERSION)" "uv==$(UV_VERSION)"
 
 deps: $(UV)
 	$(UV) sync --all-packages --frozen --quiet
