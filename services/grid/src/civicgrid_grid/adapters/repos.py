@@ -1,0 +1,147 @@
+"""Store repositories of the grid service: staff (with atomic load counters), posts, the chain,
+departments, the service catalogue and the request (assignment) documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from civicgrid_grid.domain.assignment import Staff
+
+
+class StaffRepository:
+    """Staff documents. ``load`` is a single-document atomic counter guarded by the limit, and
+    ``holding`` records which requests hold a unit of load, so a redelivered assignment never counts
+    twice and a release never frees what was not reserved."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.col = db["staff"]
+
+    async def ensure_indexes(self) -> None:
+        await self.col.create_index([("area", ASCENDING)], name="area")
+
+    async def get_many(self, ids: list[str]) -> dict[str, Staff]:
+        if not ids:
+            return {}
+        docs = await self.col.find({"_id": {"$in": list(set(ids))}}, {"holding": 0}).to_list(None)
+        return {d["_id"]: Staff(d["_id"], d.get("duty", "on"), d.get("leave_until"), int(d.get("load", 0)),
+                                int(d.get("limit", 20))) for d in docs}
+
+    async def get(self, sid: str) -> dict | None:
+        return await self.col.find_one({"_id": sid})
+
+    async def reserve(self, sid: str, rid: str, *, limit: int, limited: bool = True) -> bool:
+        filt: dict[str, Any] = {"_id": sid, "holding": {"$ne": rid}}
+        if limited:
+            filt["load"] = {"$lt": limit}
+        res = await self.col.update_one(filt, {"$inc": {"load": 1}, "$push": {"holding": rid}})
+        if res.modified_count:
+            return True
+        # already holding this request (a redelivery after a crash): reserved, not counted twice
+        return await self.col.count_documents({"_id": sid, "holding": rid}, limit=1) > 0
+
+    async def release(self, sid: str | None, rid: str) -> None:
+        if sid:
+            await self.col.update_one({"_id": sid, "holding": rid}, {"$inc": {"load": -1}, "$pull": {"holding": rid}})
+
+    async def set_duty(self, sid: str, *, duty: str, leave_until: str | None, limit: int | None) -> dict | None:
+        fields: dict[str, Any] = {"duty": duty, "leave_until": leave_until}
+        if limit is not None:
+            fields["limit"] = limit
+        from pymongo import ReturnDocument
+
+        return await self.col.find_one_and_update({"_id": sid}, {"$set": fields}, return_document=ReturnDocument.AFTER)
+
+    async def upsert_many(self, docs: list[dict]) -> None:
+        """Demo/roster loading: create or replace profile fields, keeping live load counters."""
+        ops = [UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k not in ("_id", "load", "holding")},
+                                             "$setOnInsert": {"load": 0, "holding": []}}, upsert=True) for d in docs]
+        for i in range(0, len(ops), 1000):
+            await self.col.bulk_write(ops[i:i + 1000], ordered=False)
+
+
+class RosterRepository:
+    """Posts (A/B holders of a line of work in an area), the chain holders per level and area, and
+    the departments."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.posts = db["posts"]
+        self.chain = db["chain"]
+        self.departments = db["departments"]
+
+    async def ensure_indexes(self) -> None:
+        await self.posts.create_index([("area", ASCENDING)], name="area")
+
+    async def posts_for(self, areas: list[str]) -> dict[tuple[str, str], dict]:
+        if not areas:
+            return {}
+        docs = await self.posts.find({"area": {"$in": list(set(areas))}}).to_list(None)
+        return {(d["area"], d["line"]): d for d in docs}
+
+    async def chain_for(self, keys: list[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        docs = await self.chain.find({"_id": {"$in": list(set(keys))}}).to_list(None)
+        return {d["_id"]: d["staff_id"] for d in docs}
+
+    async def upsert(self, col_name: str, docs: list[dict]) -> None:
+        col = getattr(self, col_name)
+        ops = [UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k != "_id"}}, upsert=True)
+               for d in docs]
+        for i in range(0, len(ops), 1000):
+            await col.bulk_write(ops[i:i + 1000], ordered=False)
+
+
+class CatalogueRepository:
+    """The service catalogue as grid needs it (last revision wins)."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.col = db["services"]
+
+    async def apply(self, doc: dict) -> bool:
+        rev = doc["revision"]
+        res = await self.col.update_one({"_id": doc["_id"], "revision": {"$lt": rev}}, {"$set": doc})
+        if res.matched_count:
+            return True
+        try:
+            await self.col.insert_one(doc)
+            return True
+        except DuplicateKeyError:
+            return False  # an equal or newer revision is already there
+
+    async def get_many(self, codes: list[str]) -> dict[str, dict]:
+        if not codes:
+            return {}
+        return {d["_id"]: d for d in await self.col.find({"_id": {"$in": list(set(codes))}}).to_list(None)}
+
+
+class RequestRepository:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.col = db["requests"]
+
+    async def ensure_indexes(self) -> None:
+        await self.col.create_index([("assignee_id", ASCENDING), ("status", ASCENDING)], name="assignee_status")
+        await self.col.create_index([("area.grid", ASCENDING)], name="grid")
+
+    async def get_many(self, ids: list[str]) -> dict[str, dict]:
+        if not ids:
+            return {}
+        docs = await self.col.find({"_id": {"$in": list(set(ids))}}, {"_outbox": 0}).to_list(None)
+        return {d["_id"]: d for d in docs}
+
+    async def get(self, rid: str) -> dict | None:
+        return await self.col.find_one({"_id": rid}, {"_outbox": 0, "_applied": 0})
+
+    async def bulk_guarded(self, ops: list[UpdateOne]) -> None:
+        """Write guarded upserts; a duplicate key means another delivery already applied the event."""
+        if not ops:
+            return
+        try:
+            await self.col.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+            if others:
+                raise
