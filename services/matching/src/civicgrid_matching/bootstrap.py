@@ -1,0 +1,39 @@
+"""The composition root: the one place where adapters are built and wired."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from civicgrid_contracts import topics
+from civicgrid_runtime.service import Runtime
+
+from civicgrid_matching.adapters.store import Collections
+from civicgrid_matching.domain.index import VolunteerIndex
+from civicgrid_matching.handlers import Matching
+from civicgrid_matching.settings import MatchingSettings
+
+CONSUMED = (topics.ASSIGNMENTS.name, topics.CATALOGUE.name, topics.REQUESTS.name)
+
+
+@dataclass
+class Service:
+    runtime: Runtime
+    matching: Matching
+
+
+async def build(settings: MatchingSettings, *, runtime: Runtime | None = None, consume: bool = True,
+                jobs: bool = True) -> Service:
+    rt = runtime or await Runtime.open(settings)
+    cols = Collections(rt.db)
+    await cols.ensure_indexes()
+    relay = rt.outbox([cols.matches, cols.hours])
+    m = Matching(cols, relay, VolunteerIndex(ZoneInfo(settings.timezone)), settings)
+    await m.load()
+    if consume:
+        rt.consume(list(CONSUMED), m.handle_batch)
+    if jobs:
+        rt.every(settings.expiry_scan_seconds, m.expire_offers, name="offer-expiry")
+        rt.every(settings.index_refresh_seconds, m.refresh_index, name="index-refresh")
+        rt.every(60, m.reconcile_holds, name="reconcile-holds")
+    return Service(rt, m)

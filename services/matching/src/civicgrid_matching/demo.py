@@ -1,0 +1,70 @@
+"""Demo volunteers around the demo city (anchored at lat 39.90, lon 116.30, ~5 km north and east)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+from pymongo.errors import DuplicateKeyError
+
+from civicgrid_matching import registry
+from civicgrid_matching.domain.model import DomainError
+from civicgrid_matching.handlers import Matching
+from civicgrid_matching.schemas import QualificationVerify, VolunteerCreate
+
+ANCHOR = (39.90, 116.30)
+SKILLS = ("elderly_care_home", "after_school_care", "disability_assistance", "small_repairs", "legal_advice",
+          "hospital_escort")
+#: qualifications some services require (demo catalogue convention)
+QUALS = {"elderly_care_home": "elderly_care_certificate", "legal_advice": "legal_practice_license",
+         "hospital_escort": "first_aid", "disability_assistance": "first_aid"}
+UNITS = ("District Hospital No.3", "Haidian Tax Bureau", "Street Office", "No.12 Middle School",
+         "City Water Company", "District Court")
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英"
+PATTERNS = {
+    "weekday_evenings": [{"day": d, "start": "17:00", "end": "21:00"} for d in ("mon", "tue", "wed", "thu", "fri")],
+    "weekday_afternoons": [{"day": d, "start": "14:00", "end": "18:00"} for d in ("mon", "tue", "wed", "thu", "fri")],
+    "weekends": [{"day": d, "start": "08:00", "end": "20:00"} for d in ("sat", "sun")],
+    "mornings": [{"day": d, "start": "08:00", "end": "12:00"} for d in ("mon", "tue", "wed", "thu", "fri", "sat")],
+    "retired_all_week": [{"day": d, "start": "08:00", "end": "18:00"}
+                         for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")],
+}
+
+
+def demo_volunteers(n: int = 300, seed: int = 2026) -> list[tuple[VolunteerCreate, list[str]]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        lat = ANCHOR[0] + float(rng.random()) * 0.045
+        lon = ANCHOR[1] + float(rng.random()) * 0.059
+        community = f"demo-community-{int((lat - ANCHOR[0]) / 0.015) * 4 + int((lon - ANCHOR[1]) / 0.0148) + 1:02d}"
+        skills = sorted(set(rng.choice(SKILLS, size=int(rng.integers(1, 4)), replace=False).tolist()))
+        party = bool(rng.random() < 0.6)
+        pattern = list(PATTERNS)[int(rng.integers(len(PATTERNS)))]
+        body = VolunteerCreate(
+            id=f"demo-vol-{i + 1:04d}",
+            name=SURNAMES[int(rng.integers(len(SURNAMES)))] + GIVEN[int(rng.integers(len(GIVEN)))]
+            + GIVEN[int(rng.integers(len(GIVEN)))],
+            phone=f"139{int(rng.integers(10**7, 10**8))}", community=community, lat=lat, lon=lon, skills=skills,
+            availability=PATTERNS[pattern], weekly_hours_cap=float(rng.choice([4, 6, 8, 10])),
+            languages=["zh"] + (["en"] if rng.random() < 0.2 else []), party_member=party,
+            work_unit=UNITS[int(rng.integers(len(UNITS)))] if party else None)
+        quals = sorted({QUALS[s] for s in skills if s in QUALS and rng.random() < 0.8})
+        out.append((body, quals))
+    return out
+
+
+async def load_demo(m: Matching, n: int = 300) -> dict[str, int]:
+    created = existing = 0
+    for body, quals in demo_volunteers(n):
+        try:
+            await registry.register(m, body, "demo-loader")
+            created += 1
+        except (DomainError, DuplicateKeyError):
+            existing += 1
+            continue
+        for q in quals:
+            await registry.verify_qualification(m, body.id, QualificationVerify(
+                code=q, expires_on=date.today() + timedelta(days=365), evidence="demo"), "demo-loader")
+    return {"created": created, "already_there": existing}

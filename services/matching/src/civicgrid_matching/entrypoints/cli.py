@@ -1,0 +1,81 @@
+"""``civicgrid-matching``: serve | load-demo | report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from pathlib import Path
+
+from civicgrid_matching.settings import MatchingSettings
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="civicgrid-matching", description="civicgrid volunteer matching")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="HTTP API + consumers + background jobs until SIGINT/SIGTERM")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    d = sub.add_parser("load-demo", help="register demo volunteers around the demo city (idempotent)")
+    d.add_argument("--count", type=int, default=300)
+    r = sub.add_parser("report", help="write each work unit's monthly report as CSV and JSON")
+    r.add_argument("--month", required=True, help="YYYY-MM")
+    r.add_argument("--out", default="reports")
+    args = ap.parse_args(argv)
+
+    overrides = {}
+    if getattr(args, "host", None):
+        overrides["http_host"] = args.host
+    if getattr(args, "port", None):
+        overrides["http_port"] = args.port
+    settings = MatchingSettings(**overrides)
+
+    if args.cmd == "serve":
+        from civicgrid_runtime.service import serve
+
+        from civicgrid_matching.entrypoints.http import build_app
+
+        serve(build_app(settings), settings)
+    elif args.cmd == "load-demo":
+        print(json.dumps(asyncio.run(_load_demo(settings, args.count))))
+    elif args.cmd == "report":
+        print(json.dumps(asyncio.run(_report(settings, args.month, Path(args.out)))))
+
+
+async def _with_service(settings: MatchingSettings, fn):
+    from civicgrid_matching.bootstrap import build
+
+    service = await build(settings, consume=False, jobs=False)
+    try:
+        return await fn(service.matching)
+    finally:
+        await service.runtime.stop()
+
+
+async def _load_demo(settings: MatchingSettings, count: int) -> dict:
+    from civicgrid_matching.demo import load_demo
+
+    return await _with_service(settings, lambda m: load_demo(m, count))
+
+
+async def _report(settings: MatchingSettings, month: str, out: Path) -> dict:
+    from civicgrid_matching.domain import reports
+    from civicgrid_matching.entrypoints.http import _work_unit
+
+    async def run(m):
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for unit in sorted(u for u in await m.cols.volunteers.distinct("work_unit") if u):
+            rep = await _work_unit(m, unit, month)
+            stem = out / f"{month}_{''.join(c if c.isalnum() else '_' for c in unit)}"
+            stem.with_suffix(".json").write_text(json.dumps(rep, ensure_ascii=False, indent=2))
+            stem.with_suffix(".csv").write_text(reports.to_csv(rep))
+            written.append(str(stem))
+        return {"month": month, "reports": written, "dir": os.fspath(out)}
+
+    return await _with_service(settings, run)
+
+
+if __name__ == "__main__":
+    main()
