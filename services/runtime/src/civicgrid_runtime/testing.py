@@ -106,6 +106,9 @@ def check(infra: Infrastructure) -> None:
         asyncio.run(probe())
     except Exception as exc:  # noqa: BLE001
         raise RuntimeError(f"Kafka broker at {infra.kafka} is not reachable: {exc}") from exc
+    from civicgrid_runtime.bus import ensure_topics
+
+    asyncio.run(ensure_topics(infra.kafka))  # the registry's topics exist before any test reads them
     banner = (f"civicgrid tests: REAL Kafka broker at {infra.kafka}, REAL MongoDB-protocol store at {infra.mongodb} "
               f"({build.get('version', '?')}{', FerretDB' if 'ferretdb' in str(build).lower() else ''}) "
               f"from {infra.origin}")
