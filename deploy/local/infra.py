@@ -239,8 +239,9 @@ def start_store() -> None:
 
 
 def wait_kafka(timeout: float = 90.0) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient  # the venv is set up before infra starts
     import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient  # the venv is set up before infra starts
 
     async def probe() -> bool:
         admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{KAFKA_PORT}", request_timeout_ms=3000)

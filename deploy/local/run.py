@@ -111,7 +111,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        for svc, port in SERVICES.items():
+        for svc in SERVICES:
             if available(svc):
                 procs[svc] = start_service(svc, env)
             else:
@@ -127,7 +127,7 @@ def main() -> int:
         print("civicgrid is running:")
         print(f"  Kafka            {infra_env['KAFKA_BOOTSTRAP_SERVERS']}")
         print(f"  store (FerretDB) {infra_env['MONGODB_URL']}")
-        for svc, p in procs.items():
+        for svc in procs:
             port = SERVICES[svc]
             print(f"  {svc:<16} http://127.0.0.1:{port}  (API docs /docs, health /health/ready, metrics /metrics)")
         if "intake" in procs:

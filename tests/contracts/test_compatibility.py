@@ -7,11 +7,10 @@ import copy
 import json
 
 import pytest
-from pydantic import Field
-
 from civicgrid_contracts import registered_events
 from civicgrid_contracts.envelope import EventPayload
 from civicgrid_contracts.schemas import SCHEMA_DIR, check, file_name, incompatibilities, schema_of
+from pydantic import Field
 
 
 def test_committed_schemas_match_the_models():
@@ -81,7 +80,7 @@ ALLOWED = {"service_name", "name_zh", "name_en"}  # names of services, not peopl
 @pytest.mark.parametrize("cls", list(registered_events().values()), ids=lambda c: c.event_type)
 def test_no_event_has_a_field_for_personal_data(cls):
     def fields(schema, prefix=""):
-        for k, v in schema.get("properties", {}).items():
+        for k in schema.get("properties", {}):
             yield prefix + k
         for d in schema.get("$defs", {}).values():
             for k in d.get("properties", {}):

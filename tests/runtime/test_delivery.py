@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from civicgrid_contracts import Envelope, topics
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits

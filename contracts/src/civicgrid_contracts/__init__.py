@@ -4,8 +4,10 @@
     from civicgrid_contracts.events.intake import RequestReceived
 """
 
-from civicgrid_contracts import events  # noqa: F401  (registers every event type)
-from civicgrid_contracts import topics
+from civicgrid_contracts import (
+    events,  # noqa: F401  (registers every event type)
+    topics,
+)
 from civicgrid_contracts.envelope import Envelope, EventPayload, derived_event_id, registered_events, utcnow
 from civicgrid_contracts.errors import ContractError, MalformedEvent, UnknownEventType
 

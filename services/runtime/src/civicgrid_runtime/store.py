@@ -23,11 +23,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from civicgrid_contracts import Envelope
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicgrid_contracts import Envelope
 from civicgrid_runtime.bus import Delivery, EventPublisher
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.metrics import OUTBOX_PENDING
@@ -193,10 +193,9 @@ async def update_with_events(
     None when the filter (e.g. an idempotency guard) matched nothing.
     """
     from pymongo import ReturnDocument
+    from pymongo.errors import DuplicateKeyError
 
     from civicgrid_runtime.faults import crash_point
-
-    from pymongo.errors import DuplicateKeyError
 
     try:
         doc = await collection.find_one_and_update(
