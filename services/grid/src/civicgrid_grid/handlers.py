@@ -204,11 +204,13 @@ def _received_fields(ev: RequestReceived, env: Envelope) -> dict[str, Any]:
 
 
 async def caused_on_assignment(ctx: GridContext, env: Envelope, ev: RequestReceived, o: AssignmentOutcome,
-                               *, discriminator: str = "") -> tuple[list[Envelope], dict[str, Any]]:
+                               *, discriminator: str = "", catalogue: dict | None = None,
+                               ) -> tuple[list[Envelope], dict[str, Any]]:
     """RequestAssigned, plus VolunteerRequested / DepartmentDispatched the service needs."""
     city = ctx.require_city()
     rid = ev.request_id
-    catalogue = (await ctx.catalogue.get_many([ev.service_code])).get(ev.service_code, {})
+    if catalogue is None:
+        catalogue = (await ctx.catalogue.get_many([ev.service_code])).get(ev.service_code, {})
     handled = tuple(ev.handled_by) or tuple(catalogue.get("handled_by") or ("grid",))
     evs = [assigned_event(env, rid, o, city, handled_by=handled, source=ctx.source, discriminator=discriminator)]
     extra: dict[str, Any] = {}
@@ -234,6 +236,7 @@ async def caused_on_assignment(ctx: GridContext, env: Envelope, ev: RequestRecei
             extra[f"dispatches.{dispatch_id}"] = {"departments": list(deps), "report_by": report_by,
                                                   "acknowledged": {}, "reported": {}, "open": True}
             extra["status_detail"] = "department dispatched"
+            extra["dispatched_to"] = list(deps)
         else:
             extra["attention"] = ["service needs a department but none is configured"]
     return evs, extra
@@ -294,10 +297,11 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
         ev = d.envelope.data
         items.append((ev.request_id, locate_request(city, ev.location), line_for(ev.service_group, ev.service_code)))
     outcomes = await decide_many(ctx, items)
+    services = await ctx.catalogue.get_many([d.envelope.data.service_code for d in todo])
     ops, written = [], []
     for d, o in zip(todo, outcomes, strict=True):
         ev: RequestReceived = d.envelope.data
-        evs, extra = await caused_on_assignment(ctx, d.envelope, ev, o)
+        evs, extra = await caused_on_assignment(ctx, d.envelope, ev, o, catalogue=services.get(ev.service_code, {}))
         upd, keys = _with_outbox({"$set": {**_received_fields(ev, d.envelope), **assignment_fields(o),
                                            "status": "assigned", "assigned_at": now(), **extra},
                                   "$push": {APPLIED: d.envelope.id}}, evs)
@@ -514,7 +518,8 @@ class Commands:
         return await self._write(doc, OPEN, {"$set": {
             f"dispatches.{dispatch_id}": {"departments": departments, "report_by": report_by, "acknowledged": {},
                                           "reported": {}, "open": True, "by": staff_id},
-            "status": "in_progress"}}, [ev], "dispatch to departments")
+            "status": "in_progress"}, "$addToSet": {"dispatched_to": {"$each": departments}}}, [ev],
+            "dispatch to departments")
 
     def _dispatch(self, doc: dict, dispatch_id: str, department: str) -> dict:
         disp = (doc.get("dispatches") or {}).get(dispatch_id)
