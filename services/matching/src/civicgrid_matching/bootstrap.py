@@ -23,7 +23,7 @@ class Service:
 
 
 async def build(settings: MatchingSettings, *, runtime: Runtime | None = None, consume: bool = True,
-                jobs: bool = True) -> Service:
+                jobs: bool = True, offset_reset: str = "earliest") -> Service:
     rt = runtime or await Runtime.open(settings)
     cols = Collections(rt.db)
     await cols.ensure_indexes()
@@ -31,7 +31,7 @@ async def build(settings: MatchingSettings, *, runtime: Runtime | None = None, c
     m = Matching(cols, relay, VolunteerIndex(ZoneInfo(settings.timezone)), settings)
     await m.load()
     if consume:
-        rt.consume(list(CONSUMED), m.handle_batch)
+        rt.consume(list(CONSUMED), m.handle_batch, auto_offset_reset=offset_reset)
     if jobs:
         rt.every(settings.expiry_scan_seconds, m.expire_offers, name="offer-expiry")
         rt.every(settings.index_refresh_seconds, m.refresh_index, name="index-refresh")

@@ -1,0 +1,101 @@
+"""Fixtures of matching's integration tests: the real service (HTTP app + consumers + jobs) on the
+real broker and store, with its own database and consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from civicgrid_contracts import Envelope
+from civicgrid_contracts.events.grid import VolunteerRequested
+from civicgrid_contracts.values import Location
+from civicgrid_runtime.auth import mint_token
+from civicgrid_runtime.testing import start_group_at_end, unique
+
+from civicgrid_matching.bootstrap import CONSUMED, build
+from civicgrid_matching.entrypoints.http import build_app
+from civicgrid_matching.settings import MatchingSettings
+
+SECRET = "matching-test-secret-0123456789abcdef"
+ANCHOR = (39.90, 116.30)
+
+
+def staff() -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(secret=SECRET, sub='staff-1', role='supervisor')}"}
+
+
+def as_volunteer(vid: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(secret=SECRET, sub=vid, role='volunteer')}"}
+
+
+def next_weekday(weekday: int, hour: int, minute: int = 0, weeks: int = 1) -> datetime:
+    """A future local (Asia/Shanghai, UTC+8) time on ``weekday`` (0 = Monday), as UTC."""
+    now = datetime.now(UTC) + timedelta(hours=8)
+    d = now.date() + timedelta(days=(weekday - now.weekday()) % 7 + 7 * weeks)
+    return datetime(d.year, d.month, d.day, hour, minute, tzinfo=UTC) - timedelta(hours=8)
+
+
+def volunteer_body(vid: str, north_m: float = 0, east_m: float = 0, skills=("elderly_care_home",), **kw) -> dict:
+    body = {"id": vid, "name": f"Name {vid}", "phone": "13900000000", "community": kw.pop("community", "c-01"),
+            "lat": ANCHOR[0] + north_m / 111_195, "lon": ANCHOR[1] + east_m / 85_300, "skills": list(skills),
+            "availability": [{"day": d, "start": "00:00", "end": "24:00"}
+                             for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")],
+            "weekly_hours_cap": 20}
+    body.update(kw)
+    return body
+
+
+def requested(rid: str | None = None, *, service="elderly_care_home", at: datetime | None = None, hours=2.0,
+              resident_ref: str | None = None, recurring=False, north_m=0.0, east_m=0.0) -> Envelope:
+    rid = rid or f"req-{uuid.uuid4().hex[:12]}"
+    p = VolunteerRequested(
+        request_id=rid, service_code=service,
+        location=Location(lat=ANCHOR[0] + north_m / 111_195, lon=ANCHOR[1] + east_m / 85_300),
+        community="c-01", needed_from=at or next_weekday(0, 10), needed_hours=hours, recurring_weekly=recurring,
+        resident_ref=resident_ref, requested_by="staff-1", requested_at=datetime.now(UTC))
+    return Envelope.wrap(p, source="/civicgrid/grid")
+
+
+async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await predicate()
+        if result:
+            return result
+        await asyncio.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+class Harness:
+    def __init__(self, app, client: httpx.AsyncClient, settings: MatchingSettings) -> None:
+        self.app, self.http, self.settings = app, client, settings
+
+    @property
+    def service(self):
+        return self.app.state.service
+
+    @property
+    def m(self):
+        return self.service.matching
+
+    @property
+    def publisher(self):
+        return self.service.runtime.publisher
+
+    async def register(self, *bodies: dict) -> None:
+        for b in bodies:
+            r = await self.http.post("/volunteers", json=b, headers=staff())
+            assert r.status_code == 201, r.text
+
+    async def match_doc(self, rid: str, status: str | None = None, timeout: float = 20.0) -> dict:
+        async def get():
+            d = await self.m.cols.matches.find_one({"_id": rid})
+            return d if d and (status is None or d["status"] == status) else None
+
+        return await wait_for(get, timeout)
+
+
