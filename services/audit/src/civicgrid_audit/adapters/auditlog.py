@@ -1,0 +1,253 @@
+"""The tamper-evident audit log: every consumed event appended, hash-chained, Merkle-checkpointed.
+
+Design (single writer per log, no coordination between replicas):
+
+- one log per Kafka topic-partition consumed (``log = "intake_requests_v1:3"``). Kafka gives each
+  partition to exactly one member of the consumer group, so each log has one writer; the sequence
+  is the log's own counter (``seq`` 0, 1, 2 ...) and the source offset is kept beside it;
+- a record is ``{log, seq, offset, event_id, raw, leaf, prev, chain}`` with ``_id = log#seq``:
+  ``raw`` is the canonical JSON of the event, ``leaf = SHA-256(0x00||raw)``,
+  ``chain = SHA-256(prev||leaf)``. The unique ``_id`` means two writers during a rebalance can
+  never fork the log: the loser's insert fails, its batch is retried and finds the records there;
+- ``log_heads`` caches size, last offset, chain and the Merkle *frontier* (log2(n) subtree roots);
+  records are the truth: after a crash between the insert and the head update, the next append
+  folds the records past the cached size into the head first;
+- ``checkpoints`` are signed tree heads (Ed25519): ``log, size, root, timestamp, signature`` over
+  ``civicgrid-audit-checkpoint\\n{log}\\n{size}\\n{root}\\n{timestamp}``;
+- ``verify`` streams the records in ``seq`` order (never the whole log in memory), recomputes every
+  leaf and link and the Merkle root at each checkpoint size, and names the first record that was
+  altered, removed, inserted or reordered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pymongo import ASCENDING, InsertOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from civicgrid_contracts import Envelope
+from civicgrid_runtime.bus import Delivery
+
+from civicgrid_audit.domain import merkle
+
+RECORDS, HEADS, CHECKPOINTS = "log_records", "log_heads", "checkpoints"
+
+
+class LogConflict(RuntimeError):
+    """Another writer appended to this log at the same time (rebalance overlap); retry the batch."""
+
+
+def log_name(topic: str, partition: int) -> str:
+    return f"{topic.replace('.', '_')}:{partition}"
+
+
+def raw_event(env: Envelope) -> str:
+    doc = env.to_document()
+    doc["time"] = env.time.astimezone(UTC).isoformat()
+    return merkle.canonical(doc).decode()
+
+
+def record_id(log: str, seq: int) -> str:
+    return f"{log}#{seq:012d}"
+
+
+def checkpoint_message(log: str, size: int, root_hex: str, timestamp: str) -> bytes:
+    return f"civicgrid-audit-checkpoint\n{log}\n{size}\n{root_hex}\n{timestamp}".encode()
+
+
+class Signer:
+    def __init__(self, seed_hex: str) -> None:
+        self._key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed_hex))
+        self.public_key: Ed25519PublicKey = self._key.public_key()
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        self.public_hex = self.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+    def sign(self, msg: bytes) -> str:
+        return self._key.sign(msg).hex()
+
+    def check(self, msg: bytes, sig_hex: str) -> bool:
+        try:
+            self.public_key.verify(bytes.fromhex(sig_hex), msg)
+            return True
+        except Exception:  # noqa: BLE001 - InvalidSignature or malformed hex
+            return False
+
+
+class AuditLog:
+    def __init__(self, db: AsyncDatabase, signer: Signer) -> None:
+        self.db = db
+        self.records = db[RECORDS]
+        self.heads = db[HEADS]
+        self.checkpoints = db[CHECKPOINTS]
+        self.signer = signer
+
+    async def ensure_indexes(self) -> None:
+        await self.records.create_index([("log", ASCENDING), ("seq", ASCENDING)], name="log_seq")
+        await self.records.create_index([("log", ASCENDING), ("prev", ASCENDING)], name="log_prev")
+        await self.records.create_index([("event_id", ASCENDING)], name="event_id")
+        await self.checkpoints.create_index([("log", ASCENDING), ("size", ASCENDING)], name="log_size")
+
+    # ------------------------------------------------------------------ append
+
+    async def _head(self, log: str) -> dict[str, Any]:
+        head = await self.heads.find_one({"_id": log}) or {
+            "_id": log, "size": 0, "last_offset": -1, "chain": merkle.GENESIS.hex(), "frontier": [], "_new": True}
+        tail = await self.records.find({"log": log, "seq": {"$gte": head["size"]}}).sort("seq", ASCENDING).to_list(None)
+        if tail:  # a crash left records past the cached head: fold them in (records are the truth)
+            frontier = merkle.frontier_from_doc(head["frontier"])
+            for r in tail:
+                frontier = merkle.frontier_append(frontier, bytes.fromhex(r["leaf"]))
+                head.update(size=r["seq"] + 1, last_offset=r["offset"], chain=r["chain"])
+            head["frontier"] = merkle.frontier_to_doc(frontier)
+            head["_recovered"] = True
+        return head
+
+    async def append(self, deliveries: Sequence[Delivery]) -> int:
+        """Append the deliveries of one topic-partition (in offset order); idempotent by offset."""
+        if not deliveries:
+            return 0
+        log = log_name(deliveries[0].topic, deliveries[0].partition)
+        head = await self._head(log)
+        old_size = head["size"] if not head.get("_recovered") else None
+        size, chain = head["size"], bytes.fromhex(head["chain"])
+        frontier = merkle.frontier_from_doc(head["frontier"])
+        last_offset = head["last_offset"]
+        ops = []
+        for d in deliveries:
+            if d.offset <= last_offset:
+                continue  # already in the log (redelivery)
+            raw = raw_event(d.envelope)
+            leaf = merkle.leaf_hash(raw.encode())
+            new_chain = merkle.chain_hash(chain, leaf)
+            ops.append(InsertOne({"_id": record_id(log, size), "log": log, "seq": size, "offset": d.offset,
+                                  "event_id": d.envelope.id, "raw": raw, "leaf": leaf.hex(), "prev": chain.hex(),
+                                  "chain": new_chain.hex()}))
+            frontier = merkle.frontier_append(frontier, leaf)
+            chain, size, last_offset = new_chain, size + 1, d.offset
+        if ops:
+            try:
+                await self.records.bulk_write(ops, ordered=True)
+            except (BulkWriteError, DuplicateKeyError) as exc:
+                raise LogConflict(f"{log}: another writer appended concurrently") from exc
+        if ops or head.get("_recovered") or head.get("_new"):
+            new_head = {"size": size, "last_offset": last_offset, "chain": chain.hex(),
+                        "frontier": merkle.frontier_to_doc(frontier), "updated_at": datetime.now(UTC)}
+            if head.get("_new") and not head.get("_recovered"):
+                try:
+                    await self.heads.update_one({"_id": log, "size": {"$lte": 0}}, {"$set": new_head}, upsert=True)
+                except DuplicateKeyError as exc:
+                    raise LogConflict(log) from exc
+            else:
+                filt = {"_id": log} if old_size is None else {"_id": log, "size": old_size}
+                await self.heads.update_one(filt, {"$set": new_head}, upsert=head.get("_new", False))
+        return len(ops)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    async def checkpoint(self, *, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Sign a tree head for every log that grew since its last checkpoint."""
+        out = []
+        async for head in self.heads.find({}):
+            last = await self.checkpoints.find({"log": head["_id"]}).sort("size", -1).limit(1).to_list(None)
+            if last and last[0]["size"] >= head["size"]:
+                continue
+            root = merkle.frontier_root(merkle.frontier_from_doc(head["frontier"])).hex()
+            ts = (now or datetime.now(UTC)).astimezone(UTC).isoformat()
+            cp = {"_id": f"{head['_id']}#{head['size']:012d}", "log": head["_id"], "size": head["size"],
+                  "root": root, "timestamp": ts, "public_key": self.signer.public_hex,
+                  "signature": self.signer.sign(checkpoint_message(head["_id"], head["size"], root, ts))}
+            try:
+                await self.checkpoints.insert_one(cp)
+            except DuplicateKeyError:
+                continue  # another replica signed the same head
+            out.append(cp)
+        return out
+
+    async def logs(self) -> list[str]:
+        return sorted([h["_id"] async for h in self.heads.find({}, {"_id": 1})])
+
+    # ------------------------------------------------------------------ verification
+
+    async def verify(self, log: str) -> dict[str, Any]:
+        """Prove the log intact, or name the first record altered, removed, inserted or reordered."""
+        cps = await self.checkpoints.find({"log": log}).sort("size", ASCENDING).to_list(None)
+        bad_sig = [c for c in cps if not self.signer.check(checkpoint_message(log, c["size"], c["root"], c["timestamp"]),
+                                                         c["signature"])]
+        result: dict[str, Any] = {"log": log, "ok": True, "size": 0, "checkpoints_checked": 0, "problem": None}
+        if bad_sig:
+            return {**result, "ok": False, "problem": {"kind": "bad_checkpoint_signature", "seq": bad_sig[0]["size"],
+                                                     "detail": f"checkpoint at size {bad_sig[0]['size']} has an "
+                                                               "invalid signature"}}
+        cp_iter = iter(cps)
+        next_cp = next(cp_iter, None)
+        expected = 0
+        chain = merkle.GENESIS
+        prev_chain = merkle.GENESIS  # the chain before the previous record
+        frontier: merkle.Frontier = []
+
+        def fail(kind: str, seq: int, detail: str) -> dict[str, Any]:
+            return {**result, "ok": False, "size": expected, "problem": {"kind": kind, "seq": seq, "detail": detail}}
+
+        cursor = self.records.find({"log": log}).sort([("seq", ASCENDING), ("_id", ASCENDING)]).batch_size(2000)
+        async for r in cursor:
+            seq = r.get("seq")
+            if seq is None or seq < expected:
+                return fail("inserted", expected - 1 if seq is None else seq,
+                            f"a second record claims seq {seq} (an inserted record)")
+            if seq > expected:
+                return fail("removed", expected, f"record seq {expected} is missing (next present is {seq})")
+            leaf = merkle.leaf_hash(str(r.get("raw", "")).encode())
+            if leaf.hex() != r.get("leaf") or r.get("chain") != merkle.chain_hash(bytes.fromhex(r.get("prev", "00")),
+                                                                                    leaf).hex():
+                if r.get("prev") == chain.hex() or leaf.hex() != r.get("leaf"):
+                    return fail("altered", seq, f"record seq {seq} (event {r.get('event_id')}) does not match its "
+                                                "hash: its content was altered")
+            if r.get("prev") != chain.hex():
+                if r.get("prev") == prev_chain.hex():
+                    return fail("inserted", seq - 1, f"record seq {seq - 1} is not part of the chain: it was inserted")
+                belongs = await self.records.find_one({"log": log, "prev": chain.hex(), "seq": {"$gt": seq}})
+                if belongs is not None:
+                    return fail("reordered", seq, f"record seq {seq} is out of place: the record that follows seq "
+                                                  f"{seq - 1} was found at seq {belongs['seq']}")
+                return fail("removed", seq, f"the record(s) before seq {seq} were removed: its link names an "
+                                            "unknown predecessor")
+            prev_chain, chain = chain, bytes.fromhex(r["chain"])
+            frontier = merkle.frontier_append(frontier, leaf)
+            expected += 1
+            while next_cp is not None and next_cp["size"] == expected:
+                if merkle.frontier_root(frontier).hex() != next_cp["root"]:
+                    return fail("altered", expected - 1, f"Merkle root at size {expected} differs from the signed "
+                                                         "checkpoint: a record up to here was altered")
+                result["checkpoints_checked"] += 1
+                next_cp = next(cp_iter, None)
+        if next_cp is not None and next_cp["size"] > expected:
+            return fail("removed", expected, f"the signed checkpoint covers {next_cp['size']} records but only "
+                                             f"{expected} remain: records from seq {expected} were removed")
+        result["size"] = expected
+        result["root"] = merkle.frontier_root(frontier).hex()
+        return result
+
+    async def inclusion(self, event_id: str) -> dict[str, Any] | None:
+        """Inclusion proof of an event in the latest checkpoint of its log (RFC 6962)."""
+        rec = await self.records.find_one({"event_id": event_id})
+        if rec is None:
+            return None
+        cp = await self.checkpoints.find({"log": rec["log"], "size": {"$gt": rec["seq"]}}).sort("size", -1).limit(
+            1).to_list(None)
+        if not cp:
+            return {"log": rec["log"], "seq": rec["seq"], "leaf": rec["leaf"], "checkpoint": None, "proof": []}
+        cp = cp[0]
+        leaves = [bytes.fromhex(x["leaf"]) async for x in self.records.find(
+            {"log": rec["log"], "seq": {"$lt": cp["size"]}}, {"leaf": 1}).sort("seq", ASCENDING)]
+        proof = merkle.inclusion_proof(rec["seq"], leaves)
+        return {"log": rec["log"], "seq": rec["seq"], "leaf": rec["leaf"],
+                "checkpoint": {k: cp[k] for k in ("size", "root", "timestamp", "signature", "public_key")},
+                "proof": [p.hex() for p in proof],
+                "verified": merkle.verify_inclusion(rec["seq"], cp["size"], bytes.fromhex(rec["leaf"]), proof,
+                                                    bytes.fromhex(cp["root"]))}

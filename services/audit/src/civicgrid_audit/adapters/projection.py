@@ -1,0 +1,253 @@
+"""The projections: per-request timeline + state, KPI counters, deadlines, the catalogue.
+
+``Projector.apply(deliveries)`` takes the events of ONE topic-partition, in offset order (what the
+runtime's consumer hands a batch handler, and what replay feeds it), and is idempotent:
+
+1. append them to the audit log of that partition (tamper-evident trail);
+2. fold new entries into each request document (optimistic concurrency on ``_v``: events of one
+   request arrive on the same partition number of several topics, handled concurrently); the same
+   single-document write stores the request's new KPI contribution (``_kc``) and the *difference*
+   as a pending delta tagged with this partition and offset (``_kp``);
+3. apply pending deltas of this partition to the counter documents with ``$inc``, guarded by the
+   counter's position for this partition (``_pos``): a delta is applied exactly once even when
+   a crash makes the batch come again; then clear them from the request documents;
+4. upsert the request's time-limit clocks into ``deadlines`` (projection-owned fields only; the
+   escalation step and next due time belong to the scanner).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from civicgrid_runtime.bus import Delivery
+
+from civicgrid_audit.adapters.auditlog import AuditLog
+from civicgrid_audit.domain import kpi, timeline
+from civicgrid_audit.domain.calendar import WorkingCalendar
+
+REQUESTS, COUNTERS, DEADLINES, SERVICES = "requests", "kpi_counters", "deadlines", "services"
+CATALOGUE_TYPE = "civicgrid.catalogue.service_defined"
+FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
+
+
+def tag_of(d: Delivery) -> str:
+    return f"{d.position_key}@{d.offset:012d}"
+
+
+def deadline_fields(request_id: str, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Projection-owned fields of each clock of a request."""
+    out = {}
+    tl = state.get("time_limits") or {}
+    seen: dict[tuple[str, str | None], int] = defaultdict(int)
+    for e in state["escalations"]:
+        seen[(e["clock"], e.get("department"))] = max(seen[(e["clock"], e.get("department"))], int(e["step"]))
+    for c in timeline.clocks(state):
+        if c["clock"] == "report_back":
+            hours = tl.get("report_back_hours") or tl.get("resolution_hours")
+        else:
+            hours = tl.get(f"{c['clock']}_hours")
+        out[timeline.clock_id(request_id, c)] = {
+            "request_id": request_id, "clock": c["clock"], "department": c["department"],
+            "dispatch_id": c["dispatch_id"], "base_due": timeline.parse_time(c["base_due"]), "active": c["active"],
+            "area_code": state.get("area_code") or "", "level": state.get("level") or "grid",
+            "seen": seen[(c["clock"], c["department"])], "period_hours": hours,
+            "business": tl.get("calendar", "business") == "business",
+        }
+    return out
+
+
+class Projector:
+    def __init__(self, db: AsyncDatabase, log: AuditLog, calendar: WorkingCalendar) -> None:
+        self.db = db
+        self.log = log
+        self.calendar = calendar
+        self.requests = db[REQUESTS]
+        self.counters = db[COUNTERS]
+        self.deadlines = db[DEADLINES]
+        self.services = db[SERVICES]
+
+    async def ensure_indexes(self) -> None:
+        await self.log.ensure_indexes()
+        await self.requests.create_index([("area_code", ASCENDING), ("escalation_count", ASCENDING)], name="area_esc")
+        await self.counters.create_index([("dim", ASCENDING), ("key", ASCENDING), ("day", ASCENDING)], name="dkd")
+        await self.counters.create_index([("dim", ASCENDING), ("day", ASCENDING)], name="dim_day")
+        await self.deadlines.create_index([("active", ASCENDING), ("due_at", ASCENDING)], name="due")
+        await self.deadlines.create_index([("area_code", ASCENDING), ("base_due", ASCENDING)], name="area_due")
+        await self.deadlines.create_index([("request_id", ASCENDING)], name="request")
+
+    # ------------------------------------------------------------------ entry point
+
+    async def apply(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        await self.log.append(deliveries)
+        catalogue = [d for d in deliveries if d.envelope.type == CATALOGUE_TYPE]
+        if catalogue:
+            await self._catalogue(catalogue)
+        by_request: dict[str, list[Delivery]] = defaultdict(list)
+        for d in deliveries:
+            if d.envelope.type != CATALOGUE_TYPE:
+                by_request[d.envelope.subject].append(d)
+        if not by_request:
+            return
+        position = deliveries[0].position_key
+        docs = await self._fold_requests(by_request)
+        await self._apply_counters(position, docs)
+        await self._deadlines(docs)
+
+    # ------------------------------------------------------------------ catalogue
+
+    async def _catalogue(self, deliveries: list[Delivery]) -> None:
+        ops = []
+        for d in deliveries:
+            data = d.envelope.data.model_dump(mode="json")
+            ops.append(UpdateOne({"_id": data["service_code"], "revision": {"$lt": data["revision"]}},
+                                 {"$set": {"revision": data["revision"], "definition": data}}, upsert=True))
+        for op in ops:  # last revision wins; an older one hits the unique _id and is ignored
+            try:
+                await self.services.bulk_write([op])
+            except BulkWriteError:
+                pass
+
+    # ------------------------------------------------------------------ requests
+
+    async def _fold_requests(self, by_request: dict[str, list[Delivery]]) -> dict[str, dict[str, Any]]:
+        """Fold the batch into request documents; returns the documents as written (or as found)."""
+        pending = dict(by_request)
+        result: dict[str, dict[str, Any]] = {}
+        for _attempt in range(50):
+            found = {doc["_id"]: doc async for doc in self.requests.find({"_id": {"$in": list(pending)}})}
+            ops, written = [], {}
+            for rid, ds in pending.items():
+                doc = found.get(rid)
+                if doc is None:
+                    doc = {"_id": rid, "timeline": [], "_v": 0, "_kc": {}, "_kp": {}}
+                known = {e["id"] for e in doc["timeline"]}
+                new_entries = []
+                for d in ds:
+                    if d.envelope.id not in known:
+                        known.add(d.envelope.id)
+                        new_entries.append(timeline.entry_from_envelope(d.envelope, topic=d.topic,
+                                                                        partition=d.partition, offset=d.offset))
+                if not new_entries:
+                    result[rid] = doc
+                    continue
+                entries = timeline.ordered(doc["timeline"] + new_entries)
+                state = timeline.fold(entries, self.calendar)
+                contrib = kpi.contributions(state, self.calendar)
+                delta = kpi.diff(contrib, doc.get("_kc") or {})
+                kp = dict(doc.get("_kp") or {})
+                if delta:
+                    kp[tag_of(ds[-1])] = delta
+                open_ = state["status"] not in ("resolved", "closed", "rejected", "merged")
+                new_doc = {
+                    "_id": rid, "timeline": entries, "state": state, "status": state["status"],
+                    "area_code": state.get("area_code") or "", "open": open_,
+                    "escalation_count": len(state["escalations"]), "_kc": contrib, "_kp": kp,
+                    "_v": doc["_v"] + 1, "_w": uuid.uuid4().hex,
+                }
+                written[rid] = (new_doc, doc)
+                if doc["_v"] == 0:
+                    ops.append(InsertOne(new_doc))
+                else:
+                    ops.append(ReplaceOne({"_id": rid, "_v": doc["_v"]}, new_doc))
+            if ops:
+                conflict = False
+                try:
+                    res = await self.requests.bulk_write(ops, ordered=False)
+                    conflict = res.matched_count + res.inserted_count < len(ops)
+                except BulkWriteError:
+                    conflict = True
+                if conflict:  # someone else wrote some of these documents: find out which, redo those
+                    tokens = {d["_id"]: d.get("_w") async for d in self.requests.find(
+                        {"_id": {"$in": list(written)}}, {"_w": 1})}
+                    lost = {rid for rid, (nd, _) in written.items() if tokens.get(rid) != nd["_w"]}
+                else:
+                    lost = set()
+            else:
+                lost = set()
+            for rid, (nd, old) in written.items():
+                if rid not in lost:
+                    nd["_prev_state"] = old.get("state")
+                    result[rid] = nd
+            pending = {rid: pending[rid] for rid in lost}
+            if not pending:
+                return result
+        raise RuntimeError(f"request documents kept changing under us: {sorted(pending)[:5]}")
+
+    # ------------------------------------------------------------------ KPI counters
+
+    async def _apply_counters(self, position: str, docs: dict[str, dict[str, Any]]) -> None:
+        prefix = position + "@"
+        deltas: list[tuple[str, int, dict[str, dict[str, int]]]] = []
+        for rid, doc in docs.items():
+            for tag, delta in (doc.get("_kp") or {}).items():
+                if tag.startswith(prefix):
+                    deltas.append((rid, int(tag[len(prefix):]), delta))
+        if not deltas:
+            return
+        cids = sorted({cid for _, _, delta in deltas for cid in delta})
+        pos_field = f"_pos.{position}"
+        current = {c["_id"]: (c.get("_pos") or {}).get(position, -1) async for c in self.counters.find(
+            {"_id": {"$in": cids}}, {pos_field: 1})}
+        sums: dict[str, dict[str, int]] = defaultdict(dict)
+        top: dict[str, int] = {}
+        for _rid, off, delta in deltas:
+            for cid, m in delta.items():
+                if off > current.get(cid, -1):
+                    kpi.add_into(sums[cid], m)
+                    top[cid] = max(top.get(cid, -1), off)
+        ops = []
+        for cid, m in sums.items():
+            dim, key, day = kpi.split_counter_id(cid)
+            cur = current.get(cid, -1)
+            filt: dict[str, Any] = {"_id": cid, pos_field: cur if cur >= 0 else {"$exists": False}}
+            inc = {f"m.{k}": v for k, v in m.items() if v}
+            upd: dict[str, Any] = {"$set": {pos_field: top[cid], "dim": dim, "key": key, "day": day}}
+            if inc:
+                upd["$inc"] = inc
+            ops.append(UpdateOne(filt, upd, upsert=True))
+        if ops:
+            res = await self.counters.bulk_write(ops, ordered=False)
+            if res.matched_count + res.upserted_count < len(ops):
+                raise RuntimeError(f"{position}: KPI counter position moved under us (rebalance overlap); retry")
+        clear = [UpdateOne({"_id": rid}, {"$unset": {f"_kp.{prefix}{off:012d}": ""}}) for rid, off, _ in deltas]
+        await self.requests.bulk_write(clear, ordered=False)
+
+    # ------------------------------------------------------------------ deadlines
+
+    async def _deadlines(self, docs: dict[str, dict[str, Any]]) -> None:
+        """Upsert changed clocks. A redelivered batch (no change) rewrites all clocks of its requests, in
+        case a crash came between the request write and this one. ``_rv`` (the request version)
+        keeps a concurrent writer holding an older state from overwriting a newer one."""
+        ops = []
+        for rid, doc in docs.items():
+            if not doc.get("state"):
+                continue
+            new = deadline_fields(rid, doc["state"])
+            if "_prev_state" in doc:
+                old = deadline_fields(rid, doc["_prev_state"]) if doc.get("_prev_state") else {}
+            else:
+                old = {}
+            for did, fields in new.items():
+                if old.get(did) == fields:
+                    continue
+                ops.append(UpdateOne(
+                    {"_id": did, "$or": [{"_rv": {"$lt": doc["_v"]}}, {"_rv": {"$exists": False}}]},
+                    {"$set": {**fields, "_rv": doc["_v"]},
+                     "$setOnInsert": {"step": 1, "due_at": fields["base_due"], "esc_level": None}}, upsert=True))
+        if ops:
+            try:
+                await self.deadlines.bulk_write(ops, ordered=False)
+            except BulkWriteError as exc:  # only "a newer version is already there" is acceptable
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != 11000 for e in errors) or exc.details.get("writeConcernErrors"):
+                    raise

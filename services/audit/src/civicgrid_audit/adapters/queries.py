@@ -1,0 +1,114 @@
+"""Read side: timelines (also "as of" a past moment), supervision lists, KPIs, evaluations.
+
+KPI queries read only the day-bucket counter documents of one (dimension, key) in the period
+(at most 366 small documents for a year) and compute rates and quantiles in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from civicgrid_audit.adapters.projection import COUNTERS, DEADLINES, REQUESTS
+from civicgrid_audit.domain import kpi, timeline
+from civicgrid_audit.domain.calendar import WorkingCalendar
+
+EVALUATED = ("staff", "grid", "community", "department", "property")
+
+
+def _area_filter(prefix: str) -> dict[str, Any]:
+    return {"area_code": {"$regex": f"^{re.escape(prefix)}"}} if prefix else {}
+
+
+def public_entry(e: dict[str, Any]) -> dict[str, Any]:
+    return {k: e[k] for k in ("id", "type", "time", "who", "service", "topic", "partition", "offset", "data")}
+
+
+class Queries:
+    def __init__(self, db: AsyncDatabase, calendar: WorkingCalendar) -> None:
+        self.db = db
+        self.calendar = calendar
+
+    async def request(self, request_id: str, *, as_of: datetime | None = None) -> dict[str, Any] | None:
+        doc = await self.db[REQUESTS].find_one({"_id": request_id})
+        if doc is None:
+            return None
+        entries = doc["timeline"]
+        if as_of is not None:
+            entries = [e for e in entries if timeline.parse_time(e["time"]) <= as_of]
+            state = timeline.fold(entries, self.calendar)
+        else:
+            state = doc["state"]
+        return {"request_id": request_id, "as_of": as_of.isoformat() if as_of else None, "state": state,
+                "timeline": [public_entry(e) for e in entries]}
+
+    async def overdue(self, area: str, *, now: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        now = now or datetime.now(UTC)
+        rows = []
+        async for d in self.db[DEADLINES].find({"active": True, "base_due": {"$lt": now}, **_area_filter(area)}).sort(
+                "base_due", ASCENDING).limit(limit):
+            due = timeline.parse_time(d["base_due"])
+            rows.append({
+                "request_id": d["request_id"], "clock": d["clock"], "department": d.get("department"),
+                "area_code": d.get("area_code"), "due_at": due.isoformat(),
+                "overdue_hours": round(self.calendar.hours_between(due, now, business=d.get("business", True)), 2),
+                "overdue_calendar_hours": round((now - due).total_seconds() / 3600, 2),
+                "escalation_steps": max(int(d.get("step", 1)) - 1, int(d.get("seen", 0))),
+                "level": timeline.higher_level(d.get("level"), d.get("esc_level")),
+            })
+        rows.sort(key=lambda r: -r["overdue_calendar_hours"])
+        return rows
+
+    async def escalated(self, area: str, *, now: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        now = now or datetime.now(UTC)
+        rows = []
+        async for d in self.db[REQUESTS].find({"escalation_count": {"$gt": 0}, "open": True, **_area_filter(area)},
+                                              {"state": 1, "area_code": 1}).limit(limit * 5):
+            st = d["state"]
+            first_due = min(timeline.parse_time(e["due_at"]) for e in st["escalations"])
+            last = max(st["escalations"], key=lambda e: (e["escalated_at"], e["step"]))
+            rows.append({"request_id": d["_id"], "area_code": d.get("area_code"), "status": st["status"],
+                         "escalations": len(st["escalations"]), "level": last["to_level"],
+                         "last_clock": last["clock"], "late_since": first_due.isoformat(),
+                         "late_hours": round((now - first_due).total_seconds() / 3600, 2)})
+        rows.sort(key=lambda r: -r["late_hours"])
+        return rows[:limit]
+
+    async def counters(self, dim: str, key: str, start: str, end: str) -> dict[str, int]:
+        total: dict[str, int] = {}
+        async for c in self.db[COUNTERS].find({"dim": dim, "key": kpi.safe(key), "day": {"$gte": start, "$lte": end}},
+                                              {"m": 1}):
+            kpi.add_into(total, c.get("m") or {})
+        return total
+
+    async def kpis(self, dim: str, key: str, start: str, end: str) -> dict[str, Any]:
+        m = await self.counters(dim, key, start, end)
+        return {"dimension": dim, "key": key, "from": start, "to": end, **kpi.figures(m)}
+
+    async def evaluation(self, quarter: str, dims: tuple[str, ...] = EVALUATED) -> dict[str, Any]:
+        """Per dimension: every key with its figures, ranked by score (then resolution, then volume)."""
+        start, end = kpi.quarter_range(quarter)
+        out: dict[str, Any] = {"quarter": quarter, "from": start, "to": end, "generated_at":
+                               datetime.now(UTC).isoformat(), "score": "mean of the defined headline rates "
+                               "(response, resolution, satisfaction; report-back for departments) x 100",
+                               "dimensions": {}}
+        for dim in dims:
+            sums: dict[str, dict[str, int]] = defaultdict(dict)
+            async for c in self.db[COUNTERS].find({"dim": dim, "day": {"$gte": start, "$lte": end}}, {"m": 1, "key": 1}):
+                kpi.add_into(sums[c["key"]], c.get("m") or {})
+            rows = []
+            for key, m in sums.items():
+                f = kpi.figures(m)
+                if not f["received"]:
+                    continue
+                rows.append({"key": key, "score": kpi.score(f), **f})
+            rows.sort(key=lambda r: (-r["score"], -(r["resolution_rate"] or 0), -r["received"], r["key"]))
+            for i, r in enumerate(rows):
+                r["rank"] = i + 1 if i == 0 or r["score"] != rows[i - 1]["score"] else rows[i - 1]["rank"]
+            out["dimensions"][dim] = rows
+        return out

@@ -1,0 +1,114 @@
+"""The deadline scanner: finds due clocks by the ``(active, due_at)`` index, claims each one
+atomically with a lease, and publishes the escalation through the deadline document's outbox.
+
+- claim = ``find_one_and_update`` on a due, unclaimed (or lease-expired) deadline: only one
+  replica gets it; a crashed claimer's lease runs out and another replica takes over;
+- the escalation is deterministic: ``escalation_id = <clock id>|<step>`` and the event id derives
+  from it, so a retry after a crash re-publishes the *same* event, which every reader ignores;
+- the step advance and the outgoing event are one document update (``update_with_events``),
+  guarded by the claim and by ``active``: a request accepted meanwhile is not escalated;
+- it repeats: the next due time is one more period (the limit again, or ``AUDIT_REPEAT_HOURS``)
+  while the clock stays late, one level further up the chain each time, up to the district.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from civicgrid_contracts import Envelope
+from civicgrid_contracts.envelope import derived_event_id
+from civicgrid_contracts.events.audit import RequestEscalated
+from civicgrid_runtime.logging import get_logger
+from civicgrid_runtime.store import OutboxRelay, update_with_events
+
+from civicgrid_audit.adapters.projection import FAR_FUTURE
+from civicgrid_audit.domain import timeline
+from civicgrid_audit.domain.calendar import WorkingCalendar
+
+log = get_logger("civicgrid.audit.scanner")
+
+
+class DeadlineScanner:
+    def __init__(self, deadlines: AsyncCollection, relay: OutboxRelay | None, calendar: WorkingCalendar, *,
+                 source: str, lease_seconds: float = 30.0, repeat_hours: float | None = None,
+                 instance: str | None = None) -> None:
+        self.deadlines = deadlines
+        self.relay = relay
+        self.calendar = calendar
+        self.source = source
+        self.lease = timedelta(seconds=lease_seconds)
+        self.repeat_hours = repeat_hours
+        self.instance = instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.escalated = 0
+
+    async def scan(self, *, now: datetime | None = None, limit: int = 500) -> int:
+        """Escalate every due clock (up to ``limit``); returns how many escalations were published."""
+        done = 0
+        for _ in range(limit):
+            t = now or datetime.now(UTC)
+            doc = await self.deadlines.find_one_and_update(
+                {"active": True, "due_at": {"$lte": t},
+                 "$or": [{"claimed_until": {"$exists": False}}, {"claimed_until": {"$lt": t}}]},
+                {"$set": {"claimed_by": self.instance, "claimed_until": t + self.lease}},
+                sort=[("due_at", 1)], return_document=ReturnDocument.AFTER,
+            )
+            if doc is None:
+                break
+            if await self._handle(doc, t):
+                done += 1
+        self.escalated += done
+        return done
+
+    def _due_of_step(self, doc: dict[str, Any], step: int) -> datetime:
+        due = timeline.parse_time(doc["base_due"])
+        period = self.repeat_hours or doc.get("period_hours") or 24.0
+        for _ in range(step - 1):
+            due = self.calendar.add_hours(due, period, business=doc.get("business", True))
+        return due
+
+    async def _release(self, doc: dict[str, Any], fields: dict[str, Any]) -> None:
+        await self.deadlines.update_one({"_id": doc["_id"], "claimed_by": self.instance},
+                                        {"$set": fields, "$unset": {"claimed_by": "", "claimed_until": ""}})
+
+    async def _handle(self, doc: dict[str, Any], now: datetime) -> bool:
+        step = max(int(doc.get("step") or 1), int(doc.get("seen") or 0) + 1)
+        due = self._due_of_step(doc, step)
+        if due > now:  # the projection saw escalations we had not made: just move the clock on
+            await self._release(doc, {"step": step, "due_at": due})
+            return False
+        from_level = timeline.higher_level(doc.get("level"), doc.get("esc_level"))
+        to_level = timeline.next_level(from_level)
+        if to_level is None:  # the district has it: nothing higher to escalate to
+            await self._release(doc, {"due_at": FAR_FUTURE, "exhausted": True})
+            return False
+        escalation_id = f"{doc['_id']}|{step}"
+        payload = RequestEscalated(
+            request_id=doc["request_id"], escalation_id=escalation_id, clock=doc["clock"], step=step,
+            from_level=from_level, to_level=to_level, due_at=due, escalated_at=now,
+            overdue_hours=round(self.calendar.hours_between(timeline.parse_time(doc["base_due"]), now,
+                                                            business=doc.get("business", True)), 3),
+            department=doc.get("department"),
+        )
+        env = Envelope.wrap(payload, source=self.source, event_id=derived_event_id(escalation_id, payload.event_type),
+                            correlation_id=doc["request_id"], time=now)
+        written = await update_with_events(
+            self.deadlines, self.relay,
+            filter={"_id": doc["_id"], "claimed_by": self.instance, "active": True},
+            update={"$set": {"step": step + 1, "due_at": self._due_of_step(doc, step + 1), "esc_level": to_level,
+                             "last_escalation": {"escalation_id": escalation_id, "step": step, "at": now,
+                                                 "to_level": to_level}},
+                    "$unset": {"claimed_by": "", "claimed_until": ""}},
+            events=[env], crash_point_name="audit.escalation.written",
+        )
+        if written is None:  # the clock stopped (or our lease ran out) meanwhile
+            await self._release(doc, {})
+            return False
+        log.info("escalated", request_id=doc["request_id"], clock=doc["clock"], step=step, to_level=to_level)
+        return True

@@ -1,0 +1,57 @@
+"""The composition root: the one place where adapters are built and wired."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from civicgrid_contracts import topics
+from civicgrid_runtime import Runtime
+from civicgrid_runtime.bus import EventConsumer
+
+from civicgrid_audit.adapters.auditlog import AuditLog, Signer
+from civicgrid_audit.adapters.projection import DEADLINES, Projector
+from civicgrid_audit.adapters.queries import Queries
+from civicgrid_audit.adapters.scanner import DeadlineScanner
+from civicgrid_audit.domain.calendar import WorkingCalendar
+from civicgrid_audit.settings import AuditSettings
+
+CONSUMED_TOPICS: tuple[str, ...] = tuple(t.name for t in topics.EVENT_TOPICS)
+
+
+def build_calendar(s: AuditSettings) -> WorkingCalendar:
+    return WorkingCalendar.from_strings(timezone=s.timezone, working_days=s.working_days,
+                                        working_hours=s.working_hours, holidays=s.holidays,
+                                        makeup_days=s.makeup_days)
+
+
+@dataclass
+class AuditService:
+    runtime: Runtime
+    settings: AuditSettings
+    calendar: WorkingCalendar
+    log: AuditLog
+    projector: Projector
+    scanner: DeadlineScanner
+    queries: Queries
+    consumer: EventConsumer | None = None
+
+
+async def bootstrap(settings: AuditSettings | None = None, *, runtime: Runtime | None = None,
+                    consume: bool = True, scan: bool = True, checkpoints: bool = True) -> AuditService:
+    s = settings or AuditSettings()
+    rt = runtime or await Runtime.open(s)
+    calendar = build_calendar(s)
+    log = AuditLog(rt.db, Signer(s.signing_key.get_secret_value()))
+    projector = Projector(rt.db, log, calendar)
+    await projector.ensure_indexes()
+    relay = rt.outbox([rt.db[DEADLINES]])
+    scanner = DeadlineScanner(rt.db[DEADLINES], relay, calendar, source=s.source, lease_seconds=s.lease_seconds,
+                              repeat_hours=s.repeat_hours, instance=s.consumer_instance or None)
+    svc = AuditService(rt, s, calendar, log, projector, scanner, Queries(rt.db, calendar))
+    if consume:
+        svc.consumer = rt.consume(list(CONSUMED_TOPICS), projector.apply)
+    if scan:
+        rt.every(s.scan_seconds, scanner.scan, name="deadline-scan")
+    if checkpoints:
+        rt.every(s.checkpoint_seconds, log.checkpoint, name="checkpoint")
+    return svc

@@ -1,0 +1,37 @@
+"""Audit settings (env prefix ``AUDIT_``; Kafka/Mongo addresses also read unprefixed)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from civicgrid_runtime.settings import ServiceSettings
+
+
+class AuditSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AUDIT_", extra="ignore", frozen=True)
+
+    service_name: str = "audit"
+    http_port: int = Field(default=8104, ge=1, le=65535)
+
+    # -- working calendar (business hours)
+    timezone: str = "Asia/Shanghai"
+    working_days: str = Field(default="1,2,3,4,5", description="ISO weekdays that are working days (1=Monday)")
+    working_hours: str = Field(default="09:00-12:00,13:30-18:00", description="Working periods of a working day")
+    holidays: str = Field(default="", description="Public holidays, comma-separated ISO dates")
+    makeup_days: str = Field(default="", description="Make-up working days (調休), comma-separated ISO dates")
+
+    # -- escalation
+    scan_seconds: float = Field(default=0.5, gt=0, le=60, description="Deadline scanner period")
+    lease_seconds: float = Field(default=30.0, gt=0, le=3600, description="Claim lease of a due deadline")
+    repeat_hours: float | None = Field(default=None, gt=0,
+                                       description="Period between repeated escalations; default: the limit itself")
+
+    # -- tamper-evident log
+    signing_key: SecretStr = Field(
+        default=SecretStr(hashlib.sha256(b"civicgrid-audit-development-key").hexdigest()),
+        description="Ed25519 private key seed, 32 bytes hex",
+    )
+    checkpoint_seconds: float = Field(default=30.0, gt=0, le=86400, description="Signed checkpoint period")
