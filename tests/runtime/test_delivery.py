@@ -98,7 +98,7 @@ async def test_sigkill_after_write_before_publish_gives_exactly_one_downstream_e
             crashing.kill()
     stored = await mongo[db]["requests"].find_one({"_id": rid})
     assert stored is not None and stored["applied_count"] == 1, "the write happened before the crash"
-    assert stored.get("_outbox_pending") is True, "the caused event is waiting in the document's outbox"
+    assert stored.get("_outbox_pending", 0) > 0, "the caused event is waiting in the document's outbox"
     assert await count_assigned(infra, rid, since) == [], "nothing was published before the crash"
 
     restarted = subprocess.Popen([sys.executable, script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from civicgrid_contracts import Envelope
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -140,10 +140,13 @@ class OutboxRelay:
         if not work:
             return 0
         await self._publisher.publish_many([env for _, evs in work for _, env in evs])
-        for doc_id, evs in work:
-            await collection.update_one({"_id": doc_id}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}})
-            # clear the flag only if nothing new arrived meanwhile (the filter checks emptiness)
-            await collection.update_one({"_id": doc_id, OUTBOX: {}}, {"$unset": {PENDING: ""}})
+        # remove exactly the published entries, then clear the flag only where nothing new arrived
+        # meanwhile (the filter checks emptiness); two round trips per batch, not per document
+        await collection.bulk_write(
+            [UpdateOne({"_id": i}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}}) for i, evs in work],
+            ordered=False)
+        await collection.bulk_write(
+            [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: ""}}) for i, _ in work], ordered=False)
         return sum(len(evs) for _, evs in work)
 
     async def flush(self, collection: AsyncCollection, ids: Iterable[Any]) -> int:
