@@ -1,0 +1,153 @@
+"""The request outbox relay: publishes the events waiting in request documents, in batches.
+
+Why not only the runtime's ``OutboxRelay`` sweep: it finds pending documents with
+``find({_outbox_pending: true})``, and FerretDB v1 on SQLite pushes down nothing but ``_id``
+equality, so that query reads the whole demand list (measured here: ~0.9 s at 20,000 requests,
+every sweep). Instead, every write that enqueues events first records a small *marker*
+(``outbox_markers``, ``_id`` = request id) and only then writes the request document (state and
+events together, one document). The marker collection holds only in-flight work, so its sweep is
+cheap on any store. After a crash the sweep publishes what a document still holds, finishes a
+half-done duplicate link, and drops markers whose request was never written.
+
+Order of one submission: marker -> request document (201 answered now) -> publish -> unset the
+events -> delete the marker. Every step is idempotent; publishing twice is harmless (event ids are
+deterministic and every reader ignores an id it already applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+
+from civicgrid_runtime.bus import EventPublisher
+from civicgrid_runtime.faults import crash_point
+from civicgrid_runtime.logging import get_logger
+from civicgrid_runtime.store import OUTBOX, PENDING, pending_events
+
+log = get_logger("civicgrid.intake.outbox")
+
+CRASH_POINT = "intake.after_store_before_publish"
+
+
+class RequestRelay:
+    def __init__(self, requests: AsyncCollection, markers: AsyncCollection, publisher: EventPublisher, *,
+                 batch: int = 200, sweep_seconds: float = 1.0, orphan_after: float = 30.0) -> None:
+        self.requests = requests
+        self.markers = markers
+        self._publisher = publisher
+        self._batch = batch
+        self._sweep_seconds = sweep_seconds
+        self._orphan_after = timedelta(seconds=orphan_after)
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        #: completes a duplicate link left half-done by a crash: (request id, parent id) -> None
+        self.link_finisher: Callable[[str, str], Awaitable[None]] | None = None
+
+    # -- writing side
+
+    async def mark(self, request_id: str, *, link_to: str | None = None) -> None:
+        doc: dict[str, Any] = {"at": datetime.now(UTC)}
+        if link_to:
+            doc["link_to"] = link_to
+        await self.markers.update_one({"_id": request_id}, {"$set": doc}, upsert=True)
+
+    def enqueue(self, request_ids: Iterable[str]) -> None:
+        """Publish these requests' pending events soon (called after the HTTP answer was sent)."""
+        for rid in request_ids:
+            self._queue.put_nowait(rid)
+
+    # -- publishing side
+
+    async def flush(self, request_ids: list[str]) -> int:
+        crash_point(CRASH_POINT)
+        ids = list(dict.fromkeys(request_ids))
+        # one _id lookup each: FerretDB v1/SQLite pushes down only _id *equality* ($in scans)
+        docs = [d for d in await asyncio.gather(*(self.requests.find_one({"_id": i}, {OUTBOX: 1}) for i in ids))
+                if d is not None]
+        work = [(d["_id"], pending_events(d)) for d in docs if d.get(OUTBOX)]
+        if work:
+            await self._publisher.publish_many([env for _, evs in work for _, env in evs])
+            await self.requests.bulk_write(
+                [UpdateOne({"_id": i}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}}) for i, evs in work],
+                ordered=False)
+            await self.requests.bulk_write(
+                [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: "", OUTBOX: ""}}) for i, _ in work],
+                ordered=False)
+        # a marker goes only once its document has nothing left to publish
+        done = [d["_id"] for d in docs if not d.get(OUTBOX)] + [i for i, _ in work]
+        for rid in done:
+            await self.markers.delete_one({"_id": rid, "link_to": {"$exists": False}})
+        return sum(len(evs) for _, evs in work)
+
+    async def sweep(self) -> int:
+        """Finish what a crash (or a failed fast path) left: cheap, markers are only in-flight work."""
+        markers = await self.markers.find({}).limit(self._batch).to_list(None)
+        if not markers:
+            return 0
+        now = datetime.now(UTC)
+        ids = [m["_id"] for m in markers]
+        found = await asyncio.gather(*(self.requests.find_one({"_id": i}, {"_id": 1}) for i in ids))
+        existing = {d["_id"] for d in found if d is not None}
+        for m in markers:
+            if m["_id"] not in existing:
+                at = m["at"] if m["at"].tzinfo else m["at"].replace(tzinfo=UTC)
+                if now - at > self._orphan_after:  # the write never happened: nothing to publish
+                    await self.markers.delete_one({"_id": m["_id"]})
+                continue
+            if m.get("link_to") and self.link_finisher:
+                await self.link_finisher(m["_id"], m["link_to"])
+                await self.markers.update_one({"_id": m["_id"]}, {"$unset": {"link_to": ""}})
+        live = [i for i in ids if i in existing]
+        n = 0
+        for i in range(0, len(live), self._batch):
+            n += await self.flush(live[i:i + self._batch])
+        return n
+
+    async def _flush_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            ids = [first]
+            while len(ids) < self._batch and not self._queue.empty():
+                ids.append(self._queue.get_nowait())
+            try:
+                await self.flush(ids)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the markers keep the work; the sweep retries it
+                log.warning("fast-path publish failed; the sweep will retry", error=repr(exc), requests=len(ids))
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                n = await self.sweep()
+                if n:
+                    log.info("outbox sweep published", events=n)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - infrastructure hiccup; the next sweep retries
+                log.warning("outbox sweep failed", error=repr(exc))
+            await asyncio.sleep(self._sweep_seconds)
+
+    async def start(self) -> None:
+        await self.sweep()  # what a previous crash left behind, before new work
+        self._tasks = [asyncio.create_task(self._flush_loop(), name="intake-flush"),
+                       asyncio.create_task(self._sweep_loop(), name="intake-sweep")]
+
+    async def stop(self) -> None:
+        # publish what is queued before going away (best effort; the markers cover the rest)
+        pending: list[str] = []
+        while not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if pending:
+            try:
+                await self.flush(pending)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("final flush failed; the next start publishes it", error=repr(exc))

@@ -1,0 +1,124 @@
+"""Store repositories: the demand list, the catalogue, duplicate cells, API keys, the contact access log.
+
+Every hot-path lookup is by ``_id`` equality, the one query FerretDB v1/SQLite answers from an
+index; secondary indexes are still declared for MongoDB, where the list/filter queries use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import h3
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from civicgrid_runtime.geo import haversine_m
+
+H3_RES = 9
+
+
+class Collections:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.db = db
+        self.requests: AsyncCollection = db["requests"]
+        self.services: AsyncCollection = db["services"]
+        self.markers: AsyncCollection = db["outbox_markers"]
+        self.cells: AsyncCollection = db["duplicate_cells"]
+        self.api_keys: AsyncCollection = db["open311_api_keys"]
+        self.access_log: AsyncCollection = db["contact_access_log"]
+
+    async def ensure_indexes(self) -> None:
+        r = self.requests
+        await asyncio.gather(
+            r.create_index([("received_at", DESCENDING), ("_id", DESCENDING)], name="by_received"),
+            r.create_index([("status", ASCENDING), ("received_at", DESCENDING)], name="by_status"),
+            r.create_index([("service_code", ASCENDING), ("received_at", DESCENDING)], name="by_service"),
+            r.create_index([("area_keys", ASCENDING), ("received_at", DESCENDING)], name="by_area"),
+            self.access_log.create_index([("request_id", ASCENDING), ("at", DESCENDING)], name="by_request"),
+        )
+
+
+def cell_of(lat: float, lon: float) -> str:
+    return h3.latlng_to_cell(lat, lon, H3_RES)
+
+
+def ring_size(distance_m: float) -> int:
+    """k of the k-ring that surely contains every point within ``distance_m`` of a cell's points."""
+    edge = h3.average_hexagon_edge_length(H3_RES, unit="m")
+    # a point is at most one edge from its cell centre; neighbours' centres are sqrt(3)*edge apart
+    return max(1, int((distance_m + 2 * edge) // (1.5 * edge)))
+
+
+class DuplicateCells:
+    """Open requests per (service, H3 res-9 cell): one small document per cell, found by ``_id``.
+
+    Candidates for a new request are read from its cell's k-ring (7 documents for 50 m), never by
+    scanning the demand list. Entries older than the window are pruned when seen.
+    """
+
+    def __init__(self, col: AsyncCollection) -> None:
+        self.col = col
+
+    @staticmethod
+    def key(service_code: str, cell: str) -> str:
+        return f"{service_code}:{cell}"
+
+    async def add(self, service_code: str, cell: str, request_id: str, lat: float, lon: float,
+                  at: datetime) -> None:
+        await self.col.update_one({"_id": self.key(service_code, cell)},
+                                  {"$set": {f"e.{request_id}": {"at": at, "lat": lat, "lon": lon}}}, upsert=True)
+
+    async def remove(self, service_code: str, cell: str, request_id: str) -> None:
+        await self.col.update_one({"_id": self.key(service_code, cell)}, {"$unset": {f"e.{request_id}": ""}})
+
+    async def candidates(self, service_code: str, lat: float, lon: float, *, distance_m: float,
+                         window: timedelta, now: datetime) -> list[tuple[float, datetime, str]]:
+        """(distance, received_at, request id) within distance and window, nearest first."""
+        cells = h3.grid_disk(cell_of(lat, lon), ring_size(distance_m))
+        docs = await asyncio.gather(*(self.col.find_one({"_id": self.key(service_code, c)}) for c in cells))
+        out: list[tuple[float, datetime, str]] = []
+        for doc in docs:
+            if not doc:
+                continue
+            stale = []
+            for rid, e in (doc.get("e") or {}).items():
+                at = e["at"] if e["at"].tzinfo else e["at"].replace(tzinfo=UTC)
+                if now - at > window:
+                    stale.append(rid)
+                    continue
+                d = haversine_m(lat, lon, e["lat"], e["lon"])
+                if d <= distance_m:
+                    out.append((d, at, rid))
+            if stale:
+                await self.col.update_one({"_id": doc["_id"]}, {"$unset": {f"e.{r}": "" for r in stale}})
+        out.sort()
+        return out
+
+
+class ApiKeys:
+    """Open311 API keys, stored as SHA-256 hashes."""
+
+    def __init__(self, col: AsyncCollection) -> None:
+        self.col = col
+
+    @staticmethod
+    def _hash(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    async def mint(self, name: str, *, key: str | None = None) -> str:
+        key = key or "o311_" + secrets.token_urlsafe(24)
+        await self.col.update_one({"_id": self._hash(key)},
+                                  {"$set": {"name": name, "active": True},
+                                   "$setOnInsert": {"created_at": datetime.now(UTC)}}, upsert=True)
+        return key
+
+    async def check(self, key: str | None) -> dict[str, Any] | None:
+        if not key:
+            return None
+        doc = await self.col.find_one({"_id": self._hash(key)})
+        return doc if doc and doc.get("active") else None

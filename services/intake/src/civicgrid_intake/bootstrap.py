@@ -1,0 +1,69 @@
+"""The composition root: the one place where intake's adapters are built and wired."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from civicgrid_contracts import topics
+from civicgrid_runtime.logging import get_logger
+from civicgrid_runtime.service import Runtime
+
+from civicgrid_intake.adapters.crypto import ContactVault
+from civicgrid_intake.adapters.outbox import RequestRelay
+from civicgrid_intake.adapters.repository import Collections
+from civicgrid_intake.catalogue import Catalogue
+from civicgrid_intake.entrypoints.consumers import lifecycle_handler
+from civicgrid_intake.handlers import IntakeHandlers
+from civicgrid_intake.settings import IntakeSettings
+
+log = get_logger("civicgrid.intake")
+LIFECYCLE_TOPICS = (topics.ASSIGNMENTS.name, topics.VOLUNTEERS.name, topics.SUPERVISION.name)
+
+
+@dataclass
+class IntakeService:
+    runtime: Runtime
+    settings: IntakeSettings
+    cols: Collections
+    catalogue: Catalogue
+    relay: RequestRelay
+    handlers: IntakeHandlers
+
+    async def start(self) -> None:
+        """Called once the runtime started: indexes, default catalogue, request relay."""
+        await self.cols.ensure_indexes()
+        if self.settings.load_default_catalogue:
+            n = await self.catalogue.load_defaults()
+            if n:
+                log.info("default catalogue loaded", services=n)
+        else:
+            await self.catalogue.refresh()
+        await self.relay.start()
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+
+
+async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime | None = None,
+                    consume: bool = True) -> IntakeService:
+    settings = settings or IntakeSettings()
+    dev = settings.dev_keys_in_use()
+    if dev:
+        msg = f"intake is using development keys for {', '.join(dev)}; set them in production"
+        log.warning(msg)
+        warnings.warn(msg, stacklevel=1)
+    rt = runtime or await Runtime.open(settings)
+    cols = Collections(rt.db)
+    catalogue_relay = rt.outbox([cols.services])  # small collection: the runtime's sweep is cheap here
+    catalogue = Catalogue(cols.services, catalogue_relay, source=settings.source)
+    relay = RequestRelay(cols.requests, cols.markers, rt.publisher, batch=settings.flush_batch,
+                         sweep_seconds=settings.outbox_sweep_seconds)
+    vault = ContactVault(settings.contact_key.get_secret_value(), settings.reporter_key.get_secret_value(),
+                         settings.token_key.get_secret_value())
+    handlers = IntakeHandlers(cols, catalogue, relay, vault, settings)
+    if consume:
+        rt.consume(list(LIFECYCLE_TOPICS), lifecycle_handler(handlers))
+    rt.every(5.0, catalogue.refresh, name="catalogue-refresh")  # other replicas' admin changes
+    return IntakeService(runtime=rt, settings=settings, cols=cols, catalogue=catalogue, relay=relay,
+                         handlers=handlers)

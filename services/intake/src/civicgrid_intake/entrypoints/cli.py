@@ -1,0 +1,77 @@
+"""``civicgrid-intake``: serve, load-demo, mint-api-key."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from civicgrid_intake.settings import IntakeSettings
+
+DEV_API_KEY = "civicgrid-dev-open311-key"
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from civicgrid_runtime.service import serve
+
+    from civicgrid_intake.entrypoints.http import build_app
+
+    overrides = {}
+    if args.host:
+        overrides["http_host"] = args.host
+    if args.port:
+        overrides["http_port"] = args.port
+    settings = IntakeSettings(**overrides)
+    serve(build_app(settings), settings)  # uvicorn: clean shutdown on SIGINT/SIGTERM
+
+
+async def _with_service(fn):
+    from civicgrid_intake.bootstrap import bootstrap
+
+    settings = IntakeSettings()
+    service = await bootstrap(settings, consume=False)
+    try:
+        await service.cols.ensure_indexes()
+        return await fn(service)
+    finally:
+        await service.runtime.stop()
+
+
+def _load_demo(args: argparse.Namespace) -> None:
+    async def run(service):
+        n = await service.catalogue.load_defaults()
+        await service.runtime.relay.sweep()
+        key = await service.handlers.api_keys.mint("development (load-demo)", key=args.api_key)
+        return n, len(service.catalogue.all()), key
+
+    new, total, key = asyncio.run(_with_service(run))
+    print(f"catalogue: {total} active services ({new} newly defined and published as ServiceDefined)")
+    print(f"Open311 api_key: {key}")
+
+
+def _mint(args: argparse.Namespace) -> None:
+    async def run(service):
+        return await service.handlers.api_keys.mint(args.name)
+
+    print(asyncio.run(_with_service(run)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="civicgrid-intake", description="civicgrid intake service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="HTTP API + consumers + background jobs (Ctrl-C / SIGTERM stops cleanly)")
+    p.add_argument("--host", default=None, help="default INTAKE_HTTP_HOST or 127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="default INTAKE_HTTP_PORT or 8101")
+    p.set_defaults(fn=_serve)
+    p = sub.add_parser("load-demo", help="define the default catalogue and create the development Open311 key")
+    p.add_argument("--api-key", default=DEV_API_KEY)
+    p.set_defaults(fn=_load_demo)
+    p = sub.add_parser("mint-api-key", help="create a new Open311 api_key and print it")
+    p.add_argument("--name", default="client", help="who the key is for")
+    p.set_defaults(fn=_mint)
+    args = parser.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

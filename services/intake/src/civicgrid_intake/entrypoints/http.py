@@ -1,0 +1,342 @@
+"""Intake's HTTP API: the native JSON API under /api/v1 and Open311 GeoReport v2 under /open311/v2.
+
+Views are thin: they authenticate, translate, call a handler and shape the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from civicgrid_runtime.auth import Principal, decode_token, require, require_area
+from civicgrid_runtime.problems import Problem, problem_response, validation_problem
+from civicgrid_runtime.service import create_app
+
+from civicgrid_intake.domain.commands import RateRequest, UnmergeRequest
+from civicgrid_intake.domain.errors import IntakeError
+from civicgrid_intake.domain.model import STATUSES
+from civicgrid_intake.entrypoints import open311
+from civicgrid_intake.entrypoints.schemas import (
+    ContactRead,
+    ErasureDone,
+    RequestCreate,
+    RequestCreated,
+    RequestPage,
+    RequestRead,
+    ServiceCreate,
+    ServiceRead,
+    to_read,
+)
+from civicgrid_intake.domain.catalogue import ServiceSpec
+from civicgrid_intake.settings import IntakeSettings
+
+STAFF_READ = ("operator", "grid_worker", "supervisor", "department", "auditor")
+_bearer = HTTPBearer(auto_error=False)
+
+
+def handlers_of(request: Request):
+    return request.app.state.service.handlers
+
+
+def optional_principal(request: Request,
+                       creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal | None:
+    if creds is None:
+        return None
+    return decode_token(creds.credentials, secret=request.app.state.auth_secret)
+
+
+def resident_token(x_request_token: Annotated[str | None, Header(description="The token returned at submission")]
+                   = None, token: Annotated[str | None, Query(description="Alternative to X-Request-Token")]
+                   = None) -> str | None:
+    return x_request_token or token
+
+
+def _encode_cursor(doc: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps([doc["received_at"].isoformat(), doc["_id"]]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        t, i = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(t), str(i)
+    except Exception:  # noqa: BLE001
+        raise Problem(422, "Invalid request", "cursor is not one this API returned", type_="validation-error",
+                      errors=[{"field": "cursor", "in": "query", "message": "invalid cursor"}]) from None
+
+
+# ----------------------------------------------------------------------------- native API
+
+requests_router = APIRouter(prefix="/api/v1", tags=["requests"])
+
+
+@requests_router.post("/requests", status_code=201, response_model=RequestCreated,
+                      summary="Submit a request (resident, operator, app)",
+                      responses={409: {"description": "Idempotency-Key reused with another body"},
+                                 413: {"description": "Body larger than the limit"},
+                                 422: {"description": "Invalid field (problem details name it)"}})
+async def submit(body: RequestCreate, request: Request, response: Response, background: BackgroundTasks,
+                 idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> RequestCreated:
+    h = handlers_of(request)
+    res = await h.submit(body, idempotency_key=idempotency_key)
+    response.headers["Location"] = f"/api/v1/requests/{res.request_id}"
+    if res.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    # published after the answer is on its way; the marker makes sure it happens even after a crash
+    background.add_task(h.relay.enqueue, [res.request_id])
+    return RequestCreated(**res.answer, token=res.token)
+
+
+@requests_router.get("/requests/{request_id}", response_model=RequestRead,
+                     summary="One request and its status history (resident token or staff bearer token)")
+async def read_one(request_id: str, request: Request, token: str | None = Depends(resident_token),
+                   staff: Principal | None = Depends(optional_principal)) -> RequestRead:
+    h = handlers_of(request)
+    if staff is not None and staff.role != "resident":
+        if staff.role not in (*STAFF_READ, "admin"):
+            raise Problem(403, "Forbidden", f"Role {staff.role!r} may not read requests.", type_="forbidden")
+        doc = await h.get(request_id)
+        if staff.role == "grid_worker":
+            require_area(staff, doc.get("area_code"))
+        return to_read(doc, parent_status=await h.parent_status(doc), staff=True)
+    if not token:
+        raise Problem(401, "Authentication required", "Send the request's token (X-Request-Token) or a staff "
+                      "bearer token.", type_="unauthorized")
+    doc = await h.get_for_resident(request_id, token)
+    return to_read(doc, parent_status=await h.parent_status(doc))
+
+
+@requests_router.get("/requests", response_model=RequestPage, summary="List and filter requests (staff)")
+async def list_requests(
+    request: Request,
+    staff: Principal = Depends(require(*STAFF_READ)),
+    status: Annotated[list[str] | None, Query(description=f"One or more of {', '.join(STATUSES)}")] = None,
+    service_code: Annotated[list[str] | None, Query()] = None,
+    area: Annotated[str | None, Query(max_length=20, description="Area code (district..grid)")] = None,
+    received_from: datetime | None = None,
+    received_to: datetime | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> RequestPage:
+    bad = [s for s in status or [] if s not in STATUSES]
+    if bad:
+        raise Problem(422, "Invalid request", f"unknown status {bad}", type_="validation-error",
+                      errors=[{"field": "status", "in": "query", "message": f"one of {list(STATUSES)}"}])
+    if area:
+        require_area(staff, area)
+    elif staff.area and staff.role != "admin":
+        area = staff.area
+    docs = await handlers_of(request).search(
+        statuses=status, service_codes=service_code, area=area, start=received_from, end=received_to,
+        after=_decode_cursor(cursor) if cursor else None, limit=limit + 1)
+    more = len(docs) > limit
+    docs = docs[:limit]
+    return RequestPage(items=[to_read(d, staff=True) for d in docs],
+                       next_cursor=_encode_cursor(docs[-1]) if more and docs else None)
+
+
+@requests_router.post("/requests/{request_id}/rating", response_model=RequestRead,
+                      summary="Rate a resolved request; 'unsatisfied' reopens it")
+async def rate(request_id: str, body: RateRequest, request: Request,
+               token: str | None = Depends(resident_token),
+               staff: Principal | None = Depends(optional_principal)) -> RequestRead:
+    h = handlers_of(request)
+    if staff is not None and staff.role in ("operator", "admin"):
+        await h.get(request_id)  # an operator records a rating given on the phone
+    else:
+        await h.get_for_resident(request_id, token)
+    return to_read(await h.rate(request_id, body))
+
+
+@requests_router.post("/requests/{request_id}/erasure", response_model=ErasureDone,
+                      summary="Erase the reporter's contact details; the request's history stays")
+async def erase(request_id: str, request: Request, token: str | None = Depends(resident_token),
+                staff: Principal | None = Depends(optional_principal)) -> ErasureDone:
+    h = handlers_of(request)
+    if staff is not None and staff.role in ("operator", "admin"):
+        await h.get(request_id)
+    else:
+        await h.get_for_resident(request_id, token)
+    return ErasureDone(**await h.erase_contact(request_id))
+
+
+@requests_router.post("/requests/{request_id}/unmerge", response_model=RequestRead,
+                      summary="Staff: this request is not a duplicate after all")
+async def unmerge(request_id: str, body: UnmergeRequest, request: Request,
+                  staff: Principal = Depends(require("operator", "grid_worker", "supervisor"))) -> RequestRead:
+    h = handlers_of(request)
+    if staff.role == "grid_worker":
+        require_area(staff, (await h.get(request_id)).get("area_code"))
+    return to_read(await h.unmerge(request_id, staff, body.reason), staff=True)
+
+
+@requests_router.get("/requests/{request_id}/contact", response_model=ContactRead,
+                     summary="Staff: the reporter's contact details (every read is logged)")
+async def contact(request_id: str, request: Request, purpose: Annotated[str | None, Query(max_length=200)] = None,
+                  staff: Principal = Depends(require("operator", "grid_worker", "supervisor"))) -> ContactRead:
+    return ContactRead(**await handlers_of(request).read_contact(request_id, staff, purpose))
+
+
+@requests_router.get("/requests/{request_id}/contact-access-log", summary="Who read this reporter's contact")
+async def contact_log(request_id: str, request: Request,
+                      staff: Principal = Depends(require("supervisor", "auditor"))) -> list[dict[str, Any]]:
+    return await handlers_of(request).access_log(request_id)
+
+
+# ----------------------------------------------------------------------------- catalogue
+
+catalogue_router = APIRouter(prefix="/api/v1", tags=["catalogue"])
+
+
+@catalogue_router.get("/services", response_model=list[ServiceRead], summary="The service catalogue")
+async def services(request: Request, include_retired: bool = False) -> list[ServiceRead]:
+    return [ServiceRead(**s.model_dump()) for s in
+            request.app.state.service.catalogue.all(include_retired=include_retired)]
+
+
+@catalogue_router.get("/services/{code}", response_model=ServiceRead)
+async def service(code: str, request: Request) -> ServiceRead:
+    s = request.app.state.service.catalogue.get(code)
+    if s is None:
+        raise Problem(404, "Not found", f"no service {code!r}")
+    return ServiceRead(**s.model_dump())
+
+
+@catalogue_router.post("/services", response_model=ServiceRead, status_code=201, summary="Admin: add a service")
+async def create_service(body: ServiceCreate, request: Request, _: Principal = Depends(require("admin"))):
+    spec = ServiceSpec(**body.model_dump(exclude={"code"}))
+    return ServiceRead(**(await request.app.state.service.catalogue.create(body.code, spec)).model_dump())
+
+
+@catalogue_router.put("/services/{code}", response_model=ServiceRead, summary="Admin: change a service")
+async def update_service(code: str, body: ServiceSpec, request: Request, _: Principal = Depends(require("admin"))):
+    return ServiceRead(**(await request.app.state.service.catalogue.update(code, body)).model_dump())
+
+
+@catalogue_router.delete("/services/{code}", response_model=ServiceRead, summary="Admin: retire a service")
+async def retire_service(code: str, request: Request, _: Principal = Depends(require("admin"))):
+    return ServiceRead(**(await request.app.state.service.catalogue.retire(code)).model_dump())
+
+
+@catalogue_router.post("/services/{code}/reactivate", response_model=ServiceRead)
+async def reactivate_service(code: str, request: Request, _: Principal = Depends(require("admin"))):
+    return ServiceRead(**(await request.app.state.service.catalogue.reactivate(code)).model_dump())
+
+
+# ----------------------------------------------------------------------------- app
+
+
+class BodyLimit:
+    """Pure ASGI middleware: a body over ``limit`` bytes is refused with 413 before anything is parsed."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(scope, receive, send)
+        if declared is not None:
+            return await self.app(scope, receive, send)
+        chunks, size = [], 0  # chunked: read up to the limit, then replay
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                break
+            size += len(msg.get("body", b""))
+            if size > self.limit:
+                return await self._refuse(scope, receive, send)
+            chunks.append(msg.get("body", b""))
+            if not msg.get("more_body"):
+                break
+        body = b"".join(chunks)
+        done = False
+
+        async def replay():
+            nonlocal done
+            if not done:
+                done = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send):
+        from starlette.requests import Request as StarletteRequest
+
+        path = scope.get("path", "")
+        if path.startswith("/open311/"):
+            resp = open311.error_response(413, "Request body too large", open311.fmt_of(path))
+        else:
+            resp = problem_response(Problem(413, "Payload too large",
+                                            f"The request body is larger than {self.limit} bytes.",
+                                            type_="payload-too-large"), StarletteRequest(scope))
+        await resp(scope, receive, send)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(IntakeError)
+    async def _intake_error(request: Request, exc: IntakeError):
+        if request.url.path.startswith("/open311/"):
+            return open311.error_response(exc.status if exc.status in (403, 404) else 400, exc.detail,
+                                          open311.fmt_of(request.url.path))
+        errors = [{"field": e["field"], "in": "body", "message": e["message"]} for e in exc.errors or []]
+        return problem_response(Problem(exc.status, exc.title, exc.detail, type_=type(exc).__name__.lower(),
+                                        errors=errors or None), request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        errs = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errs):
+            return problem_response(Problem(400, "Malformed body", "The request body is not valid JSON.",
+                                            type_="malformed-body"), request)
+        return problem_response(validation_problem(errs), request)
+
+    @app.exception_handler(open311.Open311Error)
+    async def _open311(request: Request, exc: open311.Open311Error):
+        return open311.error_response(exc.status, exc.description, exc.fmt)
+
+
+def build_app(settings: IntakeSettings | None = None, *, consume: bool = True) -> FastAPI:
+    from civicgrid_intake.bootstrap import bootstrap
+
+    settings = settings or IntakeSettings()
+
+    async def factory():
+        return await bootstrap(settings, consume=consume)
+
+    async def on_started(service):
+        await service.start()
+
+    app = create_app(title="civicgrid intake",
+                     version="1.0.0",
+                     description="Residents' requests (the demand list), the service catalogue, and Open311 "
+                                 "GeoReport v2. Errors are RFC 9457 problem details (Open311: its error list).",
+                     runtime_factory=factory, on_started=on_started, settings=settings)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: FastAPI):
+        async with inner(a):
+            try:
+                yield
+            finally:
+                await a.state.service.stop()  # the request relay first, then the runtime
+
+    app.router.lifespan_context = lifespan
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(requests_router)
+    app.include_router(catalogue_router)
+    app.include_router(open311.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,107 @@
+"""API schemas of the native JSON API (separate from the stored documents)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from civicgrid_intake.domain.catalogue import ServiceDef, ServiceSpec
+from civicgrid_intake.domain.commands import SubmitRequest
+
+
+class RequestCreate(SubmitRequest):
+    """A resident's request (JSON). Contact details are optional (anonymous reports are allowed)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "service_code": "sanitation", "location": {"lat": 39.9087, "lon": 116.3975},
+        "description": "Garbage has not been collected for three days", "attributes": {"waste_type": "household"},
+        "channel": "app", "contact": {"name": "Wang", "phone": "+86 138 0000 0000"}}]})
+
+
+class RequestCreated(BaseModel):
+    request_id: str
+    token: str = Field(description="Keep it: it lets you read, rate and erase your request without an account")
+    status: str
+    duplicate_of: str | None = None
+    followers: int | None = None
+    expected_at: datetime
+    service_code: str
+    message: str
+
+
+class HistoryEntry(BaseModel):
+    at: datetime
+    type: str
+    status: str | None = None
+    note: str | None = None
+
+
+class RequestRead(BaseModel):
+    request_id: str
+    service_code: str
+    service_name: str
+    service_name_zh: str | None = None
+    status: str
+    status_notes: str | None = None
+    agency_responsible: str | None = None
+    expected_at: datetime | None = None
+    received_at: datetime
+    updated_at: datetime | None = None
+    location: dict[str, Any]
+    description: str
+    attributes: dict[str, Any] = {}
+    channel: str
+    media_url: str | None = None
+    preferred_time: datetime | None = None
+    duplicate_of: str | None = None
+    parent_status: str | None = None
+    followers: int = 1
+    follower_request_ids: list[str] = []
+    reopen_count: int = 0
+    rating: dict[str, Any] | None = None
+    reporter_id: str | None = None
+    contact_on_file: bool = False
+    history: list[HistoryEntry] = []
+
+
+class RequestPage(BaseModel):
+    items: list[RequestRead]
+    next_cursor: str | None = None
+
+
+class ServiceCreate(ServiceSpec):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")
+
+
+class ServiceRead(ServiceDef):
+    pass
+
+
+class ContactRead(BaseModel):
+    request_id: str
+    contact: dict[str, Any] | None
+    erased: bool
+    logged_at: datetime
+
+
+class ErasureDone(BaseModel):
+    request_id: str
+    contact_erased_at: datetime
+
+
+def to_read(doc: dict[str, Any], *, parent_status: str | None = None, staff: bool = False) -> RequestRead:
+    return RequestRead(
+        request_id=doc["_id"], service_code=doc["service_code"], service_name=doc["service_name"],
+        service_name_zh=doc.get("service_name_zh"), status=doc["status"], status_notes=doc.get("status_notes"),
+        agency_responsible=doc.get("agency_responsible"), expected_at=doc.get("expected_at"),
+        received_at=doc["received_at"], updated_at=doc.get("updated_at"), location=doc.get("location") or {},
+        description=doc.get("description") or "", attributes=doc.get("attributes") or {}, channel=doc["channel"],
+        media_url=doc.get("media_url"), preferred_time=doc.get("preferred_time"),
+        duplicate_of=doc.get("duplicate_of"), parent_status=parent_status, followers=doc.get("followers", 1),
+        follower_request_ids=(doc.get("followers_ids") or []) if staff else [],
+        reopen_count=doc.get("reopen_count", 0), rating=doc.get("rating"),
+        reporter_id=doc.get("reporter_id") if staff else None, contact_on_file=bool(doc.get("contact_enc")),
+        history=[HistoryEntry(**{k: h.get(k) for k in ("at", "type", "status", "note")}) for h in doc.get("history", [])],
+    )

@@ -1,0 +1,42 @@
+"""Intake's settings: env prefix ``INTAKE_`` (plus the platform-wide unprefixed Kafka/Mongo pair)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from civicgrid_runtime.settings import ServiceSettings
+
+DEV_CONTACT_KEY = "civicgrid-dev-contact-key-change-me"
+DEV_REPORTER_KEY = "civicgrid-dev-reporter-key-change-me"
+DEV_TOKEN_KEY = "civicgrid-dev-token-key-change-me"
+
+
+class IntakeSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="INTAKE_", extra="ignore", frozen=True)
+
+    service_name: str = "intake"
+    http_port: int = Field(default=8101, ge=1, le=65535)
+    contact_key: SecretStr = Field(default=SecretStr(DEV_CONTACT_KEY),
+                                   description="Key encrypting residents' contact details at rest (AES-GCM)")
+    reporter_key: SecretStr = Field(default=SecretStr(DEV_REPORTER_KEY),
+                                    description="HMAC key of the pseudonymous reporter id")
+    token_key: SecretStr = Field(default=SecretStr(DEV_TOKEN_KEY),
+                                 description="HMAC key of the residents' request tokens")
+    duplicate_distance_m: float = Field(default=50.0, ge=0, le=5000)
+    duplicate_window_hours: float = Field(default=72.0, ge=0, le=24 * 90)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    load_default_catalogue: bool = True
+    jurisdiction_id: str = "civicgrid.local"
+    public_base_url: str = ""
+    flush_batch: int = Field(default=200, ge=1, le=5000)
+
+    def dev_keys_in_use(self) -> list[str]:
+        out = []
+        if self.contact_key.get_secret_value() == DEV_CONTACT_KEY:
+            out.append("INTAKE_CONTACT_KEY")
+        if self.reporter_key.get_secret_value() == DEV_REPORTER_KEY:
+            out.append("INTAKE_REPORTER_KEY")
+        if self.token_key.get_secret_value() == DEV_TOKEN_KEY:
+            out.append("INTAKE_TOKEN_KEY")
+        return out
