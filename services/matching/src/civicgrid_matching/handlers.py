@@ -30,7 +30,7 @@ from civicgrid_runtime.bus import Delivery
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import OutboxRelay, mark_applied, not_applied, update_with_events
 
-from civicgrid_matching.adapters.store import Collections, Schedules, active_bookings
+from civicgrid_matching.adapters.store import Collections, Locks, Schedules, active_bookings
 from civicgrid_matching.domain.index import Candidate, MatchQuery, VolunteerIndex
 from civicgrid_matching.domain.model import RATING_POINTS, DomainError, as_utc, key_safe
 from civicgrid_matching.settings import MatchingSettings
@@ -62,7 +62,8 @@ class Matching:
         self.index = index
         self.settings = settings
         self.tz = ZoneInfo(settings.timezone)
-        self.schedules = Schedules(cols, self.tz)
+        self.locks = Locks(cols.locks)
+        self.schedules = Schedules(cols, self.tz, self.locks)
         self.source = settings.source
         self.catalogue: dict[str, dict] = {}
         self._vol_seen: datetime | None = None
@@ -126,6 +127,13 @@ class Matching:
             self.catalogue[p.service_code] = stored
 
     async def on_volunteer_requested(self, env: Envelope) -> None:
+        doc = await self.cols.matches.find_one({"_id": env.data.request_id}, {"_id": 1})
+        if doc is None:  # a new request: the insert itself is the atomic step (unique _id)
+            return await self._on_volunteer_requested(env)
+        async with self.locks.hold(f"m|{env.data.request_id}"):
+            return await self._on_volunteer_requested(env)
+
+    async def _on_volunteer_requested(self, env: Envelope) -> None:
         p: grid_ev.VolunteerRequested = env.data  # type: ignore[assignment]
         rid = p.request_id
         for _ in range(20):
@@ -179,6 +187,10 @@ class Matching:
         raise RuntimeError(f"could not apply {env.id}: match document kept changing")
 
     async def on_request_closed(self, env: Envelope) -> None:
+        async with self.locks.hold(f"m|{env.data.request_id}"):
+            return await self._on_request_closed(env)
+
+    async def _on_request_closed(self, env: Envelope) -> None:
         """Resolved or rejected: withdraw open offers; release an undelivered one-off booking."""
         rid = env.data.request_id
         rejected = isinstance(env.data, grid_ev.RequestRejected)
@@ -206,6 +218,10 @@ class Matching:
         raise RuntimeError(f"could not apply {env.id}: match document kept changing")
 
     async def on_request_rated(self, env: Envelope) -> None:
+        async with self.locks.hold(f"m|{env.data.request_id}"):
+            await self._on_request_rated(env)
+
+    async def _on_request_rated(self, env: Envelope) -> None:
         p: intake_ev.RequestRated = env.data  # type: ignore[assignment]
         doc = await self.cols.matches.find_one({"_id": p.request_id}, {"winner": 1, "_applied": 1})
         if doc is None or not doc.get("winner"):
@@ -213,8 +229,8 @@ class Matching:
         points = RATING_POINTS[p.rating]
         vid = doc["winner"]
         # $set keyed by request: applying the same rating twice changes nothing; a later rating wins
-        await self.cols.volunteers.update_one({"_id": vid}, {"$set": {f"ratings.{key_safe(p.request_id)}": points,
-                                                                      "updated_at": now_utc()}})
+        await self.update_volunteer(vid, {"$set": {f"ratings.{key_safe(p.request_id)}": points,
+                                                   "updated_at": now_utc()}})
         await self.cols.hours.update_one({"_id": hours_entry_id(p.request_id, vid)},
                                          {"$set": {"rating": p.rating}})
         await self.cols.matches.update_one({"_id": p.request_id, **not_applied(env.id)},
@@ -345,6 +361,13 @@ class Matching:
         return doc, doc["offers"][oid]
 
     async def accept(self, vid: str, oid: str) -> dict:
+        off = await self.cols.offers.find_one({"_id": oid}, {"request_id": 1})
+        if off is None:
+            raise DomainError("not_found", "No such offer", status=404)
+        async with self.locks.hold(f"m|{off['request_id']}"):
+            return await self._accept(vid, oid)
+
+    async def _accept(self, vid: str, oid: str) -> dict:
         """First accept wins. Holds the slot in the volunteer's schedule, then claims the request."""
         doc, o = await self._offer_doc(vid, oid)
         rid = doc["_id"]
@@ -373,9 +396,8 @@ class Matching:
                 await self._reindex_schedule(vid)
                 await self._sync_offers(new)
                 if doc.get("resident_ref"):
-                    await self.cols.volunteers.update_one(
-                        {"_id": vid}, {"$set": {f"serves.{key_safe(doc['resident_ref'])}": rid,
-                                                "updated_at": t}})
+                    await self.update_volunteer(
+                        vid, {"$set": {f"serves.{key_safe(doc['resident_ref'])}": rid, "updated_at": t}})
                     await self._reindex_volunteer(vid)
                 return new
             doc = await self.cols.matches.find_one({"_id": rid})
@@ -397,6 +419,13 @@ class Matching:
             raise DomainError("offer_expired", "This offer has expired")
 
     async def decline(self, vid: str, oid: str, reason: str | None) -> dict:
+        off = await self.cols.offers.find_one({"_id": oid}, {"request_id": 1})
+        if off is None:
+            raise DomainError("not_found", "No such offer", status=404)
+        async with self.locks.hold(f"m|{off['request_id']}"):
+            return await self._decline(vid, oid, reason)
+
+    async def _decline(self, vid: str, oid: str, reason: str | None) -> dict:
         for _ in range(20):
             doc, o = await self._offer_doc(vid, oid)
             if o["status"] == "declined":
@@ -419,9 +448,14 @@ class Matching:
         raise DomainError("busy", "The request is changing too fast; retry", status=503)
 
     async def _bump(self, vid: str, stat: str, by: int = 1) -> None:
-        await self.cols.volunteers.update_one({"_id": vid}, {"$inc": {f"stats.{stat}": by},
-                                                             "$set": {"updated_at": now_utc()}})
+        await self.update_volunteer(vid, {"$inc": {f"stats.{stat}": by}, "$set": {"updated_at": now_utc()}})
         await self._reindex_volunteer(vid)
+
+    async def update_volunteer(self, vid: str, update: dict) -> dict | None:
+        """Every change to a volunteer document runs under its lock (FerretDB loses concurrent updates)."""
+        async with self.locks.hold(f"v|{vid}"):
+            return await self.cols.volunteers.find_one_and_update({"_id": vid}, update,
+                                                                  return_document=ReturnDocument.AFTER)
 
     async def expire_offers(self, now: datetime | None = None) -> int:
         """Periodic job: expire offers past their time and ask the next candidates."""
@@ -429,28 +463,37 @@ class Matching:
         n = 0
         docs = await self.cols.matches.find({"status": OPEN, "next_expiry": {"$lte": now}}).limit(200).to_list(None)
         for doc in docs:
-            for _ in range(5):
-                expired = {k for k in self._open(doc) if as_utc(doc["offers"][k]["expires_at"]) <= now}
-                if not expired or doc.get("winner"):
-                    break
-                sets, events = await self._top_up(doc, now, expired)
-                exp_events = [self._event(doc, ev.OfferExpired(request_id=doc["_id"], offer_id=k,
-                                                               volunteer_id=doc["offers"][k]["volunteer_id"],
-                                                               expired_at=now), k, now) for k in sorted(expired)]
+            async with self.locks.hold(f"m|{doc['_id']}"):
+                n += await self._expire_one(doc, now)
+        return n
+
+    async def _expire_one(self, doc: dict, now: datetime) -> int:
+        n = 0
+        doc = await self.cols.matches.find_one({"_id": doc["_id"]})
+        if doc is None or doc["status"] != OPEN:
+            return 0
+        for _ in range(5):
+            expired = {k for k in self._open(doc) if as_utc(doc["offers"][k]["expires_at"]) <= now}
+            if not expired or doc.get("winner"):
+                break
+            sets, events = await self._top_up(doc, now, expired)
+            exp_events = [self._event(doc, ev.OfferExpired(request_id=doc["_id"], offer_id=k,
+                                                           volunteer_id=doc["offers"][k]["volunteer_id"],
+                                                           expired_at=now), k, now) for k in sorted(expired)]
+            for k in expired:
+                sets[f"offers.{k}.status"] = "expired"
+            new = await update_with_events(self.cols.matches, self.relay,
+                                           filter={"_id": doc["_id"], "v": doc["v"]},
+                                           update={"$set": sets, "$inc": {"v": 1}}, events=exp_events + events)
+            if new is not None:
+                n += len(expired)
+                await self._sync_offers(new)
                 for k in expired:
-                    sets[f"offers.{k}.status"] = "expired"
-                new = await update_with_events(self.cols.matches, self.relay,
-                                               filter={"_id": doc["_id"], "v": doc["v"]},
-                                               update={"$set": sets, "$inc": {"v": 1}}, events=exp_events + events)
-                if new is not None:
-                    n += len(expired)
-                    await self._sync_offers(new)
-                    for k in expired:
-                        await self._bump(doc["offers"][k]["volunteer_id"], "expiries")
-                    break
-                doc = await self.cols.matches.find_one({"_id": doc["_id"]})
-                if doc is None or doc["status"] != OPEN:
-                    break
+                    await self._bump(doc["offers"][k]["volunteer_id"], "expiries")
+                break
+            doc = await self.cols.matches.find_one({"_id": doc["_id"]})
+            if doc is None or doc["status"] != OPEN:
+                break
         return n
 
     async def reconcile_holds(self, older_than: timedelta = timedelta(minutes=2)) -> int:
@@ -502,6 +545,10 @@ class Matching:
             upsert=True, return_document=ReturnDocument.AFTER)
 
     async def check_out(self, vid: str, rid: str) -> dict:
+        async with self.locks.hold(f"h|{rid}|{vid}"):
+            return await self._check_out(vid, rid)
+
+    async def _check_out(self, vid: str, rid: str) -> dict:
         await self._assignment(vid, rid)
         eid = hours_entry_id(rid, vid)
         entry = await self.cols.hours.find_one({"_id": eid})
@@ -525,6 +572,10 @@ class Matching:
         return as_utc(t).astimezone(self.tz).strftime("%Y-%m")
 
     async def complete(self, vid: str, rid: str, note: str | None) -> dict:
+        async with self.locks.hold(f"m|{rid}"):
+            return await self._complete(vid, rid, note)
+
+    async def _complete(self, vid: str, rid: str, note: str | None) -> dict:
         doc = await self._assignment(vid, rid)
         entry = await self.check_out(vid, rid)
         if entry.get("status") == "delivered":
@@ -544,7 +595,7 @@ class Matching:
         await self._bump(vid, "completed")
         return new
 
-    async def approve_hours(self, entry_id: str, staff: str) -> dict:
+    async def _approve_hours(self, entry_id: str, staff: str) -> dict:
         entry = await self._entry(entry_id)
         t = now_utc()
         return await self.cols.hours.find_one_and_update(
@@ -553,7 +604,7 @@ class Matching:
                                                       "hours": entry.get("hours")}}},
             return_document=ReturnDocument.AFTER)
 
-    async def correct_hours(self, entry_id: str, staff: str, hours: float, reason: str) -> dict:
+    async def _correct_hours(self, entry_id: str, staff: str, hours: float, reason: str) -> dict:
         """A correction never deletes: the old figure stays in ``history`` with who, when and why."""
         entry = await self._entry(entry_id)
         t = now_utc()
@@ -568,6 +619,14 @@ class Matching:
         await self._reindex_schedule(entry["volunteer_id"])
         return new
 
+    async def approve_hours(self, entry_id: str, staff: str) -> dict:
+        async with self.locks.hold(f"h|{entry_id}"):
+            return await self._approve_hours(entry_id, staff)
+
+    async def correct_hours(self, entry_id: str, staff: str, hours: float, reason: str) -> dict:
+        async with self.locks.hold(f"h|{entry_id}"):
+            return await self._correct_hours(entry_id, staff, hours, reason)
+
     async def _entry(self, entry_id: str) -> dict:
         entry = await self.cols.hours.find_one({"_id": entry_id})
         if entry is None:
@@ -577,6 +636,10 @@ class Matching:
         return entry
 
     async def no_show(self, rid: str, staff: str) -> dict:
+        async with self.locks.hold(f"m|{rid}"):
+            return await self._no_show(rid, staff)
+
+    async def _no_show(self, rid: str, staff: str) -> dict:
         """Staff report that the accepted volunteer did not come: reliability drops, others are asked."""
         for _ in range(20):
             doc = await self.cols.matches.find_one({"_id": rid})

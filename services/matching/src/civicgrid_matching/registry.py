@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, time
 
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from civicgrid_matching.domain.model import DomainError, as_utc
@@ -33,8 +32,7 @@ async def register(m: Matching, body: VolunteerCreate, staff: str) -> dict:
 
 async def update(m: Matching, vid: str, body: VolunteerUpdate) -> dict:
     fields = _doc_fields(body, partial=True)
-    doc = await m.cols.volunteers.find_one_and_update(
-        {"_id": vid}, {"$set": {**fields, "updated_at": now_utc()}}, return_document=ReturnDocument.AFTER)
+    doc = await m.update_volunteer(vid, {"$set": {**fields, "updated_at": now_utc()}})
     if doc is None:
         raise DomainError("not_found", f"No volunteer {vid}", status=404)
     m.index.upsert(doc)
@@ -45,10 +43,9 @@ async def verify_qualification(m: Matching, vid: str, body: QualificationVerify,
     t = now_utc()
     exp = datetime.combine(body.expires_on, time(23, 59, 59), tzinfo=m.tz).astimezone(UTC) if body.expires_on \
         else None
-    doc = await m.cols.volunteers.find_one_and_update(
-        {"_id": vid}, {"$set": {f"qualifications.{body.code}": {"expires_at": exp, "verified_by": staff,
-                                                                 "verified_at": t, "evidence": body.evidence},
-                                "updated_at": t}}, return_document=ReturnDocument.AFTER)
+    doc = await m.update_volunteer(vid, {"$set": {
+        f"qualifications.{body.code}": {"expires_at": exp, "verified_by": staff, "verified_at": t,
+                                        "evidence": body.evidence}, "updated_at": t}})
     if doc is None:
         raise DomainError("not_found", f"No volunteer {vid}", status=404)
     m.index.upsert(doc)
