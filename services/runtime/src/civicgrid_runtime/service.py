@@ -85,9 +85,11 @@ class Runtime:
 
     async def start(self) -> None:
         if self.relay:
-            for col in self.relay._collections:
+            for col in self.relay.collections:
                 await OutboxRelay.ensure_indexes(col)
-            await self.relay.sweep()  # publish what a previous crash left behind before new work
+            # publish what a previous crash left behind before taking new work
+            await self.relay.sweep_all()
+            await self.relay.sweep()
             await self.relay.start()
         groups = {c.group_id for c in self.consumers}
         if groups:  # each group's dead-letter topic (the registry has the four services' own)

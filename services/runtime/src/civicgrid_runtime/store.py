@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from civicgrid_contracts import Envelope
-from pymongo import AsyncMongoClient, UpdateOne
+from pymongo import AsyncMongoClient, DeleteOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -96,11 +96,17 @@ def _outbox_key(env: Envelope, index: int) -> str:
     return f"{time.time_ns():020d}{index:04d}_{env.id}"
 
 
-def outbox_push(events: Sequence[Envelope]) -> dict[str, dict[str, Any]]:
-    """Update fragment adding events to the document's outbox, in order."""
-    if not events:
+def outbox_entries(events: Sequence[Envelope]) -> dict[str, dict[str, Any]]:
+    """Outbox entries (ordered key -> stored event) for one write."""
+    return {_outbox_key(e, i): e.to_document() for i, e in enumerate(events)}
+
+
+def outbox_push(events: Sequence[Envelope] | dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Update fragment adding events (or prepared ``outbox_entries``) to the document's outbox."""
+    entries = events if isinstance(events, dict) else outbox_entries(events)
+    if not entries:
         return {}
-    fields = {f"{OUTBOX}.{_outbox_key(e, i)}": e.to_document() for i, e in enumerate(events)}
+    fields: dict[str, Any] = {f"{OUTBOX}.{k}": v for k, v in entries.items()}
     fields[PENDING] = True
     return {"$set": fields}
 
@@ -110,29 +116,64 @@ def pending_events(doc: dict[str, Any]) -> list[tuple[str, Envelope]]:
     return [(k, Envelope.from_document(box[k])) for k in sorted(box)]
 
 
+MARKERS = "_outbox_markers"
+
+
 # --------------------------------------------------------------------------- relay
 
 
 class OutboxRelay:
     """Publishes events waiting in documents' outboxes, then removes them.
 
-    ``flush(collection, ids)`` is the fast path right after a write; ``run`` sweeps every
-    ``interval`` seconds for documents still pending (the crash path) using the ``_outbox_pending``
-    index, never a scan.
+    Finding pending documents must not scan the aggregate collections (FerretDB pushes down little
+    more than ``_id`` equality, so any other filter reads the whole collection). So every write
+    that enqueues events first records a small *marker* (``_outbox_markers``, one per write, keyed
+    by collection, document id and the write's first outbox key). The fast path publishes right
+    after the write and deletes the marker; ``sweep`` reads only the markers -- a collection as
+    small as the work in flight -- and republishes what a crash left behind. A marker whose write
+    never landed is dropped after ``grace`` seconds. At start-up, ``sweep_all`` also scans each
+    collection once for pending documents written without a marker.
     """
 
     def __init__(self, publisher: EventPublisher, collections: Iterable[AsyncCollection], *,
-                 interval: float = 1.0, sweep_batch: int = 500) -> None:
+                 interval: float = 1.0, grace: float = 10.0) -> None:
         self._publisher = publisher
-        self._collections = list(collections)
+        self._collections = {c.full_name: c for c in collections}
         self._interval = interval
-        self._batch = sweep_batch
+        self._grace = grace
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
+
+    @property
+    def collections(self) -> list[AsyncCollection]:
+        return list(self._collections.values())
+
+    def _markers(self, collection: AsyncCollection) -> AsyncCollection:
+        return collection.database[MARKERS]
+
+    @staticmethod
+    def _marker_id(collection: AsyncCollection, doc_id: Any, key: str) -> str:
+        return f"{collection.name}|{doc_id}|{key}"
 
     @staticmethod
     async def ensure_indexes(collection: AsyncCollection) -> None:
         await collection.create_index([(PENDING, 1)], name="outbox_pending")
+
+    async def mark(self, collection: AsyncCollection, writes: Iterable[tuple[Any, dict[str, Any]]]) -> None:
+        """Record, before the write, that documents are about to get outbox entries."""
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC)
+        docs = [{"_id": self._marker_id(collection, doc_id, min(entries)), "col": collection.name, "doc": doc_id,
+                 "key": min(entries), "at": now} for doc_id, entries in writes if entries]
+        if docs:
+            from pymongo.errors import BulkWriteError
+
+            try:
+                await self._markers(collection).insert_many(docs, ordered=False)
+            except BulkWriteError as exc:  # the same write marked twice (a retry): fine
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
 
     async def flush_documents(self, collection: AsyncCollection, docs: Iterable[dict[str, Any]]) -> int:
         """Publish the outbox of documents already read (e.g. returned by find_one_and_update)."""
@@ -141,26 +182,44 @@ class OutboxRelay:
             return 0
         await self._publisher.publish_many([env for _, evs in work for _, env in evs])
         # remove exactly the published entries, then clear the flag only where nothing new arrived
-        # meanwhile (the filter checks emptiness); two round trips per batch, not per document
+        # meanwhile (the filter checks emptiness); a few round trips per batch, not per document
         await collection.bulk_write(
             [UpdateOne({"_id": i}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}}) for i, evs in work],
             ordered=False)
         await collection.bulk_write(
             [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: ""}}) for i, _ in work], ordered=False)
+        await self._markers(collection).bulk_write(
+            [DeleteOne({"_id": self._marker_id(collection, i, k)}) for i, evs in work for k, _ in evs],
+            ordered=False)
         return sum(len(evs) for _, evs in work)
 
     async def flush(self, collection: AsyncCollection, ids: Iterable[Any]) -> int:
-        ids = list(ids)
-        if not ids:
-            return 0
-        docs = await collection.find({"_id": {"$in": ids}, PENDING: True}, {OUTBOX: 1}).to_list(None)
-        return await self.flush_documents(collection, docs)
+        """Publish what is pending in these documents (read by ``_id``, which the store indexes)."""
+        docs = await asyncio.gather(*(collection.find_one({"_id": i}, {OUTBOX: 1}) for i in ids))
+        return await self.flush_documents(collection, [d for d in docs if d])
 
     async def sweep(self) -> int:
+        """Republish what crashed writers left behind, reading only the markers."""
+        from datetime import UTC, datetime, timedelta
+
         total = 0
-        for col in self._collections:
-            docs = await col.find({PENDING: True}, {OUTBOX: 1}).limit(self._batch).to_list(None)
-            OUTBOX_PENDING.labels(col.name).set(len(docs))
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._grace)
+        for col in self._collections.values():
+            markers = await self._markers(col).find({"col": col.name}).to_list(None)
+            old = [m for m in markers if m["at"] <= cutoff]
+            OUTBOX_PENDING.labels(col.name).set(len(markers))
+            if not old:
+                continue
+            total += await self.flush(col, {m["doc"] for m in old})
+            # what is left marked but no longer (or never) in an outbox: published, or never written
+            await self._markers(col).bulk_write([DeleteOne({"_id": m["_id"]}) for m in old], ordered=False)
+        return total
+
+    async def sweep_all(self) -> int:
+        """One full pass over each collection for pending documents (start-up only)."""
+        total = 0
+        for col in self._collections.values():
+            docs = await col.find({PENDING: True}, {OUTBOX: 1}).to_list(None)
             total += await self.flush_documents(col, docs)
         return total
 
@@ -200,17 +259,25 @@ async def update_with_events(
 
     from civicgrid_runtime.faults import crash_point
 
+    entries = outbox_entries(events)
+    if entries and relay is not None:
+        await relay.mark(collection, [(filter["_id"], entries)])
     try:
         doc = await collection.find_one_and_update(
-            filter, merge_updates(update, outbox_push(events)), upsert=upsert, return_document=ReturnDocument.AFTER,
+            filter, merge_updates(update, outbox_push(entries)), upsert=upsert, return_document=ReturnDocument.AFTER,
         )
     except DuplicateKeyError as exc:
         # an upsert whose guard did not match an existing document: it was already applied
         if upsert and "_id" in filter and await collection.find_one({"_id": filter["_id"]}, {"_id": 1}):
-            return None
-        raise exc
+            doc = None
+        else:
+            raise exc
     if crash_point_name:
         crash_point(crash_point_name)
-    if doc is not None and relay is not None and events:
-        await relay.flush_documents(collection, [doc])
+    if relay is not None and events:
+        if doc is not None:
+            await relay.flush_documents(collection, [doc])
+        elif "_id" in filter:
+            # already applied (a redelivery): make sure what that first application enqueued is out
+            await relay.flush(collection, [filter["_id"]])
     return doc
