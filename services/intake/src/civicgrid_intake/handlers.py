@@ -82,9 +82,10 @@ class IntakeHandlers:
         self.vault = vault
         self.settings = settings
         self.source = settings.source
-        self.cells = DuplicateCells(cols.cells)
+        self.cells = DuplicateCells(cols.cells, relay.locks)
         self.api_keys = ApiKeys(cols.api_keys)
         relay.link_finisher = self.link_follower
+        self.locks = relay.locks
 
     # ------------------------------------------------------------------ submission
 
@@ -186,9 +187,11 @@ class IntakeHandlers:
         return None
 
     async def link_follower(self, rid: str, parent_id: str) -> None:
-        await self.cols.requests.update_one(
-            {"_id": parent_id, "followers_ids": {"$ne": rid}},
-            {"$push": {"followers_ids": rid}, "$inc": {"followers": 1, "version": 1}, "$set": {"updated_at": _now()}})
+        async with self.locks.hold(parent_id):
+            await self.cols.requests.update_one(
+                {"_id": parent_id, "followers_ids": {"$ne": rid}},
+                {"$push": {"followers_ids": rid}, "$inc": {"followers": 1, "version": 1},
+                 "$set": {"updated_at": _now()}})
 
     # ------------------------------------------------------------------ reading
 
@@ -262,7 +265,15 @@ class IntakeHandlers:
                                   source=self.source, time=now)
             status, note = "closed", f"Closed after the resident's rating ({cmd.rating})"
         await self.relay.mark(rid)
-        out = await update_with_events(
+        async with self.locks.hold(rid):
+            out = await self._rate_write(rid, doc, cmd, status, note, count, now, rated, follow)
+        if out is None:
+            raise Conflict("The request changed meanwhile; read it again.", field="rating")
+        self.relay.enqueue([rid])
+        return out
+
+    async def _rate_write(self, rid, doc, cmd, status, note, count, now, rated, follow):
+        return await update_with_events(
             self.cols.requests, None, filter={"_id": rid, "status": "resolved", "version": doc["version"]},
             update={"$set": {"status": status, "status_notes": note, "open": status in OPEN_STATUSES,
                              "rating": {"rating": cmd.rating, "comment": cmd.comment, "at": now},
@@ -271,22 +282,21 @@ class IntakeHandlers:
                                                     _entry(follow, status, note)]}},
                     "$inc": {"version": 1}},
             events=[rated, follow])
-        if out is None:
-            raise Conflict("The request changed meanwhile; read it again.", field="rating")
-        self.relay.enqueue([rid])
-        return out
 
     async def erase_contact(self, rid: str) -> dict[str, Any]:
         now = _now()
-        doc = await self.cols.requests.find_one_and_update(
-            {"_id": rid},
-            {"$set": {"contact_enc": None, "contact_erased_at": now, "updated_at": now},
-             "$push": {"history": {"event_id": None, "type": "intake.contact_erased", "at": now, "status": None,
-                                   "note": "Contact details erased at the resident's request"}}},
-            projection={"_id": 1, "contact_erased_at": 1})
+        async with self.locks.hold(rid):
+            doc = await self._erase_write(rid, now)
         if doc is None:
             raise NotFound(f"no request {rid!r}")
         return {"request_id": rid, "contact_erased_at": now.isoformat()}
+
+    async def _erase_write(self, rid: str, now: datetime):
+        return await self.cols.requests.find_one_and_update(
+            {"_id": rid},
+            {"$set": {"contact_enc": None, "contact_erased_at": now, "updated_at": now},
+             "$push": {"history": {"event_id": None, "type": "intake.contact_erased", "at": now, "status": None,
+                                   "note": "Contact details erased at the resident's request"}}})
 
     # ------------------------------------------------------------------ staff actions
 
@@ -301,12 +311,13 @@ class IntakeHandlers:
                                             reason=reason), source=self.source, correlation_id=corr, time=now)
         new_status = "received" if doc["status"] == "merged" else doc["status"]
         await self.relay.mark(rid)
-        out = await update_with_events(
-            self.cols.requests, None, filter={"_id": rid, "duplicate_of": parent_id},
-            update={"$set": {"duplicate_of": None, "status": new_status, "status_notes": f"Unmerged: {reason}",
-                             "updated_at": now},
-                    "$push": {"history": _entry(env, new_status, f"Unmerged from {parent_id}: {reason}")},
-                    "$inc": {"version": 1}}, events=[env])
+        async with self.locks.hold(rid):
+            out = await update_with_events(
+                self.cols.requests, None, filter={"_id": rid, "duplicate_of": parent_id},
+                update={"$set": {"duplicate_of": None, "status": new_status, "status_notes": f"Unmerged: {reason}",
+                                 "updated_at": now},
+                        "$push": {"history": _entry(env, new_status, f"Unmerged from {parent_id}: {reason}")},
+                        "$inc": {"version": 1}}, events=[env])
         if out is None:
             raise Conflict("The request changed meanwhile; read it again.")
         self.relay.enqueue([rid])
@@ -315,9 +326,11 @@ class IntakeHandlers:
             if p is None or rid not in (p.get("followers_ids") or []):
                 break
             ids = [i for i in p["followers_ids"] if i != rid]
-            r = await self.cols.requests.update_one(
-                {"_id": parent_id, "version": p["version"]},
-                {"$set": {"followers_ids": ids, "followers": len(ids) + 1, "updated_at": now}, "$inc": {"version": 1}})
+            async with self.locks.hold(parent_id):
+                r = await self.cols.requests.update_one(
+                    {"_id": parent_id, "version": p["version"]},
+                    {"$set": {"followers_ids": ids, "followers": len(ids) + 1, "updated_at": now},
+                     "$inc": {"version": 1}})
             if r.modified_count:
                 break
         loc = doc.get("location") or {}
@@ -363,8 +376,9 @@ class IntakeHandlers:
                 fields["area_keys"] = list(new.area_keys)
                 update["$set"] = {**fields, "open": new.status in OPEN_STATUSES, "updated_at": env.time}
                 update["$push"]["history"] = entry
-            r = await self.cols.requests.update_one({"_id": rid, "version": doc["version"],
-                                                     "_applied": {"$ne": env.id}}, update)
+            async with self.locks.hold(rid):
+                r = await self.cols.requests.update_one({"_id": rid, "version": doc["version"],
+                                                         "_applied": {"$ne": env.id}}, update)
             if r.modified_count:
                 return True
         raise RuntimeError(f"request {rid}: could not apply {env.type} {env.id} (concurrent updates)")

@@ -29,6 +29,8 @@ from civicgrid_runtime.faults import crash_point
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import OUTBOX, PENDING, pending_events
 
+from civicgrid_intake.adapters.locks import KeyedLocks
+
 log = get_logger("civicgrid.intake.outbox")
 
 CRASH_POINT = "intake.after_store_before_publish"
@@ -43,6 +45,9 @@ class RequestRelay:
         self._batch = batch
         self._sweep_seconds = sweep_seconds
         self._orphan_after = timedelta(seconds=orphan_after)
+        #: the sweep leaves fresh markers to the fast path (avoids publishing the same events twice)
+        self._grace = timedelta(seconds=max(2.0, 2 * sweep_seconds))
+        self.locks = KeyedLocks()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         #: completes a duplicate link left half-done by a crash: (request id, parent id) -> None
@@ -72,24 +77,26 @@ class RequestRelay:
         work = [(d["_id"], pending_events(d)) for d in docs if d.get(OUTBOX)]
         if work:
             await self._publisher.publish_many([env for _, evs in work for _, env in evs])
-            await self.requests.bulk_write(
-                [UpdateOne({"_id": i}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}}) for i, evs in work],
-                ordered=False)
-            await self.requests.bulk_write(
-                [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: "", OUTBOX: ""}}) for i, _ in work],
-                ordered=False)
+            async with self.locks.hold_all(i for i, _ in work):
+                await self.requests.bulk_write(
+                    [UpdateOne({"_id": i}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}}) for i, evs in work],
+                    ordered=False)
+                await self.requests.bulk_write(
+                    [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: "", OUTBOX: ""}}) for i, _ in work],
+                    ordered=False)
         # a marker goes only once its document has nothing left to publish
         done = [d["_id"] for d in docs if not d.get(OUTBOX)] + [i for i, _ in work]
         for rid in done:
             await self.markers.delete_one({"_id": rid, "link_to": {"$exists": False}})
         return sum(len(evs) for _, evs in work)
 
-    async def sweep(self) -> int:
+    async def sweep(self, *, everything: bool = False) -> int:
         """Finish what a crash (or a failed fast path) left: cheap, markers are only in-flight work."""
-        markers = await self.markers.find({}).limit(self._batch).to_list(None)
+        now = datetime.now(UTC)
+        q = {} if everything else {"at": {"$lt": now - self._grace}}
+        markers = await self.markers.find(q).limit(self._batch).to_list(None)
         if not markers:
             return 0
-        now = datetime.now(UTC)
         ids = [m["_id"] for m in markers]
         found = await asyncio.gather(*(self.requests.find_one({"_id": i}, {"_id": 1}) for i in ids))
         existing = {d["_id"] for d in found if d is not None}
@@ -134,7 +141,7 @@ class RequestRelay:
             await asyncio.sleep(self._sweep_seconds)
 
     async def start(self) -> None:
-        await self.sweep()  # what a previous crash left behind, before new work
+        await self.sweep(everything=True)  # what a previous crash left behind, before new work
         self._tasks = [asyncio.create_task(self._flush_loop(), name="intake-flush"),
                        asyncio.create_task(self._sweep_loop(), name="intake-sweep")]
 

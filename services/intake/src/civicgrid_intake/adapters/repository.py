@@ -61,8 +61,11 @@ class DuplicateCells:
     scanning the demand list. Entries older than the window are pruned when seen.
     """
 
-    def __init__(self, col: AsyncCollection) -> None:
+    def __init__(self, col: AsyncCollection, locks=None) -> None:
+        from civicgrid_intake.adapters.locks import KeyedLocks
+
         self.col = col
+        self.locks = locks or KeyedLocks()
 
     @staticmethod
     def key(service_code: str, cell: str) -> str:
@@ -70,11 +73,15 @@ class DuplicateCells:
 
     async def add(self, service_code: str, cell: str, request_id: str, lat: float, lon: float,
                   at: datetime) -> None:
-        await self.col.update_one({"_id": self.key(service_code, cell)},
-                                  {"$set": {f"e.{request_id}": {"at": at, "lat": lat, "lon": lon}}}, upsert=True)
+        k = self.key(service_code, cell)
+        async with self.locks.hold("cell:" + k):
+            await self.col.update_one({"_id": k}, {"$set": {f"e.{request_id}": {"at": at, "lat": lat, "lon": lon}}},
+                                      upsert=True)
 
     async def remove(self, service_code: str, cell: str, request_id: str) -> None:
-        await self.col.update_one({"_id": self.key(service_code, cell)}, {"$unset": {f"e.{request_id}": ""}})
+        k = self.key(service_code, cell)
+        async with self.locks.hold("cell:" + k):
+            await self.col.update_one({"_id": k}, {"$unset": {f"e.{request_id}": ""}})
 
     async def candidates(self, service_code: str, lat: float, lon: float, *, distance_m: float,
                          window: timedelta, now: datetime) -> list[tuple[float, datetime, str]]:
@@ -95,7 +102,8 @@ class DuplicateCells:
                 if d <= distance_m:
                     out.append((d, at, rid))
             if stale:
-                await self.col.update_one({"_id": doc["_id"]}, {"$unset": {f"e.{r}": "" for r in stale}})
+                async with self.locks.hold("cell:" + doc["_id"]):
+                    await self.col.update_one({"_id": doc["_id"]}, {"$unset": {f"e.{r}": "" for r in stale}})
         out.sort()
         return out
 

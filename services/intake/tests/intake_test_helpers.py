@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import random
+
+from civicgrid_contracts import Envelope
+from civicgrid_runtime.testing import end_offsets, read_topic
+
+BASE_LAT, BASE_LON = 39.9087, 116.3975
+
+
+def spot() -> tuple[float, float]:
+    """A random point in the district, far enough from other tests' points to avoid duplicates."""
+    return BASE_LAT + random.uniform(-0.2, 0.2), BASE_LON + random.uniform(-0.2, 0.2)
+
+
+def body(service: str = "public_facility", **over):
+    lat, lon = spot()
+    b = {"service_code": service, "location": {"lat": lat, "lon": lon}, "description": "Street light broken",
+         "attributes": {"facility": "streetlight"}, "channel": "app"}
+    if service == "sanitation":
+        b["attributes"] = {"waste_type": "household"}
+    if service in ("neighbour_dispute", "greening", "other", "public_order", "street_vending"):
+        b["attributes"] = {}
+    b.update(over)
+    return b
+
+
+async def events_of(kafka: str, topic: str, *, since: dict | None = None, subject: str | None = None):
+    recs = await read_topic(kafka, topic, timeout=1.0, since=since)
+    out = []
+    for r in recs:
+        env = Envelope.from_kafka(r.value, r.headers)
+        if subject is None or env.subject == subject:
+            out.append(env)
+    return out
+
+
+async def offsets(kafka: str, topic: str):
+    return await end_offsets(kafka, topic)
