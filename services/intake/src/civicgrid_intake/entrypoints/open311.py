@@ -205,10 +205,10 @@ def _answers(form) -> dict[str, Any]:
     return out
 
 
-def _field_errors(exc: ValidationError) -> str:
+def _field_errors(exc: ValidationError, prefix: str | None = None) -> str:
     parts = []
     for e in exc.errors():
-        loc = [str(p) for p in e["loc"]]
+        loc = ([prefix] if prefix else []) + [str(p) for p in e["loc"]]
         name = {"location/lat": "lat", "location/lon": "long", "location/address_text": "address_string",
                 "location/building_id": "address_id", "location": "lat/long, address_string or address_id",
                 "contact/email": "email", "contact/phone": "phone", "contact/name": "first_name/last_name"}.get(
@@ -244,10 +244,16 @@ async def post_request(fmt: str, request: Request, background: BackgroundTasks) 
     contact = {k: v for k, v in (("name", name), ("phone", form.get("phone") or None),
                                  ("email", form.get("email") or None)) if v}
     try:
+        location = LocationIn(lat=latf, lon=lonf, building_id=form.get("address_id") or None,
+                              address_text=form.get("address_string") or None)
+    except ValidationError as exc:
+        problems = [e for e in exc.errors() if e["loc"]]
+        raise Open311Error(400, _field_errors(exc, prefix="location") if problems else
+                           "a location is required: lat and long, address_string or address_id", fmt) from None
+    try:
         cmd = SubmitRequest(
             service_code=str(code),
-            location=LocationIn(lat=latf, lon=lonf, building_id=form.get("address_id") or None,
-                                address_text=form.get("address_string") or None),
+            location=location,
             description=str(form.get("description") or ""), attributes=_answers(form), channel="open311",
             media_url=form.get("media_url") or None, contact=ContactIn(**contact) if contact else None,
             device_id=form.get("device_id") or None, account_id=form.get("account_id") or None)
