@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 
 from civicgrid_intake.settings import IntakeSettings
@@ -22,7 +23,15 @@ def _serve(args: argparse.Namespace) -> None:
     if args.port:
         overrides["http_port"] = args.port
     settings = IntakeSettings(**overrides)
-    serve(build_app(settings), settings)  # uvicorn: clean shutdown on SIGINT/SIGTERM
+
+    def _stopped(signum, frame):  # uvicorn re-raises the signal after its clean shutdown: exit 0
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stopped)
+    try:
+        serve(build_app(settings), settings)  # uvicorn: graceful shutdown on SIGINT/SIGTERM
+    except KeyboardInterrupt:
+        pass
 
 
 async def _with_service(fn):
