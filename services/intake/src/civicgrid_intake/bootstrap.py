@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 from civicgrid_contracts import topics
@@ -52,7 +51,6 @@ async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime 
     if dev:
         msg = f"intake is using development keys for {', '.join(dev)}; set them in production"
         log.warning(msg)
-        warnings.warn(msg, stacklevel=1)
     rt = runtime or await Runtime.open(settings)
     cols = Collections(rt.db)
     catalogue_relay = rt.outbox([cols.services])  # small collection: the runtime's sweep is cheap here
