@@ -26,10 +26,11 @@ async def eventually(fn, *, timeout: float = 60.0, interval: float = 0.25, what:
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
-async def grid_point(client: httpx.AsyncClient, grid_url: str) -> dict[str, Any]:
-    """A point well inside the first demo grid (its bounding-box centre) and that grid's code."""
-    r = await client.get(f"{grid_url}/v1/map/grids", params={"limit": 5}, headers=token("admin"))
+async def grid_point(client: httpx.AsyncClient, grid_url: str, index: int = 0) -> dict[str, Any]:
+    """A point well inside the ``index``-th demo grid (its bounding-box centre) and that grid's code.
+    Flows use different grids so that one flow's staff changes do not leak into another."""
+    r = await client.get(f"{grid_url}/v1/map/grids", params={"limit": 50}, headers=token("admin"))
     r.raise_for_status()
-    g = r.json()[0] if isinstance(r.json(), list) else r.json()["grids"][0]
+    g = (r.json() if isinstance(r.json(), list) else r.json()["grids"])[index]
     min_lon, min_lat, max_lon, max_lat = g["bbox"]
     return {"grid": g["grid"], "lat": (min_lat + max_lat) / 2, "lon": (min_lon + max_lon) / 2}
