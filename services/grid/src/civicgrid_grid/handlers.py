@@ -117,30 +117,68 @@ async def decide_many(ctx: GridContext, items: list[tuple[str, Located, str]],
     sids = {sid for p in posts.values() for sid in (p.get("a"), p.get("b")) if sid} | set(chain.values())
     staff = await ctx.staff.get_many(sorted(sids))
 
-    async def one(rid: str, loc: Located, line: str) -> AssignmentOutcome:
+    # candidates per request, then rounds: everyone asks their next available candidate at once
+    cands: list[list[Candidate]] = []
+    posts_of: list[dict | None] = []
+    for _rid, loc, line in items:
         if not loc.located:
-            return AssignmentOutcome(loc, f"unlocated:{loc.street}", "unlocated", "street", f"unlocated: {loc.reason}",
-                                     None, None, city.version)
+            cands.append([])
+            posts_of.append(None)
+            continue
         post = posts.get((loc.grid, line)) or posts.get((loc.grid, "general"))
         ch = [(lvl, chain[k]) for lvl, k in chain_keys(loc) if k in chain]
-        cands = plan(post, staff, ch, today_d)
-        skipped: list[str] = []
-        for c in cands:
-            if c.skip:
-                skipped.append(f"{c.label} {c.skip}")
-                continue
-            s = staff.get(c.staff_id)
-            limit = s.limit if s else 0
-            if await ctx.staff.reserve(c.staff_id, rid, limit=limit, limited=c.limited):
-                return AssignmentOutcome(loc, c.staff_id, c.holder, c.level, reason_text(c, skipped),
-                                         post["_id"] if post else None, c.staff_id, city.version)
-            skipped.append(f"{c.label} at load limit ({limit})")
-        # nobody configured for this grid at all: the street's unlocated queue sees it
-        return AssignmentOutcome(loc, f"unlocated:{loc.street}", "unlocated", "street",
-                                 "unstaffed: no post or chain holder for grid " + str(loc.grid), None, None,
-                                 city.version)
+        cands.append(plan(post, staff, ch, today_d))
+        posts_of.append(post)
+    pos = [0] * len(items)
+    skipped: list[list[str]] = [[] for _ in items]
+    result: list[AssignmentOutcome | None] = [None] * len(items)
 
-    return list(await asyncio.gather(*(one(*it) for it in items)))
+    def advance(i: int) -> Candidate | None:
+        while pos[i] < len(cands[i]):
+            c = cands[i][pos[i]]
+            if c.skip:
+                skipped[i].append(f"{c.label} {c.skip}")
+                pos[i] += 1
+                continue
+            return c
+        return None
+
+    while True:
+        wants, asking = [], []
+        for i, (rid, _loc, _line) in enumerate(items):
+            if result[i] is not None:
+                continue
+            c = advance(i)
+            if c is None:
+                continue
+            wants.append((c.staff_id, rid, c.limited))
+            asking.append((i, c))
+        if not wants:
+            break
+        granted = await ctx.staff.reserve_many(wants)
+        for i, c in asking:
+            rid, loc, _line = items[i]
+            if (c.staff_id, rid) in granted:
+                post = posts_of[i]
+                result[i] = AssignmentOutcome(loc, c.staff_id, c.holder, c.level, reason_text(c, skipped[i]),
+                                              post["_id"] if post else None, c.staff_id, city.version)
+            else:
+                s = staff.get(c.staff_id)
+                skipped[i].append(f"{c.label} at load limit ({s.limit if s else 0})")
+                pos[i] += 1
+    out = []
+    for i, (_rid, loc, _line) in enumerate(items):
+        if result[i] is not None:
+            out.append(result[i])
+        elif not loc.located:
+            out.append(AssignmentOutcome(loc, f"unlocated:{loc.street}", "unlocated", "street",
+                                         f"unlocated: {loc.reason}", None, None, city.version))
+        else:
+            # nobody configured for this grid at all: the street's unlocated queue sees it
+            out.append(AssignmentOutcome(loc, f"unlocated:{loc.street}", "unlocated", "street",
+                                         f"unstaffed: no post or chain holder for grid {loc.grid}", None, None,
+                                         city.version))
+    return out
 
 
 def locate_request(city: CityMap, location: Location) -> Located:
@@ -336,7 +374,7 @@ async def on_reopened(ctx: GridContext, env: Envelope) -> None:
         return
     holder = doc.get("assignee_id")
     if holder and not holder.startswith("unlocated:"):
-        await ctx.staff.reserve(holder, rid, limit=0, limited=False)
+        await ctx.staff.reserve(holder, rid, limited=False)
     await _simple(ctx, env, {}, {"$set": {"status": "reopened", "load_holder": holder if holder and not
                                           holder.startswith("unlocated:") else None,
                                           "reopened_reason": env.data.reason}})
@@ -399,7 +437,7 @@ async def on_escalated(ctx: GridContext, env: Envelope) -> None:
         to_level, to_staff = ev.to_level, f"unlocated:{(doc.get('area') or {}).get('street')}"
     else:
         to_level, to_staff = found
-        await ctx.staff.reserve(to_staff, rid, limit=0, limited=False)
+        await ctx.staff.reserve(to_staff, rid, limited=False)
     reason = (f"escalated: {ev.clock} time limit passed {ev.overdue_hours:.1f} h ago (step {ev.step}), "
               f"{ev.from_level} -> {LEVEL_LABEL.get(to_level, to_level)}")
     out = env.caused(RequestReassigned(request_id=rid, from_assignee=doc.get("assignee_id"), to_assignee=to_staff,
@@ -624,7 +662,7 @@ class Commands:
                           errors=[{"field": "to_staff", "message": "unknown staff member"}])
         if doc.get("status") not in OPEN:
             raise Problem(409, "Conflict", f"Cannot reassign a {doc.get('status')!r} request.", type_="conflict")
-        await self.ctx.staff.reserve(to_staff, doc["_id"], limit=0, limited=False)
+        await self.ctx.staff.reserve(to_staff, doc["_id"], limited=False)
         level = target.get("level") or "grid"
         ev = self._env(doc, RequestReassigned(request_id=doc["_id"], from_assignee=doc.get("assignee_id"),
                                               to_assignee=to_staff, level=level,

@@ -1,0 +1,166 @@
+"""Assignment against the real broker and store: A, B, the chain, unlocated, load limits under
+1,000 concurrent requests, escalation and replays."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from civicgrid_contracts import Envelope
+from civicgrid_contracts.events.audit import RequestEscalated
+from civicgrid_contracts.values import Location
+from civicgrid_grid.domain.roster import staff_ids_for_grid
+
+from .conftest import TEST_LIMIT
+
+pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def test_a_holder_is_assigned_with_map_version(harness):
+    g = harness.grid(0)
+    env = harness.received(g)
+    await harness.publish(env)
+    a = (await harness.assigned(env)).data
+    a_id, _, _ = staff_ids_for_grid(g)
+    assert (a.assignee_id, a.holder, a.area.grid) == (a_id, "A", g)
+    assert a.reason == "A: on duty"
+    assert a.map_version == harness.city.version
+    doc = await harness.svc.ctx.requests.get(env.subject)
+    assert doc["status"] == "assigned" and doc["load_holder"] == a_id
+
+
+async def test_b_when_a_on_leave(harness):
+    g = harness.grid(1)
+    a_id, b_id, _ = staff_ids_for_grid(g)
+    r = await harness.http.put(f"/v1/staff/{a_id}/duty", json={"duty": "leave", "leave_until": "2099-12-03"},
+                               headers=harness.token("sup", "supervisor", g[:12]))
+    assert r.status_code == 200, r.text
+    env = harness.received(g)
+    await harness.publish(env)
+    a = (await harness.assigned(env)).data
+    assert (a.assignee_id, a.holder) == (b_id, "B")
+    assert a.reason == "B: A on leave until 2099-12-03"
+
+
+async def test_chain_when_a_and_b_are_out(harness):
+    g = harness.grid(2)
+    a_id, b_id, head = staff_ids_for_grid(g)
+    await harness.svc.ctx.staff.set_duty(a_id, duty="leave", leave_until="2099-01-01", limit=None)
+    await harness.svc.ctx.staff.set_duty(b_id, duty="off", leave_until=None, limit=None)
+    env = harness.received(g)
+    await harness.publish(env)
+    a = (await harness.assigned(env)).data
+    assert (a.assignee_id, a.holder, a.level) == (head, "chain", "grid")
+    assert "A on leave until 2099-01-01" in a.reason and "B off duty" in a.reason
+
+
+async def test_unlocated_goes_to_the_street_queue(harness):
+    env = harness.received(location=Location(lat=39.0, lon=115.0))
+    await harness.publish(env)
+    a = (await harness.assigned(env)).data
+    street = harness.city.streets.codes[0]
+    assert (a.holder, a.assignee_id, a.area.street, a.area.grid) == ("unlocated", f"unlocated:{street}", street, None)
+    r = await harness.http.get(f"/v1/queues/unlocated:{street}", headers=harness.token("sup", "supervisor", street))
+    assert env.subject in [q["request_id"] for q in r.json()]
+
+
+async def test_load_limits_hold_under_1000_concurrent_requests(harness):
+    g = harness.grid(12)  # a grid of another community than the other tests
+    envs = [harness.received(g) for _ in range(1000)]
+    await harness.publish(*envs)
+    deadline = time.monotonic() + 120
+    ids = {e.subject for e in envs}
+    while time.monotonic() < deadline:
+        done = {e.subject for e in harness.collector.events if e.type == "civicgrid.request.assigned"} & ids
+        if len(done) == len(ids):
+            break
+        await asyncio.sleep(0.2)
+    assert len(done) == 1000
+    by_holder: dict[str, int] = {}
+    for e in harness.collector.events:
+        if e.subject in ids and e.type == "civicgrid.request.assigned":
+            by_holder[e.data.assignee_id] = by_holder.get(e.data.assignee_id, 0) + 1
+    staff = await harness.svc.ctx.staff.col.find({"_id": {"$in": list(by_holder)}}).to_list(None)
+    for s in staff:
+        assert s["load"] <= s["limit"] or s["level"] == "district", s["_id"]
+        held = len([r for r in s["holding"] if r in ids])
+        assert held == by_holder[s["_id"]]  # every assignment counted exactly once
+    a_id, b_id, head = staff_ids_for_grid(g)
+    assert by_holder[a_id] == TEST_LIMIT and by_holder[b_id] == TEST_LIMIT and by_holder[head] == 2 * TEST_LIMIT
+
+
+async def test_escalation_moves_one_level_up_and_tells_the_holder(harness):
+    g = harness.grid(3)
+    env = harness.received(g)
+    await harness.publish(env)
+    assigned = (await harness.assigned(env)).data
+    now = datetime.now(UTC)
+    esc = Envelope.wrap(RequestEscalated(request_id=env.subject, escalation_id=f"{env.subject}:response:1",
+                                         clock="response", step=1, from_level="grid", to_level="community",
+                                         due_at=now - timedelta(hours=1), escalated_at=now, overdue_hours=1.0),
+                        source="/civicgrid/audit-test")
+    await harness.publish(esc, esc)  # delivered twice: applied once
+    [re] = await harness.collector.wait_for(env.subject, "civicgrid.request.reassigned")
+    community_head = f"c{g[:12]}"
+    assert (re.data.from_assignee, re.data.to_assignee, re.data.level) == (assigned.assignee_id, community_head,
+                                                                          "community")
+    assert re.data.escalation_id == f"{env.subject}:response:1"
+    r = await harness.http.get(f"/v1/queues/{community_head}", headers=harness.token("sup", "supervisor", g[:12]))
+    assert env.subject in [q["request_id"] for q in r.json()]
+    a = await harness.svc.ctx.staff.get(assigned.assignee_id)
+    assert env.subject not in a["holding"]  # the old holder's load was released
+
+
+async def test_replaying_the_same_event_changes_nothing(harness):
+    g = harness.grid(4)
+    env = harness.received(g)
+    await harness.publish(env)
+    await harness.assigned(env)
+    a_id, _, _ = staff_ids_for_grid(g)
+    before_doc = await harness.svc.ctx.requests.col.find_one({"_id": env.subject})
+    before_staff = await harness.svc.ctx.staff.get(a_id)
+    marker = harness.received(g)
+    await harness.publish(env, env, env, marker)  # three redeliveries, then a fresh request as a barrier
+    await harness.assigned(marker)
+    after_doc = await harness.svc.ctx.requests.col.find_one({"_id": env.subject})
+    after_staff = await harness.svc.ctx.staff.get(a_id)
+    assert after_doc == before_doc
+    assert after_staff["load"] == before_staff["load"] + 1  # only the marker
+    ids = {e.id for e in harness.collector.of(env.subject, "civicgrid.request.assigned")}
+    assert len(ids) == 1
+
+
+async def test_duplicates_wait_until_unmerged(harness):
+    from civicgrid_contracts.events.intake import RequestUnmerged
+
+    g = harness.grid(5)
+    env = harness.received(g, duplicate_of="req-original")
+    marker = harness.received(g)
+    await harness.publish(env, marker)
+    await harness.assigned(marker)
+    assert harness.collector.of(env.subject, "civicgrid.request.assigned") == []
+    un = Envelope.wrap(RequestUnmerged(request_id=env.subject, from_request_id="req-original", staff_id="s1",
+                                       reason="different place"), source="/civicgrid/intake-test")
+    await harness.publish(un)
+    a = (await harness.assigned(env)).data
+    assert a.area.grid == g
+
+
+async def test_volunteer_only_request_is_resolved_when_delivered(harness):
+    from civicgrid_contracts.events.matching import ServiceDelivered
+
+    g = harness.grid(6)
+    env = harness.received(g, handled_by=("volunteer",), service_code="elder_visit", service_group="elderly care")
+    await harness.publish(env)
+    a = (await harness.assigned(env)).data
+    assert a.assignee_id == staff_ids_for_grid(g)[1]  # the care post: A is the grid's second worker
+    await harness.collector.wait_for(env.subject, "civicgrid.request.volunteer_requested")
+    now = datetime.now(UTC)
+    sd = Envelope.wrap(ServiceDelivered(request_id=env.subject, volunteer_id="v1", hours=1.5,
+                                        started_at=now - timedelta(hours=2), ended_at=now), source="/civicgrid/m")
+    await harness.publish(sd)
+    [res] = await harness.collector.wait_for(env.subject, "civicgrid.request.resolved")
+    assert res.data.staff_id == "system"
