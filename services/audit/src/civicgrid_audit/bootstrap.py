@@ -37,7 +37,8 @@ class AuditService:
 
 
 async def bootstrap(settings: AuditSettings | None = None, *, runtime: Runtime | None = None,
-                    consume: bool = True, scan: bool = True, checkpoints: bool = True) -> AuditService:
+                    consume: bool = True, scan: bool = True, checkpoints: bool = True,
+                    offset_reset: str = "earliest") -> AuditService:
     s = settings or AuditSettings()
     rt = runtime or await Runtime.open(s)
     calendar = build_calendar(s)
@@ -49,7 +50,7 @@ async def bootstrap(settings: AuditSettings | None = None, *, runtime: Runtime |
                               repeat_hours=s.repeat_hours, instance=s.consumer_instance or None)
     svc = AuditService(rt, s, calendar, log, projector, scanner, Queries(rt.db, calendar))
     if consume:
-        svc.consumer = rt.consume(list(CONSUMED_TOPICS), projector.apply)
+        svc.consumer = rt.consume(list(CONSUMED_TOPICS), projector.apply, auto_offset_reset=offset_reset)
     if scan:
         rt.every(s.scan_seconds, scanner.scan, name="deadline-scan")
     if checkpoints:

@@ -25,7 +25,7 @@ from typing import Any
 
 from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from civicgrid_runtime.bus import Delivery
 
@@ -216,7 +216,10 @@ class Projector:
                 upd["$inc"] = inc
             ops.append(UpdateOne(filt, upd, upsert=True))
         if ops:
-            res = await self.counters.bulk_write(ops, ordered=False)
+            try:
+                res = await self.counters.bulk_write(ops, ordered=False)
+            except (BulkWriteError, KeyError) as exc:  # FerretDB's reply to a failed upsert lacks 'nModified'
+                raise RuntimeError(f"{position}: KPI counter position moved under us; retry") from exc
             if res.matched_count + res.upserted_count < len(ops):
                 raise RuntimeError(f"{position}: KPI counter position moved under us (rebalance overlap); retry")
         clear = [UpdateOne({"_id": rid}, {"$unset": {f"_kp.{prefix}{off:012d}": ""}}) for rid, off, _ in deltas]
@@ -247,7 +250,11 @@ class Projector:
         if ops:
             try:
                 await self.deadlines.bulk_write(ops, ordered=False)
-            except BulkWriteError as exc:  # only "a newer version is already there" is acceptable
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != 11000 for e in errors) or exc.details.get("writeConcernErrors"):
-                    raise
+            except (BulkWriteError, KeyError):
+                # a newer version is already there for some (the upsert hits the unique _id; FerretDB's
+                # bulk reply then lacks 'nModified'): redo one by one, ignoring exactly that case
+                for op in ops:
+                    try:
+                        await self.deadlines.update_one(op._filter, op._doc, upsert=True)
+                    except DuplicateKeyError:
+                        pass

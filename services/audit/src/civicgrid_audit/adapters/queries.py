@@ -6,6 +6,7 @@ KPI queries read only the day-bucket counter documents of one (dimension, key) i
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -80,10 +81,14 @@ class Queries:
         return rows[:limit]
 
     async def counters(self, dim: str, key: str, start: str, end: str) -> dict[str, int]:
+        """Sum of the period's bucket documents, each read by its _id (month buckets for whole months)."""
+        ids = [kpi.counter_id(dim, key, b) for b in kpi.buckets_for(start, end)]
+        col = self.db[COUNTERS]
+        docs = await asyncio.gather(*(col.find_one({"_id": i}, {"m": 1}) for i in ids))
         total: dict[str, int] = {}
-        async for c in self.db[COUNTERS].find({"dim": dim, "key": kpi.safe(key), "day": {"$gte": start, "$lte": end}},
-                                              {"m": 1}):
-            kpi.add_into(total, c.get("m") or {})
+        for c in docs:
+            if c:
+                kpi.add_into(total, c.get("m") or {})
         return total
 
     async def kpis(self, dim: str, key: str, start: str, end: str) -> dict[str, Any]:
@@ -99,7 +104,8 @@ class Queries:
                                "dimensions": {}}
         for dim in dims:
             sums: dict[str, dict[str, int]] = defaultdict(dict)
-            async for c in self.db[COUNTERS].find({"dim": dim, "day": {"$gte": start, "$lte": end}}, {"m": 1, "key": 1}):
+            months = {b for b in kpi.buckets_for(start, end)}  # a quarter is three month buckets
+            async for c in self.db[COUNTERS].find({"dim": dim, "day": {"$in": sorted(months)}}, {"m": 1, "key": 1}):
                 kpi.add_into(sums[c["key"]], c.get("m") or {})
             rows = []
             for key, m in sums.items():

@@ -109,7 +109,11 @@ def contributions(state: dict[str, Any], calendar: WorkingCalendar) -> dict[str,
         keys.append(("property", state["property_company"]))
     if state.get("service_code"):
         keys.append(("service", state["service_code"]))
-    out: dict[str, dict[str, int]] = {counter_id(d, k, day): dict(m) for d, k in keys}
+    month = day[:7]
+    out: dict[str, dict[str, int]] = {}
+    for d, k in keys:  # a day bucket and a month bucket each
+        out[counter_id(d, k, day)] = dict(m)
+        out[counter_id(d, k, month)] = dict(m)
     # departments: the request's figures plus their own report-back figures
     dept_extra: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     if not excluded:
@@ -125,6 +129,7 @@ def contributions(state: dict[str, Any], calendar: WorkingCalendar) -> dict[str,
                         x["reported_on_time"] += 1
     for dept, extra in dept_extra.items():
         out[counter_id("department", dept, day)] = {**m, **extra}
+        out[counter_id("department", dept, month)] = {**m, **extra}
     return out
 
 
@@ -190,6 +195,25 @@ def score(f: dict[str, Any]) -> float:
     if f.get("report_back_on_time_rate") is not None:
         rates.append(f["report_back_on_time_rate"])
     return round(100 * sum(rates) / len(rates), 2) if rates else 0.0
+
+
+def buckets_for(start: str, end: str) -> list[str]:
+    """The fewest buckets covering the inclusive local-day range: whole months as month buckets
+    (``2026-10``), the ragged ends as day buckets (``2026-12-03``)."""
+    from datetime import date, timedelta
+
+    a, b = date.fromisoformat(start), date.fromisoformat(end)
+    out: list[str] = []
+    d = a
+    while d <= b:
+        nxt = (d.replace(day=28) + timedelta(days=4)).replace(day=1)
+        if d.day == 1 and nxt - timedelta(days=1) <= b:
+            out.append(d.isoformat()[:7])
+            d = nxt
+        else:
+            out.append(d.isoformat())
+            d += timedelta(days=1)
+    return out
 
 
 def quarter_range(quarter: str) -> tuple[str, str]:

@@ -67,12 +67,17 @@ def frontier_root(frontier: Frontier) -> bytes:
     return h
 
 
-def frontier_to_doc(frontier: Frontier) -> list[list[Any]]:
-    return [[n, h.hex()] for n, h in frontier]
+def frontier_to_doc(frontier: Frontier) -> list[str]:
+    """As ``"size:roothex"`` strings (the store does not take nested arrays)."""
+    return [f"{n}:{h.hex()}" for n, h in frontier]
 
 
-def frontier_from_doc(doc: list[list[Any]] | None) -> Frontier:
-    return [(int(n), bytes.fromhex(h)) for n, h in (doc or [])]
+def frontier_from_doc(doc: list[str] | None) -> Frontier:
+    out = []
+    for item in doc or []:
+        n, h = item.split(":")
+        out.append((int(n), bytes.fromhex(h)))
+    return out
 
 
 def mth(leaves: list[bytes]) -> bytes:
