@@ -41,6 +41,7 @@ class IntakeService:
         await self.relay.start()
 
     async def stop(self) -> None:
+        await self.handlers.writer.stop()
         await self.relay.stop()
 
 

@@ -32,6 +32,7 @@ from civicgrid_runtime.store import OUTBOX, PENDING, outbox_push, update_with_ev
 from civicgrid_intake.adapters.crypto import ContactVault
 from civicgrid_intake.adapters.outbox import RequestRelay
 from civicgrid_intake.adapters.repository import ApiKeys, Collections, DuplicateCells, cell_of
+from civicgrid_intake.adapters.writer import SubmissionWriter
 from civicgrid_intake.catalogue import Catalogue
 from civicgrid_intake.domain.catalogue import AnswerErrors, validate_answers
 from civicgrid_intake.domain.commands import RateRequest, SubmitRequest
@@ -86,6 +87,7 @@ class IntakeHandlers:
         self.api_keys = ApiKeys(cols.api_keys)
         relay.link_finisher = self.link_follower
         self.locks = relay.locks
+        self.writer = SubmissionWriter(cols, relay.locks, self.link_follower, batch=settings.flush_batch)
 
     # ------------------------------------------------------------------ submission
 
@@ -154,17 +156,13 @@ class IntakeHandlers:
             "reopen_count": 0, "rating": None, "version": 1, "_applied": [],
         }
         _with_outbox(doc, events)
-        await self.relay.mark(rid, link_to=parent[0] if parent else None)
+        cell_key = self.cells.key(svc.code, cell) if cell and not parent else None
         try:
-            await self.cols.requests.insert_one(doc)
+            await self.writer.write(doc, at=now, cell_key=cell_key, parent_id=parent[0] if parent else None,
+                                    cell_entry={"at": now, "lat": loc.lat, "lon": loc.lon} if cell_key else None)
         except DuplicateKeyError:  # the same Idempotency-Key raced us
             existing = await self.cols.requests.find_one({"_id": rid}, {"idem_hash": 1, "answer": 1})
             return self._replay(existing, fingerprint)
-        if parent:
-            await self.link_follower(rid, parent[0])
-            await self.cols.markers.update_one({"_id": rid}, {"$unset": {"link_to": ""}})
-        elif cell:
-            await self.cells.add(svc.code, cell, rid, loc.lat, loc.lon, now)
         return Submitted(answer=answer, token=self.vault.request_token(rid), replayed=False, request_id=rid)
 
     def _replay(self, existing: dict[str, Any], fingerprint: str) -> Submitted:

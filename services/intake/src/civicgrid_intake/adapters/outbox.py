@@ -84,10 +84,13 @@ class RequestRelay:
                 await self.requests.bulk_write(
                     [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: "", OUTBOX: ""}}) for i, _ in work],
                     ordered=False)
-        # a marker goes only once its document has nothing left to publish
+        # a marker goes once its document has nothing left to publish (links are done before a
+        # request is enqueued here, and the sweep finishes a link before it flushes)
         done = [d["_id"] for d in docs if not d.get(OUTBOX)] + [i for i, _ in work]
-        for rid in done:
-            await self.markers.delete_one({"_id": rid, "link_to": {"$exists": False}})
+        if len(done) == 1:
+            await self.markers.delete_one({"_id": done[0]})
+        elif done:
+            await self.markers.delete_many({"_id": {"$in": done}})  # a small collection: in-flight work only
         return sum(len(evs) for _, evs in work)
 
     async def sweep(self, *, everything: bool = False) -> int:

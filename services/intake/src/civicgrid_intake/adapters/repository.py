@@ -24,13 +24,15 @@ H3_RES = 9
 
 class Collections:
     def __init__(self, db: AsyncDatabase) -> None:
+        from civicgrid_intake.adapters.busy import BusyRetrying
+
         self.db = db
-        self.requests: AsyncCollection = db["requests"]
-        self.services: AsyncCollection = db["services"]
-        self.markers: AsyncCollection = db["outbox_markers"]
-        self.cells: AsyncCollection = db["duplicate_cells"]
-        self.api_keys: AsyncCollection = db["open311_api_keys"]
-        self.access_log: AsyncCollection = db["contact_access_log"]
+        self.requests: AsyncCollection = BusyRetrying(db["requests"])  # type: ignore[assignment]
+        self.services: AsyncCollection = db["services"]  # the runtime's relay needs the real collection
+        self.markers: AsyncCollection = BusyRetrying(db["outbox_markers"])  # type: ignore[assignment]
+        self.cells: AsyncCollection = BusyRetrying(db["duplicate_cells"])  # type: ignore[assignment]
+        self.api_keys: AsyncCollection = BusyRetrying(db["open311_api_keys"])  # type: ignore[assignment]
+        self.access_log: AsyncCollection = BusyRetrying(db["contact_access_log"])  # type: ignore[assignment]
 
     async def ensure_indexes(self) -> None:
         r = self.requests

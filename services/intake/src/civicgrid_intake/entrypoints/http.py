@@ -301,6 +301,19 @@ def install_error_handlers(app: FastAPI) -> None:
                                             type_="malformed-body"), request)
         return problem_response(validation_problem(errs), request)
 
+    from pymongo.errors import OperationFailure
+
+    from civicgrid_intake.adapters.busy import is_busy
+
+    @app.exception_handler(OperationFailure)
+    async def _store(request: Request, exc: OperationFailure):
+        if not is_busy(exc):
+            raise exc
+        if request.url.path.startswith("/open311/"):
+            return open311.error_response(503, "Service busy, retry shortly", open311.fmt_of(request.url.path))
+        return problem_response(Problem(503, "Service unavailable", "The store is busy; please retry.",
+                                        type_="store-busy", headers={"Retry-After": "1"}), request)
+
     @app.exception_handler(open311.Open311Error)
     async def _open311(request: Request, exc: open311.Open311Error):
         return open311.error_response(exc.status, exc.description, exc.fmt)

@@ -1,0 +1,271 @@
+"""Intake benchmark: sustained accepted submissions/s and latency at a fixed rate, beside a bare
+endpoint of the same web stack, in the same run, against the real broker and store.
+
+    KAFKA_BOOTSTRAP_SERVERS=... MONGODB_URL=... .venv/bin/python services/intake/bench/run.py
+
+Both servers run as subprocesses (uvicorn, one worker; intake as ``civicgrid-intake serve`` with its
+consumers and relay). The load generator is a minimal keep-alive HTTP/1.1 client on asyncio streams
+in this process (httpx costs several times more CPU per request, and on a 2-core machine the
+generator competes with the server for the same cores). Latency at the fixed rate is measured from
+each request's *scheduled* send time (no coordinated omission).
+
+Goals (issue 3): >= 1,000 accepted requests/s; p99 < 50 ms at 200 requests/s; >= 30% of the bare
+endpoint's throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from pymongo import MongoClient
+
+ROOT = Path(__file__).resolve().parents[3]
+BIN = Path(sys.executable).parent
+KAFKA = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+MONGO = os.environ["MONGODB_URL"]
+THROUGHPUT_SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+RATE = float(os.environ.get("BENCH_RATE", "200"))
+RATE_SECONDS = float(os.environ.get("BENCH_RATE_SECONDS", "10"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
+REQUEST_TIMEOUT = 10.0
+SERVICES = [("sanitation", {"waste_type": "household"}), ("neighbour_dispute", {}), ("greening", {}),
+            ("public_facility", {"facility": "streetlight"}), ("other", {})]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def submission(i: int) -> bytes:
+    code, attrs = SERVICES[i % len(SERVICES)]
+    return json.dumps({
+        "service_code": code, "location": {"lat": 39.8 + random.random() * 0.2, "lon": 116.3 + random.random() * 0.2},
+        "description": "楼道里堆放杂物，影响通行，请尽快清理。Rubbish in the stairwell blocks the way.",
+        "attributes": attrs, "channel": "app",
+        "contact": {"name": "Bench Resident", "phone": f"139{random.randint(0, 99999999):08d}"},
+    }, ensure_ascii=False).encode()
+
+
+def http_request(port: int, body: bytes) -> bytes:
+    return (f"POST /api/v1/requests HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+class Conn:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.r: asyncio.StreamReader | None = None
+        self.w: asyncio.StreamWriter | None = None
+
+    async def send(self, raw: bytes) -> int:
+        if self.w is None:
+            self.r, self.w = await asyncio.open_connection("127.0.0.1", self.port)
+        self.w.write(raw)
+        try:
+            head = await asyncio.wait_for(self.r.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            self.close()
+            self.w = None
+            return 0
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        if length:
+            await self.r.readexactly(length)
+        if b"connection: close" in head.lower():
+            self.close()
+            self.w = None
+        return status
+
+    def close(self) -> None:
+        if self.w:
+            self.w.close()
+
+
+async def closed_loop(port: int, seconds: float, concurrency: int) -> dict:
+    """As fast as possible with ``concurrency`` keep-alive connections."""
+    ok = err = 0
+    lat: list[float] = []
+    stop = time.perf_counter() + seconds
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        nonlocal ok, err
+        c = Conn(port)
+        try:
+            while time.perf_counter() < stop:
+                raw = http_request(port, submission(next(counter)))
+                t = time.perf_counter()
+                status = await c.send(raw)
+                lat.append(time.perf_counter() - t)
+                if status == 201:
+                    ok += 1
+                else:
+                    err += 1
+        finally:
+            c.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    return {"ok": ok, "err": err, "rps": ok / elapsed, **percentiles(lat)}
+
+
+async def fixed_rate(port: int, rate: float, seconds: float) -> dict:
+    """Open loop: one request every 1/rate s; latency from the scheduled time."""
+    n = int(rate * seconds)
+    pool: asyncio.Queue[Conn] = asyncio.Queue()
+    for _ in range(64):
+        pool.put_nowait(Conn(port))
+    lat: list[float] = []
+    statuses: dict[int, int] = {}
+    start = time.perf_counter() + 0.2
+
+    async def one(i: int) -> None:
+        scheduled = start + i / rate
+        raw = http_request(port, submission(i))
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        c = await pool.get()
+        try:
+            status = await c.send(raw)
+        finally:
+            pool.put_nowait(c)
+        lat.append(time.perf_counter() - scheduled)
+        statuses[status] = statuses.get(status, 0) + 1
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    while not pool.empty():
+        pool.get_nowait().close()
+    return {"sent": n, "ok": statuses.get(201, 0), "statuses": statuses, **percentiles(lat)}
+
+
+def percentiles(lat: list[float]) -> dict:
+    if not lat:
+        return {"p50": float("nan"), "p99": float("nan")}
+    s = sorted(lat)
+    return {"p50": s[len(s) // 2] * 1000, "p99": s[min(len(s) - 1, int(len(s) * 0.99))] * 1000}
+
+
+def wait_ready(port: int, proc: subprocess.Popen, path: str, timeout: float = 90) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:  # noqa: BLE001
+            time.sleep(0.2)
+    raise RuntimeError("server not ready")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def say(msg: str) -> None:
+    print(f"[intake bench] {msg}", file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    db_name = f"intake_bench_{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "INTAKE_DATABASE": db_name, "INTAKE_CONSUMER_GROUP": f"intake_bench_{uuid.uuid4().hex[:8]}",
+           "INTAKE_LOG_LEVEL": "WARNING"}
+    results: dict[str, dict] = {}
+    logs = Path(os.environ.get("TMPDIR", "/tmp"))
+
+    # --- bare baseline
+    bport = free_port()
+    bare = subprocess.Popen([str(BIN / "uvicorn"), "bare_app:app", "--port", str(bport), "--loop", "uvloop",
+                             "--http", "httptools", "--workers", "1", "--log-level", "warning", "--no-access-log"],
+                            cwd=Path(__file__).parent, stdout=(logs / "bench-bare.log").open("wb"),
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_ready(bport, bare, "/docs")
+        say("bare endpoint: closed loop, then fixed rate")
+        asyncio.run(closed_loop(bport, 2, CONCURRENCY))  # warm-up
+        results["bare_max"] = asyncio.run(closed_loop(bport, THROUGHPUT_SECONDS, CONCURRENCY))
+        results["bare_rate"] = asyncio.run(fixed_rate(bport, RATE, RATE_SECONDS))
+    finally:
+        stop(bare)
+
+    # --- intake, the real service with Kafka and the store beside it
+    iport = free_port()
+    intake = subprocess.Popen([str(BIN / "civicgrid-intake"), "serve", "--port", str(iport)], cwd=ROOT, env=env,
+                              stdout=(logs / "bench-intake.log").open("wb"), stderr=subprocess.STDOUT)
+    mongo = MongoClient(MONGO)
+    try:
+        wait_ready(iport, intake, "/health/ready")
+        say("intake: fixed rate, then closed loop")
+        asyncio.run(closed_loop(iport, 2, CONCURRENCY))  # warm-up (connections, caches)
+        results["intake_rate"] = asyncio.run(fixed_rate(iport, RATE, RATE_SECONDS))
+        results["intake_max"] = asyncio.run(closed_loop(iport, THROUGHPUT_SECONDS, CONCURRENCY))
+        say("waiting for the outbox to drain")
+        t = time.monotonic()
+        col, markers = mongo[db_name]["requests"], mongo[db_name]["outbox_markers"]
+        while markers.count_documents({}) and time.monotonic() - t < 60:
+            time.sleep(0.5)
+        drained = time.monotonic() - t
+        stored = col.estimated_document_count()
+        left = markers.count_documents({})
+    finally:
+        stop(intake)
+        mongo.drop_database(db_name)
+        mongo.close()
+
+    bm, im, ir, br = results["bare_max"], results["intake_max"], results["intake_rate"], results["bare_rate"]
+    ratio = im["rps"] / bm["rps"] if bm["rps"] else 0.0
+    rows = [
+        ("accepted submissions/s (closed loop, %d conns)" % CONCURRENCY, ">= 1000", f"{im['rps']:.0f}",
+         f"bare: {bm['rps']:.0f}/s"),
+        ("share of the bare endpoint's throughput", ">= 30%", f"{ratio * 100:.0f}%", ""),
+        (f"p50 latency at {RATE:.0f} req/s (ms)", "", f"{ir['p50']:.1f}", f"bare: {br['p50']:.1f}"),
+        (f"p99 latency at {RATE:.0f} req/s (ms)", "< 50", f"{ir['p99']:.1f}", f"bare: {br['p99']:.1f}"),
+        ("accepted at fixed rate", f"{ir['sent']}", f"{ir['ok']}", f"statuses {ir['statuses']}"),
+        ("p50 / p99 under max load (ms)", "", f"{im['p50']:.1f} / {im['p99']:.1f}",
+         f"bare: {bm['p50']:.1f} / {bm['p99']:.1f}"),
+        ("all stored requests published (outbox drained)", "yes", "yes" if not left else f"no ({left} left)",
+         f"{stored} stored; drained {drained:.1f}s after load"),
+    ]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="intake: submissions (real Kafka + store, 1 uvicorn worker)")
+        for h in ("figure", "goal", "measured", "baseline / note"):
+            table.add_column(h)
+        for r in rows:
+            table.add_row(*r)
+        Console().print(table)
+    except ImportError:
+        for r in rows:
+            print(" | ".join(r))
+    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "statuses"} for k, v in results.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
