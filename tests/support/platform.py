@@ -123,10 +123,12 @@ class Platform:
 
     def start(self, services: tuple[str, ...] = SERVICES, *, demo: bool = True) -> Platform:
         import asyncio
+        import atexit
 
         from civicgrid_contracts import topics
         from civicgrid_runtime.testing import start_group_at_end
 
+        atexit.register(self.stop, drop=False)  # never leave service processes behind
         logs = ROOT / ".run" / "logs" / f"platform-{self.tag}"
         logs.mkdir(parents=True, exist_ok=True)
         for svc in services:
@@ -153,6 +155,19 @@ class Platform:
     def url(self, svc: str) -> str:
         return self.services[svc].url
 
+    def add_replica(self, svc: str) -> ServiceProcess:
+        """Another process of the same service: same database, same consumer group, its own port.
+        The group rebalances and the two share the partitions."""
+        first = self.services[svc]
+        port = free_port()
+        n = sum(1 for k in self.services if k.startswith(f"{svc}#")) + 2
+        sp = ServiceProcess(svc, port, {**first.env, f"{svc.upper()}_HTTP_PORT": str(port)},
+                            first.log_path.with_name(f"{svc}-{n}.log"))
+        self.services[f"{svc}#{n}"] = sp
+        sp.start()
+        sp.wait_ready()
+        return sp
+
     def stop(self, *, drop: bool = True) -> None:
         for sp in self.services.values():
             sp.stop()
@@ -160,7 +175,7 @@ class Platform:
             from pymongo import MongoClient
 
             client = MongoClient(self.mongodb)
-            for svc in self.services:
+            for svc in {k.split("#")[0] for k in self.services}:
                 client.drop_database(self.database(svc))
             client.close()
 

@@ -1,0 +1,295 @@
+"""Full-pipeline benchmark: the four services as separate processes, driven through intake's API.
+
+Phases (each bounded in time, loopback only):
+1. fixed rate (``PIPELINE_FIXED_RATE``, default 200 requests/s for ``PIPELINE_FIXED_SECONDS``):
+   per-hop latency submitted -> assigned -> (volunteer) offered -> audited;
+2. maximum rate for ``PIPELINE_MAX_SECONDS`` (default 60): sustained requests/s from submission to
+   the audit trail (counted when supervision's consumer group has caught up with every event);
+3. throughout: CPU and memory of every process (services, Kafka, store), consumer lag; and a
+   py-spy profile of the slowest service during the maximum-rate phase.
+
+Hop times come from the broker's own timestamps of the events each service publishes, so the
+measurement adds nothing to the services' work. "Audited" is when audit's consumer group has
+committed past the request's last event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+import psutil
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from civicgrid_contracts import topics  # noqa: E402
+from civicgrid_runtime.auth import mint_token  # noqa: E402
+
+from tests.support.platform import Platform  # noqa: E402
+
+KAFKA = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+MONGO = os.environ["MONGODB_URL"]
+FIXED_RATE = float(os.environ.get("PIPELINE_FIXED_RATE", "200"))
+FIXED_SECONDS = float(os.environ.get("PIPELINE_FIXED_SECONDS", "20"))
+MAX_SECONDS = float(os.environ.get("PIPELINE_MAX_SECONDS", "60"))
+MAX_CONCURRENCY = int(os.environ.get("PIPELINE_CONCURRENCY", "64"))
+SECRET = "civicgrid-development-secret-change-me"
+console = Console()
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+class Observer:
+    """Reads the event topics from their current end and records when each hop happened."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, dict[str, float]] = defaultdict(dict)
+        self.count = 0
+        self.stop = asyncio.Event()
+
+    async def run(self, start: dict) -> None:
+        c = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False, max_poll_records=2000)
+        await c.start()
+        c.assign(list(start))
+        for tp, off in start.items():
+            c.seek(tp, off)
+        try:
+            while not self.stop.is_set():
+                batch = await c.getmany(timeout_ms=200, max_records=5000)
+                for recs in batch.values():
+                    for r in recs:
+                        et = dict(r.headers).get("ce_type", b"").decode()
+                        rid = (r.key or b"").decode()
+                        self.first[rid].setdefault(et, r.timestamp / 1000.0)
+                        self.count += 1
+        finally:
+            await c.stop()
+
+
+async def end_offsets(names: list[str]) -> dict:
+    from civicgrid_runtime.testing import end_offsets as topic_ends
+
+    out = {}
+    for n in names:
+        out.update(await topic_ends(KAFKA, n))
+    return out
+
+
+async def audit_caught_up(group: str, names: list[str]) -> bool:
+    ends = await end_offsets(names)
+    c = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=group, enable_auto_commit=False)
+    await c.start()
+    try:
+        for tp in ends:
+            committed = await c.committed(tp)
+            if (committed or 0) < ends[tp]:
+                return False
+        return True
+    finally:
+        await c.stop()
+
+
+class Load:
+    def __init__(self, platform: Platform) -> None:
+        self.p = platform
+        self.client = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=MAX_CONCURRENCY))
+        self.submitted: dict[str, float] = {}
+        self.errors = 0
+        self.latency: list[float] = []
+
+    async def prepare(self) -> None:
+        admin = {"Authorization": f"Bearer {mint_token(secret=SECRET, sub='bench', role='admin')}"}
+        r = await self.client.get(f"{self.p.url('grid')}/v1/map/grids", params={"limit": 50000}, headers=admin)
+        self.grids = r.json() if isinstance(r.json(), list) else r.json()["grids"]
+        r = await self.client.get(f"{self.p.url('intake')}/api/v1/services")
+        self.services = {s["code"]: s for s in r.json()}
+        # the everyday mix: most requests are grid work; a few need a volunteer
+        self.mix = [c for c in ("sanitation", "public_facility", "neighbour_dispute", "parking", "greening",
+                                "elderly_home_care") if c in self.services]
+
+    def body(self) -> dict:
+        code = random.choice(self.mix)
+        g = random.choice(self.grids)
+        min_lon, min_lat, max_lon, max_lat = g["bbox"]
+        attrs = {}
+        for a in self.services[code].get("attributes", []):
+            if a.get("required"):
+                vals = [v["key"] for v in a.get("values") or []]
+                attrs[a["code"]] = ([vals[0]] if a["datatype"] == "multivaluelist" else vals[0]) if vals else (
+                    70 if a["datatype"] == "number" else "x")
+        return {"service_code": code, "channel": "app", "description": "benchmark request", "attributes": attrs,
+                "location": {"lat": random.uniform(min_lat, max_lat), "lon": random.uniform(min_lon, max_lon)}}
+
+    async def one(self) -> None:
+        t = time.time()
+        try:
+            r = await self.client.post(f"{self.p.url('intake')}/api/v1/requests", json=self.body())
+        except httpx.HTTPError:
+            self.errors += 1
+            return
+        if r.status_code == 201:
+            self.submitted[r.json()["request_id"]] = t
+            self.latency.append(time.time() - t)
+        else:
+            self.errors += 1
+
+    async def fixed(self, rate: float, seconds: float) -> None:
+        tasks = []
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < seconds:
+            due = start + n / rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            tasks.append(asyncio.create_task(self.one()))
+            n += 1
+        await asyncio.gather(*tasks)
+
+    async def maximum(self, seconds: float) -> None:
+        stop = time.monotonic() + seconds
+
+        async def worker():
+            while time.monotonic() < stop:
+                await self.one()
+
+        await asyncio.gather(*(worker() for _ in range(MAX_CONCURRENCY)))
+
+
+def hop_table(title: str, obs: Observer, submitted: dict[str, float]) -> Table:
+    hops = {"submitted→received": "civicgrid.request.received", "submitted→assigned": "civicgrid.request.assigned",
+            "submitted→offered": "civicgrid.volunteer.offered"}
+    t = Table(title=title)
+    for c in ("hop", "n", "p50 ms", "p99 ms"):
+        t.add_column(c)
+    for name, et in hops.items():
+        vals = [(obs.first[rid][et] - ts) * 1000 for rid, ts in submitted.items() if et in obs.first.get(rid, {})]
+        t.add_row(name, str(len(vals)), f"{pct(vals, 0.5):.0f}", f"{pct(vals, 0.99):.0f}")
+    assigned = [(obs.first[r]["civicgrid.request.assigned"] - obs.first[r]["civicgrid.request.received"]) * 1000
+                for r in submitted if {"civicgrid.request.assigned", "civicgrid.request.received"} <= set(obs.first.get(r, {}))]
+    t.add_row("received→assigned (grid hop)", str(len(assigned)), f"{pct(assigned, 0.5):.0f}",
+              f"{pct(assigned, 0.99):.0f}")
+    return t
+
+
+def processes(p: Platform) -> dict[str, psutil.Process]:
+    out = {name: psutil.Process(sp.proc.pid) for name, sp in p.services.items()}
+    state = ROOT / ".run"
+    for name in ("kafka", "store"):
+        try:
+            out[name] = psutil.Process(int((state / f"{name}.pid").read_text()))
+        except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
+            pass
+    return out
+
+
+async def main() -> None:
+    console.print(f"[bold]full-pipeline benchmark[/bold]: Kafka {KAFKA}, store {MONGO}")
+    p = Platform(KAFKA, MONGO, extra_env={"AUDIT_CHECKPOINT_SECONDS": "600"})
+    await asyncio.to_thread(p.start)
+    try:
+        load = Load(p)
+        await load.prepare()
+        names = [t.name for t in topics.EVENT_TOPICS]
+        procs = processes(p)
+        for pr in procs.values():
+            pr.cpu_percent(None)
+
+        # phase 1: fixed rate
+        obs = Observer()
+        start = await end_offsets(names)
+        otask = asyncio.create_task(obs.run(start))
+        t0 = time.monotonic()
+        await load.fixed(FIXED_RATE, FIXED_SECONDS)
+        fixed_elapsed = time.monotonic() - t0
+        await asyncio.sleep(5)
+        fixed_submitted = dict(load.submitted)
+        console.print(hop_table(f"fixed rate {FIXED_RATE:g}/s for {FIXED_SECONDS:g}s: "
+                                f"{len(fixed_submitted)} accepted ({len(fixed_submitted) / fixed_elapsed:.0f}/s), "
+                                f"{load.errors} errors, HTTP p99 {pct(load.latency, 0.99) * 1000:.0f} ms",
+                                obs, fixed_submitted))
+
+        # phase 2: maximum rate, with a profile of the slowest service
+        load.submitted.clear()
+        load.latency.clear()
+        load.errors = 0
+        cpu_before = {n: pr.cpu_times() for n, pr in procs.items()}
+        t0 = time.monotonic()
+        profile_out = ROOT / ".run" / "pipeline-profile.txt"
+        max_task = asyncio.create_task(load.maximum(MAX_SECONDS))
+        await asyncio.sleep(min(15, MAX_SECONDS / 3))
+        cpu_mid = {n: sum(pr.cpu_times()[:2]) - sum(cpu_before[n][:2]) for n, pr in procs.items()}
+        slowest = max((n for n in p.services), key=lambda n: cpu_mid.get(n, 0))
+        spy = subprocess.Popen([str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid",
+                                str(p.services[slowest].proc.pid), "--duration", str(int(min(20, MAX_SECONDS / 3))),
+                                "--format", "raw", "--output", str(profile_out), "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        await max_task
+        submit_elapsed = time.monotonic() - t0
+        n_max = len(load.submitted)
+        # sustained end to end: until supervision has every event of these requests
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not await audit_caught_up(p.group("audit"), names):
+            await asyncio.sleep(1)
+        e2e_elapsed = time.monotonic() - t0
+        cpu = {n: (sum(pr.cpu_times()[:2]) - sum(cpu_before[n][:2])) / e2e_elapsed * 100 for n, pr in procs.items()}
+        rss = {n: pr.memory_info().rss / 2**20 for n, pr in procs.items()}
+        obs.stop.set()
+        await otask
+        spy.wait(60)
+
+        t = Table(title="maximum rate")
+        for c in ("figure", "value", "goal"):
+            t.add_column(c)
+        t.add_row("accepted submissions", f"{n_max} in {submit_elapsed:.0f}s = {n_max / submit_elapsed:.0f}/s", "")
+        t.add_row("sustained end to end (submission → audit trail)", f"{n_max / e2e_elapsed:.0f} requests/s",
+                  ">= 2,000/s for 60 s")
+        t.add_row("audit caught up after the load stopped", f"{e2e_elapsed - submit_elapsed:.0f}s", "")
+        t.add_row("HTTP submit p50 / p99", f"{pct(load.latency, .5) * 1000:.0f} / {pct(load.latency, .99) * 1000:.0f} ms",
+                  "")
+        t.add_row("errors", str(load.errors), "0")
+        console.print(t)
+        console.print(hop_table("maximum-rate hops", obs, load.submitted))
+        r = Table(title="processes during the maximum-rate phase")
+        for c in ("process", "CPU % (of one core)", "RSS MB"):
+            r.add_column(c)
+        for n in procs:
+            r.add_row(n, f"{cpu[n]:.0f}", f"{rss[n]:.0f}")
+        console.print(r)
+        if profile_out.exists():
+            stacks = defaultdict(int)
+            for line in profile_out.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                frames = stack.split(";")
+                for f in frames[-3:]:
+                    stacks[f] += int(count or 0)
+            top = sorted(stacks.items(), key=lambda kv: -kv[1])[:12]
+            total = sum(int(line.rpartition(" ")[2] or 0) for line in profile_out.read_text().splitlines())
+            pt = Table(title=f"where the time goes in the slowest service ({slowest}), py-spy samples")
+            pt.add_column("frame (in the top 3 of a stack)")
+            pt.add_column("share")
+            for f, c in top:
+                pt.add_row(f[:110], f"{c / max(1, total):.0%}")
+            console.print(pt)
+        print(f"RESULT pipeline fixed_rate={len(fixed_submitted) / fixed_elapsed:.0f} "
+              f"sustained_e2e={n_max / e2e_elapsed:.0f}")
+    finally:
+        p.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,295 @@
+"""A simulated day in the demo city, driven through the services' public APIs, with a live view.
+
+Residents submit requests at ``--rate`` per second (Poisson arrivals) with a realistic mix of
+services and places; grid workers accept and resolve, departments acknowledge and report,
+volunteers answer offers, check in and out, and residents rate -- each after a realistic delay in
+*simulated* time, compressed by ``--time-scale`` (60 = one simulated minute per real second).
+The terminal shows requests per second, consumer lag per service, open and overdue counts and the
+three headline rates from supervision. Ctrl-C stops it.
+
+    python deploy/local/simulate.py --rate 5 --time-scale 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import time
+from collections import Counter, deque
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+from civicgrid_runtime.auth import mint_token
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+SECRET = os.environ.get("CIVICGRID_AUTH_SECRET", "civicgrid-development-secret-change-me")
+PORTS = {"intake": 8101, "grid": 8102, "matching": 8103, "audit": 8104}
+#: the share of each service in a street office's day (the rest spread evenly over the catalogue)
+MIX = {
+    "sanitation": 22, "property_complaint": 14, "public_facility": 10, "parking": 8, "neighbour_dispute": 7,
+    "elderly_home_care": 6, "street_vending": 5, "public_order": 5, "greening": 4, "water_heating": 4,
+    "after_school_care": 3, "illegal_construction": 3, "food_safety": 2, "disability_assistance": 2,
+    "floating_population": 3, "other": 2,
+}
+
+
+def url(svc: str) -> str:
+    return os.environ.get(f"CIVICGRID_{svc.upper()}_URL", f"http://127.0.0.1:{PORTS[svc]}")
+
+
+def bearer(role: str, sub: str = "simulator", area: str = "") -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(secret=SECRET, sub=sub, role=role, area=area)}"}
+
+
+def answer(attr: dict[str, Any]) -> Any:
+    """A plausible answer to an Open311 attribute of the catalogue."""
+    values = [v["key"] for v in attr.get("values") or []]
+    dt = attr.get("datatype")
+    if dt == "singlevaluelist" and values:
+        return random.choice(values)
+    if dt == "multivaluelist" and values:
+        return random.sample(values, k=1)
+    if dt == "number":
+        return random.randint(1, 3) if "age" not in attr["code"] else random.randint(65, 95)
+    if dt == "datetime":
+        return datetime.now(UTC).isoformat()
+    return "simulated"
+
+
+class Day:
+    def __init__(self, rate: float, time_scale: float) -> None:
+        self.rate, self.scale = rate, time_scale
+        self.stats: Counter[str] = Counter()
+        self.submitted_at: deque[float] = deque(maxlen=5000)
+        self.lag: dict[str, Any] = {}
+        self.kpis: dict[str, Any] = {}
+        self.overdue = 0
+        self.errors: deque[str] = deque(maxlen=4)
+        self.tasks: set[asyncio.Task] = set()
+        self.admin = bearer("admin")
+        self.client = httpx.AsyncClient(timeout=15, limits=httpx.Limits(max_connections=64))
+
+    def delay(self, minutes: float) -> float:
+        """Real seconds for a lognormal delay of about ``minutes`` simulated minutes."""
+        return random.lognormvariate(0, 0.5) * minutes * 60 / self.scale
+
+    async def load(self) -> None:
+        r = await self.client.get(f"{url('grid')}/v1/map/grids", params={"limit": 50000}, headers=self.admin)
+        r.raise_for_status()
+        self.grids = r.json() if isinstance(r.json(), list) else r.json()["grids"]
+        r = await self.client.get(f"{url('intake')}/api/v1/services")
+        r.raise_for_status()
+        self.services = {s["code"]: s for s in r.json() if s.get("active", True)}
+        codes = list(self.services)
+        self.weights = [MIX.get(c, 1) for c in codes]
+        self.codes = codes
+
+    # -- actors
+
+    def spawn(self, coro) -> None:
+        t = asyncio.create_task(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    async def resident(self) -> None:
+        code = random.choices(self.codes, self.weights)[0]
+        svc = self.services[code]
+        g = random.choice(self.grids)
+        min_lon, min_lat, max_lon, max_lat = g["bbox"]
+        lat = random.uniform(min_lat, max_lat)
+        lon = random.uniform(min_lon, max_lon)
+        body = {"service_code": code, "location": {"lat": lat, "lon": lon}, "channel": random.choice(
+                ["app", "web", "hotline", "walk_in", "grid_patrol"]),
+                "description": f"{svc.get('name_zh', code)}: simulated request",
+                "attributes": {a["code"]: answer(a) for a in svc.get("attributes", []) if a.get("required")}}
+        r = await self.client.post(f"{url('intake')}/api/v1/requests", json=body)
+        if r.status_code != 201:
+            self.stats["rejected"] += 1
+            self.errors.append(f"submit {r.status_code}: {r.text[:120]}")
+            return
+        self.stats["submitted"] += 1
+        self.submitted_at.append(time.monotonic())
+        created = r.json()
+        if created.get("duplicate_of"):
+            self.stats["merged"] += 1
+            return
+        self.spawn(self.handle(created, svc))
+
+    async def work(self, rid: str) -> dict[str, Any] | None:
+        r = await self.client.get(f"{url('grid')}/v1/requests/{rid}", headers=self.admin)
+        return r.json() if r.status_code == 200 else None
+
+    async def handle(self, created: dict[str, Any], svc: dict[str, Any]) -> None:
+        rid = created["request_id"]
+        await asyncio.sleep(self.delay(25))  # the grid worker looks at the queue
+        w = await self.work(rid)
+        if not w or not w.get("assignee_id"):
+            return
+        worker = bearer("grid_worker", sub=w["assignee_id"], area=w.get("grid") or "")
+        if w.get("holder") == "unlocated":
+            worker = bearer("supervisor")
+        r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/accept", headers=worker)
+        if r.status_code == 200:
+            self.stats["accepted"] += 1
+        if w.get("dispatches"):
+            for dispatch_id, d in w["dispatches"].items():
+                for dep in d.get("departments", []):
+                    self.spawn(self.department(rid, dispatch_id, dep))
+        if "volunteer" in (w.get("handled_by") or []):
+            self.spawn(self.volunteer(rid))
+        await asyncio.sleep(self.delay(180))  # the work itself
+        w = await self.work(rid)
+        if w and w.get("status") not in ("resolved", "closed", "rejected"):
+            r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/resolve", headers=worker,
+                                       json={"resolution_note": "Handled on site"})
+            if r.status_code == 200:
+                self.stats["resolved"] += 1
+        await asyncio.sleep(self.delay(60))  # the resident reads the answer
+        rating = random.choices(["satisfied", "basically_satisfied", "unsatisfied"], [85, 10, 5])[0]
+        r = await self.client.post(f"{url('intake')}/api/v1/requests/{rid}/rating",
+                                   headers={"X-Request-Token": created["token"]}, json={"rating": rating})
+        if r.status_code == 200:
+            self.stats[f"rated_{rating}"] += 1
+
+    async def department(self, rid: str, dispatch_id: str, dep: str) -> None:
+        h = bearer("department", sub=dep)
+        await asyncio.sleep(self.delay(40))
+        await self.client.post(f"{url('grid')}/v1/requests/{rid}/dispatches/{dispatch_id}/acknowledge", headers=h)
+        await asyncio.sleep(self.delay(240))
+        r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/dispatches/{dispatch_id}/report", headers=h,
+                                   json={"outcome": "Inspected and corrected"})
+        if r.status_code == 200:
+            self.stats["department_reports"] += 1
+
+    async def volunteer(self, rid: str) -> None:
+        await asyncio.sleep(self.delay(15))
+        r = await self.client.get(f"{url('matching')}/matches/{rid}", headers=bearer("supervisor"))
+        if r.status_code != 200:
+            return
+        offers = [o for o in r.json().get("offers", []) if o.get("status") == "offered"]
+        for o in offers:
+            vol = bearer("volunteer", sub=o["volunteer_id"])
+            if random.random() < 0.2:
+                await self.client.post(f"{url('matching')}/me/offers/{o['offer_id']}/decline", headers=vol,
+                                       json={"reason": "busy"})
+                continue
+            r = await self.client.post(f"{url('matching')}/me/offers/{o['offer_id']}/accept", headers=vol)
+            if r.status_code != 200:
+                continue
+            self.stats["volunteer_accepts"] += 1
+            await asyncio.sleep(self.delay(60))
+            await self.client.post(f"{url('matching')}/me/assignments/{rid}/check-in", headers=vol)
+            await asyncio.sleep(self.delay(90))
+            await self.client.post(f"{url('matching')}/me/assignments/{rid}/check-out", headers=vol)
+            r = await self.client.post(f"{url('matching')}/me/assignments/{rid}/complete", headers=vol,
+                                       json={"note": "Service delivered"})
+            if r.status_code == 200:
+                self.stats["volunteer_services"] += 1
+            return
+
+    # -- observation
+
+    async def observe(self) -> None:
+        while True:
+            for svc in PORTS:
+                try:
+                    r = await self.client.get(f"{url(svc)}/health/ready", timeout=3)
+                    body = r.json()
+                    self.lag[svc] = ("ready" if r.status_code == 200 else "NOT READY",
+                                     sum(body.get("consumer_lag", {}).values()))
+                except Exception:  # noqa: BLE001
+                    self.lag[svc] = ("down", None)
+            today = date.today().isoformat()
+            try:
+                sup = bearer("supervisor")
+                r = await self.client.get(f"{url('audit')}/kpis", headers=sup,
+                                          params={"dimension": "all", "key": "*", "from": today, "to": today})
+                if r.status_code == 200:
+                    self.kpis = r.json()
+                r = await self.client.get(f"{url('audit')}/supervision/overdue", headers=sup,
+                                          params={"limit": 1000})
+                if r.status_code == 200:
+                    self.overdue = len(r.json())
+            except Exception as exc:  # noqa: BLE001
+                self.errors.append(f"audit: {exc!r}")
+            await asyncio.sleep(2)
+
+    def view(self) -> Group:
+        now = time.monotonic()
+        recent = sum(1 for t in self.submitted_at if now - t <= 10) / 10
+        top = Table.grid(padding=(0, 3))
+        top.add_row(f"[bold]requests/s[/] {recent:5.1f} (target {self.rate})",
+                    f"[bold]submitted[/] {self.stats['submitted']}", f"[bold]merged[/] {self.stats['merged']}",
+                    f"[bold]accepted[/] {self.stats['accepted']}", f"[bold]resolved[/] {self.stats['resolved']}",
+                    f"[bold]volunteer services[/] {self.stats['volunteer_services']}",
+                    f"[bold]in flight[/] {len(self.tasks)}")
+        svc = Table(title="services", expand=True)
+        for c in ("service", "health", "consumer lag"):
+            svc.add_column(c)
+        for name, (health, lag) in sorted(self.lag.items()):
+            svc.add_row(name, health, "-" if lag is None else str(lag))
+        k = self.kpis
+
+        def pct(v):
+            return "-" if v is None else f"{v:.1%}"
+
+        rates = Table(title="supervision today (all areas)", expand=True)
+        for c in ("received", "open", "overdue now", "escalations", "response rate", "resolution rate",
+                  "satisfaction rate"):
+            rates.add_column(c)
+        rates.add_row(str(k.get("received", "-")), str(max(0, k.get("counted", 0) - k.get("resolved", 0))),
+                      str(self.overdue), str(k.get("escalations", "-")), pct(k.get("response_rate")),
+                      pct(k.get("resolution_rate")), pct(k.get("satisfaction_rate")))
+        parts = [Panel(top, title=f"civicgrid simulated day · ×{self.scale:g} time"), svc, rates]
+        if self.errors:
+            parts.append(Panel("\n".join(self.errors), title="recent errors"))
+        return Group(*parts)
+
+    async def run(self, duration: float) -> None:
+        await self.load()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        observer = asyncio.create_task(self.observe())
+        started = time.monotonic()
+        with Live(self.view(), refresh_per_second=2, screen=False) as live:
+            next_at = time.monotonic()
+            while not stop.is_set() and (not duration or time.monotonic() - started < duration):
+                now = time.monotonic()
+                while next_at <= now:
+                    self.spawn(self.resident())
+                    next_at += random.expovariate(self.rate)
+                live.update(self.view())
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=min(0.2, max(0.0, next_at - time.monotonic())))
+                except asyncio.TimeoutError:
+                    pass
+        observer.cancel()
+        for t in list(self.tasks):
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.client.aclose()
+        print(f"simulation stopped: {dict(self.stats)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=5.0)
+    parser.add_argument("--time-scale", type=float, default=60.0)
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args()
+    random.seed(args.seed)
+    asyncio.run(Day(args.rate, args.time_scale).run(args.duration))
+
+
+if __name__ == "__main__":
+    main()
