@@ -48,6 +48,7 @@ async def bootstrap(settings: AuditSettings | None = None, *, runtime: Runtime |
     relay = rt.outbox([rt.db[DEADLINES]])
     scanner = DeadlineScanner(rt.db[DEADLINES], relay, calendar, source=s.source, lease_seconds=s.lease_seconds,
                               repeat_hours=s.repeat_hours, instance=s.consumer_instance or None)
+    await scanner.ensure_indexes()
     svc = AuditService(rt, s, calendar, log, projector, scanner, Queries(rt.db, calendar))
     if consume:
         svc.consumer = rt.consume(list(CONSUMED_TOPICS), projector.apply, auto_offset_reset=offset_reset)

@@ -8,15 +8,17 @@ runtime's consumer hands a batch handler, and what replay feeds it), and is idem
    request arrive on the same partition number of several topics, handled concurrently); the same
    single-document write stores the request's new KPI contribution (``_kc``) and the *difference*
    as a pending delta tagged with this partition and offset (``_kp``);
-3. apply pending deltas of this partition to the counter documents with ``$inc``, guarded by the
-   counter's position for this partition (``_pos``): a delta is applied exactly once even when
-   a crash makes the batch come again; then clear them from the request documents;
+3. apply pending deltas of this partition to the counter documents with ``$inc``, skipping those at or
+   below the counter's recorded position for this partition (``_pos``, read first; the counter
+   shard has a single writer): a delta is applied exactly once even when a crash makes the batch
+   come again; then clear them from the request documents;
 4. upsert the request's time-limit clocks into ``deadlines`` (projection-owned fields only; the
    escalation step and next due time belong to the scanner).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -73,6 +75,7 @@ class Projector:
         self.counters = db[COUNTERS]
         self.deadlines = db[DEADLINES]
         self.services = db[SERVICES]
+        self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def ensure_indexes(self) -> None:
         await self.log.ensure_indexes()
@@ -86,8 +89,15 @@ class Projector:
     # ------------------------------------------------------------------ entry point
 
     async def apply(self, deliveries: Sequence[Delivery]) -> None:
+        """See the module docstring. Topic-partitions with the same *number* carry the same requests
+        (co-partitioned topics), so they are applied one at a time in this process: FerretDB v1 does not
+        apply update filters atomically, so the ``_v`` check alone cannot stop two concurrent writers."""
         if not deliveries:
             return
+        async with self._locks[deliveries[0].partition]:
+            await self._apply(deliveries)
+
+    async def _apply(self, deliveries: Sequence[Delivery]) -> None:
         await self.log.append(deliveries)
         catalogue = [d for d in deliveries if d.envelope.type == CATALOGUE_TYPE]
         if catalogue:
@@ -100,7 +110,7 @@ class Projector:
             return
         position = deliveries[0].position_key
         docs = await self._fold_requests(by_request)
-        await self._apply_counters(position, docs)
+        await self._apply_counters(position, deliveries[0].partition, docs)
         await self._deadlines(docs)
 
     # ------------------------------------------------------------------ catalogue
@@ -185,7 +195,10 @@ class Projector:
 
     # ------------------------------------------------------------------ KPI counters
 
-    async def _apply_counters(self, position: str, docs: dict[str, dict[str, Any]]) -> None:
+    async def _apply_counters(self, position: str, part: int, docs: dict[str, dict[str, Any]]) -> None:
+        """Counter documents are sharded by partition number (``|p3``): each shard has exactly one
+        writer (the holder of that partition number, serialized by the lock in ``apply``), because
+        the store loses concurrent ``$inc``s on one document (FerretDB v1, measured)."""
         prefix = position + "@"
         deltas: list[tuple[str, int, dict[str, dict[str, int]]]] = []
         for rid, doc in docs.items():
@@ -194,34 +207,31 @@ class Projector:
                     deltas.append((rid, int(tag[len(prefix):]), delta))
         if not deltas:
             return
-        cids = sorted({cid for _, _, delta in deltas for cid in delta})
+        shard = f"p{part}"
+        cids = sorted({f"{cid}|{shard}" for _, _, delta in deltas for cid in delta})
         pos_field = f"_pos.{position}"
         current = {c["_id"]: (c.get("_pos") or {}).get(position, -1) async for c in self.counters.find(
             {"_id": {"$in": cids}}, {pos_field: 1})}
         sums: dict[str, dict[str, int]] = defaultdict(dict)
         top: dict[str, int] = {}
         for _rid, off, delta in deltas:
-            for cid, m in delta.items():
+            for base, m in delta.items():
+                cid = f"{base}|{shard}"
                 if off > current.get(cid, -1):
                     kpi.add_into(sums[cid], m)
                     top[cid] = max(top.get(cid, -1), off)
         ops = []
         for cid, m in sums.items():
-            dim, key, day = kpi.split_counter_id(cid)
+            dim, key, day = kpi.split_counter_id(cid.rsplit("|", 1)[0])
             cur = current.get(cid, -1)
-            filt: dict[str, Any] = {"_id": cid, pos_field: cur if cur >= 0 else {"$exists": False}}
+            filt: dict[str, Any] = {"_id": cid}
             inc = {f"m.{k}": v for k, v in m.items() if v}
-            upd: dict[str, Any] = {"$set": {pos_field: top[cid], "dim": dim, "key": key, "day": day}}
+            upd: dict[str, Any] = {"$set": {pos_field: top[cid], "dim": dim, "key": key, "day": day, "shard": part}}
             if inc:
                 upd["$inc"] = inc
             ops.append(UpdateOne(filt, upd, upsert=True))
         if ops:
-            try:
-                res = await self.counters.bulk_write(ops, ordered=False)
-            except (BulkWriteError, KeyError) as exc:  # FerretDB's reply to a failed upsert lacks 'nModified'
-                raise RuntimeError(f"{position}: KPI counter position moved under us; retry") from exc
-            if res.matched_count + res.upserted_count < len(ops):
-                raise RuntimeError(f"{position}: KPI counter position moved under us (rebalance overlap); retry")
+            await self.counters.bulk_write(ops, ordered=False)
         clear = [UpdateOne({"_id": rid}, {"$unset": {f"_kp.{prefix}{off:012d}": ""}}) for rid, off, _ in deltas]
         await self.requests.bulk_write(clear, ordered=False)
 

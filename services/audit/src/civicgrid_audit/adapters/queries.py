@@ -15,6 +15,8 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from civicgrid_contracts.topics import REQUEST_PARTITIONS
+
 from civicgrid_audit.adapters.projection import COUNTERS, DEADLINES, REQUESTS
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
@@ -82,7 +84,8 @@ class Queries:
 
     async def counters(self, dim: str, key: str, start: str, end: str) -> dict[str, int]:
         """Sum of the period's bucket documents, each read by its _id (month buckets for whole months)."""
-        ids = [kpi.counter_id(dim, key, b) for b in kpi.buckets_for(start, end)]
+        ids = [f"{kpi.counter_id(dim, key, b)}|p{p}" for b in kpi.buckets_for(start, end)
+               for p in range(REQUEST_PARTITIONS)]
         col = self.db[COUNTERS]
         docs = await asyncio.gather(*(col.find_one({"_id": i}, {"m": 1}) for i in ids))
         total: dict[str, int] = {}

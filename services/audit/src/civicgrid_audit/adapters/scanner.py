@@ -1,8 +1,11 @@
 """The deadline scanner: finds due clocks by the ``(active, due_at)`` index, claims each one
 atomically with a lease, and publishes the escalation through the deadline document's outbox.
 
-- claim = ``find_one_and_update`` on a due, unclaimed (or lease-expired) deadline: only one
-  replica gets it; a crashed claimer's lease runs out and another replica takes over;
+- claim = *insert* of ``escalation_claims/{escalation_id}``: the unique ``_id`` lets exactly one
+  replica win each (clock, step). (FerretDB v1 does not apply ``find_one_and_update`` /
+  ``update_one`` filters atomically -- measured: several concurrent callers all "win" -- so a
+  unique insert is the only reliable compare-and-set.) A claim carries a lease: if its holder
+  crashes before finishing, another replica takes over after the lease;
 - the escalation is deterministic: ``escalation_id = <clock id>|<step>`` and the event id derives
   from it, so a retry after a crash re-publishes the *same* event, which every reader ignores;
 - the step advance and the outgoing event are one document update (``update_with_events``),
@@ -19,7 +22,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 from pymongo.asynchronous.collection import AsyncCollection
 
 from civicgrid_contracts import Envelope
@@ -40,6 +43,7 @@ class DeadlineScanner:
                  source: str, lease_seconds: float = 30.0, repeat_hours: float | None = None,
                  instance: str | None = None) -> None:
         self.deadlines = deadlines
+        self.claims = deadlines.database["escalation_claims"]
         self.relay = relay
         self.calendar = calendar
         self.source = source
@@ -48,23 +52,36 @@ class DeadlineScanner:
         self.instance = instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.escalated = 0
 
+    async def ensure_indexes(self) -> None:
+        await self.claims.create_index([("done", 1)], name="done")
+
     async def scan(self, *, now: datetime | None = None, limit: int = 500) -> int:
-        """Escalate every due clock (up to ``limit``); returns how many escalations were published."""
+        """Escalate every due clock (up to ``limit``); returns how many escalations this replica made."""
+        t = now or datetime.now(UTC)
+        due = await self.deadlines.find({"active": True, "due_at": {"$lte": t}}).sort("due_at", 1).limit(
+            limit).to_list(None)
         done = 0
-        for _ in range(limit):
-            t = now or datetime.now(UTC)
-            doc = await self.deadlines.find_one_and_update(
-                {"active": True, "due_at": {"$lte": t},
-                 "$or": [{"claimed_until": {"$exists": False}}, {"claimed_until": {"$lt": t}}]},
-                {"$set": {"claimed_by": self.instance, "claimed_until": t + self.lease}},
-                sort=[("due_at", 1)], return_document=ReturnDocument.AFTER,
-            )
-            if doc is None:
-                break
+        for doc in due:
             if await self._handle(doc, t):
                 done += 1
         self.escalated += done
         return done
+
+    async def _claim(self, escalation_id: str, now: datetime) -> bool:
+        try:
+            await self.claims.insert_one({"_id": escalation_id, "by": self.instance, "until": now + self.lease,
+                                          "done": False})
+            return True
+        except DuplicateKeyError:
+            pass
+        claim = await self.claims.find_one({"_id": escalation_id})
+        if claim is None or claim.get("done") or timeline.parse_time(claim["until"]) > now:
+            return False
+        # the holder's lease ran out (it crashed): take over. Should two replicas both take over, they
+        # publish the same deterministic event, which every reader ignores the second time.
+        await self.claims.update_one({"_id": escalation_id}, {"$set": {"by": self.instance, "until": now + self.lease}})
+        log.warning("took over an expired escalation claim", escalation_id=escalation_id, previous=claim["by"])
+        return True
 
     def _due_of_step(self, doc: dict[str, Any], step: int) -> datetime:
         due = timeline.parse_time(doc["base_due"])
@@ -74,8 +91,7 @@ class DeadlineScanner:
         return due
 
     async def _release(self, doc: dict[str, Any], fields: dict[str, Any]) -> None:
-        await self.deadlines.update_one({"_id": doc["_id"], "claimed_by": self.instance},
-                                        {"$set": fields, "$unset": {"claimed_by": "", "claimed_until": ""}})
+        await self.deadlines.update_one({"_id": doc["_id"]}, {"$set": fields})
 
     async def _handle(self, doc: dict[str, Any], now: datetime) -> bool:
         step = max(int(doc.get("step") or 1), int(doc.get("seen") or 0) + 1)
@@ -89,6 +105,8 @@ class DeadlineScanner:
             await self._release(doc, {"due_at": FAR_FUTURE, "exhausted": True})
             return False
         escalation_id = f"{doc['_id']}|{step}"
+        if not await self._claim(escalation_id, now):
+            return False
         payload = RequestEscalated(
             request_id=doc["request_id"], escalation_id=escalation_id, clock=doc["clock"], step=step,
             from_level=from_level, to_level=to_level, due_at=due, escalated_at=now,
@@ -100,15 +118,15 @@ class DeadlineScanner:
                             correlation_id=doc["request_id"], time=now)
         written = await update_with_events(
             self.deadlines, self.relay,
-            filter={"_id": doc["_id"], "claimed_by": self.instance, "active": True},
+            filter={"_id": doc["_id"], "active": True},
             update={"$set": {"step": step + 1, "due_at": self._due_of_step(doc, step + 1), "esc_level": to_level,
                              "last_escalation": {"escalation_id": escalation_id, "step": step, "at": now,
-                                                 "to_level": to_level}},
-                    "$unset": {"claimed_by": "", "claimed_until": ""}},
+                                                 "to_level": to_level}}},
             events=[env], crash_point_name="audit.escalation.written",
         )
-        if written is None:  # the clock stopped (or our lease ran out) meanwhile
-            await self._release(doc, {})
+        if written is None:  # the clock stopped meanwhile (accepted, resolved ...): give the claim back
+            await self.claims.delete_one({"_id": escalation_id})
             return False
+        await self.claims.update_one({"_id": escalation_id}, {"$set": {"done": True}})
         log.info("escalated", request_id=doc["request_id"], clock=doc["clock"], step=step, to_level=to_level)
         return True
