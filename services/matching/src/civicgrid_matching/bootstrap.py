@@ -36,4 +36,5 @@ async def build(settings: MatchingSettings, *, runtime: Runtime | None = None, c
         rt.every(settings.expiry_scan_seconds, m.expire_offers, name="offer-expiry")
         rt.every(settings.index_refresh_seconds, m.refresh_index, name="index-refresh")
         rt.every(60, m.reconcile_holds, name="reconcile-holds")
+        rt.every(5, m.republish_batches, name="republish-batches")
     return Service(rt, m)

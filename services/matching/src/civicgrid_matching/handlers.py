@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.envelope import EventPayload, derived_event_id
@@ -27,6 +27,7 @@ from civicgrid_contracts.events import grid as grid_ev
 from civicgrid_contracts.events import intake as intake_ev
 from civicgrid_contracts.events import matching as ev
 from civicgrid_runtime.bus import Delivery
+from civicgrid_runtime.faults import crash_point
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import OutboxRelay, mark_applied, not_applied, update_with_events
 
@@ -41,7 +42,12 @@ OPEN = "open"
 
 
 def offer_id(request_id: str, gen: int, volunteer_id: str) -> str:
-    return str(uuid.uuid5(OFFER_NS, f"{request_id}|{gen}|{volunteer_id}"))
+    """Readable, deterministic and key-safe; names its request, so no lookup table is needed."""
+    return f"{key_safe(request_id)}~{gen}~{volunteer_id}"
+
+
+def request_of(oid: str) -> str:
+    return oid.rsplit("~", 2)[0].replace("\uff0e", ".").replace("\uff04", "$")
 
 
 def hours_entry_id(request_id: str, volunteer_id: str) -> str:
@@ -102,8 +108,13 @@ class Matching:
     # ================================================================== consumed events
 
     async def handle_batch(self, batch: list[Delivery]) -> None:
+        """One partition's batch, in order. New volunteer requests take the batched fast path
+        (``match_new_requests``); everything else is applied one event at a time."""
+        done = await self.match_new_requests(self._fast_path_candidates(batch))
         for d in batch:
             p = d.envelope.data
+            if d.envelope.id in done:
+                continue
             if isinstance(p, grid_ev.VolunteerRequested):
                 await self.on_volunteer_requested(d.envelope)
             elif isinstance(p, (grid_ev.RequestResolved, grid_ev.RequestRejected)):
@@ -112,6 +123,85 @@ class Matching:
                 await self.on_service_defined(p)
             elif isinstance(p, intake_ev.RequestRated):
                 await self.on_request_rated(d.envelope)
+
+    @staticmethod
+    def _fast_path_candidates(batch: list[Delivery]) -> list[Envelope]:
+        """VolunteerRequested events that are the first event of their request in this batch and the
+        only request for it (so handling them first keeps every request's order)."""
+        seen: set[str] = set()
+        count: dict[str, int] = {}
+        first: list[Envelope] = []
+        for d in batch:
+            rid = d.envelope.subject
+            if isinstance(d.envelope.data, grid_ev.VolunteerRequested):
+                count[rid] = count.get(rid, 0) + 1
+                if rid not in seen:
+                    first.append(d.envelope)
+            if isinstance(d.envelope.data, cat_ev.ServiceDefined):
+                return []  # the catalogue changes inside this batch: keep strict order
+            seen.add(rid)
+        return [e for e in first if count[e.subject] == 1]
+
+    async def match_new_requests(self, envs: list[Envelope]) -> set[str]:
+        """Batched matching of requests the store has never seen: one read of existing ids, one read
+        of the candidates' schedules, one marker insert, one ``insert_many`` of match documents that
+        each carry their own outgoing events, one publish, one marker delete.
+
+        The marker (collection ``batches``) is written first and deleted only after the publish, so a
+        crash in between leaves it behind and ``republish_batches`` publishes the documents' events
+        again (same ids: harmless). A document that already exists (a redelivery, a re-request) goes
+        to the one-by-one path, which knows how to deal with it.
+        """
+        if not envs:
+            return set()
+        rids = [e.subject for e in envs]
+        existing = {d["_id"] for d in await self.cols.matches.find({"_id": {"$in": rids}}, {"_id": 1}).to_list(None)}
+        envs = [e for e in envs if e.subject not in existing]
+        if not envs:
+            return set()
+        t = now_utc()
+        plans = []
+        for env in envs:
+            p: grid_ev.VolunteerRequested = env.data  # type: ignore[assignment]
+            state = self._new_state(env, gen=1)
+            res = self.index.match(self._query(state), limit=self.settings.offers_at_once + 4) \
+                if p.location.lat is not None and p.location.lon is not None else None
+            plans.append((env, state, res))
+        vids = sorted({c.volunteer_id for _, _, r in plans if r for c in r.candidates})
+        scheds = await self.schedules.many(vids) if vids else {}
+        bid = uuid.uuid4().hex
+        docs, events = [], []
+        for env, state, res in plans:
+            cands = self._verified(state, res.candidates, scheds, self.settings.offers_at_once) if res else []
+            evs = self._apply_candidates(env, state, cands, res, t)
+            docs.append({"_id": env.subject, **state, "v": 1, "_applied": [env.id], "_batch": bid,
+                         "_batch_outbox": [e.to_document() for e in evs]})
+            events.extend(evs)
+        await self.cols.batches.insert_one({"_id": bid, "ids": [d["_id"] for d in docs], "at": t})
+        inserted = set(rids)
+        try:
+            await self.cols.matches.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:  # someone else created some of them meanwhile: slow path for those
+            failed = {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", [])}
+            inserted -= failed
+            events = [e for e in events if e.subject not in failed]
+        crash_point("matching.after_batch_insert")
+        await self.relay._publisher.publish_many(events) if self.relay else None  # noqa: SLF001
+        await self.cols.batches.delete_one({"_id": bid})
+        return {e.id for e in envs if e.subject in inserted}
+
+    async def republish_batches(self, older_than: timedelta = timedelta(seconds=10)) -> int:
+        """Crash path of ``match_new_requests``: publish the events of batches whose marker is left."""
+        n = 0
+        for marker in await self.cols.batches.find({"at": {"$lt": now_utc() - older_than}}).to_list(None):
+            docs = await self.cols.matches.find({"_id": {"$in": marker["ids"]}, "_batch": marker["_id"]},
+                                                {"_batch_outbox": 1}).to_list(None)
+            evs = [Envelope.from_document(e) for d in docs for e in d.get("_batch_outbox", [])]
+            if evs and self.relay:
+                await self.relay._publisher.publish_many(evs)  # noqa: SLF001
+            await self.cols.batches.delete_one({"_id": marker["_id"]})
+            n += len(evs)
+        return n
 
     async def on_service_defined(self, p: cat_ev.ServiceDefined) -> None:
         doc = {"required_qualifications": list(p.required_qualifications), "visit_hours": p.visit_hours,
@@ -144,34 +234,14 @@ class Matching:
                 # already being served: remember the event, change nothing else
                 await self.cols.matches.update_one({"_id": rid, **not_applied(env.id)}, mark_applied(env.id))
                 return
-            svc = self.catalogue.get(p.service_code) or {}
-            gen = (doc or {}).get("gen", 0) + 1
-            state = {
-                "service_code": p.service_code, "lat": p.location.lat, "lon": p.location.lon,
-                "community": p.community, "needed_from": p.needed_from, "needed_hours": p.needed_hours,
-                "recurring": p.recurring_weekly, "resident_ref": p.resident_ref,
-                "required_qualifications": list(svc.get("required_qualifications", [])),
-                "corr": env.correlationid, "cause": env.id, "gen": gen, "winner": None, "asked": [],
-                "offers": {}, "requested_at": p.requested_at,
-            }
+            state = self._new_state(env, gen=(doc or {}).get("gen", 0) + 1)
             t = now_utc()
-            if p.location.lat is None or p.location.lon is None:
-                cands, funnel_reason, considered = [], "the request has no coordinates", 0
-            else:
+            res = None
+            cands: list[Candidate] = []
+            if p.location.lat is not None and p.location.lon is not None:
                 res = await self._candidates(state, self.settings.offers_at_once, set())
-                cands, funnel_reason, considered = res.candidates, res.reason(), res.considered
-            offers, events = self._offers(state, cands, t, env)
-            state["offers"] = offers
-            state["asked"] = [c.volunteer_id for c in cands]
-            if cands:
-                state["status"] = OPEN
-                state["next_expiry"] = min(o["expires_at"] for o in offers.values())
-            else:
-                state["status"] = "unmatched"
-                state["next_expiry"] = None
-                events.append(env.caused(ev.VolunteerUnmatched(request_id=rid, reason=funnel_reason,
-                                                               candidates_considered=considered,
-                                                               unmatched_at=t), source=self.source))
+                cands = res.candidates
+            events = self._apply_candidates(env, state, cands, res, t)
             update = {"$set": state, "$inc": {"v": 1}, **mark_applied(env.id)}
             try:
                 filt = {"_id": rid, "v": doc["v"]} if doc else {"_id": rid, **not_applied(env.id)}
@@ -239,6 +309,53 @@ class Matching:
 
     # ================================================================== matching helpers
 
+    def _new_state(self, env: Envelope, gen: int) -> dict:
+        p: grid_ev.VolunteerRequested = env.data  # type: ignore[assignment]
+        svc = self.catalogue.get(p.service_code) or {}
+        return {
+            "service_code": p.service_code, "lat": p.location.lat, "lon": p.location.lon,
+            "community": p.community, "needed_from": p.needed_from, "needed_hours": p.needed_hours,
+            "recurring": p.recurring_weekly, "resident_ref": p.resident_ref,
+            "required_qualifications": list(svc.get("required_qualifications", [])),
+            "corr": env.correlationid, "cause": env.id, "gen": gen, "winner": None, "asked": [],
+            "offers": {}, "offered_to": [], "requested_at": p.requested_at,
+        }
+
+    def _apply_candidates(self, env: Envelope, state: dict, cands: list[Candidate], res, t: datetime) -> list[Envelope]:
+        """Put the offers (or the unmatched verdict) into ``state``; return the events they cause."""
+        offers, events = self._offers(state, cands, t, env)
+        state["offers"] = offers
+        state["asked"] = [c.volunteer_id for c in cands]
+        state["offered_to"] = sorted(state["asked"])
+        if cands:
+            state["status"] = OPEN
+            state["next_expiry"] = min(o["expires_at"] for o in offers.values())
+        else:
+            state["status"] = "unmatched"
+            state["next_expiry"] = None
+            reason = res.reason() if res is not None else "the request has no coordinates"
+            events.append(env.caused(ev.VolunteerUnmatched(
+                request_id=env.subject, reason=reason, candidates_considered=res.considered if res else 0,
+                unmatched_at=t), source=self.source))
+        return events
+
+    def _verified(self, state: dict, cands: list[Candidate], scheds: dict, want: int) -> list[Candidate]:
+        """Drop candidates whose stored schedule conflicts (booked meanwhile, possibly elsewhere)."""
+        q = self._query(state)
+        ok: list[Candidate] = []
+        for c in cands:
+            i = self.index.pos[c.volunteer_id]
+            sched = scheds.get(c.volunteer_id)
+            if self.schedules.conflict(sched, state.get("_id", ""), q.start, q.hours, q.recurring,
+                                       float(self.index.hours_cap[i])) is None:
+                c.rank = len(ok) + 1
+                ok.append(c)
+            else:
+                self.index.set_bookings(c.volunteer_id, active_bookings(sched))
+            if len(ok) >= want:
+                break
+        return ok
+
     def _query(self, state: dict) -> MatchQuery:
         return MatchQuery(lat=state["lat"], lon=state["lon"], service_code=state["service_code"],
                           start=as_utc(state["needed_from"]), hours=state["needed_hours"],
@@ -253,19 +370,7 @@ class Matching:
         if not res.candidates:
             return res
         scheds = await self.schedules.many([c.volunteer_id for c in res.candidates])
-        ok: list[Candidate] = []
-        for c in res.candidates:
-            i = self.index.pos[c.volunteer_id]
-            why = self.schedules.conflict(scheds.get(c.volunteer_id), state.get("_id", ""), q.start, q.hours,
-                                          q.recurring, float(self.index.hours_cap[i]))
-            if why is None:
-                c.rank = len(ok) + 1
-                ok.append(c)
-            else:
-                self.index.set_bookings(c.volunteer_id, active_bookings(scheds.get(c.volunteer_id)))
-            if len(ok) >= want:
-                break
-        res.candidates = ok
+        res.candidates = self._verified(state, res.candidates, scheds, want)
         return res
 
     def _event(self, doc: dict, payload: EventPayload, disc: str, t: datetime) -> Envelope:
@@ -339,32 +444,22 @@ class Matching:
         return sets, events
 
     async def _sync_offers(self, doc: dict) -> None:
-        """Keep the per-volunteer offer listing in step with the match document (a read model)."""
-        from pymongo import UpdateOne
-
-        ops = [UpdateOne({"_id": k}, {"$set": {"request_id": doc["_id"], "volunteer_id": o["volunteer_id"],
-                                               "status": o["status"], "expires_at": o["expires_at"],
-                                               "offered_at": o["offered_at"]}}, upsert=True)
-               for k, o in (doc.get("offers") or {}).items()]
-        if ops:
-            await self.cols.offers.bulk_write(ops, ordered=False)
+        """Keep ``offered_to`` (volunteers with an open offer; indexed for "my offers") in step."""
+        want = sorted({doc["offers"][k]["volunteer_id"] for k in self._open(doc)}) if not doc.get("winner") else []
+        if want != doc.get("offered_to"):
+            await self.cols.matches.update_one({"_id": doc["_id"]}, {"$set": {"offered_to": want}})
 
     # ================================================================== volunteers' commands
 
     async def _offer_doc(self, vid: str, oid: str) -> tuple[dict, dict]:
-        off = await self.cols.offers.find_one({"_id": oid})
-        if off is None or off["volunteer_id"] != vid:
+        doc = await self.cols.matches.find_one({"_id": request_of(oid)})
+        o = ((doc or {}).get("offers") or {}).get(oid)
+        if o is None or o["volunteer_id"] != vid:
             raise DomainError("not_found", "No such offer for you", status=404)
-        doc = await self.cols.matches.find_one({"_id": off["request_id"]})
-        if doc is None or oid not in (doc.get("offers") or {}):
-            raise DomainError("not_found", "No such offer", status=404)
-        return doc, doc["offers"][oid]
+        return doc, o
 
     async def accept(self, vid: str, oid: str) -> dict:
-        off = await self.cols.offers.find_one({"_id": oid}, {"request_id": 1})
-        if off is None:
-            raise DomainError("not_found", "No such offer", status=404)
-        async with self.locks.hold(f"m|{off['request_id']}"):
+        async with self.locks.hold(f"m|{request_of(oid)}"):
             return await self._accept(vid, oid)
 
     async def _accept(self, vid: str, oid: str) -> dict:
@@ -419,10 +514,7 @@ class Matching:
             raise DomainError("offer_expired", "This offer has expired")
 
     async def decline(self, vid: str, oid: str, reason: str | None) -> dict:
-        off = await self.cols.offers.find_one({"_id": oid}, {"request_id": 1})
-        if off is None:
-            raise DomainError("not_found", "No such offer", status=404)
-        async with self.locks.hold(f"m|{off['request_id']}"):
+        async with self.locks.hold(f"m|{request_of(oid)}"):
             return await self._decline(vid, oid, reason)
 
     async def _decline(self, vid: str, oid: str, reason: str | None) -> dict:
@@ -514,16 +606,15 @@ class Matching:
 
     async def my_offers(self, vid: str) -> list[dict]:
         out = []
-        async for off in self.cols.offers.find({"volunteer_id": vid, "status": OPEN}):
-            doc = await self.cols.matches.find_one({"_id": off["request_id"]})
-            o = (doc or {}).get("offers", {}).get(off["_id"])
-            if not o or o["status"] != OPEN or doc.get("winner"):
-                continue
-            out.append({"offer_id": off["_id"], "request_id": doc["_id"], "service_code": doc["service_code"],
-                        "needed_from": doc["needed_from"], "needed_hours": doc["needed_hours"],
-                        "recurring_weekly": bool(doc.get("recurring")), "community": doc.get("community"),
-                        "distance_m": o["distance_m"], "rank": o["rank"], "why": o["why"],
-                        "expires_at": o["expires_at"]})
+        async for doc in self.cols.matches.find({"offered_to": vid, "status": OPEN}):
+            for oid, o in doc["offers"].items():
+                if o["volunteer_id"] != vid or o["status"] != OPEN or doc.get("winner"):
+                    continue
+                out.append({"offer_id": oid, "request_id": doc["_id"], "service_code": doc["service_code"],
+                            "needed_from": doc["needed_from"], "needed_hours": doc["needed_hours"],
+                            "recurring_weekly": bool(doc.get("recurring")), "community": doc.get("community"),
+                            "distance_m": o["distance_m"], "rank": o["rank"], "why": o["why"],
+                            "expires_at": o["expires_at"]})
         return out
 
     # ================================================================== hours

@@ -45,8 +45,8 @@ class Collections:
         return self.db["matches"]
 
     @property
-    def offers(self):
-        return self.db["offers"]
+    def batches(self):
+        return self.db["batches"]
 
     @property
     def hours(self):
@@ -66,7 +66,7 @@ class Collections:
         await self.volunteers.create_index([("work_unit", 1)], name="work_unit")
         await self.schedules.create_index([("updated_at", 1)], name="updated_at")
         await self.matches.create_index([("status", 1), ("next_expiry", 1)], name="open_expiry")
-        await self.offers.create_index([("volunteer_id", 1), ("status", 1)], name="volunteer_status")
+        await self.matches.create_index([("offered_to", 1), ("status", 1)], name="offered_to")
         await self.hours.create_index([("volunteer_id", 1)], name="volunteer")
         await self.hours.create_index([("month", 1)], name="month")
 
