@@ -14,10 +14,11 @@ from civicgrid_audit.bootstrap import AuditService, bootstrap
 from civicgrid_audit.settings import AuditSettings
 
 
-async def start_audit(infra, *, database: str, group: str, offset_reset: str = "latest", **over) -> AuditService:
+async def start_audit(infra, *, database: str, group: str, offset_reset: str = "latest", scan: bool = True,
+                      **over) -> AuditService:
     s = AuditSettings(kafka_bootstrap_servers=infra.kafka, mongodb_url=infra.mongodb, database=database,
                       consumer_group=group, scan_seconds=0.2, checkpoint_seconds=3600, **over)
-    svc = await bootstrap(s, offset_reset=offset_reset)
+    svc = await bootstrap(s, offset_reset=offset_reset, scan=scan)
     await svc.runtime.start()
     return svc
 
@@ -52,8 +53,9 @@ async def eventually(check: Callable[[], Awaitable], *, timeout: float = 40.0, i
 
 @pytest_asyncio.fixture
 async def audit(infra, mongo):
+    """An audit service without the deadline scanner (tests of projections on past-dated events)."""
     db = unique("audit_test")
-    svc = await start_audit(infra, database=db, group=unique("audit_grp"))
+    svc = await start_audit(infra, database=db, group=unique("audit_grp"), scan=False)
     await settle(svc)
     yield svc
     await svc.runtime.stop()
