@@ -119,7 +119,8 @@ async def bench_end_to_end(requests: int = 3_000, volunteers: int = 20_000) -> d
 
     kafka = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     settings = MatchingSettings(database=unique("matching_bench"), consumer_group=unique("matching_bench"),
-                                log_level="WARNING")
+                                log_level="WARNING", consumer_max_batch=int(os.environ.get("MATCHING_BENCH_BATCH",
+                                                                                           "2000")))
     await start_group_at_end(kafka, settings.group_id, list(CONSUMED))
     service = await build(settings, jobs=False)
     m = service.matching

@@ -162,3 +162,38 @@ async def test_resolved_request_withdraws_open_offers(infra, harness_k3):
     r = await h.http.get("/me/offers", headers=as_volunteer("w-1"))
     assert r.json() == []
     _ = header
+
+
+async def test_crash_between_batch_insert_and_publish_is_republished_once(infra, harness):
+    """The batched fast path: state + events are written first (with a marker); if the process dies
+    before publishing, the marker makes the sweep publish the very same events; the redelivered
+    request then changes nothing."""
+    h = harness
+    await h.register(volunteer_body("b-1", north_m=100))
+    since = await end_offsets(infra.kafka, OUT)
+    env = requested()
+    publisher = h.m.relay._publisher  # noqa: SLF001
+
+    class Died(Exception):
+        pass
+
+    async def die(_events):
+        raise Died("process killed before publishing")
+
+    real = publisher.publish_many
+    publisher.publish_many = die
+    try:
+        with pytest.raises(Died):
+            await h.m.match_new_requests([env])
+    finally:
+        publisher.publish_many = real
+    assert await h.m.cols.batches.count_documents({}) == 1
+    assert await events_for(infra, env.subject, since) == []
+    assert await h.m.republish_batches(older_than=timedelta(0)) == 1
+    assert await h.m.cols.batches.count_documents({}) == 0
+    await h.publisher.publish(env)  # the consumer sees the request again (it was never committed)
+    await asyncio.sleep(1.0)
+    offered = await wait_for(lambda: events_for(infra, env.subject, since, "civicgrid.volunteer.offered"))
+    assert len({e.id for e in offered}) == 1 and offered[0].data.volunteer_id == "b-1"
+    doc = await h.m.cols.matches.find_one({"_id": env.subject})
+    assert doc["v"] == 1 and doc["_applied"] == [env.id]
