@@ -216,7 +216,7 @@ def main() -> int:
     iport = free_port()
     intake = subprocess.Popen([str(BIN / "civicgrid-intake"), "serve", "--port", str(iport)], cwd=ROOT, env=env,
                               stdout=(logs / "bench-intake.log").open("wb"), stderr=subprocess.STDOUT)
-    mongo = MongoClient(MONGO)
+    mongo = MongoClient(MONGO, socketTimeoutMS=30000, serverSelectionTimeoutMS=5000)
     try:
         wait_ready(iport, intake, "/health/ready")
         say("intake: fixed rate, then closed loop")

@@ -23,8 +23,23 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, OperationFailure) and ("SQLITE_BUSY" in str(exc) or "database is locked" in str(exc))
 
 
+_GATES: dict[int, asyncio.Semaphore] = {}
+
+
+def write_gate() -> asyncio.Semaphore:
+    """One store write at a time per process (per event loop). FerretDB/SQLite has one writer anyway;
+    letting several of our writes race there produced SQLITE_BUSY and, under sustained load, a store
+    that stopped answering. Batching (group commit, bulk flushes) keeps the throughput."""
+    loop = asyncio.get_running_loop()
+    gate = _GATES.get(id(loop))
+    if gate is None:
+        gate = _GATES[id(loop)] = asyncio.Semaphore(1)
+    return gate
+
+
 class BusyRetrying:
-    """A collection whose writes are retried (with jittered backoff) while the store is busy."""
+    """A collection whose writes go through the process's write gate and are retried (with jittered
+    backoff) while the store is busy."""
 
     WRITES = frozenset({"insert_one", "insert_many", "update_one", "update_many", "find_one_and_update",
                         "bulk_write", "delete_one", "delete_many", "replace_one", "create_index"})
@@ -41,7 +56,8 @@ class BusyRetrying:
             delay = 0.005
             for attempt in range(1, ATTEMPTS + 1):
                 try:
-                    return await attr(*args, **kwargs)
+                    async with write_gate():
+                        return await attr(*args, **kwargs)
                 except OperationFailure as exc:
                     if not is_busy(exc) or attempt == ATTEMPTS:
                         raise

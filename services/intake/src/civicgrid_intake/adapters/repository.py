@@ -28,7 +28,7 @@ class Collections:
 
         self.db = db
         self.requests: AsyncCollection = BusyRetrying(db["requests"])  # type: ignore[assignment]
-        self.services: AsyncCollection = db["services"]  # the runtime's relay needs the real collection
+        self.services: AsyncCollection = BusyRetrying(db["services"])  # type: ignore[assignment]
         self.markers: AsyncCollection = BusyRetrying(db["outbox_markers"])  # type: ignore[assignment]
         self.cells: AsyncCollection = BusyRetrying(db["duplicate_cells"])  # type: ignore[assignment]
         self.api_keys: AsyncCollection = BusyRetrying(db["open311_api_keys"])  # type: ignore[assignment]
