@@ -25,15 +25,13 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
-
 from civicgrid_contracts import Envelope, topics
 from civicgrid_contracts.events.grid import VolunteerRequested
 from civicgrid_contracts.values import Location
-from civicgrid_runtime.testing import start_group_at_end, unique
-
 from civicgrid_matching.domain import simulation
 from civicgrid_matching.domain.index import MatchQuery, VolunteerIndex
 from civicgrid_matching.domain.model import DAYS
+from civicgrid_runtime.testing import start_group_at_end, unique
 
 SKILLS = ("elderly_care_home", "after_school_care", "disability_assistance", "small_repairs", "legal_advice",
           "hospital_escort")
@@ -102,7 +100,7 @@ def bench_latency(n: int = 100_000, queries: int = 2_000) -> dict:
     skill = index.skills["elderly_care_home"][:n].tolist()
     for q in qs[:5]:
         t = time.perf_counter()
-        best = min((((la - q.lat) ** 2 + (lo - q.lon) ** 2, i) for i, (la, lo, s) in enumerate(zip(lats, lons, skill))
+        best = min((((la - q.lat) ** 2 + (lo - q.lon) ** 2, i) for i, (la, lo, s) in enumerate(zip(lats, lons, skill, strict=True))
                     if s), default=None)
         naive.append((time.perf_counter() - t) * 1000)
         _ = best
@@ -113,7 +111,6 @@ def bench_latency(n: int = 100_000, queries: int = 2_000) -> dict:
 
 async def bench_end_to_end(requests: int = 3_000, volunteers: int = 20_000) -> dict:
     from aiokafka import AIOKafkaConsumer, TopicPartition
-
     from civicgrid_matching.bootstrap import CONSUMED, build
     from civicgrid_matching.settings import MatchingSettings
 

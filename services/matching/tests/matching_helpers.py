@@ -9,16 +9,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.grid import VolunteerRequested
 from civicgrid_contracts.values import Location
-from civicgrid_runtime.auth import mint_token
-from civicgrid_runtime.testing import start_group_at_end, unique
-
-from civicgrid_matching.bootstrap import CONSUMED, build
-from civicgrid_matching.entrypoints.http import build_app
 from civicgrid_matching.settings import MatchingSettings
+from civicgrid_runtime.auth import mint_token
 
 SECRET = "matching-test-secret-0123456789abcdef"
 ANCHOR = (39.90, 116.30)

@@ -17,9 +17,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pymongo import ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError
-
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.envelope import EventPayload, derived_event_id
 from civicgrid_contracts.events import catalogue as cat_ev
@@ -30,6 +27,8 @@ from civicgrid_runtime.bus import Delivery
 from civicgrid_runtime.faults import crash_point
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import OutboxRelay, mark_applied, not_applied, update_with_events
+from pymongo import ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from civicgrid_matching.adapters.store import Collections, Locks, Schedules, active_bookings
 from civicgrid_matching.domain.index import Candidate, MatchQuery, VolunteerIndex

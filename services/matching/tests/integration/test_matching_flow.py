@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-
 from civicgrid_contracts import Envelope, topics
 from civicgrid_contracts.events.catalogue import ServiceDefined
 from civicgrid_contracts.events.grid import RequestResolved

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import PlainTextResponse
-
 from civicgrid_runtime import Problem
 from civicgrid_runtime.auth import Principal, require
 from civicgrid_runtime.problems import problem_response
 from civicgrid_runtime.service import create_app
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import PlainTextResponse
 
 from civicgrid_matching import registry
 from civicgrid_matching.domain import reports, scoring
