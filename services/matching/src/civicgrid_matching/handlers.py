@@ -741,7 +741,9 @@ class Matching:
             cleared = {**doc, "offers": {k: o for k, o in doc["offers"].items()}}
             sets, events = await self._top_up(cleared, t, set())
             sets.update({"winner": None, "status": OPEN if sets.get("status") != "unmatched" else "unmatched",
-                         "no_show": {"volunteer_id": vid, "by": staff, "at": t}})
+                         "no_show": {"volunteer_id": vid, "by": staff, "at": t},
+                         **{f"offers.{k}.status": "no_show" for k, o in doc["offers"].items()
+                            if o["status"] == "accepted"}})
             new = await update_with_events(self.cols.matches, self.relay, filter={"_id": rid, "v": doc["v"]},
                                            update={"$set": sets, "$inc": {"v": 1}}, events=events)
             if new is not None:
