@@ -11,6 +11,7 @@ releases it when another volunteer won). ``reconcile`` settles holds left by a c
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -153,11 +154,9 @@ class Matching:
         """
         if not envs:
             return set()
+        # no read of existing ids: the store's unique _id refuses those (``$in`` is a full scan on
+        # FerretDB), and they go to the one-by-one path below
         rids = [e.subject for e in envs]
-        existing = {d["_id"] for d in await self.cols.matches.find({"_id": {"$in": rids}}, {"_id": 1}).to_list(None)}
-        envs = [e for e in envs if e.subject not in existing]
-        if not envs:
-            return set()
         t = now_utc()
         plans = []
         for env in envs:
@@ -166,17 +165,25 @@ class Matching:
             res = self.index.match(self._query(state), limit=self.settings.offers_at_once + 4) \
                 if p.location.lat is not None and p.location.lon is not None else None
             plans.append((env, state, res))
-        vids = sorted({c.volunteer_id for _, _, r in plans if r for c in r.candidates})
-        scheds = await self.schedules.many(vids) if vids else {}
+        # bookings were checked against the index (kept current from the store); the store itself
+        # re-checks atomically when a volunteer accepts
         bid = uuid.uuid4().hex
         docs, events = [], []
         for env, state, res in plans:
-            cands = self._verified(state, res.candidates, scheds, self.settings.offers_at_once) if res else []
+            cands = res.candidates[: self.settings.offers_at_once] if res else []
+            for n, c in enumerate(cands):
+                c.rank = n + 1
             evs = self._apply_candidates(env, state, cands, res, t)
             docs.append({"_id": env.subject, **state, "v": 1, "_applied": [env.id], "_batch": bid,
                          "_batch_outbox": [e.to_document() for e in evs]})
             events.extend(evs)
         await self.cols.batches.insert_one({"_id": bid, "ids": [d["_id"] for d in docs], "at": t})
+        deadlines = [{"_id": d["_id"], "at": d["next_expiry"]} for d in docs if d["status"] == OPEN]
+        if deadlines:  # before the documents: a deadline without its document is simply dropped later
+            try:
+                await self.cols.deadlines.insert_many(deadlines, ordered=False)
+            except BulkWriteError:
+                pass  # already there (a redelivery): the expiry job re-reads the match document anyway
         inserted = set(rids)
         try:
             await self.cols.matches.insert_many(docs, ordered=False)
@@ -193,8 +200,8 @@ class Matching:
         """Crash path of ``match_new_requests``: publish the events of batches whose marker is left."""
         n = 0
         for marker in await self.cols.batches.find({"at": {"$lt": now_utc() - older_than}}).to_list(None):
-            docs = await self.cols.matches.find({"_id": {"$in": marker["ids"]}, "_batch": marker["_id"]},
-                                                {"_batch_outbox": 1}).to_list(None)
+            docs = [d for d in await asyncio.gather(*(self.cols.matches.find_one(
+                {"_id": i, "_batch": marker["_id"]}, {"_batch_outbox": 1}) for i in marker["ids"])) if d]
             evs = [Envelope.from_document(e) for d in docs for e in d.get("_batch_outbox", [])]
             if evs and self.relay:
                 await self.relay._publisher.publish_many(evs)  # noqa: SLF001
@@ -447,6 +454,15 @@ class Matching:
         want = sorted({doc["offers"][k]["volunteer_id"] for k in self._open(doc)}) if not doc.get("winner") else []
         if want != doc.get("offered_to"):
             await self.cols.matches.update_one({"_id": doc["_id"]}, {"$set": {"offered_to": want}})
+        await self._deadline(doc)
+
+    async def _deadline(self, doc: dict) -> None:
+        """``deadlines`` holds one small document per request with open offers, so the expiry job never
+        scans the history of every request (FerretDB does not use secondary indexes)."""
+        if doc.get("status") == OPEN and doc.get("next_expiry"):
+            await self.cols.deadlines.update_one({"_id": doc["_id"]}, {"$set": {"at": doc["next_expiry"]}}, upsert=True)
+        else:
+            await self.cols.deadlines.delete_one({"_id": doc["_id"]})
 
     # ================================================================== volunteers' commands
 
@@ -552,16 +568,18 @@ class Matching:
         """Periodic job: expire offers past their time and ask the next candidates."""
         now = now or now_utc()
         n = 0
-        docs = await self.cols.matches.find({"status": OPEN, "next_expiry": {"$lte": now}}).limit(200).to_list(None)
-        for doc in docs:
-            async with self.locks.hold(f"m|{doc['_id']}"):
-                n += await self._expire_one(doc, now)
+        due = await self.cols.deadlines.find({"at": {"$lte": now}}).limit(200).to_list(None)
+        for d in due:
+            async with self.locks.hold(f"m|{d['_id']}"):
+                n += await self._expire_one(d, now)
         return n
 
     async def _expire_one(self, doc: dict, now: datetime) -> int:
         n = 0
-        doc = await self.cols.matches.find_one({"_id": doc["_id"]})
+        rid = doc["_id"]
+        doc = await self.cols.matches.find_one({"_id": rid})
         if doc is None or doc["status"] != OPEN:
+            await self.cols.deadlines.delete_one({"_id": rid})
             return 0
         for _ in range(5):
             expired = {k for k in self._open(doc) if as_utc(doc["offers"][k]["expires_at"]) <= now}

@@ -45,6 +45,10 @@ class Collections:
         return self.db["matches"]
 
     @property
+    def deadlines(self):
+        return self.db["deadlines"]
+
+    @property
     def batches(self):
         return self.db["batches"]
 
@@ -65,7 +69,7 @@ class Collections:
         await self.volunteers.create_index([("community", 1)], name="community")
         await self.volunteers.create_index([("work_unit", 1)], name="work_unit")
         await self.schedules.create_index([("updated_at", 1)], name="updated_at")
-        await self.matches.create_index([("status", 1), ("next_expiry", 1)], name="open_expiry")
+        await self.deadlines.create_index([("at", 1)], name="at")
         await self.matches.create_index([("offered_to", 1), ("status", 1)], name="offered_to")
         await self.hours.create_index([("volunteer_id", 1)], name="volunteer")
         await self.hours.create_index([("month", 1)], name="month")
@@ -116,8 +120,9 @@ class Schedules:
         return await self.col.find_one({"_id": volunteer_id})
 
     async def many(self, ids: list[str]) -> dict[str, dict]:
-        docs = await self.col.find({"_id": {"$in": ids}}).to_list(None)
-        return {d["_id"]: d for d in docs}
+        # one lookup per id: ``$in`` is a full collection scan on FerretDB v1
+        docs = await asyncio.gather(*(self.col.find_one({"_id": i}) for i in ids))
+        return {d["_id"]: d for d in docs if d}
 
     def conflict(self, doc: dict | None, request_id: str, start: datetime, hours: float, weekly: bool,
                  cap: float) -> str | None:
