@@ -29,7 +29,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from civicgrid_contracts import Envelope, MalformedEvent, topics
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    NetworkTimeout,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
 
 from civicgrid_runtime.logging import bound_contextvars, get_logger
 from civicgrid_runtime.metrics import (
@@ -48,6 +54,17 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionFailure, AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError,
     KafkaConnectionError, asyncio.TimeoutError, ConnectionError,
 )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An outage or a momentarily busy store (FerretDB on SQLite answers a concurrent writer with
+    ``database is locked (SQLITE_BUSY)`` instead of waiting; the write did not happen)."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    if isinstance(exc, OperationFailure):
+        text = str(exc)
+        return "SQLITE_BUSY" in text or "database is locked" in text
+    return False
 
 
 # ----------------------------------------------------------------------------------- topics
@@ -184,7 +201,7 @@ class EventConsumer:
         max_backoff_seconds: float = 5.0,
         instance_id: str | None = None,
         auto_offset_reset: str = "earliest",
-        transient_errors: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+        transient: Callable[[BaseException], bool] = is_transient,
     ) -> None:
         self.group_id = group_id
         self.topic_names = list(topic_names)
@@ -194,7 +211,7 @@ class EventConsumer:
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
         self._max_backoff = max_backoff_seconds
-        self._transient = transient_errors
+        self._transient = transient
         self._dlq = topics.dead_letter(group_id).name
         self._consumer = AIOKafkaConsumer(
             *self.topic_names,
@@ -318,8 +335,8 @@ class EventConsumer:
             try:
                 await self._handler(batch)
                 return
-            except self._transient as exc:
-                if self._stopping.is_set():
+            except Exception as exc:
+                if not self._transient(exc) or self._stopping.is_set():
                     raise
                 log.warning("infrastructure unavailable; waiting", error=repr(exc), retry_in=round(delay, 2))
                 await asyncio.sleep(delay)

@@ -90,6 +90,6 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def _is_infrastructure(exc: Exception) -> bool:
-    from civicgrid_runtime.bus import TRANSIENT_ERRORS
+    from civicgrid_runtime.bus import is_transient
 
-    return isinstance(exc, TRANSIENT_ERRORS)
+    return is_transient(exc)
