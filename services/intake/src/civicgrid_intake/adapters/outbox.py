@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from civicgrid_runtime.bus import EventPublisher
@@ -77,13 +76,12 @@ class RequestRelay:
         work = [(d["_id"], pending_events(d)) for d in docs if d.get(OUTBOX)]
         if work:
             await self._publisher.publish_many([env for _, evs in work for _, env in evs])
-            async with self.locks.hold_all(i for i, _ in work):
-                await self.requests.bulk_write(
-                    [UpdateOne({"_id": i}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}}) for i, evs in work],
-                    ordered=False)
-                await self.requests.bulk_write(
-                    [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: "", OUTBOX: ""}}) for i, _ in work],
-                    ordered=False)
+            # one update per document (FerretDB v1/SQLite stalls on bulks of ~100 updates); the
+            # pending flag goes with the published entries: this relay reads the outbox itself
+            for i, evs in work:
+                async with self.locks.hold(i):
+                    await self.requests.update_one(
+                        {"_id": i}, {"$unset": {**{f"{OUTBOX}.{k}": "" for k, _ in evs}, PENDING: ""}})
         # a marker goes once its document has nothing left to publish (links are done before a
         # request is enqueued here, and the sweep finishes a link before it flushes)
         done = [d["_id"] for d in docs if not d.get(OUTBOX)] + [i for i, _ in work]
