@@ -32,7 +32,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from civicgrid_matching.adapters.store import Collections, Locks, Schedules, active_bookings
-from civicgrid_matching.domain.index import Candidate, MatchQuery, VolunteerIndex
+from civicgrid_matching.domain.index import Candidate, MatchQuery, VolunteerIndex, why_text
 from civicgrid_matching.domain.model import RATING_POINTS, DomainError, as_utc, key_safe
 from civicgrid_matching.settings import MatchingSettings
 
@@ -174,8 +174,7 @@ class Matching:
             for n, c in enumerate(cands):
                 c.rank = n + 1
             evs = self._apply_candidates(env, state, cands, res, t)
-            docs.append({"_id": env.subject, **state, "v": 1, "_applied": [env.id], "_batch": bid,
-                         "_batch_outbox": [e.to_document() for e in evs]})
+            docs.append({"_id": env.subject, **state, "v": 1, "_applied": [env.id], "_batch": bid})
             events.extend(evs)
         await self.cols.batches.insert_one({"_id": bid, "ids": [d["_id"] for d in docs], "at": t})
         deadlines = [{"_id": d["_id"], "at": d["next_expiry"]} for d in docs if d["status"] == OPEN]
@@ -196,13 +195,31 @@ class Matching:
         await self.cols.batches.delete_one({"_id": bid})
         return {e.id for e in envs if e.subject in inserted}
 
+    def _first_events(self, doc: dict) -> list[Envelope]:
+        """Rebuild the events a new request's document caused (same ids, same payloads): the
+        documents need not store them a second time."""
+        def wrap(payload: EventPayload, disc: str) -> Envelope:
+            return Envelope.wrap(payload, source=self.source, correlation_id=doc["corr"], causation_id=doc["cause"],
+                                 event_id=derived_event_id(doc["cause"], payload.event_type, disc))
+
+        rid = doc["_id"]
+        out = [wrap(ev.VolunteerOffered(request_id=rid, offer_id=k, volunteer_id=o["volunteer_id"], rank=o["rank"],
+                                        score=o["score"], distance_m=o["distance_m"], expires_at=o["expires_at"],
+                                        offered_at=o["offered_at"]), k)
+               for k, o in sorted(doc.get("offers", {}).items(), key=lambda kv: kv[1]["rank"])]
+        if doc.get("unmatched"):
+            u = doc["unmatched"]
+            out.append(wrap(ev.VolunteerUnmatched(request_id=rid, reason=u["reason"],
+                                                  candidates_considered=u["considered"], unmatched_at=u["at"]), ""))
+        return out
+
     async def republish_batches(self, older_than: timedelta = timedelta(seconds=10)) -> int:
         """Crash path of ``match_new_requests``: publish the events of batches whose marker is left."""
         n = 0
         for marker in await self.cols.batches.find({"at": {"$lt": now_utc() - older_than}}).to_list(None):
             docs = [d for d in await asyncio.gather(*(self.cols.matches.find_one(
-                {"_id": i, "_batch": marker["_id"]}, {"_batch_outbox": 1}) for i in marker["ids"])) if d]
-            evs = [Envelope.from_document(e) for d in docs for e in d.get("_batch_outbox", [])]
+                {"_id": i, "_batch": marker["_id"]}) for i in marker["ids"])) if d]
+            evs = [e for d in docs for e in self._first_events(d)]
             if evs and self.relay:
                 await self.relay._publisher.publish_many(evs)  # noqa: SLF001
             await self.cols.batches.delete_one({"_id": marker["_id"]})
@@ -340,8 +357,10 @@ class Matching:
             state["status"] = "unmatched"
             state["next_expiry"] = None
             reason = res.reason() if res is not None else "the request has no coordinates"
+            considered = res.considered if res else 0
+            state["unmatched"] = {"reason": reason, "considered": considered, "at": t}
             events.append(env.caused(ev.VolunteerUnmatched(
-                request_id=env.subject, reason=reason, candidates_considered=res.considered if res else 0,
+                request_id=env.subject, reason=reason, candidates_considered=considered,
                 unmatched_at=t), source=self.source))
         return events
 
@@ -393,7 +412,7 @@ class Matching:
         for n, c in enumerate(cands):
             oid = offer_id(rid, state["gen"], c.volunteer_id)
             offers[oid] = {"volunteer_id": c.volunteer_id, "rank": rank_from + n, "score": round(c.score, 6),
-                           "distance_m": round(c.distance_m, 1), "why": c.why(),
+                           "distance_m": round(c.distance_m, 1),
                            "components": {k: round(v, 4) for k, v in c.components.items()},
                            "status": OPEN, "offered_at": t, "expires_at": expires}
             payload = ev.VolunteerOffered(request_id=rid, offer_id=oid, volunteer_id=c.volunteer_id,
@@ -630,7 +649,8 @@ class Matching:
                 out.append({"offer_id": oid, "request_id": doc["_id"], "service_code": doc["service_code"],
                             "needed_from": doc["needed_from"], "needed_hours": doc["needed_hours"],
                             "recurring_weekly": bool(doc.get("recurring")), "community": doc.get("community"),
-                            "distance_m": o["distance_m"], "rank": o["rank"], "why": o["why"],
+                            "distance_m": o["distance_m"], "rank": o["rank"],
+                            "why": why_text(o["rank"], o["score"], o["distance_m"], o["components"]),
                             "expires_at": o["expires_at"]})
         return out
 

@@ -46,6 +46,13 @@ class MatchQuery:
     distance_limit_m: float = 3000.0
 
 
+def why_text(rank: int, score: float, distance_m: float, c: dict[str, float]) -> str:
+    """The ranking explained in one line (computed on read, not stored)."""
+    return (f"rank {rank}: score {score:.3f} = distance {c['distance']:.2f} ({distance_m:.0f} m), "
+            f"fairness {c['fairness']:.2f} ({c['recent_hours']:.1f} h recently), rating {c['rating']:.2f}, "
+            f"reliability {c['reliability']:.2f}, continuity {c['continuity']:.0f}")
+
+
 @dataclass
 class Candidate:
     volunteer_id: str
@@ -55,10 +62,7 @@ class Candidate:
     components: dict[str, float]
 
     def why(self) -> str:
-        c = self.components
-        return (f"rank {self.rank}: score {self.score:.3f} = distance {c['distance']:.2f} ({self.distance_m:.0f} m), "
-                f"fairness {c['fairness']:.2f} ({c['recent_hours']:.1f} h recently), rating {c['rating']:.2f}, "
-                f"reliability {c['reliability']:.2f}, continuity {c['continuity']:.0f}")
+        return why_text(self.rank, self.score, self.distance_m, self.components)
 
     def as_dict(self) -> dict:
         return {"volunteer_id": self.volunteer_id, "rank": self.rank, "score": round(self.score, 6),

@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse
 
 from civicgrid_matching import registry
 from civicgrid_matching.domain import reports, scoring
-from civicgrid_matching.domain.index import MatchQuery
+from civicgrid_matching.domain.index import MatchQuery, why_text
 from civicgrid_matching.domain.model import DomainError
 from civicgrid_matching.handlers import Matching, now_utc
 from civicgrid_matching.schemas import (
@@ -97,8 +97,9 @@ async def get_match(request_id: str, request: Request, _: Principal = Depends(re
     if doc is None:
         raise Problem(404, "Not found", f"No match for request {request_id}")
     out = _clean(doc)
-    out["offers"] = sorted(({"offer_id": k, **o} for k, o in (doc.get("offers") or {}).items()),
-                           key=lambda o: o["rank"])
+    out["offers"] = sorted(({"offer_id": k, **o, "why": why_text(o["rank"], o["score"], o["distance_m"],
+                                                                  o["components"])}
+                            for k, o in (doc.get("offers") or {}).items()), key=lambda o: o["rank"])
     out["formula"] = scoring.formula(svc(request).index.weights, bool(doc.get("recurring")))
     out.pop("asked", None)
     return out
