@@ -204,13 +204,20 @@ def java_cmd(main_class: str, *args: str) -> list[str]:
     ]
 
 
-def start_kafka() -> None:
-    if running_pid("kafka"):
-        log(f"kafka already running on 127.0.0.1:{KAFKA_PORT}")
-        return
-    if port_open(KAFKA_PORT):
-        sys.exit(f"[infra] port {KAFKA_PORT} is taken by another process; set CIVICGRID_KAFKA_PORT")
+def should_start(name: str, port: int, variable: str) -> bool:
+    """False when ours already runs; exits when a stranger holds the port."""
+    if running_pid(name):
+        log(f"{name} already running on 127.0.0.1:{port}")
+        return False
+    if port_open(port):
+        sys.exit(f"[infra] port {port} is taken by another process; set {variable}")
     STATE.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def start_kafka() -> None:
+    if not should_start("kafka", KAFKA_PORT, "CIVICGRID_KAFKA_PORT"):
+        return
     props = kafka_properties()
     cluster_file = STATE / "kafka-cluster-id"
     if not cluster_file.exists():
@@ -227,12 +234,8 @@ def start_kafka() -> None:
 
 
 def start_store() -> None:
-    if running_pid("store"):
-        log(f"store already running on 127.0.0.1:{STORE_PORT}")
+    if not should_start("store", STORE_PORT, "CIVICGRID_STORE_PORT"):
         return
-    if port_open(STORE_PORT):
-        sys.exit(f"[infra] port {STORE_PORT} is taken by another process; set CIVICGRID_STORE_PORT")
-    STATE.mkdir(parents=True, exist_ok=True)
     cmd = [str(FERRETDB_BIN), f"-listen=127.0.0.1:{STORE_PORT}", f"-data={STATE / 'store-data'}"]
     spawn("store", cmd, STATE)
     log(f"store (FerretDB/SQLite) starting on 127.0.0.1:{STORE_PORT} (log: {STATE / 'logs' / 'store.log'})")

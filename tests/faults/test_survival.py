@@ -236,23 +236,14 @@ async def test_sigkill_each_service_several_times(platform):
     assert_survived(result)
 
 
-async def test_kafka_broker_stop_and_restart(platform):
+@pytest.mark.parametrize("part", ["kafka", "store"])
+async def test_infrastructure_stop_and_restart(platform, part):
     async def faults():
         await asyncio.sleep(3)
-        await asyncio.to_thread(infra, "restart-kafka")
+        await asyncio.to_thread(infra, f"restart-{part}")
 
     result, load = await run_with_load(platform, faults, 8)
-    report("kafka-restart", result, f"not_accepted={dict(load.failed)}")
-    assert_survived(result)
-
-
-async def test_store_stop_and_restart(platform):
-    async def faults():
-        await asyncio.sleep(3)
-        await asyncio.to_thread(infra, "restart-store")
-
-    result, load = await run_with_load(platform, faults, 8)
-    report("store-restart", result, f"not_accepted={dict(load.failed)}")
+    report(f"{part}-restart", result, f"not_accepted={dict(load.failed)}")
     assert_survived(result)
 
 

@@ -144,19 +144,25 @@ async def start_group_at_end(bootstrap_servers: str, group_id: str, topic_names:
         await consumer.stop()
 
 
+async def _partitions(consumer, topic: str) -> list:
+    from aiokafka import TopicPartition
+
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - first contact with the topic
+        parts = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in parts]
+
+
 async def read_topic(bootstrap_servers: str, topic: str, *, timeout: float = 5.0, since: dict | None = None):
     """All records of a topic (from the start, or from ``since`` offsets) until idle for ``timeout``."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
+        tps = await _partitions(consumer, topic)
         consumer.assign(tps)
         for tp in tps:
             if since and tp in since:
@@ -183,15 +189,11 @@ async def read_topic(bootstrap_servers: str, topic: str, *, timeout: float = 5.0
 
 
 async def end_offsets(bootstrap_servers: str, topic: str) -> dict:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            parts = consumer.partitions_for_topic(topic) or set()
-        return await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return await consumer.end_offsets(await _partitions(consumer, topic))
     finally:
         await consumer.stop()
