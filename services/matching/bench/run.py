@@ -81,11 +81,12 @@ def bench_latency(n: int = 100_000, queries: int = 2_000) -> dict:
                              required_qualifications=("first_aid",) if rng.random() < .3 else ()))
     for q in qs[:50]:
         index.match(q, limit=3)  # warm up
-    lat_ms, found = [], 0
+    lat_ms, cpu_ms, found = [], [], 0
     for q in qs:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         r = index.match(q, limit=3)
         lat_ms.append((time.perf_counter() - t) * 1000)
+        cpu_ms.append((time.thread_time() - c) * 1000)
         found += bool(r.candidates)
     # raw baseline: one vectorised distance pass over all rows (the floor of any numpy matcher)
     raw = []
@@ -104,7 +105,7 @@ def bench_latency(n: int = 100_000, queries: int = 2_000) -> dict:
                     if s), default=None)
         naive.append((time.perf_counter() - t) * 1000)
         _ = best
-    return {"volunteers": n, "queries": queries, "build_s": build_s, "p50": pct(lat_ms, 50), "p99": pct(lat_ms, 99),
+    return {"volunteers": n, "queries": queries, "build_s": build_s, "p50": pct(lat_ms, 50), "p99": pct(lat_ms, 99), "cpu_p50": pct(cpu_ms, 50), "cpu_p99": pct(cpu_ms, 99),
             "max": max(lat_ms), "found_share": found / queries, "raw_p50": statistics.median(raw),
             "naive_p50": statistics.median(naive)}
 
@@ -241,7 +242,10 @@ def main() -> None:
     rows = [
         ("match latency p50, 1 request vs 100,000 volunteers", f"{lat['p50']:.3f} ms", "-",
          f"raw distance pass {lat['raw_p50']:.3f} ms; naive Python scan {lat['naive_p50']:.1f} ms"),
-        ("match latency p99", f"{lat['p99']:.3f} ms", "< 5 ms", "PASS" if lat["p99"] < 5 else "MISS"),
+        ("match latency p99 (wall clock)", f"{lat['p99']:.3f} ms", "< 5 ms",
+         f"{'PASS' if lat['p99'] < 5 else 'MISS'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"),
+        ("match latency p99 (thread CPU time)", f"{lat['cpu_p99']:.3f} ms", "< 5 ms",
+         f"{'PASS' if lat['cpu_p99'] < 5 else 'MISS'}; p50 {lat['cpu_p50']:.3f} ms; not inflated by other processes"),
         ("index build (100,000 rows)", f"{lat['build_s']:.1f} s", "-", f"requests with a match {lat['found_share']:.0%}"),
         ("end to end matched requests/s (Kafka in -> offer out)", f"{e2e['per_s']:.0f} /s", ">= 1,000 /s",
          f"{'PASS' if e2e['per_s'] >= 1000 else 'MISS'}; {e2e['requests']} requests, {e2e['offered']} offered, "
