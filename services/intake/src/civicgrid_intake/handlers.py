@@ -31,7 +31,7 @@ from civicgrid_runtime.store import OUTBOX, PENDING, outbox_push, update_with_ev
 
 from civicgrid_intake.adapters.crypto import ContactVault
 from civicgrid_intake.adapters.outbox import RequestRelay
-from civicgrid_intake.adapters.repository import ApiKeys, Collections, DuplicateCells, cell_of
+from civicgrid_intake.adapters.repository import ApiKeys, Collections, DuplicateCells, bucket_of, cell_of
 from civicgrid_intake.adapters.writer import SubmissionWriter
 from civicgrid_intake.catalogue import Catalogue
 from civicgrid_intake.domain.catalogue import AnswerErrors, validate_answers
@@ -54,6 +54,14 @@ class Submitted:
     token: str
     replayed: bool
     request_id: str
+    outbox: dict[str, Any] | None = None
+
+    def publish_later(self, relay) -> None:
+        """Hand the stored events to the relay (called once the answer is on its way)."""
+        if self.outbox:
+            relay.enqueue_known(self.request_id, self.outbox)
+        else:
+            relay.enqueue([self.request_id])
 
 
 def _now() -> datetime:
@@ -156,14 +164,15 @@ class IntakeHandlers:
             "reopen_count": 0, "rating": None, "version": 1, "_applied": [],
         }
         _with_outbox(doc, events)
-        cell_key = self.cells.key(svc.code, cell) if cell and not parent else None
+        cell_key = self.cells.key(svc.code, bucket_of(loc.lat, loc.lon)) if cell and not parent else None
         try:
             await self.writer.write(doc, at=now, cell_key=cell_key, parent_id=parent[0] if parent else None,
                                     cell_entry={"at": now, "lat": loc.lat, "lon": loc.lon} if cell_key else None)
         except DuplicateKeyError:  # the same Idempotency-Key raced us
             existing = await self.cols.requests.find_one({"_id": rid}, {"idem_hash": 1, "answer": 1})
             return self._replay(existing, fingerprint)
-        return Submitted(answer=answer, token=self.vault.request_token(rid), replayed=False, request_id=rid)
+        return Submitted(answer=answer, token=self.vault.request_token(rid), replayed=False, request_id=rid,
+                         outbox=doc[OUTBOX])
 
     def _replay(self, existing: dict[str, Any], fingerprint: str) -> Submitted:
         if existing.get("idem_hash") != fingerprint:
@@ -333,8 +342,8 @@ class IntakeHandlers:
                 break
         loc = doc.get("location") or {}
         if doc.get("cell") and loc.get("lat") is not None:
-            await self.cells.add(doc["service_code"], doc["cell"], rid, loc["lat"], loc["lon"],
-                                 _aware(doc["received_at"]))
+            await self.cells.add(doc["service_code"], bucket_of(loc["lat"], loc["lon"]), rid, loc["lat"],
+                                 loc["lon"], _aware(doc["received_at"]))
         return out
 
     async def read_contact(self, rid: str, staff: Principal, purpose: str | None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from civicgrid_runtime.bus import EventPublisher
 from civicgrid_runtime.faults import crash_point
 from civicgrid_runtime.logging import get_logger
-from civicgrid_runtime.store import OUTBOX, PENDING, pending_events
+from civicgrid_runtime.store import OUTBOX, PENDING, pending_events  # noqa: F401
 
 from civicgrid_intake.adapters.locks import KeyedLocks
 
@@ -47,6 +47,7 @@ class RequestRelay:
         #: the sweep leaves fresh markers to the fast path (avoids publishing the same events twice)
         self._grace = timedelta(seconds=max(2.0, 2 * sweep_seconds))
         self.locks = KeyedLocks()
+        self._known: dict[str, dict[str, Any]] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         #: completes a duplicate link left half-done by a crash: (request id, parent id) -> None
@@ -60,6 +61,11 @@ class RequestRelay:
             doc["link_to"] = link_to
         await self.markers.update_one({"_id": request_id}, {"$set": doc}, upsert=True)
 
+    def enqueue_known(self, request_id: str, outbox: dict[str, Any]) -> None:
+        """Like ``enqueue``, with the outbox entries the caller just wrote (saves reading them back)."""
+        self._known[request_id] = outbox
+        self._queue.put_nowait(request_id)
+
     def enqueue(self, request_ids: Iterable[str]) -> None:
         """Publish these requests' pending events soon (called after the HTTP answer was sent)."""
         for rid in request_ids:
@@ -70,9 +76,11 @@ class RequestRelay:
     async def flush(self, request_ids: list[str]) -> int:
         crash_point(CRASH_POINT)
         ids = list(dict.fromkeys(request_ids))
+        known = {i: self._known.pop(i) for i in ids if i in self._known}
         # one _id lookup each: FerretDB v1/SQLite pushes down only _id *equality* ($in scans)
-        docs = [d for d in await asyncio.gather(*(self.requests.find_one({"_id": i}, {OUTBOX: 1}) for i in ids))
-                if d is not None]
+        read = await asyncio.gather(*(self.requests.find_one({"_id": i}, {OUTBOX: 1}) for i in ids
+                                      if i not in known))
+        docs = [d for d in read if d is not None] + [{"_id": i, OUTBOX: box} for i, box in known.items()]
         work = [(d["_id"], pending_events(d)) for d in docs if d.get(OUTBOX)]
         if work:
             await self._publisher.publish_many([env for _, evs in work for _, env in evs])

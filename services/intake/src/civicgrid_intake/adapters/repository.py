@@ -20,6 +20,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from civicgrid_runtime.geo import haversine_m
 
 H3_RES = 9
+#: Buckets of the duplicate index: res-8 cells (edge ~0.5 km), much larger than the search radius,
+#: so the cells a search circle touches are almost always one, at most a few.
+BUCKET_RES = 8
 
 
 class Collections:
@@ -49,6 +52,27 @@ def cell_of(lat: float, lon: float) -> str:
     return h3.latlng_to_cell(lat, lon, H3_RES)
 
 
+def cells_covering(lat: float, lon: float, distance_m: float, res: int = BUCKET_RES) -> set[str]:
+    """The res-``res`` cells a circle of ``distance_m`` around the point touches (centre + 24 points
+    on the circle; exact for circles much smaller than the cells, which BUCKET_RES ensures)."""
+    import math
+
+    out = {h3.latlng_to_cell(lat, lon, res)}
+    if distance_m <= 0:
+        return out
+    dlat = distance_m / 111_320.0
+    dlon = distance_m / (111_320.0 * max(0.01, math.cos(math.radians(lat))))
+    for i in range(24):
+        a = 2 * math.pi * i / 24
+        out.add(h3.latlng_to_cell(max(-90.0, min(90.0, lat + dlat * math.sin(a))),
+                                  ((lon + dlon * math.cos(a) + 180) % 360) - 180, res))
+    return out
+
+
+def bucket_of(lat: float, lon: float) -> str:
+    return h3.latlng_to_cell(lat, lon, BUCKET_RES)
+
+
 def ring_size(distance_m: float) -> int:
     """k of the k-ring that surely contains every point within ``distance_m`` of a cell's points."""
     edge = h3.average_hexagon_edge_length(H3_RES, unit="m")
@@ -57,10 +81,11 @@ def ring_size(distance_m: float) -> int:
 
 
 class DuplicateCells:
-    """Open requests per (service, H3 res-9 cell): one small document per cell, found by ``_id``.
+    """Recent open requests per (service, H3 res-8 bucket): one small document each, read by ``_id``.
 
-    Candidates for a new request are read from its cell's k-ring (7 documents for 50 m), never by
-    scanning the demand list. Entries older than the window are pruned when seen.
+    Candidates for a new request are read from the buckets its search circle touches (usually one
+    document for 50 m), never by scanning the demand list; the exact distance is then computed.
+    Entries older than the window are pruned when seen. (Requests themselves carry their res-9 cell.)
     """
 
     def __init__(self, col: AsyncCollection, locks=None) -> None:
@@ -88,7 +113,7 @@ class DuplicateCells:
     async def candidates(self, service_code: str, lat: float, lon: float, *, distance_m: float,
                          window: timedelta, now: datetime) -> list[tuple[float, datetime, str]]:
         """(distance, received_at, request id) within distance and window, nearest first."""
-        cells = h3.grid_disk(cell_of(lat, lon), ring_size(distance_m))
+        cells = cells_covering(lat, lon, distance_m)
         docs = await asyncio.gather(*(self.col.find_one({"_id": self.key(service_code, c)}) for c in cells))
         out: list[tuple[float, datetime, str]] = []
         for doc in docs:

@@ -89,7 +89,7 @@ async def submit(body: RequestCreate, request: Request, response: Response, back
     if res.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     # published after the answer is on its way; the marker makes sure it happens even after a crash
-    background.add_task(h.relay.enqueue, [res.request_id])
+    background.add_task(res.publish_later, h.relay)
     return RequestCreated(**res.answer, token=res.token)
 
 

@@ -265,7 +265,7 @@ async def post_request(fmt: str, request: Request, background: BackgroundTasks) 
         if exc.status in (404, 409):
             raise Open311Error(409 if exc.status == 409 else 404, exc.detail, fmt) from None
         raise Open311Error(400, exc.detail, fmt) from None
-    background.add_task(h.relay.enqueue, [res.request_id])
+    background.add_task(res.publish_later, h.relay)
     return render([{"service_request_id": res.request_id, "token": res.token,
                     "service_notice": res.answer.get("message"), "account_id": cmd.account_id}],
                   fmt, root="service_requests", item="request", status=201)
