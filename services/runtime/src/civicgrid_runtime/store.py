@@ -19,6 +19,7 @@ and the events it causes atomically" means **one document**:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -119,6 +120,43 @@ def pending_events(doc: dict[str, Any]) -> list[tuple[str, Envelope]]:
 MARKERS = "_outbox_markers"
 
 
+class DocumentLocks:
+    """In-process mutual exclusion per document.
+
+    FerretDB v1 applies an update by reading the document, changing it in Go and writing it back,
+    without holding a lock across the three steps: two concurrent updates of one document can both
+    pass a conditional filter, or one can silently undo the other (measured here: concurrent
+    ``$inc`` losing increments, a relay's ``$unset`` racing a handler's ``$set``). MongoDB does not
+    do this. Serialising the updates of one document inside the process removes the race between
+    a service's own writers (consumer, HTTP actions, relay); one request's consumer-driven writes
+    come from one partition owner, so they are not concurrent across replicas.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, Any], asyncio.Lock] = {}
+        self._users: dict[tuple[str, Any], int] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, collection: AsyncCollection, doc_ids: Iterable[Any]):
+        keys = sorted({(collection.full_name, i) for i in doc_ids}, key=repr)  # one order: no deadlock
+        for k in keys:
+            self._users[k] = self._users.get(k, 0) + 1
+            lock = self._locks.setdefault(k, asyncio.Lock())
+            await lock.acquire()
+        try:
+            yield
+        finally:
+            for k in keys:
+                self._locks[k].release()
+                self._users[k] -= 1
+                if not self._users[k]:
+                    del self._users[k], self._locks[k]
+
+
+#: one registry per process (documents are shared by every writer of the process)
+document_locks = DocumentLocks()
+
+
 # --------------------------------------------------------------------------- relay
 
 
@@ -183,11 +221,12 @@ class OutboxRelay:
         await self._publisher.publish_many([env for _, evs in work for _, env in evs])
         # remove exactly the published entries, then clear the flag only where nothing new arrived
         # meanwhile (the filter checks emptiness); a few round trips per batch, not per document
-        await collection.bulk_write(
-            [UpdateOne({"_id": i}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}}) for i, evs in work],
-            ordered=False)
-        await collection.bulk_write(
-            [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: ""}}) for i, _ in work], ordered=False)
+        async with document_locks.hold(collection, [i for i, _ in work]):
+            await collection.bulk_write(
+                [UpdateOne({"_id": i}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}}) for i, evs in work],
+                ordered=False)
+            await collection.bulk_write(
+                [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: ""}}) for i, _ in work], ordered=False)
         await self._markers(collection).bulk_write(
             [DeleteOne({"_id": self._marker_id(collection, i, k)}) for i, evs in work for k, _ in evs],
             ordered=False)
@@ -263,9 +302,11 @@ async def update_with_events(
     if entries and relay is not None:
         await relay.mark(collection, [(filter["_id"], entries)])
     try:
-        doc = await collection.find_one_and_update(
-            filter, merge_updates(update, outbox_push(entries)), upsert=upsert, return_document=ReturnDocument.AFTER,
-        )
+        async with document_locks.hold(collection, [filter["_id"]] if "_id" in filter else []):
+            doc = await collection.find_one_and_update(
+                filter, merge_updates(update, outbox_push(entries)), upsert=upsert,
+                return_document=ReturnDocument.AFTER,
+            )
     except DuplicateKeyError as exc:
         # an upsert whose guard did not match an existing document: it was already applied
         if upsert and "_id" in filter and await collection.find_one({"_id": filter["_id"]}, {"_id": 1}):
