@@ -95,8 +95,8 @@ async def test_kpis_on_a_hand_computed_scenario_and_evaluation_export(audit, tmp
     await audit.runtime.publisher.publish_many(events)
 
     async def all_in():
-        n = await audit.runtime.db["requests"].count_documents({"_id": {"$regex": f"^{p}-"}})
-        if n < 7:
+        docs = [await audit.queries.request(f"{p}-{i}") for i in range(1, 8)]
+        if not all(docs):
             return None
         k = await audit.queries.kpis("all", "*", "2026-11-01", "2026-11-30")
         done = (k["received"], k["resolved"], k["rated"], k["overdue"], k["responded"]) == (7, 2, 3, 1, 4)

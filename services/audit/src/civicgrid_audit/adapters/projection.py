@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from typing import Any
 
 from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from civicgrid_runtime.bus import Delivery
 
@@ -36,6 +37,20 @@ from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
 
 REQUESTS, COUNTERS, DEADLINES, SERVICES = "requests", "kpi_counters", "deadlines", "services"
+#: Request documents are spread over this many collections (``requests_07``) and counters over one
+#: collection per partition number (``kpi_counters_p3``): FerretDB v1 (SQLite) runs every update
+#: as a scan of its whole collection (measured: an update by _id costs time proportional to the
+#: collection's size), so small collections keep each write cheap. Reads by _id are indexed.
+REQUEST_BUCKETS = 64
+
+
+def request_collection(request_id: str) -> str:
+    return f"{REQUESTS}_{zlib.crc32(request_id.encode()) % REQUEST_BUCKETS:02d}"
+
+
+def counter_collection(shard: int) -> str:
+    return f"{COUNTERS}_p{shard}"
+
 CATALOGUE_TYPE = "civicgrid.catalogue.service_defined"
 FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
 
@@ -71,17 +86,12 @@ class Projector:
         self.db = db
         self.log = log
         self.calendar = calendar
-        self.requests = db[REQUESTS]
-        self.counters = db[COUNTERS]
         self.deadlines = db[DEADLINES]
         self.services = db[SERVICES]
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def ensure_indexes(self) -> None:
         await self.log.ensure_indexes()
-        await self.requests.create_index([("area_code", ASCENDING), ("escalation_count", ASCENDING)], name="area_esc")
-        await self.counters.create_index([("dim", ASCENDING), ("key", ASCENDING), ("day", ASCENDING)], name="dkd")
-        await self.counters.create_index([("dim", ASCENDING), ("day", ASCENDING)], name="dim_day")
         await self.deadlines.create_index([("active", ASCENDING), ("due_at", ASCENDING)], name="due")
         await self.deadlines.create_index([("area_code", ASCENDING), ("base_due", ASCENDING)], name="area_due")
         await self.deadlines.create_index([("request_id", ASCENDING)], name="request")
@@ -134,8 +144,14 @@ class Projector:
         pending = dict(by_request)
         result: dict[str, dict[str, Any]] = {}
         for _attempt in range(50):
-            found = {doc["_id"]: doc async for doc in self.requests.find({"_id": {"$in": list(pending)}})}
-            ops, written = [], {}
+            groups: dict[str, list[str]] = defaultdict(list)
+            for rid in pending:
+                groups[request_collection(rid)].append(rid)
+            found = {}
+            for cname, rids in groups.items():
+                found.update({doc["_id"]: doc async for doc in self.db[cname].find({"_id": {"$in": rids}})})
+            ops: dict[str, list] = defaultdict(list)
+            written = {}
             for rid, ds in pending.items():
                 doc = found.get(rid)
                 if doc is None:
@@ -166,24 +182,22 @@ class Projector:
                 }
                 written[rid] = (new_doc, doc)
                 if doc["_v"] == 0:
-                    ops.append(InsertOne(new_doc))
+                    ops[request_collection(rid)].append(InsertOne(new_doc))
                 else:
-                    ops.append(ReplaceOne({"_id": rid, "_v": doc["_v"]}, new_doc))
-            if ops:
+                    ops[request_collection(rid)].append(ReplaceOne({"_id": rid, "_v": doc["_v"]}, new_doc))
+            lost: set[str] = set()
+            for cname, cops in ops.items():
                 conflict = False
                 try:
-                    res = await self.requests.bulk_write(ops, ordered=False)
-                    conflict = res.matched_count + res.inserted_count < len(ops)
+                    res = await self.db[cname].bulk_write(cops, ordered=False)
+                    conflict = res.matched_count + res.inserted_count < len(cops)
                 except BulkWriteError:
                     conflict = True
                 if conflict:  # someone else wrote some of these documents: find out which, redo those
-                    tokens = {d["_id"]: d.get("_w") async for d in self.requests.find(
-                        {"_id": {"$in": list(written)}}, {"_w": 1})}
-                    lost = {rid for rid, (nd, _) in written.items() if tokens.get(rid) != nd["_w"]}
-                else:
-                    lost = set()
-            else:
-                lost = set()
+                    mine = [rid for rid in written if request_collection(rid) == cname]
+                    tokens = {d["_id"]: d.get("_w") async for d in self.db[cname].find(
+                        {"_id": {"$in": mine}}, {"_w": 1})}
+                    lost |= {rid for rid in mine if tokens.get(rid) != written[rid][0]["_w"]}
             for rid, (nd, old) in written.items():
                 if rid not in lost:
                     nd["_prev_state"] = old.get("state")
@@ -210,7 +224,8 @@ class Projector:
         shard = f"p{part}"
         cids = sorted({f"{cid}|{shard}" for _, _, delta in deltas for cid in delta})
         pos_field = f"_pos.{position}"
-        current = {c["_id"]: (c.get("_pos") or {}).get(position, -1) async for c in self.counters.find(
+        counters = self.db[counter_collection(part)]
+        current = {c["_id"]: (c.get("_pos") or {}).get(position, -1) async for c in counters.find(
             {"_id": {"$in": cids}}, {pos_field: 1})}
         sums: dict[str, dict[str, int]] = defaultdict(dict)
         top: dict[str, int] = {}
@@ -223,7 +238,7 @@ class Projector:
         ops = []
         for cid, m in sums.items():
             dim, key, day = kpi.split_counter_id(cid.rsplit("|", 1)[0])
-            cur = current.get(cid, -1)
+            current.get(cid, -1)
             filt: dict[str, Any] = {"_id": cid}
             inc = {f"m.{k}": v for k, v in m.items() if v}
             upd: dict[str, Any] = {"$set": {pos_field: top[cid], "dim": dim, "key": key, "day": day, "shard": part}}
@@ -231,16 +246,19 @@ class Projector:
                 upd["$inc"] = inc
             ops.append(UpdateOne(filt, upd, upsert=True))
         if ops:
-            await self.counters.bulk_write(ops, ordered=False)
-        clear = [UpdateOne({"_id": rid}, {"$unset": {f"_kp.{prefix}{off:012d}": ""}}) for rid, off, _ in deltas]
-        await self.requests.bulk_write(clear, ordered=False)
+            await counters.bulk_write(ops, ordered=False)
+        clear: dict[str, list] = defaultdict(list)
+        for rid, off, _ in deltas:
+            clear[request_collection(rid)].append(UpdateOne({"_id": rid}, {"$unset": {f"_kp.{prefix}{off:012d}": ""}}))
+        for cname, cops in clear.items():
+            await self.db[cname].bulk_write(cops, ordered=False)
 
     # ------------------------------------------------------------------ deadlines
 
     async def _deadlines(self, docs: dict[str, dict[str, Any]]) -> None:
         """Upsert changed clocks. A redelivered batch (no change) rewrites all clocks of its requests, in
-        case a crash came between the request write and this one. ``_rv`` (the request version)
-        keeps a concurrent writer holding an older state from overwriting a newer one."""
+        case a crash came between the request write and this one. Writers of one request's clocks are
+        serialized by the partition lock in ``apply`` (co-partitioned topics)."""
         ops = []
         for rid, doc in docs.items():
             if not doc.get("state"):
@@ -253,18 +271,8 @@ class Projector:
             for did, fields in new.items():
                 if old.get(did) == fields:
                     continue
-                ops.append(UpdateOne(
-                    {"_id": did, "$or": [{"_rv": {"$lt": doc["_v"]}}, {"_rv": {"$exists": False}}]},
-                    {"$set": {**fields, "_rv": doc["_v"]},
-                     "$setOnInsert": {"step": 1, "due_at": fields["base_due"], "esc_level": None}}, upsert=True))
+                ops.append(UpdateOne({"_id": did}, {"$set": {**fields, "_rv": doc["_v"]},
+                                                    "$setOnInsert": {"step": 1, "due_at": fields["base_due"],
+                                                                     "esc_level": None}}, upsert=True))
         if ops:
-            try:
-                await self.deadlines.bulk_write(ops, ordered=False)
-            except (BulkWriteError, KeyError):
-                # a newer version is already there for some (the upsert hits the unique _id; FerretDB's
-                # bulk reply then lacks 'nModified'): redo one by one, ignoring exactly that case
-                for op in ops:
-                    try:
-                        await self.deadlines.update_one(op._filter, op._doc, upsert=True)
-                    except DuplicateKeyError:
-                        pass
+            await self.deadlines.bulk_write(ops, ordered=False)

@@ -17,7 +17,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
 
-from civicgrid_audit.adapters.projection import COUNTERS, DEADLINES, REQUESTS
+from civicgrid_audit.adapters.projection import (
+    DEADLINES,
+    REQUEST_BUCKETS,
+    REQUESTS,
+    counter_collection,
+    request_collection,
+)
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
 
@@ -38,7 +44,7 @@ class Queries:
         self.calendar = calendar
 
     async def request(self, request_id: str, *, as_of: datetime | None = None) -> dict[str, Any] | None:
-        doc = await self.db[REQUESTS].find_one({"_id": request_id})
+        doc = await self.db[request_collection(request_id)].find_one({"_id": request_id})
         if doc is None:
             return None
         entries = doc["timeline"]
@@ -70,8 +76,12 @@ class Queries:
     async def escalated(self, area: str, *, now: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
         now = now or datetime.now(UTC)
         rows = []
-        async for d in self.db[REQUESTS].find({"escalation_count": {"$gt": 0}, "open": True, **_area_filter(area)},
-                                              {"state": 1, "area_code": 1}).limit(limit * 5):
+        docs = []
+        for b in range(REQUEST_BUCKETS):
+            docs += await self.db[f"{REQUESTS}_{b:02d}"].find(
+                {"escalation_count": {"$gt": 0}, "open": True, **_area_filter(area)}, {"state": 1, "area_code": 1}
+            ).to_list(None)
+        for d in docs:
             st = d["state"]
             first_due = min(timeline.parse_time(e["due_at"]) for e in st["escalations"])
             last = max(st["escalations"], key=lambda e: (e["escalated_at"], e["step"]))
@@ -84,10 +94,9 @@ class Queries:
 
     async def counters(self, dim: str, key: str, start: str, end: str) -> dict[str, int]:
         """Sum of the period's bucket documents, each read by its _id (month buckets for whole months)."""
-        ids = [f"{kpi.counter_id(dim, key, b)}|p{p}" for b in kpi.buckets_for(start, end)
-               for p in range(REQUEST_PARTITIONS)]
-        col = self.db[COUNTERS]
-        docs = await asyncio.gather(*(col.find_one({"_id": i}, {"m": 1}) for i in ids))
+        docs = await asyncio.gather(*(
+            self.db[counter_collection(p)].find_one({"_id": f"{kpi.counter_id(dim, key, b)}|p{p}"}, {"m": 1})
+            for b in kpi.buckets_for(start, end) for p in range(REQUEST_PARTITIONS)))
         total: dict[str, int] = {}
         for c in docs:
             if c:
@@ -108,8 +117,10 @@ class Queries:
         for dim in dims:
             sums: dict[str, dict[str, int]] = defaultdict(dict)
             months = {b for b in kpi.buckets_for(start, end)}  # a quarter is three month buckets
-            async for c in self.db[COUNTERS].find({"dim": dim, "day": {"$in": sorted(months)}}, {"m": 1, "key": 1}):
-                kpi.add_into(sums[c["key"]], c.get("m") or {})
+            for p in range(REQUEST_PARTITIONS):
+                async for c in self.db[counter_collection(p)].find({"dim": dim, "day": {"$in": sorted(months)}},
+                                                                   {"m": 1, "key": 1}):
+                    kpi.add_into(sums[c["key"]], c.get("m") or {})
             rows = []
             for key, m in sums.items():
                 f = kpi.figures(m)
