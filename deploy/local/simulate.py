@@ -173,7 +173,7 @@ class Day:
         r = await self.client.get(f"{url('matching')}/matches/{rid}", headers=bearer("supervisor"))
         if r.status_code != 200:
             return
-        offers = [o for o in r.json().get("offers", []) if o.get("status") == "offered"]
+        offers = [o for o in r.json().get("offers", []) if o.get("status") == "open"]
         for o in offers:
             vol = bearer("volunteer", sub=o["volunteer_id"])
             if random.random() < 0.2:

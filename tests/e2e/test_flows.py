@@ -13,8 +13,8 @@ pytestmark = [pytest.mark.infra]
 
 
 async def submit(client, platform, point, *, service="sanitation", description="Rubbish piled in the stairwell",
-                 attributes=None):
-    body = {"service_code": service, "location": {"lat": point["lat"], "lon": point["lon"]},
+                 attributes=None, preferred_time=None):
+    body = {"preferred_time": preferred_time,"service_code": service, "location": {"lat": point["lat"], "lon": point["lon"]},
             "description": description, "channel": "app",
             "attributes": attributes if attributes is not None else {"waste_type": "household"},
             "contact": {"name": "王小明", "phone": "13800138000", "email": "wang@example.cn"}}
@@ -208,15 +208,21 @@ async def test_enforcement_whistle_one_department_late_escalated_all_report_reso
 async def test_volunteer_service_matched_one_decline_accepted_hours_logged_rated(platform):
     async with httpx.AsyncClient(timeout=10) as client:
         point = await grid_point(client, platform.url("grid"), index=4)
+        from datetime import datetime, timedelta
+        from zoneinfo import ZoneInfo
+
+        tomorrow_10 = (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=1)).replace(
+            hour=10, minute=0, second=0, microsecond=0)  # when the retired volunteers are available
         created = await submit(client, platform, point, service="elderly_home_care", attributes={
-            "care_type": ["company"], "resident_age": 82}, description="My mother needs company on Friday")
+            "care_type": ["company"], "resident_age": 82}, description="My mother needs company tomorrow",
+            preferred_time=tomorrow_10.isoformat())
         rid = created["request_id"]
 
         async def offers():
             r = await client.get(f"{platform.url('matching')}/matches/{rid}", headers=token("supervisor"))
             if r.status_code != 200:
                 return None
-            open_ = [o for o in r.json()["offers"] if o["status"] == "offered"]
+            open_ = [o for o in r.json()["offers"] if o["status"] == "open"]
             return open_ if len(open_) >= 2 else None
 
         open_offers = await eventually(offers, what="volunteer offers")
@@ -233,6 +239,12 @@ async def test_volunteer_service_matched_one_decline_accepted_hours_logged_rated
         r = await client.post(f"{platform.url('matching')}/me/assignments/{rid}/complete", headers=vol,
                               json={"note": "Read the newspaper together"})
         assert r.status_code == 200, r.text
+        await timeline(client, platform, rid, want=lambda t: "volunteer.service_delivered" in t)
+        w = await work_item(client, platform, rid)
+        if w["status"] != "resolved":  # a grid-and-volunteer service: the grid worker closes the loop
+            r = await client.post(f"{platform.url('grid')}/v1/requests/{rid}/resolve", headers=as_worker(w),
+                                  json={"resolution_note": "Volunteer visit delivered"})
+            assert r.status_code == 200, r.text
         await resident_view(client, platform, created, want=lambda v: v["status"] == "resolved",
                             what="resolved after the service was delivered")
         r = await client.post(f"{platform.url('intake')}/api/v1/requests/{rid}/rating",
@@ -242,7 +254,7 @@ async def test_volunteer_service_matched_one_decline_accepted_hours_logged_rated
         async def rated():
             r = await client.get(f"{platform.url('matching')}/volunteers/{second['volunteer_id']}",
                                  headers=token("supervisor"))
-            return r.json() if r.status_code == 200 and r.json().get("ratings_count", 0) >= 1 else None
+            return r.json() if r.status_code == 200 and r.json().get("rating_count", 0) >= 1 else None
 
         await eventually(rated, what="rating reaches the volunteer's record")
         types, _ = await timeline(client, platform, rid, want=lambda t: "request.closed" in t)

@@ -33,7 +33,7 @@ from civicgrid_matching.domain.index import MatchQuery, VolunteerIndex
 from civicgrid_matching.domain.model import DAYS
 from civicgrid_runtime.testing import start_group_at_end, unique
 
-SKILLS = ("elderly_care_home", "after_school_care", "disability_assistance", "small_repairs", "legal_advice",
+SKILLS = ("elderly_home_care", "after_school_care", "disability_assistance", "small_repairs", "legal_advice",
           "hospital_escort")
 ANCHOR = (39.90, 116.30)
 PATTERNS = [

@@ -13,11 +13,13 @@ from civicgrid_matching.handlers import Matching
 from civicgrid_matching.schemas import QualificationVerify, VolunteerCreate
 
 ANCHOR = (39.90, 116.30)
-SKILLS = ("elderly_care_home", "after_school_care", "disability_assistance", "small_repairs", "legal_advice",
+#: skills are the codes of intake's default catalogue (the services volunteers give)
+SKILLS = ("elderly_home_care", "after_school_care", "disability_assistance", "small_repairs", "legal_advice",
           "hospital_escort")
-#: qualifications some services require (demo catalogue convention)
-QUALS = {"elderly_care_home": "elderly_care_certificate", "legal_advice": "legal_practice_license",
-         "hospital_escort": "first_aid", "disability_assistance": "first_aid"}
+#: the qualification each service requires in intake's default catalogue (ServiceDefined events)
+QUALS = {"elderly_home_care": "elderly_care", "after_school_care": "tutoring",
+         "disability_assistance": "disability_assistance", "legal_advice": "legal_practice_license",
+         "hospital_escort": "first_aid"}
 UNITS = ("District Hospital No.3", "Haidian Tax Bureau", "Street Office", "No.12 Middle School",
          "City Water Company", "District Court")
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
