@@ -211,16 +211,15 @@ def assigned_event(cause: Envelope, rid: str, o: AssignmentOutcome, city: CityMa
 
 async def flush_batch(ctx: GridContext, written: list[tuple[str, list[str], list[Envelope]]]) -> None:
     """Publish the events just written (fast path) and clear them from their documents' outboxes in
-    two bulk writes. A crash before this point leaves them for the relay's sweep."""
+    one bulk write (filter on ``_id`` only: FerretDB v1/SQLite scans the collection for every write
+    whose filter has more). A crash before this point leaves them for the relay's sweep."""
     events = [e for _, _, evs in written for e in evs]
     if not events:
         return
     await ctx.publisher.publish_many(events)
-    col = ctx.requests.col
-    await col.bulk_write([UpdateOne({"_id": rid}, {"$unset": {k: "" for k in keys}}) for rid, keys, _ in written],
-                         ordered=False)
-    await col.bulk_write([UpdateOne({"_id": rid, OUTBOX: {}}, {"$unset": {PENDING: ""}}) for rid, _, _ in written],
-                         ordered=False)
+    # one by one: FerretDB v1/SQLite takes quadratic time on a large bulk of updates
+    for rid, keys, _ in written:
+        await ctx.requests.col.update_one({"_id": rid}, {"$unset": {**{k: "" for k in keys}, PENDING: ""}})
 
 
 def _with_outbox(update: dict, events: list[Envelope]) -> tuple[dict, list[str]]:
@@ -317,8 +316,8 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
         doc = existing.get(rid)
         if doc is not None and d.envelope.id in (doc.get(APPLIED) or []):
             continue  # replay: already applied
-        if doc is not None and doc.get("assignee_id"):
-            continue  # already assigned by another cause (e.g. unmerged first): nothing to do
+        if doc is not None:
+            continue  # already known (assigned, or merged and waiting for RequestUnmerged)
         ev: RequestReceived = d.envelope.data
         if ev.duplicate_of:
             ops.append(UpdateOne({"_id": rid, APPLIED: {"$ne": d.envelope.id}},
@@ -336,16 +335,26 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
         items.append((ev.request_id, locate_request(city, ev.location), line_for(ev.service_group, ev.service_code)))
     outcomes = await decide_many(ctx, items)
     services = await ctx.catalogue.get_many([d.envelope.data.service_code for d in todo])
-    ops, written = [], []
+    inserts, written = [], []
     for d, o in zip(todo, outcomes, strict=True):
         ev: RequestReceived = d.envelope.data
         evs, extra = await caused_on_assignment(ctx, d.envelope, ev, o, catalogue=services.get(ev.service_code, {}))
-        upd, keys = _with_outbox({"$set": {**_received_fields(ev, d.envelope), **assignment_fields(o),
-                                           "status": "assigned", "assigned_at": now(), **extra},
-                                  "$push": {APPLIED: d.envelope.id}}, evs)
-        ops.append(UpdateOne({"_id": ev.request_id, APPLIED: {"$ne": d.envelope.id}}, upd, upsert=True))
-        written.append((ev.request_id, keys, evs))
-    await ctx.requests.bulk_guarded(ops)
+        box = outbox_push(evs)["$set"]
+        doc: dict[str, Any] = {"_id": ev.request_id, **_received_fields(ev, d.envelope), **assignment_fields(o),
+                               "status": "assigned", "assigned_at": now(), APPLIED: [d.envelope.id]}
+        for k, v in extra.items():
+            if "." in k:  # "dispatches.<id>" -> nested
+                head, tail = k.split(".", 1)
+                doc.setdefault(head, {})[tail] = v
+            else:
+                doc[k] = v
+        doc[OUTBOX] = {k.split(".", 1)[1]: v for k, v in box.items() if k.startswith(OUTBOX + ".")}
+        doc[PENDING] = True
+        inserts.append(doc)
+        written.append((ev.request_id, [k for k in box if k.startswith(OUTBOX + ".")], evs))
+    # new documents: one insert each (state, applied guard and outbox together); a duplicate key means
+    # a concurrent delivery of the same event already wrote it
+    await ctx.requests.insert_guarded(inserts)
     await flush_batch(ctx, written)
 
 

@@ -195,6 +195,16 @@ class RequestRepository:
     async def get(self, rid: str) -> dict | None:
         return await self.col.find_one({"_id": rid}, {"_outbox": 0, "_applied": 0})
 
+    async def insert_guarded(self, docs: list[dict]) -> None:
+        if not docs:
+            return
+        try:
+            await self.col.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+            if others:
+                raise
+
     async def bulk_guarded(self, ops: list[UpdateOne]) -> None:
         """Write guarded upserts; a duplicate key means another delivery already applied the event."""
         if not ops:
