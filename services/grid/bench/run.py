@@ -1,0 +1,273 @@
+"""grid's part of `make bench`: prints measured figures next to the issue's goals.
+
+1. point lookups/s on the megacity map (vectorised STRtree point-in-polygon), and a per-call baseline
+2. RSS of a real `civicgrid-grid serve` process with the megacity map loaded
+3. assignments/s end to end (RequestReceived published -> RequestAssigned consumed) through Kafka and
+   the store, and the p99 of that hop at 200 requests/s; raw baselines: store update_one/s and a bare
+   Kafka produce->consume round trip
+Needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import numpy as np
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from civicgrid_contracts import Envelope, topics
+from civicgrid_contracts.events.intake import RequestReceived
+from civicgrid_contracts.values import Location, TimeLimits
+from civicgrid_grid.adapters.mapstore import MapRepository
+from civicgrid_grid.adapters.repos import RosterRepository, StaffRepository
+from civicgrid_grid.bootstrap import bootstrap
+from civicgrid_grid.domain.citygen import generate
+from civicgrid_grid.domain.roster import build_roster
+from civicgrid_grid.settings import GridSettings
+from civicgrid_runtime.bus import EventPublisher, ensure_topics
+from civicgrid_runtime.store import connect
+
+KAFKA = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+MONGO = os.environ["MONGODB_URL"]
+rows: list[tuple[str, str, str, str]] = []
+
+
+def row(name: str, goal: str, measured: str, note: str = "") -> None:
+    rows.append((name, goal, measured, note))
+    print(f"  {name}: {measured} (goal {goal}) {note}", flush=True)
+
+
+async def move_group_to_end(group: str, names: list[str]) -> None:
+    c = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=group, enable_auto_commit=False)
+    await c.start()
+    try:
+        await c._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in names for p in (c.partitions_for_topic(t) or ())]
+        c.assign(tps)
+        await c.seek_to_end(*tps)
+        await c.commit({tp: await c.position(tp) for tp in tps})
+    finally:
+        await c.stop()
+
+
+def bench_lookups() -> None:
+    print("1. point lookups on the megacity", flush=True)
+    t = time.perf_counter()
+    city = generate("megacity", 42)
+    gen = time.perf_counter() - t
+    t = time.perf_counter()
+    city.build_index()
+    idx = time.perf_counter() - t
+    x0, y0, x1, y1 = city.extent()
+    rng = np.random.default_rng(1)
+    n = 1_000_000
+    px, py = rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)
+    city.grid_indices(px[:1000], py[:1000])
+    t = time.perf_counter()
+    for i in range(0, n, 100_000):
+        city.grid_indices(px[i:i + 100_000], py[i:i + 100_000])
+    rate = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for i in range(5000):
+        city.locate(lat=py[i], lon=px[i])
+    single = 5000 / (time.perf_counter() - t)
+    row("megacity generated", "-", f"{gen:.1f} s + index {idx:.2f} s", str(city.counts()))
+    row("point lookups/s (batches of 100k)", ">= 200,000/s", f"{rate:,.0f}/s")
+    row("baseline: one locate() call per point", "-", f"{single:,.0f}/s", "(what a per-event handler gets)")
+
+
+async def bench_rss() -> None:
+    print("2. RSS of `civicgrid-grid serve` with the megacity loaded", flush=True)
+    db_name = f"grid_bench_mega_{uuid.uuid4().hex[:6]}"
+    client = connect(MONGO, app_name="grid-bench")
+    t = time.perf_counter()
+    city = generate("megacity", 42)
+    await MapRepository(client[db_name]).save(city, source="bench megacity")
+    save_s = time.perf_counter() - t
+    await client.close()
+    group = f"grid-bench-{uuid.uuid4().hex[:6]}"
+    await move_group_to_end(group, [t.name for t in topics.EVENT_TOPICS if t.owner != "grid"])
+    port = 18102 + int(uuid.uuid4().int % 500)
+    env = dict(os.environ, GRID_DATABASE=db_name, GRID_CONSUMER_GROUP=group, GRID_HTTP_PORT=str(port),
+               GRID_LOG_LEVEL="WARNING")
+    exe = os.path.join(os.path.dirname(sys.executable), "civicgrid-grid")
+    proc = subprocess.Popen([exe, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t = time.perf_counter()
+        rss = None
+        async with httpx.AsyncClient() as http:
+            while time.perf_counter() - t < 120:
+                try:
+                    r = await http.get(f"http://127.0.0.1:{port}/v1/map", timeout=5)
+                    if r.status_code == 200 and r.json()["counts"]["grids"] == 35200:
+                        # exercise the index once so it is built and counted
+                        await http.get(f"http://127.0.0.1:{port}/v1/map/locate",
+                                       params={"lat": 40.0, "lon": 116.5}, timeout=30)
+                        rss = psutil.Process(proc.pid).memory_info().rss / 2**20
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.5)
+        load_s = time.perf_counter() - t
+        row("RSS of serve with megacity loaded", "< 300 MB", f"{rss:.0f} MB" if rss else "did not load in 120 s",
+            f"(map written in {save_s:.1f} s, process up + map loaded in {load_s:.1f} s)")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+        self.seen: dict[str, float] = {}
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        await self.consumer._client.force_metadata_update()
+        name = topics.ASSIGNMENTS.name
+        tps = [TopicPartition(name, p) for p in self.consumer.partitions_for_topic(name)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:
+            await self.consumer.position(tp)
+        self.task = asyncio.create_task(self.run())
+
+    async def run(self) -> None:
+        while True:
+            for recs in (await self.consumer.getmany(timeout_ms=50)).values():
+                now = time.perf_counter()
+                for r in recs:
+                    if dict(r.headers).get("ce_type") == b"civicgrid.request.assigned":
+                        self.seen.setdefault(r.key.decode(), now)
+
+    async def wait(self, ids: list[str], timeout: float) -> int:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline and not all(i in self.seen for i in ids):
+            await asyncio.sleep(0.05)
+        return sum(1 for i in ids if i in self.seen)
+
+
+def received(city, rng) -> Envelope:
+    b = city.buildings_of("", limit=1, seed=int(rng.integers(1 << 30)))[0]
+    p = RequestReceived(request_id=f"bench-{uuid.uuid4().hex[:12]}", service_code="repair", service_name="Repair",
+                        time_limits=TimeLimits(response_hours=2, resolution_hours=48),
+                        location=Location(lat=b["lat"], lon=b["lon"]), description="bench", channel="web",
+                        received_at=datetime.now(UTC))
+    return Envelope.wrap(p, source="/civicgrid/bench")
+
+
+async def bench_end_to_end() -> None:
+    print("3. end to end RequestReceived -> RequestAssigned (district demo city, real Kafka + store)", flush=True)
+    await ensure_topics(KAFKA)
+    group = f"grid-bench-{uuid.uuid4().hex[:6]}"
+    await move_group_to_end(group, [t.name for t in topics.EVENT_TOPICS if t.owner != "grid"])
+    settings = GridSettings(kafka_bootstrap_servers=KAFKA, mongodb_url=MONGO, database=f"grid_bench_{uuid.uuid4().hex[:6]}",
+                            consumer_group=group, log_level="WARNING")
+    svc = await bootstrap(settings, create_topics=False)
+    city = generate("district", 5)
+    await MapRepository(svc.runtime.db).save(city, source="bench")
+    roster = build_roster(city, load_limit=1000)
+    await StaffRepository(svc.runtime.db).upsert_many(roster["staff"])
+    rr = RosterRepository(svc.runtime.db)
+    for name in ("posts", "chain", "departments"):
+        await rr.upsert(name, roster[name])
+    await svc.refresh_map()
+    col = Collector()
+    await col.start()
+    await svc.runtime.start()
+    for c in svc.runtime.consumers:
+        await c.wait_assigned()
+    pub = EventPublisher(KAFKA, client_id="grid-bench")
+    await pub.start()
+    rng = np.random.default_rng(3)
+    try:
+        # raw baselines
+        raw = svc.runtime.db["bench_raw"]
+        await raw.insert_many([{"_id": f"r{i}", "x": 0, "pad": "x" * 2000} for i in range(2000)])
+        t = time.perf_counter()
+        for i in range(100):
+            await raw.update_one({"_id": f"r{i}"}, {"$inc": {"x": 1}})
+        raw_upd = 100 / (time.perf_counter() - t)
+        row("baseline: store update_one/s (2,000-doc collection)", "-", f"{raw_upd:,.0f}/s",
+            "FerretDB v1/SQLite scans the collection on every update")
+        prod = AIOKafkaProducer(bootstrap_servers=KAFKA, linger_ms=0)
+        await prod.start()
+        rt = []
+        cons = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+        await cons.start()
+        tp = TopicPartition(topics.dead_letter("grid-bench").name, 0)
+        await ensure_topics(KAFKA, [topics.dead_letter("grid-bench")])
+        cons.assign([tp])
+        await cons.seek_to_end(tp)
+        await cons.position(tp)
+        for _ in range(50):
+            t = time.perf_counter()
+            await (await prod.send(tp.topic, b"x", partition=0))
+            while not (await cons.getmany(timeout_ms=20)):
+                pass
+            rt.append((time.perf_counter() - t) * 1000)
+        await prod.stop()
+        await cons.stop()
+        row("baseline: bare Kafka produce->consume", "-", f"p50 {np.percentile(rt, 50):.1f} ms, "
+            f"p99 {np.percentile(rt, 99):.1f} ms")
+
+        # throughput: a burst
+        n = 600
+        envs = [received(city, rng) for _ in range(n)]
+        t = time.perf_counter()
+        await pub.publish_many(envs)
+        got = await col.wait([e.subject for e in envs], timeout=60)
+        last = max(col.seen[e.subject] for e in envs if e.subject in col.seen)
+        row("assignments/s end to end (burst of 600)", ">= 2,000/s", f"{got / (last - t):,.0f}/s",
+            f"({got}/{n} assigned)")
+
+        # latency at 200 requests/s for 3 s
+        sent: dict[str, float] = {}
+        ids = []
+        t0 = time.perf_counter()
+        for i in range(600):
+            target = t0 + i / 200
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            e = received(city, rng)
+            sent[e.subject] = time.perf_counter()
+            ids.append(e.subject)
+            await pub.publish(e)
+        got = await col.wait(ids, timeout=90)
+        lat = [(col.seen[i] - sent[i]) * 1000 for i in ids if i in col.seen]
+        row("p99 received->assigned at 200 req/s", "< 50 ms",
+            f"p99 {np.percentile(lat, 99):,.0f} ms (p50 {np.percentile(lat, 50):,.0f} ms)", f"({got}/600 assigned)")
+    finally:
+        await col.consumer.stop()
+        col.task.cancel()
+        await pub.stop()
+        await svc.runtime.stop()
+
+
+async def main() -> None:
+    started = time.perf_counter()
+    bench_lookups()
+    await bench_rss()
+    await bench_end_to_end()
+    print()
+    print(f"grid bench ({time.perf_counter() - started:.0f} s)")
+    w = [max(len(r[i]) for r in rows + [("figure", "goal", "measured", "note")]) for i in range(4)]
+    print("  ".join(h.ljust(w[i]) for i, h in enumerate(("figure", "goal", "measured", "note"))))
+    for r in rows:
+        print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
