@@ -6,22 +6,20 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
-
 from civicgrid_contracts import Envelope, topics
-from civicgrid_runtime.auth import mint_token
-from civicgrid_runtime.bus import EventPublisher
-from civicgrid_runtime.testing import start_group_at_end, unique
-
 from civicgrid_intake.bootstrap import LIFECYCLE_TOPICS
 from civicgrid_intake.entrypoints.http import build_app
 from civicgrid_intake.settings import IntakeSettings
+from civicgrid_runtime.auth import mint_token
+from civicgrid_runtime.bus import EventPublisher
+from civicgrid_runtime.testing import start_group_at_end, unique
 
 sys.path.insert(0, str(Path(__file__).parent))  # intake_test_helpers
 API_KEY = "test-open311-key"

@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
-
 from civicgrid_contracts import Envelope, derived_event_id
 from civicgrid_contracts.events.intake import (
     RequestClosed,
@@ -28,6 +26,7 @@ from civicgrid_contracts.values import Location
 from civicgrid_runtime.auth import Principal
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import OUTBOX, PENDING, outbox_push, update_with_events
+from pymongo.errors import DuplicateKeyError
 
 from civicgrid_intake.adapters.crypto import ContactVault
 from civicgrid_intake.adapters.outbox import RequestRelay
@@ -36,8 +35,14 @@ from civicgrid_intake.adapters.writer import SubmissionWriter
 from civicgrid_intake.catalogue import Catalogue
 from civicgrid_intake.domain.catalogue import AnswerErrors, validate_answers
 from civicgrid_intake.domain.commands import RateRequest, SubmitRequest
-from civicgrid_intake.domain.errors import Conflict, Forbidden, IdempotencyConflict, InvalidRequest, NotFound, \
-    UnknownService
+from civicgrid_intake.domain.errors import (
+    Conflict,
+    Forbidden,
+    IdempotencyConflict,
+    InvalidRequest,
+    NotFound,
+    UnknownService,
+)
 from civicgrid_intake.domain.model import OPEN_STATUSES, StatusState, apply
 from civicgrid_intake.domain.timelimits import expected_resolution
 from civicgrid_intake.settings import IntakeSettings

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from conftest import eventually
-from intake_test_helpers import body, events_of, offsets
-
 from civicgrid_contracts import topics
 from civicgrid_contracts.events.grid import RequestAccepted, RequestAssigned, RequestResolved
 from civicgrid_contracts.values import AreaPath
+from intake_test_helpers import body, events_of, offsets
+
+from conftest import eventually
 
 GRID = "110105001001001"
 

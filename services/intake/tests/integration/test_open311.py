@@ -5,12 +5,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
-from conftest import API_KEY, eventually
-from intake_test_helpers import events_of, spot
-
 from civicgrid_contracts import topics
 from civicgrid_contracts.events.grid import RequestAssigned, RequestResolved
 from civicgrid_contracts.values import AreaPath
+from intake_test_helpers import events_of, spot
+
+from conftest import API_KEY, eventually
 
 BASE = "/open311/v2"
 

@@ -11,9 +11,8 @@ import asyncio
 import random
 from typing import Any
 
-from pymongo.errors import OperationFailure
-
 from civicgrid_runtime.logging import get_logger
+from pymongo.errors import OperationFailure
 
 log = get_logger("civicgrid.intake.store")
 ATTEMPTS = 12

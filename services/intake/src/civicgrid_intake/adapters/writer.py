@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError
-
 from civicgrid_runtime.logging import get_logger
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 log = get_logger("civicgrid.intake.writer")
 

@@ -7,9 +7,8 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from civicgrid_contracts.values import Channel, Rating
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from civicgrid_intake.domain.errors import InvalidRequest
 

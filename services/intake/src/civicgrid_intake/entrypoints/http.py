@@ -11,14 +11,14 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
+from civicgrid_runtime.auth import Principal, decode_token, require, require_area
+from civicgrid_runtime.problems import Problem, problem_response, validation_problem
+from civicgrid_runtime.service import create_app
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from civicgrid_runtime.auth import Principal, decode_token, require, require_area
-from civicgrid_runtime.problems import Problem, problem_response, validation_problem
-from civicgrid_runtime.service import create_app
-
+from civicgrid_intake.domain.catalogue import ServiceSpec
 from civicgrid_intake.domain.commands import RateRequest, UnmergeRequest
 from civicgrid_intake.domain.errors import IntakeError
 from civicgrid_intake.domain.model import STATUSES
@@ -34,7 +34,6 @@ from civicgrid_intake.entrypoints.schemas import (
     ServiceRead,
     to_read,
 )
-from civicgrid_intake.domain.catalogue import ServiceSpec
 from civicgrid_intake.settings import IntakeSettings
 
 STAFF_READ = ("operator", "grid_worker", "supervisor", "department", "auditor")
