@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 import httpx
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from fastapi import FastAPI
-
 from civicgrid_contracts import Envelope, topics
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits
@@ -28,6 +26,7 @@ from civicgrid_runtime.auth import mint_token
 from civicgrid_runtime.bus import EventPublisher, ensure_topics
 from civicgrid_runtime.problems import install_problem_handlers
 from civicgrid_runtime.testing import unique
+from fastapi import FastAPI
 
 TEST_LIMIT = 5
 SOURCE = "/civicgrid/intake-test"
@@ -83,7 +82,7 @@ class Collector:
     def of(self, rid: str, type_: str | None = None) -> list[Envelope]:
         return [e for e in self.events if e.subject == rid and (type_ is None or e.type == type_)]
 
-    async def wait_for(self, rid: str, type_: str, count: int = 1, timeout: float = 30.0) -> list[Envelope]:
+    async def wait_for(self, rid: str, type_: str, count: int = 1, timeout: float = 90.0) -> list[Envelope]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = self.of(rid, type_)
@@ -124,7 +123,7 @@ class Harness:
     async def publish(self, *envs: Envelope) -> None:
         await self.publisher.publish_many(list(envs))
 
-    async def assigned(self, env: Envelope, timeout: float = 30.0) -> Envelope:
+    async def assigned(self, env: Envelope, timeout: float = 90.0) -> Envelope:
         return (await self.collector.wait_for(env.subject, "civicgrid.request.assigned", timeout=timeout))[0]
 
 
