@@ -20,6 +20,7 @@ func main() {
 	dataDir := flag.String("data", "./data", "directory for the SQLite databases")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
 	postgresURL := flag.String("postgresql-url", "", "use the PostgreSQL backend at this URL instead of SQLite")
+	sqliteParams := flag.String("sqlite-params", "", "query parameters of the SQLite URI (e.g. _txlock=immediate)")
 	flag.Parse()
 
 	var level slog.Level
@@ -44,6 +45,9 @@ func main() {
 		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + dir + "/", // the SQLite handler wants an existing directory ending in '/'
+	}
+	if *sqliteParams != "" {
+		config.SQLiteURL += "?" + *sqliteParams
 	}
 	if *postgresURL != "" {
 		config.Handler = "postgresql"

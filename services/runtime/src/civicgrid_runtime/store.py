@@ -118,6 +118,14 @@ def pending_events(doc: dict[str, Any]) -> list[tuple[str, Envelope]]:
 
 
 MARKERS = "_outbox_markers"
+#: FerretDB v1 on SQLite stops answering a bulk write of about a hundred updates (measured here);
+#: twenty per round trip keeps most of the batching benefit
+BULK_CHUNK = 20
+
+
+async def bulk_in_chunks(collection: AsyncCollection, ops: list) -> None:
+    for i in range(0, len(ops), BULK_CHUNK):
+        await collection.bulk_write(ops[i:i + BULK_CHUNK], ordered=False)
 
 
 class DocumentLocks:
@@ -222,14 +230,12 @@ class OutboxRelay:
         # remove exactly the published entries, then clear the flag only where nothing new arrived
         # meanwhile (the filter checks emptiness); a few round trips per batch, not per document
         async with document_locks.hold(collection, [i for i, _ in work]):
-            await collection.bulk_write(
-                [UpdateOne({"_id": i}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}}) for i, evs in work],
-                ordered=False)
-            await collection.bulk_write(
-                [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: ""}}) for i, _ in work], ordered=False)
-        await self._markers(collection).bulk_write(
-            [DeleteOne({"_id": self._marker_id(collection, i, k)}) for i, evs in work for k, _ in evs],
-            ordered=False)
+            await bulk_in_chunks(collection, [
+                UpdateOne({"_id": i}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}}) for i, evs in work])
+            await bulk_in_chunks(collection, [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: ""}})
+                                              for i, _ in work])
+        await bulk_in_chunks(self._markers(collection), [
+            DeleteOne({"_id": self._marker_id(collection, i, k)}) for i, evs in work for k, _ in evs])
         return sum(len(evs) for _, evs in work)
 
     async def flush(self, collection: AsyncCollection, ids: Iterable[Any]) -> int:
@@ -251,7 +257,7 @@ class OutboxRelay:
                 continue
             total += await self.flush(col, {m["doc"] for m in old})
             # what is left marked but no longer (or never) in an outbox: published, or never written
-            await self._markers(col).bulk_write([DeleteOne({"_id": m["_id"]}) for m in old], ordered=False)
+            await bulk_in_chunks(self._markers(col), [DeleteOne({"_id": m["_id"]}) for m in old])
         return total
 
     async def sweep_all(self) -> int:
