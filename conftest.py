@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 from pymongo import AsyncMongoClient
 
-from civicgrid_runtime.testing import Infrastructure, resolve_infrastructure, unique
+from civicgrid_runtime.testing import Infrastructure, drop_quietly, resolve_infrastructure, unique
 
 _infra: Infrastructure | None = None
 _infra_error: str | None = None
@@ -52,7 +52,7 @@ async def mongo(infra: Infrastructure):
 async def fresh_db(mongo):
     name = unique("test")
     yield mongo[name]
-    await mongo.drop_database(name)
+    await drop_quietly(mongo, name)
 
 
 def pytest_report_header(config):

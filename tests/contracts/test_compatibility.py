@@ -7,10 +7,11 @@ import copy
 import json
 
 import pytest
+from pydantic import Field
+
 from civicgrid_contracts import registered_events
 from civicgrid_contracts.envelope import EventPayload
 from civicgrid_contracts.schemas import SCHEMA_DIR, check, file_name, incompatibilities, schema_of
-from pydantic import Field
 
 
 def test_committed_schemas_match_the_models():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from civicgrid_runtime.auth import mint_token
 
+from civicgrid_runtime.auth import mint_token
 from tests.support.platform import Platform
 
 SECRET = "civicgrid-development-secret-change-me"

@@ -22,10 +22,10 @@ from collections import Counter, defaultdict
 
 import httpx
 import pytest
+
 from civicgrid_contracts import topics
 from civicgrid_runtime.bus import header
 from civicgrid_runtime.testing import end_offsets, read_topic
-
 from tests.e2e.conftest import token
 from tests.support.platform import ROOT, Platform
 

@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from civicgrid_contracts import Envelope, topics
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits
 from civicgrid_runtime import EventPublisher
 from civicgrid_runtime.bus import header
-from civicgrid_runtime.testing import end_offsets, read_topic, start_group_at_end, unique
+from civicgrid_runtime.testing import drop_quietly, end_offsets, read_topic, start_group_at_end, unique
 
 sys.path.insert(0, str(Path(__file__).parent))
 from example_service import open_example  # noqa: E402
@@ -72,7 +73,7 @@ async def test_delivered_twice_applied_once(infra, mongo):
         assert len({header(r.headers, "ce_id") for r in out}) == 1
     finally:
         await rt.stop()
-        await mongo.drop_database(db)
+        await drop_quietly(mongo, db)
 
 
 async def test_sigkill_after_write_before_publish_gives_exactly_one_downstream_event(infra, mongo):
@@ -114,7 +115,7 @@ async def test_sigkill_after_write_before_publish_gives_exactly_one_downstream_e
     finally:
         restarted.terminate()
         restarted.wait(30)
-        await mongo.drop_database(db)
+        await drop_quietly(mongo, db)
 
 
 async def test_malformed_and_failing_messages_are_dead_lettered_and_do_not_block(infra, mongo):
@@ -150,4 +151,4 @@ async def test_malformed_and_failing_messages_are_dead_lettered_and_do_not_block
             assert header(r.headers, "dlq_offset") is not None
     finally:
         await rt.stop()
-        await mongo.drop_database(db)
+        await drop_quietly(mongo, db)

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from fastapi import Depends
+from pydantic import BaseModel, Field, ValidationError
+
 from civicgrid_runtime import Runtime, ServiceSettings, create_app
 from civicgrid_runtime.auth import Principal, mint_token, require, require_area
 from civicgrid_runtime.testing import unique
-from fastapi import Depends
-from pydantic import BaseModel, Field, ValidationError
 
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
 

@@ -176,7 +176,9 @@ class Platform:
 
             client = MongoClient(self.mongodb)
             for svc in {k.split("#")[0] for k in self.services}:
-                client.drop_database(self.database(svc))
+                db = client[self.database(svc)]  # collections, not the database file (see drop_quietly)
+                for col in db.list_collection_names():
+                    db.drop_collection(col)
             client.close()
 
     def __enter__(self) -> Platform:

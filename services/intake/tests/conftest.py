@@ -3,12 +3,8 @@ and consumer group, driven in-process through httpx's ASGI transport (lifespan s
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +18,8 @@ from civicgrid_runtime.bus import EventPublisher
 from civicgrid_runtime.testing import start_group_at_end, unique
 
 sys.path.insert(0, str(Path(__file__).parent))  # intake_test_helpers
-API_KEY = "test-open311-key"
+from civicgrid_runtime.testing import eventually  # noqa: E402,F401  (re-exported for tests)
+from intake_test_helpers import API_KEY  # noqa: E402
 
 
 class Ctx:
@@ -45,18 +42,6 @@ class Ctx:
         env = Envelope.wrap(payload, source=source)
         await self.publisher.publish(env)
         return env
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.1) -> Any:
-    """Poll until ``check`` returns something truthy (never a timing assertion: only a deadline)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
 def make_settings(infra, **over) -> IntakeSettings:

@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 from civicgrid_contracts import topics
 from civicgrid_contracts.events.grid import RequestAssigned, RequestResolved
 from civicgrid_contracts.values import AreaPath
-from intake_test_helpers import events_of, spot
-
-from conftest import API_KEY, eventually
+from civicgrid_runtime.testing import eventually
+from intake_test_helpers import API_KEY, events_of, spot
 
 BASE = "/open311/v2"
 

@@ -11,10 +11,8 @@ from datetime import UTC, datetime
 
 from aiokafka.admin import AIOKafkaAdminClient
 from civicgrid_contracts.events.grid import RequestResolved
-from civicgrid_runtime.testing import read_topic
-from intake_test_helpers import body
-
-from conftest import API_KEY, eventually
+from civicgrid_runtime.testing import eventually, read_topic
+from intake_test_helpers import API_KEY, body
 
 RESIDENTS = [
     {"name": "Chen Xiaoming", "phone": "+86 135 2468 1357", "email": "chen.xiaoming@example.cn"},

@@ -28,7 +28,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, TopicAlreadyExistsError
-from civicgrid_contracts import Envelope, MalformedEvent, topics
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
@@ -37,6 +36,7 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
+from civicgrid_contracts import Envelope, MalformedEvent, topics
 from civicgrid_runtime.logging import bound_contextvars, get_logger
 from civicgrid_runtime.metrics import (
     CONSUMER_LAG,

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from civicgrid_contracts import topics
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from civicgrid_contracts import topics
 from civicgrid_runtime.bus import BatchHandler, EventConsumer, EventPublisher, ensure_topics
 from civicgrid_runtime.logging import configure_logging, get_logger
 from civicgrid_runtime.problems import install_problem_handlers

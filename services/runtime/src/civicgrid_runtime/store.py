@@ -24,11 +24,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from civicgrid_contracts import Envelope
 from pymongo import AsyncMongoClient, DeleteOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from civicgrid_contracts import Envelope
 from civicgrid_runtime.bus import Delivery, EventPublisher
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.metrics import OUTBOX_PENDING

@@ -197,3 +197,26 @@ async def end_offsets(bootstrap_servers: str, topic: str) -> dict:
         return await consumer.end_offsets(await _partitions(consumer, topic))
     finally:
         await consumer.stop()
+
+
+async def eventually(check, *, timeout: float = 20.0, interval: float = 0.1):
+    """Poll the async ``check`` until it returns something truthy; fail after ``timeout`` seconds
+    (a deadline for asynchronous effects, never a timing assertion)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+async def drop_quietly(client, name: str) -> None:
+    """Remove a test database's collections. FerretDB v1 on SQLite can die (SIGBUS) when a whole
+    database file is dropped under open connections; dropping its collections is safe."""
+    db = client[name]
+    for col in await db.list_collection_names():
+        await db.drop_collection(col)
