@@ -19,14 +19,15 @@ import uuid
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from civicgrid_contracts import Envelope, topics
-from civicgrid_contracts.events.intake import RequestReceived
-from civicgrid_contracts.values import Location, TimeLimits
-from civicgrid_runtime.bus import EventConsumer, EventPublisher, ensure_topics
 from pymongo import AsyncMongoClient
 from pymongo.errors import BulkWriteError
 from rich.console import Console
 from rich.table import Table
+
+from civicgrid_contracts import Envelope, topics
+from civicgrid_contracts.events.intake import RequestReceived
+from civicgrid_contracts.values import Location, TimeLimits
+from civicgrid_runtime.bus import EventConsumer, EventPublisher, ensure_topics
 
 N = int(os.environ.get("BENCH_EVENTS", "30000"))
 KAFKA = os.environ["KAFKA_BOOTSTRAP_SERVERS"]

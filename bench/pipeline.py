@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 
 from civicgrid_contracts import topics  # noqa: E402
 from civicgrid_runtime.auth import mint_token  # noqa: E402
-
 from tests.support.platform import Platform  # noqa: E402
 
 KAFKA = os.environ["KAFKA_BOOTSTRAP_SERVERS"]

@@ -23,11 +23,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
-from civicgrid_runtime.auth import mint_token
 from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
+
+from civicgrid_runtime.auth import mint_token
 
 SECRET = os.environ.get("CIVICGRID_AUTH_SECRET", "civicgrid-development-secret-change-me")
 PORTS = {"intake": 8101, "grid": 8102, "matching": 8103, "audit": 8104}
