@@ -10,7 +10,7 @@ UV    ?= $(CACHE)/uv-$(UV_VERSION)/bin/uv
 INFRA := $(PY) deploy/local/infra.py
 export UV_LINK_MODE := copy
 
-.PHONY: help setup deps infra-setup up down status run test test-unit bench lint schemas demo clean-data
+.PHONY: help setup deps infra-setup up down status run test faults bench lint schemas clean-data
 
 help:
 	@echo "make run     - start Kafka, the store and all four services with a demo city (Ctrl-C stops)"
@@ -54,6 +54,9 @@ run: setup
 
 test: setup
 	bash deploy/local/with-infra.sh $(PY) -m pytest $(PYTEST_ARGS)
+
+faults: setup
+	bash deploy/local/with-infra.sh $(PY) -m pytest tests/faults -s -o norecursedirs= --timeout 1800 $(PYTEST_ARGS)
 
 bench: setup
 	bash deploy/local/with-infra.sh $(PY) bench/run_all.py

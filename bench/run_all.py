@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PART_TIMEOUT = float(os.environ.get("BENCH_PART_TIMEOUT", "420"))  # seconds; each part stops by itself
 PARTS = [ROOT / "bench" / "foundation.py"]
 PARTS += [ROOT / "services" / s / "bench" / "run.py" for s in ("intake", "grid", "matching", "audit")]
 PARTS += [ROOT / "bench" / "pipeline.py"]
@@ -28,9 +29,13 @@ def main() -> int:
         name = part.relative_to(ROOT)
         print(f"\n===== {name} =====", flush=True)
         t = time.monotonic()
-        proc = subprocess.run([sys.executable, str(part)], cwd=ROOT, env=os.environ)
-        print(f"----- {name}: exit {proc.returncode} in {time.monotonic() - t:.0f}s", flush=True)
-        if proc.returncode != 0:
+        try:
+            proc = subprocess.run([sys.executable, str(part)], cwd=ROOT, env=os.environ, timeout=PART_TIMEOUT)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+        print(f"----- {name}: exit {code} in {time.monotonic() - t:.0f}s", flush=True)
+        if code != 0:
             failed.append(str(name))
     if failed:
         print("benchmarks that failed: " + ", ".join(failed))

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from pymongo.errors import (
     AutoReconnect,
@@ -225,6 +226,9 @@ class EventConsumer:
             session_timeout_ms=10000,
             heartbeat_interval_ms=2000,
             max_poll_interval_ms=600000,
+            # co-partitioned topics: the range assignor gives one member partition N of every
+            # topic it reads, so all events of one request meet in one process
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
