@@ -98,7 +98,7 @@ def bench_latency(n: int = 100_000, queries: int = 2_000) -> dict:
         raw.append((time.perf_counter() - t) * 1000)
     naive = []
     lats, lons = index.lat[:n].tolist(), index.lon[:n].tolist()
-    skill = index.skills["elderly_care_home"][:n].tolist()
+    skill = index.skills["elderly_home_care"][:n].tolist()
     for q in qs[:5]:
         t = time.perf_counter()
         best = min((((la - q.lat) ** 2 + (lo - q.lon) ** 2, i) for i, (la, lo, s) in enumerate(zip(lats, lons, skill, strict=True))
