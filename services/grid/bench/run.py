@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
 from civicgrid_contracts import Envelope, topics
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+
 from civicgrid_contracts import Envelope, topics
 from civicgrid_intake.bootstrap import LIFECYCLE_TOPICS
 from civicgrid_intake.entrypoints.http import build_app
@@ -18,8 +19,9 @@ from civicgrid_runtime.bus import EventPublisher
 from civicgrid_runtime.testing import start_group_at_end, unique
 
 sys.path.insert(0, str(Path(__file__).parent))  # intake_test_helpers
-from civicgrid_runtime.testing import eventually  # noqa: E402,F401  (re-exported for tests)
 from intake_test_helpers import API_KEY  # noqa: E402
+
+from civicgrid_runtime.testing import eventually  # noqa: E402,F401  (re-exported for tests)
 
 
 class Ctx:

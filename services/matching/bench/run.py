@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
+
 from civicgrid_contracts import Envelope, topics
 from civicgrid_contracts.events.grid import VolunteerRequested
 from civicgrid_contracts.values import Location
@@ -112,6 +113,7 @@ def bench_latency(n: int = 100_000, queries: int = 2_000) -> dict:
 
 async def bench_end_to_end(requests: int = 3_000, volunteers: int = 20_000) -> dict:
     from aiokafka import AIOKafkaConsumer, TopicPartition
+
     from civicgrid_matching.bootstrap import CONSUMED, build
     from civicgrid_matching.settings import MatchingSettings
 

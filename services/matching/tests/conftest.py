@@ -9,11 +9,12 @@ import httpx
 import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent))
+from matching_helpers import SECRET, Harness  # noqa: E402
+
 from civicgrid_matching.bootstrap import CONSUMED, build  # noqa: E402
 from civicgrid_matching.entrypoints.http import build_app  # noqa: E402
 from civicgrid_matching.settings import MatchingSettings  # noqa: E402
 from civicgrid_runtime.testing import start_group_at_end, unique  # noqa: E402
-from matching_helpers import SECRET, Harness  # noqa: E402
 
 
 def make_harness(**overrides):

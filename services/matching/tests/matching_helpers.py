@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.grid import VolunteerRequested
 from civicgrid_contracts.values import Location

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from civicgrid_contracts import topics
-from civicgrid_runtime import Runtime
-from civicgrid_runtime.bus import EventConsumer
-
 from civicgrid_audit.adapters.auditlog import AuditLog, Signer
 from civicgrid_audit.adapters.projection import DEADLINES, Projector
 from civicgrid_audit.adapters.queries import Queries
 from civicgrid_audit.adapters.scanner import DeadlineScanner
 from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_audit.settings import AuditSettings
+from civicgrid_contracts import topics
+from civicgrid_runtime import Runtime
+from civicgrid_runtime.bus import EventConsumer
 
 CONSUMED_TOPICS: tuple[str, ...] = tuple(t.name for t in topics.EVENT_TOPICS)
 

@@ -19,7 +19,13 @@ from civicgrid_contracts.events.grid import (
     RequestRejected,
     RequestResolved,
 )
-from civicgrid_contracts.events.intake import RequestClosed, RequestMerged, RequestRated, RequestReceived, RequestReopened
+from civicgrid_contracts.events.intake import (
+    RequestClosed,
+    RequestMerged,
+    RequestRated,
+    RequestReceived,
+    RequestReopened,
+)
 from civicgrid_contracts.events.matching import ServiceDelivered, VolunteerAccepted, VolunteerOffered
 from civicgrid_contracts.values import AreaPath, Location, TimeLimits
 

@@ -8,10 +8,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest_asyncio
 
-from civicgrid_runtime.testing import unique
-
 from civicgrid_audit.bootstrap import AuditService, bootstrap
 from civicgrid_audit.settings import AuditSettings
+from civicgrid_runtime.testing import unique
 
 
 async def start_audit(infra, *, database: str, group: str, offset_reset: str = "latest", scan: bool = True,

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from fastapi import FastAPI
 
+from civicgrid_audit.adapters.export import write_evaluation
+from civicgrid_audit.entrypoints.http import router
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.audit import RequestEscalated
 from civicgrid_contracts.events.grid import (
@@ -26,15 +28,12 @@ from civicgrid_runtime.auth import mint_token
 from civicgrid_runtime.problems import install_problem_handlers
 from civicgrid_runtime.testing import unique
 
-from civicgrid_audit.adapters.export import write_evaluation
-from civicgrid_audit.entrypoints.http import router
-
 from .conftest import eventually
 
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
 GRID = "110105001001001"
 AREA = AreaPath(district="110105", street="110105001", community="110105001001", grid=GRID)
-I, G = "/civicgrid/intake", "/civicgrid/grid"
+I, G = "/civicgrid/intake", "/civicgrid/grid"  # noqa: E741 - the producing services, briefly
 
 
 def h(x: float) -> datetime:

@@ -12,12 +12,11 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from civicgrid_runtime.testing import drop_quietly, unique
-
 from civicgrid_audit.adapters.auditlog import log_name
 from civicgrid_audit.adapters.replay import compare, replay_topics
 from civicgrid_audit.bootstrap import CONSUMED_TOPICS
 from civicgrid_audit.workload import workload
+from civicgrid_runtime.testing import drop_quietly, unique
 
 from .conftest import eventually, settle, start_audit
 

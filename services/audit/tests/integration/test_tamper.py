@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from civicgrid_contracts import Envelope
-from civicgrid_contracts.events.grid import RequestAccepted
-from civicgrid_runtime.bus import Delivery
-
 from civicgrid_audit.adapters.auditlog import AuditLog, Signer, log_name, record_id
 from civicgrid_audit.domain import merkle
 from civicgrid_audit.settings import AuditSettings
+from civicgrid_contracts import Envelope
+from civicgrid_contracts.events.grid import RequestAccepted
+from civicgrid_runtime.bus import Delivery
 
 N = 10
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from civicgrid_contracts import topics
-from civicgrid_runtime.logging import get_logger
-from civicgrid_runtime.service import Runtime
-
 from civicgrid_grid import handlers
 from civicgrid_grid.adapters.mapstore import MapRepository
 from civicgrid_grid.adapters.repos import (
@@ -17,6 +14,8 @@ from civicgrid_grid.adapters.repos import (
     StaffRepository,
 )
 from civicgrid_grid.settings import GridSettings
+from civicgrid_runtime.logging import get_logger
+from civicgrid_runtime.service import Runtime
 
 log = get_logger("civicgrid.grid")
 

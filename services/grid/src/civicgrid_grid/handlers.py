@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo import UpdateOne
+
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.audit import RequestEscalated
 from civicgrid_contracts.events.catalogue import ServiceDefined
@@ -39,6 +41,14 @@ from civicgrid_contracts.events.intake import (
 )
 from civicgrid_contracts.events.matching import ServiceDelivered, VolunteerAccepted, VolunteerUnmatched
 from civicgrid_contracts.values import CHAIN_LEVELS, AreaPath, Location
+from civicgrid_grid.adapters.repos import (
+    CatalogueRepository,
+    RequestRepository,
+    RosterRepository,
+    StaffRepository,
+)
+from civicgrid_grid.domain.assignment import LEVEL_LABEL, Candidate, line_for, plan, reason_text
+from civicgrid_grid.domain.citymap import CityMap, Located
 from civicgrid_runtime import Problem
 from civicgrid_runtime.bus import Delivery, EventPublisher
 from civicgrid_runtime.logging import get_logger
@@ -51,16 +61,6 @@ from civicgrid_runtime.store import (
     outbox_push,
     update_with_events,
 )
-from pymongo import UpdateOne
-
-from civicgrid_grid.adapters.repos import (
-    CatalogueRepository,
-    RequestRepository,
-    RosterRepository,
-    StaffRepository,
-)
-from civicgrid_grid.domain.assignment import LEVEL_LABEL, Candidate, line_for, plan, reason_text
-from civicgrid_grid.domain.citymap import CityMap, Located
 
 log = get_logger("civicgrid.grid")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from civicgrid_runtime.settings import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from civicgrid_runtime.settings import ServiceSettings
 
 
 class GridSettings(ServiceSettings):

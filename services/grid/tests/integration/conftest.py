@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi import FastAPI
+
 from civicgrid_contracts import Envelope, topics
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits
@@ -26,7 +28,6 @@ from civicgrid_runtime.auth import mint_token
 from civicgrid_runtime.bus import EventPublisher, ensure_topics
 from civicgrid_runtime.problems import install_problem_handlers
 from civicgrid_runtime.testing import unique
-from fastapi import FastAPI
 
 TEST_LIMIT = 5
 SOURCE = "/civicgrid/intake-test"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.audit import RequestEscalated
 from civicgrid_contracts.values import Location

@@ -4,6 +4,7 @@ and a rejected map import that changes nothing."""
 from __future__ import annotations
 
 import pytest
+
 from civicgrid_grid.domain.roster import staff_ids_for_grid
 
 pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+
 from civicgrid_grid.domain.roster import staff_ids_for_grid
 
 from .conftest import TEST_LIMIT

@@ -7,6 +7,7 @@ import json
 from datetime import date
 
 import pytest
+
 from civicgrid_grid.domain.assignment import Staff, line_for, plan, reason_text
 from civicgrid_grid.domain.citygen import generate, to_geojson
 from civicgrid_grid.domain.validation import MapRejected, parse_and_validate

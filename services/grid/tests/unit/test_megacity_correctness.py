@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
+
 from civicgrid_grid.domain.citygen import generate
 
 

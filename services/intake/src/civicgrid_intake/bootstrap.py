@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from civicgrid_contracts import topics
-from civicgrid_runtime.logging import get_logger
-from civicgrid_runtime.service import Runtime
-
 from civicgrid_intake.adapters.crypto import ContactVault
 from civicgrid_intake.adapters.outbox import RequestRelay
 from civicgrid_intake.adapters.repository import Collections
@@ -15,6 +12,8 @@ from civicgrid_intake.catalogue import Catalogue
 from civicgrid_intake.entrypoints.consumers import lifecycle_handler
 from civicgrid_intake.handlers import IntakeHandlers
 from civicgrid_intake.settings import IntakeSettings
+from civicgrid_runtime.logging import get_logger
+from civicgrid_runtime.service import Runtime
 
 log = get_logger("civicgrid.intake")
 LIFECYCLE_TOPICS = (topics.ASSIGNMENTS.name, topics.VOLUNTEERS.name, topics.SUPERVISION.name)

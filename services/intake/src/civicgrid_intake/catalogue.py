@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from civicgrid_contracts import Envelope, derived_event_id
-from civicgrid_contracts.events.catalogue import ServiceDefined
-from civicgrid_runtime.store import OUTBOX, PENDING, OutboxRelay, outbox_push, update_with_events
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from civicgrid_contracts import Envelope, derived_event_id
+from civicgrid_contracts.events.catalogue import ServiceDefined
 from civicgrid_intake.domain.catalogue import DEFAULT_CATALOGUE, ServiceDef, ServiceSpec
 from civicgrid_intake.domain.errors import Conflict, NotFound
+from civicgrid_runtime.store import OUTBOX, PENDING, OutboxRelay, outbox_push, update_with_events
 
 STATE_FIELDS = ("_id", "revision", "active", "changed_at")
 

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo.errors import DuplicateKeyError
+
 from civicgrid_contracts import Envelope, derived_event_id
 from civicgrid_contracts.events.intake import (
     RequestClosed,
@@ -23,11 +25,6 @@ from civicgrid_contracts.events.intake import (
     RequestUnmerged,
 )
 from civicgrid_contracts.values import Location
-from civicgrid_runtime.auth import Principal
-from civicgrid_runtime.logging import get_logger
-from civicgrid_runtime.store import OUTBOX, PENDING, outbox_push, update_with_events
-from pymongo.errors import DuplicateKeyError
-
 from civicgrid_intake.adapters.crypto import ContactVault
 from civicgrid_intake.adapters.outbox import RequestRelay
 from civicgrid_intake.adapters.repository import ApiKeys, Collections, DuplicateCells, bucket_of, cell_of
@@ -46,6 +43,9 @@ from civicgrid_intake.domain.errors import (
 from civicgrid_intake.domain.model import OPEN_STATUSES, StatusState, apply
 from civicgrid_intake.domain.timelimits import expected_resolution
 from civicgrid_intake.settings import IntakeSettings
+from civicgrid_runtime.auth import Principal
+from civicgrid_runtime.logging import get_logger
+from civicgrid_runtime.store import OUTBOX, PENDING, outbox_push, update_with_events
 
 log = get_logger("civicgrid.intake")
 IDEMPOTENCY_NS = uuid.UUID("0b6a1b4e-5c1f-4d8e-9a57-1f3f0c6e2d11")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from civicgrid_runtime.settings import ServiceSettings
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+
+from civicgrid_runtime.settings import ServiceSettings
 
 DEV_CONTACT_KEY = "civicgrid-dev-contact-key-change-me"
 DEV_REPORTER_KEY = "civicgrid-dev-reporter-key-change-me"

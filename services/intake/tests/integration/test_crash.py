@@ -14,9 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from intake_test_helpers import body
+
 from civicgrid_contracts import topics
 from civicgrid_runtime.testing import end_offsets, eventually, read_topic, unique
-from intake_test_helpers import body
 
 ROOT = Path(__file__).resolve().parents[4]
 CLI = Path(sys.executable).parent / "civicgrid-intake"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from intake_test_helpers import body, events_of, offsets
+
 from civicgrid_contracts import topics
 from civicgrid_contracts.events.grid import RequestAccepted, RequestAssigned, RequestResolved
 from civicgrid_contracts.values import AreaPath
 from civicgrid_runtime.testing import eventually
-from intake_test_helpers import body, events_of, offsets
 
 GRID = "110105001001001"
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
+from intake_test_helpers import API_KEY, events_of, spot
+
 from civicgrid_contracts import topics
 from civicgrid_contracts.events.grid import RequestAssigned, RequestResolved
 from civicgrid_contracts.values import AreaPath
 from civicgrid_runtime.testing import eventually
-from intake_test_helpers import API_KEY, events_of, spot
 
 BASE = "/open311/v2"
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aiokafka.admin import AIOKafkaAdminClient
+from intake_test_helpers import API_KEY, body
+
 from civicgrid_contracts.events.grid import RequestResolved
 from civicgrid_runtime.testing import eventually, read_topic
-from intake_test_helpers import API_KEY, body
 
 RESIDENTS = [
     {"name": "Chen Xiaoming", "phone": "+86 135 2468 1357", "email": "chen.xiaoming@example.cn"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.audit import RequestEscalated
 from civicgrid_contracts.events.grid import RequestAccepted, RequestAssigned, RequestRejected, RequestResolved

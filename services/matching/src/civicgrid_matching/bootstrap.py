@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from civicgrid_contracts import topics
-from civicgrid_runtime.service import Runtime
-
 from civicgrid_matching.adapters.store import Collections
 from civicgrid_matching.domain.index import VolunteerIndex
 from civicgrid_matching.handlers import Matching
 from civicgrid_matching.settings import MatchingSettings
+from civicgrid_runtime.service import Runtime
 
 CONSUMED = (topics.ASSIGNMENTS.name, topics.CATALOGUE.name, topics.REQUESTS.name)
 

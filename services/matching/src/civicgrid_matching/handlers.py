@@ -18,23 +18,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pymongo import ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.envelope import EventPayload, derived_event_id
 from civicgrid_contracts.events import catalogue as cat_ev
 from civicgrid_contracts.events import grid as grid_ev
 from civicgrid_contracts.events import intake as intake_ev
 from civicgrid_contracts.events import matching as ev
-from civicgrid_runtime.bus import Delivery
-from civicgrid_runtime.faults import crash_point
-from civicgrid_runtime.logging import get_logger
-from civicgrid_runtime.store import OutboxRelay, mark_applied, not_applied, update_with_events
-from pymongo import ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError
-
 from civicgrid_matching.adapters.store import Collections, Locks, Schedules, active_bookings
 from civicgrid_matching.domain.index import Candidate, MatchQuery, VolunteerIndex, why_text
 from civicgrid_matching.domain.model import RATING_POINTS, DomainError, as_utc, key_safe
 from civicgrid_matching.settings import MatchingSettings
+from civicgrid_runtime.bus import Delivery
+from civicgrid_runtime.faults import crash_point
+from civicgrid_runtime.logging import get_logger
+from civicgrid_runtime.store import OutboxRelay, mark_applied, not_applied, update_with_events
 
 log = get_logger("civicgrid.matching")
 OFFER_NS = uuid.UUID("2b0c7f52-8a6e-4d0f-9a3c-1f6f0e5d9b21")

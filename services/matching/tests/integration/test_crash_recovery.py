@@ -14,14 +14,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
+
 from civicgrid_contracts import Envelope, topics
 from civicgrid_runtime import EventPublisher
 from civicgrid_runtime.testing import end_offsets, read_topic, start_group_at_end, unique
-from pymongo import AsyncMongoClient
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from civicgrid_matching.bootstrap import CONSUMED  # noqa: E402
 from matching_helpers import ANCHOR, requested, wait_for  # noqa: E402
+
+from civicgrid_matching.bootstrap import CONSUMED  # noqa: E402
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 CLI = str(Path(sys.executable).with_name("civicgrid-matching"))

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from civicgrid_contracts import Envelope, topics
 from civicgrid_contracts.events.intake import RequestRated
 from civicgrid_runtime.testing import end_offsets, read_topic

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from civicgrid_contracts import Envelope, topics
 from civicgrid_contracts.events.catalogue import ServiceDefined
 from civicgrid_contracts.events.grid import RequestResolved

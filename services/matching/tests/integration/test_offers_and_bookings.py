@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from civicgrid_contracts import Envelope, topics
 from civicgrid_runtime.testing import end_offsets, read_topic
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
+
 from civicgrid_matching.domain import scoring, simulation
 from civicgrid_matching.domain.index import MatchQuery, VolunteerIndex
 from civicgrid_matching.domain.model import (

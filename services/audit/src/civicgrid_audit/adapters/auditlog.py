@@ -30,10 +30,9 @@ from pymongo import ASCENDING, InsertOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from civicgrid_audit.domain import merkle
 from civicgrid_contracts import Envelope
 from civicgrid_runtime.bus import Delivery
-
-from civicgrid_audit.domain import merkle
 
 RECORDS, HEADS, CHECKPOINTS = "log_records", "log_heads", "checkpoints"
 

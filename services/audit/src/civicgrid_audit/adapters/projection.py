@@ -30,11 +30,10 @@ from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from civicgrid_runtime.bus import Delivery
-
 from civicgrid_audit.adapters.auditlog import AuditLog
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
+from civicgrid_runtime.bus import Delivery
 
 REQUESTS, COUNTERS, DEADLINES, SERVICES = "requests", "kpi_counters", "deadlines", "services"
 #: Request documents are spread over this many collections (``requests_07``) and counters over one

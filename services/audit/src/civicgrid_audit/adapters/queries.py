@@ -15,8 +15,6 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicgrid_contracts.topics import REQUEST_PARTITIONS
-
 from civicgrid_audit.adapters.projection import (
     DEADLINES,
     REQUEST_BUCKETS,
@@ -26,6 +24,7 @@ from civicgrid_audit.adapters.projection import (
 )
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
+from civicgrid_contracts.topics import REQUEST_PARTITIONS
 
 EVALUATED = ("staff", "grid", "community", "department", "property")
 

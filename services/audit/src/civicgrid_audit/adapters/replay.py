@@ -20,12 +20,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicgrid_contracts import Envelope, MalformedEvent
-from civicgrid_runtime.bus import Delivery
-
 from civicgrid_audit.adapters.auditlog import CHECKPOINTS, HEADS, RECORDS, AuditLog, Signer
 from civicgrid_audit.adapters.projection import COUNTERS, DEADLINES, REQUESTS, SERVICES, Projector
 from civicgrid_audit.domain.calendar import WorkingCalendar
+from civicgrid_contracts import Envelope, MalformedEvent
+from civicgrid_runtime.bus import Delivery
 
 DEADLINE_FIELDS = ("request_id", "clock", "department", "dispatch_id", "base_due", "active", "area_code", "level",
                    "seen", "period_hours", "business")

@@ -22,18 +22,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
+from civicgrid_audit.adapters.projection import FAR_FUTURE
+from civicgrid_audit.domain import timeline
+from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.envelope import derived_event_id
 from civicgrid_contracts.events.audit import RequestEscalated
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import OutboxRelay, update_with_events
-
-from civicgrid_audit.adapters.projection import FAR_FUTURE
-from civicgrid_audit.domain import timeline
-from civicgrid_audit.domain.calendar import WorkingCalendar
 
 log = get_logger("civicgrid.audit.scanner")
 

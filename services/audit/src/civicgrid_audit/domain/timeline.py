@@ -12,10 +12,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.values import CHAIN_LEVELS
-
-from civicgrid_audit.domain.calendar import WorkingCalendar
 
 PREFIX = "civicgrid."
 

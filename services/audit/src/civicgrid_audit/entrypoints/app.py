@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from civicgrid_runtime import create_app
-
 from civicgrid_audit.bootstrap import bootstrap
 from civicgrid_audit.entrypoints.http import KPI_DOC, router
 from civicgrid_audit.settings import AuditSettings
+from civicgrid_runtime import create_app
 
 
 def build_app(settings: AuditSettings | None = None) -> FastAPI:

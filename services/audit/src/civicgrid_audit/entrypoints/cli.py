@@ -29,9 +29,8 @@ def _settings(args) -> AuditSettings:
 
 
 def cmd_serve(args) -> int:
-    from civicgrid_runtime import serve
-
     from civicgrid_audit.entrypoints.app import build_app
+    from civicgrid_runtime import serve
 
     s = _settings(args)
     serve(build_app(s), s)
@@ -39,9 +38,8 @@ def cmd_serve(args) -> int:
 
 
 async def _open_log(s: AuditSettings):
-    from civicgrid_runtime.store import connect
-
     from civicgrid_audit.adapters.auditlog import AuditLog, Signer
+    from civicgrid_runtime.store import connect
 
     client = connect(s.mongodb_url, app_name="civicgrid-audit-cli")
     return client, AuditLog(client[s.database_name], Signer(s.signing_key.get_secret_value()))
@@ -97,13 +95,19 @@ def cmd_checkpoint(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from civicgrid_runtime.bus import ensure_topics
-    from civicgrid_runtime.store import connect
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from civicgrid_audit.adapters.replay import compare, replay_topics
     from civicgrid_audit.bootstrap import CONSUMED_TOPICS, build_calendar
+    from civicgrid_runtime.bus import ensure_topics
+    from civicgrid_runtime.store import connect
 
     live_settings = AuditSettings()
     target = args.database
@@ -157,11 +161,10 @@ def cmd_replay(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from civicgrid_runtime.store import connect
-
     from civicgrid_audit.adapters.export import write_evaluation
     from civicgrid_audit.adapters.queries import Queries
     from civicgrid_audit.bootstrap import build_calendar
+    from civicgrid_runtime.store import connect
 
     async def run() -> int:
         s = _settings(args)
@@ -186,9 +189,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from civicgrid_runtime.bus import EventPublisher, ensure_topics
-
     from civicgrid_audit.workload import workload
+    from civicgrid_runtime.bus import EventPublisher, ensure_topics
 
     async def run() -> int:
         s = AuditSettings()

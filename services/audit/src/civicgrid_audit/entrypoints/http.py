@@ -10,9 +10,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from civicgrid_runtime import Problem
-from civicgrid_runtime.auth import Principal, require, require_area
-
 from civicgrid_audit.adapters.export import COLUMNS
 from civicgrid_audit.domain.kpi import AREA_DIMENSIONS, quarter_range
 from civicgrid_audit.entrypoints.schemas import (
@@ -23,6 +20,8 @@ from civicgrid_audit.entrypoints.schemas import (
     RequestTimelineRead,
     VerifyRead,
 )
+from civicgrid_runtime import Problem
+from civicgrid_runtime.auth import Principal, require, require_area
 
 KPI_DOC = """Figures over the requests *received* in the period (local days, Asia/Shanghai by default).
 

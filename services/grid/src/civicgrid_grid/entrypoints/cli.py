@@ -44,13 +44,12 @@ async def import_file(settings: GridSettings, path: str, *, activate: bool = Tru
 
 async def load_demo(settings: GridSettings, size: str, seed: int, *, force: bool = False, validate: bool = True) -> dict:
     """Generate and import a demo city with staff, posts, chain, departments and property companies."""
-    from civicgrid_runtime.auth import mint_token
-
     from civicgrid_grid.adapters.mapstore import MapRepository
     from civicgrid_grid.adapters.repos import RosterRepository, StaffRepository
     from civicgrid_grid.domain.citygen import generate, to_geojson
     from civicgrid_grid.domain.roster import build_roster
     from civicgrid_grid.domain.validation import parse_and_validate
+    from civicgrid_runtime.auth import mint_token
 
     client, db = _db(settings)
     try:
@@ -150,8 +149,7 @@ def main(argv: list[str] | None = None) -> None:
                     await load_demo(settings, settings.demo_size, settings.demo_seed)
 
             asyncio.run(maybe_demo())
-        from civicgrid_runtime.service import serve
-
         from civicgrid_grid.entrypoints.http import build_app
+        from civicgrid_runtime.service import serve
 
         serve(build_app(settings), settings)

@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from civicgrid_runtime import Problem, create_app
-from civicgrid_runtime.auth import Principal, require, require_area
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, Field
 
@@ -16,6 +14,8 @@ from civicgrid_grid.domain.citygen import to_geojson
 from civicgrid_grid.domain.validation import MapRejected, parse_and_validate
 from civicgrid_grid.handlers import OPEN
 from civicgrid_grid.settings import GridSettings
+from civicgrid_runtime import Problem, create_app
+from civicgrid_runtime.auth import Principal, require, require_area
 
 STAFF_ROLES = ("grid_worker", "supervisor")
 

@@ -11,8 +11,9 @@ import asyncio
 import random
 from typing import Any
 
-from civicgrid_runtime.logging import get_logger
 from pymongo.errors import OperationFailure
+
+from civicgrid_runtime.logging import get_logger
 
 log = get_logger("civicgrid.intake.store")
 ATTEMPTS = 12

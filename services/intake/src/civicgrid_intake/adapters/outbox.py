@@ -21,13 +21,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo.asynchronous.collection import AsyncCollection
+
+from civicgrid_intake.adapters.locks import KeyedLocks
 from civicgrid_runtime.bus import EventPublisher
 from civicgrid_runtime.faults import crash_point
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import OUTBOX, PENDING, pending_events  # noqa: F401
-from pymongo.asynchronous.collection import AsyncCollection
-
-from civicgrid_intake.adapters.locks import KeyedLocks
 
 log = get_logger("civicgrid.intake.outbox")
 

@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import h3
-from civicgrid_runtime.geo import haversine_m
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+
+from civicgrid_runtime.geo import haversine_m
 
 H3_RES = 9
 #: Buckets of the duplicate index: res-8 cells (edge ~0.5 km), much larger than the search radius,

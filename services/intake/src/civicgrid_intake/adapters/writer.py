@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from civicgrid_runtime.logging import get_logger
 from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from civicgrid_runtime.logging import get_logger
 
 log = get_logger("civicgrid.intake.writer")
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from civicgrid_contracts.values import Handler, TimeLimits
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from civicgrid_contracts.values import Handler, TimeLimits
 
 Datatype = Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
 CODE_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"

@@ -7,9 +7,9 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from civicgrid_contracts.values import Channel, Rating
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from civicgrid_contracts.values import Channel, Rating
 from civicgrid_intake.domain.errors import InvalidRequest
 
 MAX_DESCRIPTION = 4000

@@ -13,9 +13,8 @@ DEV_API_KEY = "civicgrid-dev-open311-key"
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from civicgrid_runtime.service import serve
-
     from civicgrid_intake.entrypoints.http import build_app
+    from civicgrid_runtime.service import serve
 
     overrides = {}
     if args.host:

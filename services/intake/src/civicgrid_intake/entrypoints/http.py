@@ -11,9 +11,6 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from civicgrid_runtime.auth import Principal, decode_token, require, require_area
-from civicgrid_runtime.problems import Problem, problem_response, validation_problem
-from civicgrid_runtime.service import create_app
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -35,6 +32,9 @@ from civicgrid_intake.entrypoints.schemas import (
     to_read,
 )
 from civicgrid_intake.settings import IntakeSettings
+from civicgrid_runtime.auth import Principal, decode_token, require, require_area
+from civicgrid_runtime.problems import Problem, problem_response, validation_problem
+from civicgrid_runtime.service import create_app
 
 STAFF_READ = ("operator", "grid_worker", "supervisor", "department", "auditor")
 _bearer = HTTPBearer(auto_error=False)

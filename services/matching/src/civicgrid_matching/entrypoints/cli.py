@@ -32,9 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = MatchingSettings(**overrides)
 
     if args.cmd == "serve":
-        from civicgrid_runtime.service import serve
-
         from civicgrid_matching.entrypoints.http import build_app
+        from civicgrid_runtime.service import serve
 
         serve(build_app(settings), settings)
     elif args.cmd == "load-demo":

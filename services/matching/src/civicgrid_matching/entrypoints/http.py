@@ -5,10 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from civicgrid_runtime import Problem
-from civicgrid_runtime.auth import Principal, require
-from civicgrid_runtime.problems import problem_response
-from civicgrid_runtime.service import create_app
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import PlainTextResponse
 
@@ -28,6 +24,10 @@ from civicgrid_matching.schemas import (
     VolunteerUpdate,
 )
 from civicgrid_matching.settings import MatchingSettings
+from civicgrid_runtime import Problem
+from civicgrid_runtime.auth import Principal, require
+from civicgrid_runtime.problems import problem_response
+from civicgrid_runtime.service import create_app
 
 STAFF = ("supervisor", "grid_worker")
 MONTH = r"^\d{4}-\d{2}$"
