@@ -21,6 +21,12 @@ PARTS += [ROOT / "bench" / "pipeline.py"]
 
 
 def main() -> int:
+    import asyncio
+
+    from civicgrid_runtime.bus import ensure_topics
+
+    # a fresh broker has no topics yet: create the registry's before any part reads offsets
+    asyncio.run(ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"]))
     only = set(sys.argv[1:])
     failed = []
     for part in PARTS:

@@ -130,6 +130,9 @@ async def start_group_at_end(bootstrap_servers: str, group_id: str, topic_names:
     what the test publishes, yet a restarted consumer resumes from its committed offsets."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from civicgrid_runtime.bus import ensure_topics
+
+    await ensure_topics(bootstrap_servers)  # a fresh broker: the registry's topics first
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
