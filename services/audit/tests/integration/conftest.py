@@ -10,6 +10,7 @@ import pytest_asyncio
 
 from civicgrid_audit.bootstrap import AuditService, bootstrap
 from civicgrid_audit.settings import AuditSettings
+from civicgrid_runtime.testing import eventually as shared_eventually
 from civicgrid_runtime.testing import unique
 
 
@@ -40,14 +41,8 @@ async def settle(*services: AuditService) -> None:
 
 
 async def eventually(check: Callable[[], Awaitable], *, timeout: float = 40.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+    """The shared poller, with the longer default deadline these integration tests need."""
+    return await shared_eventually(check, timeout=timeout, interval=interval)
 
 
 @pytest_asyncio.fixture

@@ -2,7 +2,7 @@
 dead-letter topic.
 
 Why not FastStream's subscriber here: FastStream 0.7's Kafka ack policies are either at most once
-(ACK_FIRST, the default), commit-even-on-error (ACK, REJECT_ON_ERROR) or redeliver-forever with no
+(its default: acknowledge first), commit-even-on-error (ACK, REJECT_ON_ERROR) or redeliver-forever with no
 backoff (NACK_ON_ERROR, where a poison message blocks its partition), and it has no retry topic or
 dead-letter queue. civicgrid needs commit-after-success, bounded retries with backoff, a dead-letter
 topic with the reason, unbounded patience for *infrastructure* outages (the store restarting must
