@@ -35,7 +35,18 @@ CACHE = Path(os.environ.get("CIVICGRID_CACHE_DIR", Path.home() / ".cache" / "civ
 STATE = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run"))
 KAFKA_VERSION = "4.1.1"
 KAFKA_LIBS = CACHE / f"kafka-{KAFKA_VERSION}" / "libs"
-FERRETDB_BIN = CACHE / "bin" / "civicgrid-ferretdb-1.24.2"
+def _wrapper_digest() -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("go.mod", "go.sum", "main.go"):  # a changed wrapper gets its own cached binary
+        path = HERE / "ferretdb" / name
+        if path.exists():
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+FERRETDB_BIN = CACHE / "bin" / f"civicgrid-ferretdb-1.24.2-{_wrapper_digest()}"
 
 KAFKA_PORT = int(os.environ.get("CIVICGRID_KAFKA_PORT", "39092"))
 CONTROLLER_PORT = int(os.environ.get("CIVICGRID_KAFKA_CONTROLLER_PORT", "39093"))
