@@ -48,9 +48,11 @@ def _wrapper_digest() -> str:
 
 FERRETDB_BIN = CACHE / "bin" / f"civicgrid-ferretdb-1.24.2-{_wrapper_digest()}"
 
-KAFKA_PORT = int(os.environ.get("CIVICGRID_KAFKA_PORT", "39092"))
-CONTROLLER_PORT = int(os.environ.get("CIVICGRID_KAFKA_CONTROLLER_PORT", "39093"))
-STORE_PORT = int(os.environ.get("CIVICGRID_STORE_PORT", "37017"))
+# below Linux's ephemeral range (32768-60999): a client reconnecting in a loop to a stopped
+# broker could otherwise connect to itself on the broker's own port and keep it from restarting
+KAFKA_PORT = int(os.environ.get("CIVICGRID_KAFKA_PORT", "19092"))
+CONTROLLER_PORT = int(os.environ.get("CIVICGRID_KAFKA_CONTROLLER_PORT", "19093"))
+STORE_PORT = int(os.environ.get("CIVICGRID_STORE_PORT", "27027"))
 KAFKA_HEAP = os.environ.get("CIVICGRID_KAFKA_HEAP", "768m")
 
 

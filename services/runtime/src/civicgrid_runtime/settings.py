@@ -19,11 +19,11 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = "civicgrid"
     kafka_bootstrap_servers: str = Field(
-        default="127.0.0.1:39092",
+        default="127.0.0.1:19092",
         validation_alias=AliasChoices("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
     )
     mongodb_url: str = Field(
-        default="mongodb://127.0.0.1:37017/",
+        default="mongodb://127.0.0.1:27027/",
         validation_alias=AliasChoices("mongodb_url", "MONGODB_URL"),
     )
     topic_replication_factor: int = Field(default=1, ge=1, le=5, description="3 on a real cluster")
