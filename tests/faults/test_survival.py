@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import httpx
 import pytest
@@ -37,7 +38,8 @@ SERVICES = ("intake", "grid", "matching", "audit")
 
 
 def require_local_infrastructure() -> None:
-    if not (ROOT / ".run" / "kafka.pid").exists() or not (ROOT / ".run" / "store.pid").exists():
+    state = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run"))
+    if not (state / "kafka.pid").exists() or not (state / "store.pid").exists():
         pytest.fail("fault tests restart Kafka and the store: they need the project's local processes "
                     "(deploy/local/infra.py up, which `make test` starts)", pytrace=False)
 
