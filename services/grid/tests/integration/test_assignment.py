@@ -11,6 +11,7 @@ from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.audit import RequestEscalated
 from civicgrid_contracts.values import Location
 from civicgrid_grid.domain.roster import staff_ids_for_grid
+from civicgrid_runtime.testing import eventually
 
 pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]
 
@@ -81,8 +82,11 @@ async def test_escalation_moves_one_level_up_and_tells_the_holder(harness):
     assert re.data.escalation_id == f"{env.subject}:response:1"
     r = await harness.http.get(f"/v1/queues/{community_head}", headers=harness.token("sup", "supervisor", g[:12]))
     assert env.subject in [q["request_id"] for q in r.json()]
-    a = await harness.svc.ctx.staff.get(assigned.assignee_id)
-    assert env.subject not in a["holding"]  # the old holder's load was released
+    async def released():  # the old holder's load is released right after the reassignment is out
+        a = await harness.svc.ctx.staff.get(assigned.assignee_id)
+        return env.subject not in a["holding"]
+
+    await eventually(released, timeout=30)
 
 
 async def test_replaying_the_same_event_changes_nothing(harness):
