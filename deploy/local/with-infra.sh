@@ -12,7 +12,7 @@ if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" || -z "${MONGODB_URL:-}" ]]; then
     exit 1
   fi
   started=1
-  set -a; source .run/infra.env; set +a
+  set -a; source "${CIVICGRID_STATE_DIR:-.run}/infra.env"; set +a
 fi
 stop() { if [[ $started == 1 ]]; then $PY deploy/local/infra.py down; fi; }
 trap stop EXIT

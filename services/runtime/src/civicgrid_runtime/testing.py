@@ -74,7 +74,8 @@ def resolve_infrastructure() -> Infrastructure:
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"could not start local Kafka and store:\n{proc.stdout}\n{proc.stderr}")
-        env = dict(line.split("=", 1) for line in (root / ".run" / "infra.env").read_text().split())
+        state = Path(os.environ.get("CIVICGRID_STATE_DIR", root / ".run"))
+        env = dict(line.split("=", 1) for line in (state / "infra.env").read_text().split())
         infra = Infrastructure(env["KAFKA_BOOTSTRAP_SERVERS"], env["MONGODB_URL"], "local processes")
     check(infra)
     os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["MONGODB_URL"] = infra.kafka, infra.mongodb
