@@ -9,7 +9,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,14 @@ from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits
 from civicgrid_runtime import EventPublisher
 from civicgrid_runtime.bus import header
-from civicgrid_runtime.testing import drop_quietly, end_offsets, read_topic, start_group_at_end, unique
+from civicgrid_runtime.testing import (
+    drop_quietly,
+    end_offsets,
+    eventually,
+    read_topic,
+    start_group_at_end,
+    unique,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from example_service import open_example  # noqa: E402
@@ -39,14 +45,8 @@ def received(rid: str, description: str = "blocked drain") -> Envelope:
     return Envelope.wrap(payload, source="/civicgrid/test")
 
 
-async def wait_for(predicate, timeout=30.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = await predicate()
-        if result:
-            return result
-        await asyncio.sleep(interval)
-    raise AssertionError("condition not met in time")
+async def wait_for(predicate, timeout=30.0):
+    return await eventually(predicate, timeout=timeout)
 
 
 async def count_assigned(infra, rid: str, since) -> list:

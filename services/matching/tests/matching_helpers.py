@@ -3,8 +3,6 @@ real broker and store, with its own database and consumer group."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +13,7 @@ from civicgrid_contracts.events.grid import VolunteerRequested
 from civicgrid_contracts.values import Location
 from civicgrid_matching.settings import MatchingSettings
 from civicgrid_runtime.auth import mint_token
+from civicgrid_runtime.testing import eventually
 
 SECRET = "matching-test-secret-0123456789abcdef"
 ANCHOR = (39.90, 116.30)
@@ -57,13 +56,7 @@ def requested(rid: str | None = None, *, service="elderly_care_home", at: dateti
 
 
 async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = await predicate()
-        if result:
-            return result
-        await asyncio.sleep(interval)
-    raise AssertionError("condition not met in time")
+    return await eventually(predicate, timeout=timeout, interval=interval)
 
 
 class Harness:
