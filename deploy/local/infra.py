@@ -39,11 +39,15 @@ def _wrapper_digest() -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for name in ("go.mod", "go.sum", "main.go"):  # a changed wrapper gets its own cached binary
-        path = HERE / "ferretdb" / name
+    # a changed wrapper or patch gets its own cached binary
+    for path in [HERE / "ferretdb" / name for name in ("go.mod", "go.sum", "main.go")] + ferretdb_patches():
         if path.exists():
             h.update(path.read_bytes())
     return h.hexdigest()[:12]
+
+
+def ferretdb_patches() -> list[Path]:
+    return sorted((HERE / "ferretdb" / "patches").glob("*.patch"))
 
 
 FERRETDB_BIN = CACHE / "bin" / f"civicgrid-ferretdb-1.24.2-{_wrapper_digest()}"
@@ -89,7 +93,31 @@ def setup_ferretdb() -> None:
     log("building FerretDB v1.24.2 (SQLite backend) from the Go module proxy (first run only)...")
     FERRETDB_BIN.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod")
-    subprocess.run(["go", "build", "-o", str(FERRETDB_BIN), "."], cwd=HERE / "ferretdb", check=True, env=env)
+    wrapper = HERE / "ferretdb"
+    # The module's own source, patched (deploy/local/ferretdb/patches: its SQLite backend never
+    # used the _id index, so each update or delete by _id scanned the whole collection), in a
+    # build folder outside the clone; the wrapper builds against it through a `replace`.
+    build = CACHE / "build" / FERRETDB_BIN.name
+    shutil.rmtree(build, ignore_errors=True)
+    download = subprocess.run(
+        ["go", "mod", "download", "-json", "github.com/FerretDB/FerretDB@v1.24.2"],
+        cwd=wrapper, check=True, env=env, capture_output=True, text=True,
+    )
+    shutil.copytree(json.loads(download.stdout)["Dir"], build / "FerretDB", copy_function=shutil.copyfile)
+    for folder, _, _ in os.walk(build):
+        os.chmod(folder, 0o755)  # the module cache is read-only; copytree kept its folders' modes
+    for patch in ferretdb_patches():
+        log(f"applying {patch.name}")
+        subprocess.run(["git", "apply", "-p1", str(patch)], cwd=build / "FerretDB", check=True)
+    (build / "wrapper").mkdir()
+    for name in ("go.mod", "go.sum", "main.go"):
+        shutil.copyfile(wrapper / name, build / "wrapper" / name)
+    subprocess.run(
+        ["go", "mod", "edit", "-replace", "github.com/FerretDB/FerretDB=../FerretDB"],
+        cwd=build / "wrapper", check=True, env=env,
+    )
+    subprocess.run(["go", "build", "-o", str(FERRETDB_BIN), "."], cwd=build / "wrapper", check=True, env=env)
+    shutil.rmtree(build, ignore_errors=True)
 
 
 def setup() -> None:
