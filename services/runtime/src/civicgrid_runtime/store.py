@@ -43,9 +43,12 @@ POSITIONS = "_pos"
 
 def connect(url: str, *, app_name: str) -> AsyncMongoClient:
     """A client with timeouts that fail fast enough for health checks and retries."""
+    from civicgrid_runtime.storeprofile import listeners
+
     return AsyncMongoClient(
         url, appname=app_name, tz_aware=True, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000,
         retryWrites=False,  # FerretDB v1 does not support retryable writes; our updates are idempotent
+        event_listeners=listeners(app_name),
     )
 
 

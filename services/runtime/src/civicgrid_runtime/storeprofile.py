@@ -1,0 +1,107 @@
+"""Where a service's store time goes: per command shape, how many and how long (opt-in).
+
+Set ``CIVICGRID_STORE_PROFILE`` to a folder and every client made by ``store.connect`` records,
+through PyMongo's command monitoring, each command's shape -- command, collection, the field names
+of its filter -- with its count and total/max duration, and writes them every few seconds to
+``<folder>/<app>-<pid>.json``. ``python -m civicgrid_runtime.storeprofile <folder>`` prints the
+shapes that took the most time across all processes. The benchmarks use it to name the queries
+that load the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pymongo import monitoring
+
+#: where the filter of each command sits in its body
+_FILTERS = {"find": "filter", "count": "query", "findAndModify": "query", "distinct": "query"}
+_LISTS = {"update": ("updates", "q"), "delete": ("deletes", "q")}
+
+
+def command_shape(name: str, body: dict[str, Any]) -> str:
+    collection = body.get(name)
+    if name in _FILTERS:
+        keys = sorted((body.get(_FILTERS[name]) or {}).keys())
+    elif name in _LISTS:
+        items = body.get(_LISTS[name][0]) or []
+        keys = sorted((items[0].get(_LISTS[name][1]) or {}).keys()) if items else []
+        name = f"{name}[{len(items)}]" if len(items) > 1 else name
+    elif name == "insert":
+        n = len(body.get("documents") or [])
+        name, keys = (f"insert[{n}]" if n > 1 else "insert"), []
+    else:
+        keys = []
+    return f"{name} {collection} {{{','.join(keys)}}}" if isinstance(collection, str) else name
+
+
+class StoreProfile(monitoring.CommandListener):
+    def __init__(self, path: Path, *, interval: float = 5.0) -> None:
+        self.path = path
+        self.interval = interval
+        self._started: dict[int, str] = {}
+        self._stats: dict[str, list[float]] = {}  # shape -> [count, total seconds, max seconds]
+        self._lock = threading.Lock()
+        self._last_write = time.monotonic()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self._started[event.request_id] = command_shape(event.command_name, event.command)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._record(event)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._record(event)
+
+    def _record(self, event) -> None:
+        shape = self._started.pop(event.request_id, event.command_name)
+        seconds = event.duration_micros / 1e6
+        with self._lock:
+            s = self._stats.setdefault(shape, [0, 0.0, 0.0])
+            s[0] += 1
+            s[1] += seconds
+            s[2] = max(s[2], seconds)
+        if time.monotonic() - self._last_write > self.interval:
+            self.write()
+
+    def write(self) -> None:
+        self._last_write = time.monotonic()
+        with self._lock:
+            data = {k: {"count": v[0], "seconds": round(v[1], 4), "max_ms": round(v[2] * 1000, 2)}
+                    for k, v in self._stats.items()}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(self.path)
+
+
+def listeners(app_name: str) -> list[monitoring.CommandListener]:
+    folder = os.environ.get("CIVICGRID_STORE_PROFILE")
+    if not folder:
+        return []
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return [StoreProfile(Path(folder) / f"{app_name}-{os.getpid()}.json")]
+
+
+def summary(folder: Path, top: int = 25) -> list[tuple[str, str, int, float, float]]:
+    """(process, shape, count, seconds, max ms), most time first."""
+    rows = []
+    for f in sorted(folder.glob("*.json")):
+        for shape, s in json.loads(f.read_text()).items():
+            rows.append((f.stem.rsplit("-", 1)[0], shape, s["count"], s["seconds"], s["max_ms"]))
+    return sorted(rows, key=lambda r: -r[3])[:top]
+
+
+def main() -> None:
+    for proc, shape, count, seconds, max_ms in summary(Path(sys.argv[1])):
+        print(f"{seconds:9.2f}s {count:8d} {1000 * seconds / max(count, 1):8.2f}ms avg {max_ms:9.1f}ms max  "
+              f"{proc:18s} {shape}")
+
+
+if __name__ == "__main__":
+    main()
