@@ -48,6 +48,8 @@ async def bootstrap(settings: AuditSettings | None = None, *, runtime: Runtime |
     scanner = DeadlineScanner(rt.db[DEADLINES], relay, calendar, source=s.source, lease_seconds=s.lease_seconds,
                               repeat_hours=s.repeat_hours, instance=s.consumer_instance or None)
     await scanner.ensure_indexes()
+    if scan:
+        projector.on_deadline = scanner.schedule
     svc = AuditService(rt, s, calendar, log, projector, scanner, Queries(rt.db, calendar))
     if consume:
         svc.consumer = rt.consume(list(CONSUMED_TOPICS), projector.apply, auto_offset_reset=offset_reset)

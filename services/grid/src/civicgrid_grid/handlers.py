@@ -57,6 +57,7 @@ from civicgrid_runtime.store import (
     OUTBOX,
     PENDING,
     OutboxRelay,
+    bulk_in_chunks,
     merge_updates,
     outbox_push,
     update_with_events,
@@ -124,7 +125,7 @@ async def decide_many(ctx: GridContext, items: list[tuple[str, Located, str]],
     city = ctx.require_city()
     today_d = (today or now()).date()
     grids = [loc.grid for _, loc, _ in items if loc.grid]
-    posts = await ctx.roster.posts_for(grids)
+    posts = await ctx.roster.posts_for(grids, {line for _, _, line in items} | {"general"})
     keys = {k for _, loc, _ in items for _, k in chain_keys(loc)}
     chain = await ctx.roster.chain_for(sorted(keys))
     sids = {sid for p in posts.values() for sid in (p.get("a"), p.get("b")) if sid} | set(chain.values())
@@ -224,15 +225,13 @@ def assigned_event(cause: Envelope, rid: str, o: AssignmentOutcome, city: CityMa
 
 async def flush_batch(ctx: GridContext, written: list[tuple[str, list[str], list[Envelope]]]) -> None:
     """Publish the events just written (fast path) and clear them from their documents' outboxes in
-    one bulk write (filter on ``_id`` only: FerretDB v1/SQLite scans the collection for every write
-    whose filter has more). A crash before this point leaves them for the relay's sweep."""
+    one bulk write. A crash before this point leaves them for the relay's sweep."""
     events = [e for _, _, evs in written for e in evs]
     if not events:
         return
     await ctx.publisher.publish_many(events)
-    # one by one: FerretDB v1/SQLite takes quadratic time on a large bulk of updates
-    for rid, keys, _ in written:
-        await ctx.requests.col.update_one({"_id": rid}, {"$unset": {**{k: "" for k in keys}, PENDING: ""}})
+    await bulk_in_chunks(ctx.requests.col, [UpdateOne({"_id": rid}, {"$unset": {**{k: "" for k in keys}, PENDING: ""}})
+                                            for rid, keys, _ in written])
 
 
 def _with_outbox(update: dict, events: list[Envelope]) -> tuple[dict, list[str]]:

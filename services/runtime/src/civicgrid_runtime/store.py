@@ -121,9 +121,8 @@ def pending_events(doc: dict[str, Any]) -> list[tuple[str, Envelope]]:
 
 
 MARKERS = "_outbox_markers"
-#: FerretDB v1 on SQLite stops answering a bulk write of about a hundred updates (measured here);
-#: twenty per round trip keeps most of the batching benefit
-BULK_CHUNK = 20
+#: operations per bulk write round trip (bounded so one batch cannot hold the store for long)
+BULK_CHUNK = 500
 
 
 async def bulk_in_chunks(collection: AsyncCollection, ops: list) -> None:

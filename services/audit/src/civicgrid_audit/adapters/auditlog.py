@@ -97,7 +97,7 @@ class AuditLog:
     async def _head(self, log: str) -> dict[str, Any]:
         head = await self.heads.find_one({"_id": log}) or {
             "_id": log, "size": 0, "last_offset": -1, "chain": merkle.GENESIS.hex(), "frontier": [], "_new": True}
-        tail = await self.records.find({"log": log, "seq": {"$gte": head["size"]}}).sort("seq", ASCENDING).to_list(None)
+        tail = await self._records_from(log, head["size"])
         if tail:  # a crash left records past the cached head: fold them in (records are the truth)
             frontier = merkle.frontier_from_doc(head["frontier"])
             for r in tail:
@@ -106,6 +106,18 @@ class AuditLog:
             head["frontier"] = merkle.frontier_to_doc(frontier)
             head["_recovered"] = True
         return head
+
+    async def _records_from(self, log: str, seq: int, probe: int = 64) -> list[dict[str, Any]]:
+        """The records at ``seq`` and after, read by their ``_id`` (``<log>:<seq>``, which every store
+        indexes) a window at a time rather than by a range query on ``seq``."""
+        out: list[dict[str, Any]] = []
+        while True:
+            ids = [record_id(log, s) for s in range(seq + len(out), seq + len(out) + probe)]
+            found = {r["seq"]: r for r in await self.records.find({"_id": {"$in": ids}}).to_list(None)}
+            for s in range(seq + len(out), seq + len(out) + probe):
+                if s not in found:
+                    return out
+                out.append(found[s])
 
     async def append(self, deliveries: Sequence[Delivery]) -> int:
         """Append the deliveries of one topic-partition (in offset order); idempotent by offset."""

@@ -22,7 +22,7 @@ import asyncio
 import uuid
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,6 +88,8 @@ class Projector:
         self.deadlines = db[DEADLINES]
         self.services = db[SERVICES]
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        #: told of every running clock written (the deadline scanner's schedule), if any
+        self.on_deadline: Callable[[str, datetime], None] | None = None
 
     async def ensure_indexes(self) -> None:
         await self.log.ensure_indexes()
@@ -259,6 +261,7 @@ class Projector:
         case a crash came between the request write and this one. Writers of one request's clocks are
         serialized by the partition lock in ``apply`` (co-partitioned topics)."""
         ops = []
+        running: list[tuple[str, datetime]] = []
         for rid, doc in docs.items():
             if not doc.get("state"):
                 continue
@@ -273,5 +276,10 @@ class Projector:
                 ops.append(UpdateOne({"_id": did}, {"$set": {**fields, "_rv": doc["_v"]},
                                                     "$setOnInsert": {"step": 1, "due_at": fields["base_due"],
                                                                      "esc_level": None}}, upsert=True))
+                if fields.get("active"):
+                    running.append((did, fields["base_due"]))
         if ops:
             await self.deadlines.bulk_write(ops, ordered=False)
+            if self.on_deadline:
+                for did, base_due in running:
+                    self.on_deadline(did, base_due)

@@ -1,5 +1,12 @@
-"""The deadline scanner: finds due clocks by the ``(active, due_at)`` index, claims each one
-atomically with a lease, and publishes the escalation through the deadline document's outbox.
+"""The deadline scanner: finds due clocks, claims each one atomically with a lease, and publishes
+the escalation through the deadline document's outbox.
+
+- due clocks come from an in-memory schedule (a heap of due times): the projection of this process
+  schedules every clock it writes, the scanner every clock it moves on, and the whole schedule is
+  reloaded from the store at start and every ``reload_seconds`` (so clocks written by another
+  replica, e.g. before a rebalance, are picked up). Each due entry is re-read from the store by
+  ``_id`` before anything is decided: the store stays the truth, the heap only says when to look.
+  (A range query on ``due_at`` every half second scanned the whole collection on FerretDB v1.)
 
 - claim = *insert* of ``escalation_claims/{escalation_id}``: the unique ``_id`` lets exactly one
   replica win each (clock, step). (FerretDB v1 does not apply ``find_one_and_update`` /
@@ -16,8 +23,10 @@ atomically with a lease, and publishes the escalation through the deadline docum
 
 from __future__ import annotations
 
+import heapq
 import os
 import socket
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,7 +49,7 @@ log = get_logger("civicgrid.audit.scanner")
 class DeadlineScanner:
     def __init__(self, deadlines: AsyncCollection, relay: OutboxRelay | None, calendar: WorkingCalendar, *,
                  source: str, lease_seconds: float = 30.0, repeat_hours: float | None = None,
-                 instance: str | None = None) -> None:
+                 instance: str | None = None, reload_seconds: float = 60.0) -> None:
         self.deadlines = deadlines
         self.claims = deadlines.database["escalation_claims"]
         self.relay = relay
@@ -50,17 +59,45 @@ class DeadlineScanner:
         self.repeat_hours = repeat_hours
         self.instance = instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.escalated = 0
+        self.reload_seconds = reload_seconds
+        self._heap: list[tuple[datetime, str]] = []
+        self._loaded_at: float | None = None
 
     async def ensure_indexes(self) -> None:
         await self.claims.create_index([("done", 1)], name="done")
 
+    def schedule(self, deadline_id: str, due_at: datetime) -> None:
+        """Look at this clock again at ``due_at`` (called by the projection for every clock it writes)."""
+        heapq.heappush(self._heap, (timeline.parse_time(due_at), deadline_id))
+
+    async def reload(self) -> None:
+        docs = await self.deadlines.find({"active": True}, {"due_at": 1}).to_list(None)
+        self._heap = [(timeline.parse_time(d["due_at"]), d["_id"]) for d in docs if d.get("due_at")]
+        heapq.heapify(self._heap)
+        self._loaded_at = time.monotonic()
+
     async def scan(self, *, now: datetime | None = None, limit: int = 500) -> int:
         """Escalate every due clock (up to ``limit``); returns how many escalations this replica made."""
+        if self._loaded_at is None or time.monotonic() - self._loaded_at > self.reload_seconds:
+            await self.reload()
         t = now or datetime.now(UTC)
-        due = await self.deadlines.find({"active": True, "due_at": {"$lte": t}}).sort("due_at", 1).limit(
-            limit).to_list(None)
+        ids: list[str] = []
+        while self._heap and self._heap[0][0] <= t and len(ids) < limit:
+            _, did = heapq.heappop(self._heap)
+            if did not in ids:
+                ids.append(did)
+        if not ids:
+            return 0
+        docs = {d["_id"]: d for d in await self.deadlines.find({"_id": {"$in": ids}}).to_list(None)}
         done = 0
-        for doc in due:
+        for did in ids:
+            doc = docs.get(did)
+            if doc is None or not doc.get("active"):
+                continue
+            due = timeline.parse_time(doc["due_at"])
+            if due > t:  # moved on meanwhile (by us or another replica): look again then
+                self.schedule(did, due)
+                continue
             if await self._handle(doc, t):
                 done += 1
         self.escalated += done
@@ -97,6 +134,7 @@ class DeadlineScanner:
         due = self._due_of_step(doc, step)
         if due > now:  # the projection saw escalations we had not made: just move the clock on
             await self._release(doc, {"step": step, "due_at": due})
+            self.schedule(doc["_id"], due)
             return False
         from_level = timeline.higher_level(doc.get("level"), doc.get("esc_level"))
         to_level = timeline.next_level(from_level)
@@ -105,6 +143,7 @@ class DeadlineScanner:
             return False
         escalation_id = f"{doc['_id']}|{step}"
         if not await self._claim(escalation_id, now):
+            self.schedule(doc["_id"], now + self.lease)  # another replica holds it: check its work later
             return False
         payload = RequestEscalated(
             request_id=doc["request_id"], escalation_id=escalation_id, clock=doc["clock"], step=step,
@@ -115,10 +154,11 @@ class DeadlineScanner:
         )
         env = Envelope.wrap(payload, source=self.source, event_id=derived_event_id(escalation_id, payload.event_type),
                             correlation_id=doc["request_id"], time=now)
+        next_due = self._due_of_step(doc, step + 1)
         written = await update_with_events(
             self.deadlines, self.relay,
             filter={"_id": doc["_id"], "active": True},
-            update={"$set": {"step": step + 1, "due_at": self._due_of_step(doc, step + 1), "esc_level": to_level,
+            update={"$set": {"step": step + 1, "due_at": next_due, "esc_level": to_level,
                              "last_escalation": {"escalation_id": escalation_id, "step": step, "at": now,
                                                  "to_level": to_level}}},
             events=[env], crash_point_name="audit.escalation.written",
@@ -127,5 +167,6 @@ class DeadlineScanner:
             await self.claims.delete_one({"_id": escalation_id})
             return False
         await self.claims.update_one({"_id": escalation_id}, {"$set": {"done": True}})
+        self.schedule(doc["_id"], next_due)
         log.info("escalated", request_id=doc["request_id"], clock=doc["clock"], step=step, to_level=to_level)
         return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
@@ -13,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from civicgrid_grid.domain.assignment import Staff
+from civicgrid_grid.domain.roster import post_id
 
 
 class StaffRepository:
@@ -135,10 +137,14 @@ class RosterRepository:
     async def ensure_indexes(self) -> None:
         await self.posts.create_index([("area", ASCENDING)], name="area")
 
-    async def posts_for(self, areas: list[str]) -> dict[tuple[str, str], dict]:
+    async def posts_for(self, areas: list[str], lines: Iterable[str] = ("general", "care")) -> dict[tuple[str, str], dict]:
+        """The posts of these areas for these lines of work, read by id (``post_id``)."""
         if not areas:
             return {}
-        docs = await self.posts.find({"area": {"$in": list(set(areas))}}).to_list(None)
+        ids = sorted({post_id(a, line) for a in areas for line in lines})
+        docs = []
+        for i in range(0, len(ids), 500):
+            docs += await self.posts.find({"_id": {"$in": ids[i:i + 500]}}).to_list(None)
         return {(d["area"], d["line"]): d for d in docs}
 
     async def chain_for(self, keys: list[str]) -> dict[str, str]:

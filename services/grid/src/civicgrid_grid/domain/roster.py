@@ -16,6 +16,11 @@ DEPARTMENTS: list[dict] = [
 ]
 
 
+
+def post_id(area: str, line: str) -> str:
+    """A post's id: its area and line of work, so the posts of a grid are read by id."""
+    return f"p{area}-{line}"
+
 def staff_ids_for_grid(grid: str) -> tuple[str, str, str]:
     return f"s{grid}-1", f"s{grid}-2", f"h{grid}"
 
@@ -35,8 +40,8 @@ def build_roster(city: CityMap, *, load_limit: int = 20, grid_limit: int | None 
         w1, w2, head = staff_ids_for_grid(g)
         staff += [person(w1, g, "grid", "grid_worker", load_limit), person(w2, g, "grid", "grid_worker", load_limit),
                   person(head, g, "grid", "grid_worker", load_limit * 2)]
-        posts += [{"_id": f"p{g}-general", "area": g, "line": "general", "level": "grid", "a": w1, "b": w2},
-                  {"_id": f"p{g}-care", "area": g, "line": "care", "level": "grid", "a": w2, "b": w1}]
+        posts += [{"_id": post_id(g, "general"), "area": g, "line": "general", "level": "grid", "a": w1, "b": w2},
+                  {"_id": post_id(g, "care"), "area": g, "line": "care", "level": "grid", "a": w2, "b": w1}]
         chain.append({"_id": f"grid:{g}", "level": "grid", "area": g, "staff_id": head})
     used = set(grids)
     for kind, prefix, limit in (("community", "c", load_limit * 5), ("street", "t", load_limit * 20),

@@ -17,6 +17,7 @@ from civicgrid_runtime.logging import get_logger
 
 log = get_logger("civicgrid.intake.store")
 ATTEMPTS = 12
+WRITE_CONCURRENCY = 4
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -33,7 +34,7 @@ def write_gate() -> asyncio.Semaphore:
     loop = asyncio.get_running_loop()
     gate = _GATES.get(id(loop))
     if gate is None:
-        gate = _GATES[id(loop)] = asyncio.Semaphore(1)
+        gate = _GATES[id(loop)] = asyncio.Semaphore(WRITE_CONCURRENCY)
     return gate
 
 
