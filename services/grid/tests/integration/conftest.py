@@ -1,6 +1,7 @@
-"""One grid service for the integration suite, on the REAL broker and store: a unique database and
-consumer group, the street-size demo city and its roster, consumer offsets moved to the end of the
-topics first (so events other suites left on the shared broker are not ours)."""
+"""One grid service per test module, on the REAL broker and store: a unique database and consumer
+group, the street-size demo city and its roster, consumer offsets moved to the end of the topics
+first (so events other suites left on the shared broker are not ours). It stops with its module:
+a grid left running would assign the requests later suites publish and race their own events."""
 
 from __future__ import annotations
 
@@ -128,7 +129,7 @@ class Harness:
         return (await self.collector.wait_for(env.subject, "civicgrid.request.assigned", timeout=timeout))[0]
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def harness(infra):
     await ensure_topics(infra.kafka)
     group = unique("grid_it")
