@@ -56,7 +56,7 @@ test: setup
 	bash deploy/local/with-infra.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 faults: setup
-	bash deploy/local/with-infra.sh $(PY) -m pytest tests/faults -s -o norecursedirs= --timeout 1800 $(PYTEST_ARGS)
+	bash deploy/local/with-infra.sh $(PY) -m pytest tests/faults -s --timeout 1800 $(PYTEST_ARGS)
 
 bench: setup
 	bash deploy/local/with-infra.sh $(PY) bench/run_all.py

@@ -1,8 +1,8 @@
 """`make bench`: every benchmark in one run, against the real broker and store.
 
 Runs the foundation benchmark, then each service's ``services/<svc>/bench/run.py`` that exists,
-then the full-pipeline benchmark (``bench/pipeline.py``) when present. Each prints its own table;
-a failing part is reported and the others still run.
+then the full-pipeline benchmark (``bench/pipeline.py``) and the scaling one (``bench/scaling.py``).
+Each prints its own table; a failing part is reported and the others still run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PART_TIMEOUT = float(os.environ.get("BENCH_PART_TIMEOUT", "420"))  # seconds; each part stops by itself
 PARTS = [ROOT / "bench" / "foundation.py"]
 PARTS += [ROOT / "services" / s / "bench" / "run.py" for s in ("intake", "grid", "matching", "audit")]
-PARTS += [ROOT / "bench" / "pipeline.py"]
+PARTS += [ROOT / "bench" / "pipeline.py", ROOT / "bench" / "scaling.py"]
 
 
 def main() -> int:

@@ -31,9 +31,9 @@ from civicgrid_runtime.testing import end_offsets, read_topic
 from tests.e2e.conftest import token
 from tests.support.platform import ROOT, Platform
 
-pytestmark = [pytest.mark.infra, pytest.mark.slow]
+pytestmark = [pytest.mark.infra, pytest.mark.slow, pytest.mark.timeout(900)]
 RATE = float(os.environ.get("FAULT_RATE", "5"))  # requests per second during a scenario
-KILL_ROUNDS = int(os.environ.get("FAULT_KILL_ROUNDS", "1"))
+KILL_ROUNDS = int(os.environ.get("FAULT_KILL_ROUNDS", "2"))  # each round kills every service once
 SERVICES = ("intake", "grid", "matching", "audit")
 #: the topics each service's consumer group reads (see CONTRIBUTING.md, "Request lifecycle")
 CONSUMES = {
