@@ -42,14 +42,19 @@ MONGO = os.environ["MONGODB_URL"]
 BURST = int(os.environ.get("SCALING_BURST", "1500"))
 REPLICAS = int(os.environ.get("SCALING_MAX_REPLICAS", "2"))
 SECRET = "civicgrid-development-secret-change-me"
-console = Console()
+console = Console(width=150)
 
 
 async def grid_boxes(p: Platform) -> list[list[float]]:
     token = mint_token(secret=SECRET, sub="admin", role="admin")
     async with httpx.AsyncClient(timeout=30) as c:
-        r = await c.get(f"{p.url('grid')}/v1/map/grids", params={"limit": 5000},
-                        headers={"Authorization": f"Bearer {token}"})
+        for _ in range(120):  # the service picks up the demo map a moment after load-demo wrote it
+            r = await c.get(f"{p.url('grid')}/v1/map/grids", params={"limit": 50000},
+                            headers={"Authorization": f"Bearer {token}"})
+            if r.status_code != 503:
+                break
+            await asyncio.sleep(0.5)
+        r.raise_for_status()
         body = r.json()
         return [g["bbox"] for g in (body if isinstance(body, list) else body["grids"])]
 
