@@ -49,12 +49,12 @@ def build_handler(rt: Runtime):
     return handle
 
 
-async def open_example(group: str, db: str) -> Runtime:
+async def open_example(group: str, db: str, *, merge_partitions: bool = False) -> Runtime:
     settings = ServiceSettings(service_name="example", consumer_group=group, database=db, consumer_max_attempts=3,
                                consumer_backoff_seconds=0.05, outbox_sweep_seconds=0.5)
     rt = await Runtime.open(settings)
     rt.outbox([rt.db["requests"]])
-    rt.consume([topics.REQUESTS.name], build_handler(rt))
+    rt.consume([topics.REQUESTS.name], build_handler(rt), merge_partitions=merge_partitions)
     return rt
 
 

@@ -154,3 +154,39 @@ async def test_malformed_and_failing_messages_are_dead_lettered_and_do_not_block
     finally:
         await rt.stop()
         await drop_quietly(mongo, db)
+
+
+async def test_merged_partitions_still_dead_letter_only_the_bad_message(infra, mongo):
+    """With one handler call per topic (``merge_partitions``), a failing message in a merged batch
+    sends the batch back through the per-partition path: the bad one is dead-lettered, every good
+    one on every partition is applied once."""
+    group, db = unique("g"), unique("example")
+    await start_group_at_end(infra.kafka, group, [topics.REQUESTS.name])
+    dlq = topics.dead_letter(group).name
+    from civicgrid_runtime.bus import ensure_topics
+
+    await ensure_topics(infra.kafka, [topics.dead_letter(group)])
+    rt = await open_example(group, db, merge_partitions=True)
+    await rt.start()
+    try:
+        keys = [f"merged-{i}-{uuid.uuid4().hex[:6]}" for i in range(24)]  # spread over the partitions
+        await rt.publisher.publish_many([received(k) for k in keys[:12]] + [received(keys[12], "always-fails")]
+                                        + [received(k) for k in keys[13:]])
+
+        async def applied():
+            docs = await rt.db["requests"].find({"_id": {"$in": keys}}).to_list(None)
+            return docs if len(docs) == len(keys) - 1 else None
+
+        docs = await wait_for(applied, timeout=90)
+        assert all(d["applied_count"] == 1 for d in docs)
+
+        async def dead():
+            recs = [r for r in await read_topic(infra.kafka, dlq, timeout=1.0) if r.key == keys[12].encode()]
+            return recs or None
+
+        [rec] = await wait_for(dead, timeout=60)
+        assert "always fails" in header(rec.headers, "dlq_reason")
+    finally:
+        await rt.stop()
+        await drop_quietly(mongo, db)
+

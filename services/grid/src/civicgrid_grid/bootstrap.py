@@ -73,6 +73,7 @@ async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | 
                 await svc.refresh_map()
             await by_topic[batch[0].topic](ctx, batch)
 
-        runtime.consume(list(by_topic), dispatch)
+        # one batch per topic across partitions: assignment works per request, in bulk
+        runtime.consume(list(by_topic), dispatch, merge_partitions=True)
     runtime.every(settings.map_refresh_seconds, svc.refresh_map, name="map-refresh")
     return svc

@@ -53,13 +53,14 @@ class Runtime:
         return cls(settings=settings, publisher=publisher, client=client, db=client[settings.database_name])
 
     def consume(self, topic_names: Sequence[str], handler: BatchHandler, *, group_id: str | None = None,
-                auto_offset_reset: str = "earliest") -> EventConsumer:
+                auto_offset_reset: str = "earliest", merge_partitions: bool = False) -> EventConsumer:
         s = self.settings
         consumer = EventConsumer(
             bootstrap_servers=s.kafka_bootstrap_servers, group_id=group_id or s.group_id, topic_names=topic_names,
             handler=handler, publisher=self.publisher, max_batch=s.consumer_max_batch,
             max_attempts=s.consumer_max_attempts, backoff_seconds=s.consumer_backoff_seconds,
             instance_id=s.consumer_instance or None, auto_offset_reset=auto_offset_reset,
+            merge_partitions=merge_partitions,
         )
         self.consumers.append(consumer)
         return consumer
