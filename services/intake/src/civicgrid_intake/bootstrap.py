@@ -61,7 +61,7 @@ async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime 
                          settings.token_key.get_secret_value())
     handlers = IntakeHandlers(cols, catalogue, relay, vault, settings)
     if consume:
-        rt.consume(list(LIFECYCLE_TOPICS), lifecycle_handler(handlers))
+        rt.consume(list(LIFECYCLE_TOPICS), lifecycle_handler(handlers), merge_partitions=True)
     rt.every(5.0, catalogue.refresh, name="catalogue-refresh")  # other replicas' admin changes
     return IntakeService(runtime=rt, settings=settings, cols=cols, catalogue=catalogue, relay=relay,
                          handlers=handlers)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from civicgrid_contracts import Envelope, derived_event_id
@@ -71,6 +72,17 @@ class Submitted:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _state_of(doc: dict[str, Any]) -> StatusState:
+    return StatusState(**{k: (tuple(doc.get(k) or ()) if k == "area_keys" else _aware(doc.get(k))
+                              if k == "expected_at" else doc.get(k)) for k in STATE_KEYS})
+
+
+def _state_fields(state: StatusState, at: datetime) -> dict[str, Any]:
+    fields = asdict(state)
+    fields["area_keys"] = list(state.area_keys)
+    return {**fields, "open": state.status in OPEN_STATUSES, "updated_at": at}
 
 
 def _aware(t: datetime | None) -> datetime | None:
@@ -370,6 +382,45 @@ class IntakeHandlers:
 
     # ------------------------------------------------------------------ lifecycle events
 
+    async def apply_events(self, envs: list[Envelope]) -> None:
+        """Fold a batch of lifecycle events (each request's in order) with one read and one bulk
+        write; if any request's write lost a race (its version moved), the whole batch goes again
+        through ``apply_event``, which skips what was applied."""
+        by_rid: dict[str, list[Envelope]] = {}
+        for env in envs:
+            by_rid.setdefault(env.subject, []).append(env)
+        docs = await self.cols.requests.find(
+            {"_id": {"$in": list(by_rid)}}, {**{k: 1 for k in STATE_KEYS}, "version": 1, "_applied": 1}).to_list(None)
+        ops, rids = [], []
+        for doc in docs:
+            applied = set(doc.get("_applied") or ())
+            state, ids, history = _state_of(doc), [], []
+            for env in by_rid[doc["_id"]]:
+                if env.id in applied:
+                    continue
+                applied.add(env.id)
+                ids.append(env.id)
+                res = apply(state, env)
+                if res is not None:
+                    state, entry = res
+                    history.append(entry)
+                    last = env.time
+            if not ids:
+                continue
+            update: dict[str, Any] = {"$push": {"_applied": {"$each": ids}}, "$inc": {"version": 1}}
+            if history:
+                update["$push"]["history"] = {"$each": history}
+                update["$set"] = _state_fields(state, last)
+            ops.append(UpdateOne({"_id": doc["_id"], "version": doc["version"]}, update))
+            rids.append(doc["_id"])
+        if not ops:
+            return
+        async with self.locks.hold_all(rids):
+            res = await self.cols.requests.bulk_write(ops, ordered=False)
+        if res.modified_count < len(ops):
+            for env in envs:
+                await self.apply_event(env)
+
     async def apply_event(self, env: Envelope) -> bool:
         """Fold one lifecycle event into the request's status; idempotent, in order per request."""
         rid = env.subject
@@ -378,15 +429,12 @@ class IntakeHandlers:
                                                     {**{k: 1 for k in STATE_KEYS}, "version": 1})
             if doc is None:
                 return False  # not ours (another deployment's request) or already applied
-            state = StatusState(**{k: (tuple(doc.get(k) or ()) if k == "area_keys" else _aware(doc.get(k))
-                                       if k == "expected_at" else doc.get(k)) for k in STATE_KEYS})
+            state = _state_of(doc)
             res = apply(state, env)
             update: dict[str, Any] = {"$push": {"_applied": env.id}, "$inc": {"version": 1}}
             if res is not None:
                 new, entry = res
-                fields = asdict(new)
-                fields["area_keys"] = list(new.area_keys)
-                update["$set"] = {**fields, "open": new.status in OPEN_STATUSES, "updated_at": env.time}
+                update["$set"] = _state_fields(new, env.time)
                 update["$push"]["history"] = entry
             async with self.locks.hold(rid):
                 r = await self.cols.requests.update_one({"_id": rid, "version": doc["version"],

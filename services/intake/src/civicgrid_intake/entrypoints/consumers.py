@@ -7,8 +7,7 @@ from civicgrid_runtime.bus import BatchHandler, Delivery
 
 def lifecycle_handler(handlers) -> BatchHandler:
     async def handle(batch: list[Delivery]) -> None:
-        # one partition, in order: a request's events are applied in the order they were published
-        for d in batch:
-            await handlers.apply_event(d.envelope)
+        # a request's events come from one partition, in the order they were published
+        await handlers.apply_events([d.envelope for d in batch])
 
     return handle
