@@ -108,7 +108,7 @@ class Matching:
     # ================================================================== consumed events
 
     async def handle_batch(self, batch: list[Delivery]) -> None:
-        """One topic's batch (several partitions, each in order). New volunteer requests take the batched fast path
+        """One partition's batch, in order. New volunteer requests take the batched fast path
         (``match_new_requests``); everything else is applied one event at a time."""
         done = await self.match_new_requests(self._fast_path_candidates(batch))
         for d in batch:
