@@ -137,7 +137,8 @@ class DocumentLocks:
     without holding a lock across the three steps: two concurrent updates of one document can both
     pass a conditional filter, or one can silently undo the other (measured here: concurrent
     ``$inc`` losing increments, a relay's ``$unset`` racing a handler's ``$set``). MongoDB does not
-    do this. Serialising the updates of one document inside the process removes the race between
+    do this, nor does the project's patched FerretDB build (README, "The local store"); the locks
+    keep the code correct on an unpatched one. Serialising the updates of one document inside the process removes the race between
     a service's own writers (consumer, HTTP actions, relay); one request's consumer-driven writes
     come from one partition owner, so they are not concurrent across replicas.
     """
