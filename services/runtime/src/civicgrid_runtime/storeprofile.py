@@ -84,8 +84,12 @@ def listeners(app_name: str) -> list[monitoring.CommandListener]:
     folder = os.environ.get("CIVICGRID_STORE_PROFILE")
     if not folder:
         return []
+    import atexit
+
     Path(folder).mkdir(parents=True, exist_ok=True)
-    return [StoreProfile(Path(folder) / f"{app_name}-{os.getpid()}.json")]
+    profile = StoreProfile(Path(folder) / f"{app_name}-{os.getpid()}.json")
+    atexit.register(profile.write)  # the last few seconds too
+    return [profile]
 
 
 def summary(folder: Path, top: int = 25) -> list[tuple[str, str, int, float, float]]:
