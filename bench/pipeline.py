@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from civicgrid_contracts import topics  # noqa: E402
 from civicgrid_runtime.auth import mint_token  # noqa: E402
-from tests.support.platform import Platform  # noqa: E402
+from tests.support.platform import Platform, daytime_visit  # noqa: E402
 
 KAFKA = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
 MONGO = os.environ["MONGODB_URL"]
@@ -132,8 +132,12 @@ class Load:
                 vals = [v["key"] for v in a.get("values") or []]
                 attrs[a["code"]] = ([vals[0]] if a["datatype"] == "multivaluelist" else vals[0]) if vals else (
                     70 if a["datatype"] == "number" else "x")
-        return {"service_code": code, "channel": "app", "description": "benchmark request", "attributes": attrs,
+        body = {"service_code": code, "channel": "app", "description": "benchmark request", "attributes": attrs,
                 "location": {"lat": random.uniform(min_lat, max_lat), "lon": random.uniform(min_lon, max_lon)}}
+        svc = self.services[code]
+        if svc.get("needs_volunteer") or "volunteer" in (svc.get("handled_by") or []):
+            body["preferred_time"] = daytime_visit()  # a visit by day, when volunteers are available
+        return body
 
     async def one(self) -> None:
         t = time.time()

@@ -13,6 +13,7 @@ against the audit trail and the topics, and prints the counts:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -29,7 +30,7 @@ from civicgrid_contracts import topics
 from civicgrid_runtime.bus import header
 from civicgrid_runtime.testing import end_offsets, read_topic
 from tests.e2e.conftest import token
-from tests.support.platform import ROOT, Platform
+from tests.support.platform import ROOT, Platform, daytime_visit
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow, pytest.mark.timeout(900)]
 RATE = float(os.environ.get("FAULT_RATE", "5"))  # requests per second during a scenario
@@ -79,11 +80,14 @@ class SteadyLoad:
 
     async def one(self, client: httpx.AsyncClient, g: dict) -> None:
         min_lon, min_lat, max_lon, max_lat = g["bbox"]
-        body = {"service_code": random.choice(["neighbour_dispute", "sanitation"]), "channel": "app",
-                "description": "fault-test request",
+        body = {"service_code": random.choice(["neighbour_dispute", "sanitation", "elderly_home_care"]),
+                "channel": "app", "description": "fault-test request",
                 "location": {"lat": random.uniform(min_lat, max_lat), "lon": random.uniform(min_lon, max_lon)}}
         if body["service_code"] == "sanitation":
             body["attributes"] = {"waste_type": "household"}
+        if body["service_code"] == "elderly_home_care":  # a volunteer service: offers go out
+            body["attributes"] = {"care_type": ["company"], "resident_age": 80}
+            body["preferred_time"] = daytime_visit()
         try:
             r = await client.post(f"{self.p.url('intake')}/api/v1/requests", json=body)
         except httpx.HTTPError as exc:
@@ -173,19 +177,25 @@ async def double_effects(p: Platform, accepted: set[str]) -> dict:
             received[rid].add(header(rec.headers, "ce_id"))
         if rid in accepted and header(rec.headers, "ce_type") == "civicgrid.request.merged":
             merged.add(rid)
+    offers: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for rec in await read_topic(p.kafka, topics.VOLUNTEERS.name, timeout=2):
+        rid = (rec.key or b"").decode()
+        if rid in accepted and header(rec.headers, "ce_type") == "civicgrid.volunteer.offered":
+            offers[(rid, json.loads(rec.value)["volunteer_id"])].add(header(rec.headers, "ce_id"))
     escalations: Counter[str] = Counter()
     ids_seen: set[str] = set()
     for rec in await read_topic(p.kafka, topics.SUPERVISION.name, timeout=2):
         eid = header(rec.headers, "ce_id")
         if (rec.key or b"").decode() in accepted and eid not in ids_seen:
             ids_seen.add(eid)
-            import json
-
             escalations[json.loads(rec.value)["escalation_id"]] += 1
     return {
         "double_assignments": sum(1 for ids in assigned.values() if len(ids) > 1),
         "double_received": sum(1 for ids in received.values() if len(ids) > 1),
         "double_escalations": sum(1 for n in escalations.values() if n > 1),
+        # one volunteer offered the same request twice under different event ids
+        "double_offers": sum(1 for ids in offers.values() if len(ids) > 1),
+        "offers": len(offers),
         "assigned_requests": len({k.split("|")[0] for k in assigned}),
         "merged": len(merged),
     }
@@ -194,7 +204,8 @@ async def double_effects(p: Platform, accepted: set[str]) -> dict:
 def report(name: str, result: dict, extra: str = "") -> None:
     print(f"\n[fault:{name}] accepted={result['accepted']} lost={result['lost']} "
           f"double_assignments={result['double_assignments']} double_received={result['double_received']} "
-          f"double_escalations={result['double_escalations']} assigned={result['assigned_requests']} "
+          f"double_escalations={result['double_escalations']} double_offers={result['double_offers']} "
+          f"offers={result['offers']} assigned={result['assigned_requests']} "
           f"caught_up={result['caught_up']} {extra}")
 
 
@@ -203,6 +214,7 @@ def assert_survived(result: dict) -> None:
     assert result["double_assignments"] == 0
     assert result["double_received"] == 0
     assert result["double_escalations"] == 0
+    assert result["double_offers"] == 0
     assert all(result["caught_up"].values()), result["caught_up"]
     assert result["assigned_requests"] == result["accepted"] - result["merged"], \
         "every accepted request that is not a merged duplicate was assigned"

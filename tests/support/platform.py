@@ -25,6 +25,16 @@ BIN = ROOT / ".venv" / "bin"
 SERVICES = ("intake", "grid", "matching", "audit")
 
 
+def daytime_visit(days_ahead: int = 1, hour: int = 10, tz: str = "Asia/Shanghai") -> str:
+    """A visit time residents would ask for (tomorrow 10:00 in the demo city), as ISO 8601: the demo
+    volunteers are available by day, so a request sent at night still gets offers."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    day = datetime.now(ZoneInfo(tz)).date() + timedelta(days=days_ahead)
+    return datetime(day.year, day.month, day.day, hour, tzinfo=ZoneInfo(tz)).isoformat()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
