@@ -224,14 +224,21 @@ def assigned_event(cause: Envelope, rid: str, o: AssignmentOutcome, city: CityMa
 
 
 async def flush_batch(ctx: GridContext, written: list[tuple[str, list[str], list[Envelope]]]) -> None:
-    """Publish the events just written (fast path) and clear them from their documents' outboxes in
-    one bulk write. A crash before this point leaves them for the relay's sweep."""
+    """Publish the events just written (fast path), then have the relay clear them from their
+    documents' outboxes in the background (one bulk write for several batches): the consumer
+    moves on as soon as the events are on the broker. A crash before the publish leaves them for
+    the relay's start-up sweep."""
     events = [e for _, _, evs in written for e in evs]
     if not events:
         return
     await ctx.publisher.publish_many(events)
-    await bulk_in_chunks(ctx.requests.col, [UpdateOne({"_id": rid}, {"$unset": {**{k: "" for k in keys}, PENDING: ""}})
-                                            for rid, keys, _ in written])
+    items = [(rid, keys) for rid, keys, _ in written]
+    if ctx.relay is not None:
+        ctx.relay.clear_later(ctx.requests.col, items)
+    else:
+        await bulk_in_chunks(ctx.requests.col, [UpdateOne({"_id": rid}, {"$unset": {**dict.fromkeys(keys, ""),
+                                                                                    PENDING: ""}})
+                                                for rid, keys in items])
 
 
 def _with_outbox(update: dict, events: list[Envelope]) -> tuple[dict, list[str]]:
