@@ -104,6 +104,18 @@ async def audit_caught_up(group: str, names: list[str]) -> bool:
         await c.stop()
 
 
+async def demo_grids(client: httpx.AsyncClient, p: Platform) -> list[dict]:
+    """The demo city's grids (code, bbox ...), once the grid service has picked up its map."""
+    admin = {"Authorization": f"Bearer {mint_token(secret=SECRET, sub='bench', role='admin')}"}
+    for _ in range(120):  # the service loads the demo map a moment after load-demo wrote it
+        r = await client.get(f"{p.url('grid')}/v1/map/grids", params={"limit": 50000}, headers=admin)
+        if r.status_code != 503:
+            break
+        await asyncio.sleep(0.5)
+    r.raise_for_status()
+    return r.json() if isinstance(r.json(), list) else r.json()["grids"]
+
+
 class Load:
     def __init__(self, platform: Platform) -> None:
         self.p = platform
@@ -113,9 +125,7 @@ class Load:
         self.latency: list[float] = []
 
     async def prepare(self) -> None:
-        admin = {"Authorization": f"Bearer {mint_token(secret=SECRET, sub='bench', role='admin')}"}
-        r = await self.client.get(f"{self.p.url('grid')}/v1/map/grids", params={"limit": 50000}, headers=admin)
-        self.grids = r.json() if isinstance(r.json(), list) else r.json()["grids"]
+        self.grids = await demo_grids(self.client, self.p)
         r = await self.client.get(f"{self.p.url('intake')}/api/v1/services")
         self.services = {s["code"]: s for s in r.json()}
         # the everyday mix: most requests are grid work; a few need a volunteer

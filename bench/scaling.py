@@ -29,34 +29,21 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.pipeline import Observer, audit_caught_up, end_offsets  # noqa: E402
+from bench.pipeline import KAFKA, MONGO, Observer, audit_caught_up, demo_grids, end_offsets  # noqa: E402
 from civicgrid_contracts import Envelope, topics  # noqa: E402
 from civicgrid_contracts.events.intake import RequestReceived  # noqa: E402
 from civicgrid_contracts.values import Location, TimeLimits  # noqa: E402
-from civicgrid_runtime.auth import mint_token  # noqa: E402
 from civicgrid_runtime.bus import EventPublisher  # noqa: E402
 from tests.support.platform import Platform  # noqa: E402
 
-KAFKA = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-MONGO = os.environ["MONGODB_URL"]
 BURST = int(os.environ.get("SCALING_BURST", "1500"))
 REPLICAS = int(os.environ.get("SCALING_MAX_REPLICAS", "2"))
-SECRET = "civicgrid-development-secret-change-me"
 console = Console(width=150)
 
 
 async def grid_boxes(p: Platform) -> list[list[float]]:
-    token = mint_token(secret=SECRET, sub="admin", role="admin")
     async with httpx.AsyncClient(timeout=30) as c:
-        for _ in range(120):  # the service picks up the demo map a moment after load-demo wrote it
-            r = await c.get(f"{p.url('grid')}/v1/map/grids", params={"limit": 50000},
-                            headers={"Authorization": f"Bearer {token}"})
-            if r.status_code != 503:
-                break
-            await asyncio.sleep(0.5)
-        r.raise_for_status()
-        body = r.json()
-        return [g["bbox"] for g in (body if isinstance(body, list) else body["grids"])]
+        return [g["bbox"] for g in await demo_grids(c, p)]
 
 
 def received(rid: str, box: list[float], i: int) -> Envelope:

@@ -57,7 +57,6 @@ from civicgrid_runtime.store import (
     OUTBOX,
     PENDING,
     OutboxRelay,
-    bulk_in_chunks,
     merge_updates,
     outbox_push,
     update_with_events,
@@ -91,7 +90,7 @@ class GridContext:
 
     source: str
     publisher: EventPublisher
-    relay: OutboxRelay | None
+    relay: OutboxRelay
     requests: RequestRepository
     staff: StaffRepository
     roster: RosterRepository
@@ -232,13 +231,7 @@ async def flush_batch(ctx: GridContext, written: list[tuple[str, list[str], list
     if not events:
         return
     await ctx.publisher.publish_many(events)
-    items = [(rid, keys) for rid, keys, _ in written]
-    if ctx.relay is not None:
-        ctx.relay.clear_later(ctx.requests.col, items)
-    else:
-        await bulk_in_chunks(ctx.requests.col, [UpdateOne({"_id": rid}, {"$unset": {**dict.fromkeys(keys, ""),
-                                                                                    PENDING: ""}})
-                                                for rid, keys in items])
+    ctx.relay.clear_later(ctx.requests.col, [(rid, keys) for rid, keys, _ in written])
 
 
 def _with_outbox(update: dict, events: list[Envelope]) -> tuple[dict, list[str]]:

@@ -112,7 +112,7 @@ class IntakeHandlers:
         self.api_keys = ApiKeys(cols.api_keys)
         relay.link_finisher = self.link_follower
         self.locks = relay.locks
-        self.writer = SubmissionWriter(cols, relay.locks, self.link_follower, batch=settings.flush_batch)
+        self.writer = SubmissionWriter(cols, self.cells, self.link_follower, batch=settings.flush_batch)
 
     # ------------------------------------------------------------------ submission
 

@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import h3
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicgrid_runtime.geo import haversine_m
+from civicgrid_runtime.store import bulk_in_chunks
 
 H3_RES = 9
 #: Buckets of the duplicate index: res-8 cells (edge ~0.5 km), much larger than the search radius,
@@ -100,10 +101,17 @@ class DuplicateCells:
 
     async def add(self, service_code: str, cell: str, request_id: str, lat: float, lon: float,
                   at: datetime) -> None:
-        k = self.key(service_code, cell)
-        async with self.locks.hold("cell:" + k):
-            await self.col.update_one({"_id": k}, {"$set": {f"e.{request_id}": {"at": at, "lat": lat, "lon": lon}}},
-                                      upsert=True)
+        await self.add_many([(self.key(service_code, cell), request_id, {"at": at, "lat": lat, "lon": lon})])
+
+    async def add_many(self, entries: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """(bucket key, request id, entry) -> one update per bucket, all in one bulk write."""
+        fields: dict[str, dict[str, Any]] = {}
+        for k, request_id, entry in entries:
+            fields.setdefault(k, {})[f"e.{request_id}"] = entry
+        if not fields:
+            return
+        async with self.locks.hold_all("cell:" + k for k in fields):
+            await bulk_in_chunks(self.col, [UpdateOne({"_id": k}, {"$set": f}, upsert=True) for k, f in fields.items()])
 
     async def remove(self, service_code: str, cell: str, request_id: str) -> None:
         k = self.key(service_code, cell)

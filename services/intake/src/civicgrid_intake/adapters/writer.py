@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from civicgrid_runtime.logging import get_logger
-from civicgrid_runtime.store import bulk_in_chunks
 
 log = get_logger("civicgrid.intake.writer")
 
@@ -34,9 +32,9 @@ class Pending:
 
 
 class SubmissionWriter:
-    def __init__(self, cols, locks, link_follower, *, batch: int = 200) -> None:
+    def __init__(self, cols, cells, link_follower, *, batch: int = 200) -> None:
         self.cols = cols
-        self.locks = locks
+        self.cells = cells
         self.link_follower = link_follower
         self.batch = batch
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
@@ -93,14 +91,8 @@ class SubmissionWriter:
                 else:
                     failed[err["index"]] = exc
         stored = [p for i, p in enumerate(batch) if i not in failed]
-        # the batch's duplicate-cell entries: one update per cell, all in one bulk write
-        entries: dict[str, dict[str, Any]] = {}
-        for p in stored:
-            if p.cell_key and p.cell_entry:
-                entries.setdefault(p.cell_key, {})[f"e.{p.doc['_id']}"] = p.cell_entry
-        if entries:
-            await bulk_in_chunks(self.cols.cells, [UpdateOne({"_id": k}, {"$set": fields}, upsert=True)
-                                                   for k, fields in entries.items()])
+        await self.cells.add_many([(p.cell_key, p.doc["_id"], p.cell_entry) for p in stored
+                                   if p.cell_key and p.cell_entry])
         for p in stored:
             if p.parent_id:
                 await self.link_follower(p.doc["_id"], p.parent_id)
