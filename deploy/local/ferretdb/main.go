@@ -7,6 +7,8 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only when -pprof is given: where the store's CPU goes
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +23,7 @@ func main() {
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
 	postgresURL := flag.String("postgresql-url", "", "use the PostgreSQL backend at this URL instead of SQLite")
 	sqliteParams := flag.String("sqlite-params", "", "query parameters of the SQLite URI (e.g. _txlock=immediate)")
+	pprofAddr := flag.String("pprof", "", "serve Go's pprof handlers on this address (off when empty)")
 	flag.Parse()
 
 	var level slog.Level
@@ -38,6 +41,14 @@ func main() {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		logger.Error("cannot create data directory", "error", err)
 		os.Exit(1)
+	}
+
+	if *pprofAddr != "" {
+		go func() {
+			if err := http.ListenAndServe(*pprofAddr, nil); err != nil {
+				logger.Error("pprof listener stopped", "error", err)
+			}
+		}()
 	}
 
 	config := &ferretdb.Config{
