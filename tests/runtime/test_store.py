@@ -12,7 +12,15 @@ import pytest
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.grid import RequestNoted
 from civicgrid_runtime import EventPublisher
-from civicgrid_runtime.store import OUTBOX, OutboxRelay, mark_applied, not_applied, update_with_events
+from civicgrid_runtime.store import (
+    INTENT_FIELD,
+    INTENTS,
+    OUTBOX,
+    OutboxRelay,
+    mark_applied,
+    not_applied,
+    update_with_events,
+)
 
 pytestmark = pytest.mark.infra
 
@@ -40,3 +48,61 @@ async def test_concurrent_updates_of_one_document_with_events_lose_nothing(infra
         assert await fresh_db["_outbox_markers"].count_documents({}) == 0
     finally:
         await publisher.stop()
+
+
+class RecordingPublisher:
+    """Stands in for the broker where the test is about what the store decides to publish."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.published: list[Envelope] = []
+        self.fail = fail
+
+    async def publish_many(self, events) -> None:
+        if self.fail:
+            raise ConnectionError("broker unreachable")
+        self.published += list(events)
+
+
+def noted(rid: str, text: str) -> Envelope:
+    return Envelope.wrap(RequestNoted(request_id=rid, staff_id="s1", note=text, noted_at=datetime.now(UTC)),
+                         source="/test")
+
+
+async def test_insert_with_events_publishes_each_new_document_once_and_leaves_no_outbox(infra, fresh_db):
+    col = fresh_db["requests"]
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(publisher, [col])
+    await col.insert_one({"_id": "r-old", "n": 0})  # written by an earlier delivery
+    items = [({"_id": f"r-{i}", "n": i}, [noted(f"r-{i}", "a"), noted(f"r-{i}", "b")]) for i in range(3)]
+    items.append(({"_id": "r-old", "n": 9}, [noted("r-old", "again")]))
+    items.append(({"_id": "r-quiet", "n": 0}, []))
+
+    inserted = await relay.insert_with_events(col, items)
+    await relay.stop()  # waits for the deferred intent delete
+
+    assert sorted(inserted) == ["r-0", "r-1", "r-2", "r-quiet"]
+    assert sorted(e.subject for e in publisher.published) == ["r-0", "r-0", "r-1", "r-1", "r-2", "r-2"]
+    assert (await col.find_one({"_id": "r-old"}))["n"] == 0, "the earlier delivery's document stays"
+    assert not await col.find_one({OUTBOX: {"$exists": True}})
+    assert await fresh_db[INTENTS].count_documents({}) == 0
+
+
+async def test_a_batch_cut_short_publishes_exactly_the_documents_that_name_its_intent(infra, fresh_db):
+    col = fresh_db["requests"]
+    crashed = OutboxRelay(RecordingPublisher(fail=True), [col])
+    items = [({"_id": f"r-{i}"}, [noted(f"r-{i}", "assigned")]) for i in range(3)]
+    with pytest.raises(ConnectionError):
+        await crashed.insert_with_events(col, items)  # written, never published
+    [intent] = await fresh_db[INTENTS].find({}).to_list(None)
+    # one document of the batch was never written (cut short before it landed), and another
+    # delivery later wrote r-1 under its own intent: those events are not this batch's to publish
+    await col.delete_one({"_id": "r-2"})
+    await col.update_one({"_id": "r-1"}, {"$set": {INTENT_FIELD: "a-later-batch"}})
+
+    publisher = RecordingPublisher()
+    survivor = OutboxRelay(publisher, [col], grace=0.0)
+    assert await survivor.sweep() == 1
+    assert [e.subject for e in publisher.published] == ["r-0"]
+    assert publisher.published[0].id == intent["items"][0]["events"][0]["id"]
+    assert await fresh_db[INTENTS].count_documents({}) == 0
+    assert await survivor.sweep() == 0, "nothing left to publish"
