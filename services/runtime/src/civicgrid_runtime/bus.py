@@ -238,6 +238,7 @@ class EventConsumer:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._positions: dict[TopicPartition, int] = {}
+        self._committing: asyncio.Task | None = None
         self.healthy = False
 
     # -- lifecycle
@@ -299,8 +300,18 @@ class EventConsumer:
                 await asyncio.gather(*(self._process_topic(parts) for parts in by_topic.values()))
             else:
                 await asyncio.gather(*(self._process_partition(tp, recs) for tp, recs in batches.items()))
-            await self._commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+            # the commit overlaps the next fetch and batch (one round trip less per batch); commits
+            # stay in order because each waits for the one before it
+            await self._commit_in_order()
+            self._committing = asyncio.create_task(
+                self._commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()}))
             self.lag()
+        await self._commit_in_order()
+
+    async def _commit_in_order(self) -> None:
+        if self._committing is not None:
+            await self._committing
+            self._committing = None
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         while True:
