@@ -55,10 +55,8 @@ from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import (
     APPLIED,
     OUTBOX,
-    PENDING,
     OutboxRelay,
     merge_updates,
-    outbox_push,
     update_with_events,
 )
 
@@ -124,11 +122,14 @@ async def decide_many(ctx: GridContext, items: list[tuple[str, Located, str]],
     city = ctx.require_city()
     today_d = (today or now()).date()
     grids = [loc.grid for _, loc, _ in items if loc.grid]
-    posts = await ctx.roster.posts_for(grids, {line for _, _, line in items} | {"general"})
     keys = {k for _, loc, _ in items for _, k in chain_keys(loc)}
-    chain = await ctx.roster.chain_for(sorted(keys))
+    # independent reads side by side: each is a round trip to the store
+    posts, chain = await asyncio.gather(
+        ctx.roster.posts_for(grids, {line for _, _, line in items} | {"general"}),
+        ctx.roster.chain_for(sorted(keys)))
     sids = {sid for p in posts.values() for sid in (p.get("a"), p.get("b")) if sid} | set(chain.values())
-    staff = await ctx.staff.get_many(sorted(sids))
+    staff_docs = await ctx.staff.read_many(sorted(sids))
+    staff = {sid: ctx.staff.staff_of(d) for sid, d in staff_docs.items()}
 
     # candidates per request, then rounds: everyone asks their next available candidate at once
     cands: list[list[Candidate]] = []
@@ -168,7 +169,8 @@ async def decide_many(ctx: GridContext, items: list[tuple[str, Located, str]],
             asking.append((i, c))
         if not wants:
             break
-        granted = await ctx.staff.reserve_many(wants)
+        granted = await ctx.staff.reserve_many(wants, read=staff_docs)
+        staff_docs = None  # later rounds read afresh
         for i, c in asking:
             rid, loc, _line = items[i]
             if (c.staff_id, rid) in granted:
@@ -220,27 +222,6 @@ def assigned_event(cause: Envelope, rid: str, o: AssignmentOutcome, city: CityMa
 
 
 # ================================================================================== outbox (batched)
-
-
-async def flush_batch(ctx: GridContext, written: list[tuple[str, list[str], list[Envelope]]]) -> None:
-    """Publish the events just written (fast path), then have the relay clear them from their
-    documents' outboxes in the background (one bulk write for several batches): the consumer
-    moves on as soon as the events are on the broker. A crash before the publish leaves them for
-    the relay's start-up sweep."""
-    events = [e for _, _, evs in written for e in evs]
-    if not events:
-        return
-    await ctx.publisher.publish_many(events)
-    ctx.relay.clear_later(ctx.requests.col, [(rid, keys) for rid, keys, _ in written])
-
-
-def _with_outbox(update: dict, events: list[Envelope]) -> tuple[dict, list[str]]:
-    box = outbox_push(events)
-    keys = [k for k in box.get("$set", {}) if k.startswith(OUTBOX + ".")]
-    return merge_updates(update, box), keys
-
-
-# ================================================================================== requests topic
 
 
 def _received_fields(ev: RequestReceived, env: Envelope) -> dict[str, Any]:
@@ -321,7 +302,9 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
     by_rid: dict[str, Delivery] = {}
     for d in deliveries:
         by_rid.setdefault(d.envelope.subject, d)
-    existing = await ctx.requests.get_many(list(by_rid))
+    existing, services = await asyncio.gather(
+        ctx.requests.get_many(list(by_rid)),
+        ctx.catalogue.get_many(sorted({d.envelope.data.service_code for d in by_rid.values()})))
     todo: list[Delivery] = []
     ops: list[UpdateOne] = []
     for rid, d in by_rid.items():
@@ -346,12 +329,10 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
         ev = d.envelope.data
         items.append((ev.request_id, locate_request(city, ev.location), line_for(ev.service_group, ev.service_code)))
     outcomes = await decide_many(ctx, items)
-    services = await ctx.catalogue.get_many([d.envelope.data.service_code for d in todo])
-    inserts, written = [], []
+    inserts = []
     for d, o in zip(todo, outcomes, strict=True):
         ev: RequestReceived = d.envelope.data
         evs, extra = await caused_on_assignment(ctx, d.envelope, ev, o, catalogue=services.get(ev.service_code, {}))
-        box = outbox_push(evs)["$set"]
         doc: dict[str, Any] = {"_id": ev.request_id, **_received_fields(ev, d.envelope), **assignment_fields(o),
                                "status": "assigned", "assigned_at": now(), APPLIED: [d.envelope.id]}
         for k, v in extra.items():
@@ -360,14 +341,10 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
                 doc.setdefault(head, {})[tail] = v
             else:
                 doc[k] = v
-        doc[OUTBOX] = {k.split(".", 1)[1]: v for k, v in box.items() if k.startswith(OUTBOX + ".")}
-        doc[PENDING] = True
-        inserts.append(doc)
-        written.append((ev.request_id, [k for k in box if k.startswith(OUTBOX + ".")], evs))
-    # new documents: one insert each (state, applied guard and outbox together); a duplicate key means
-    # a concurrent delivery of the same event already wrote it
-    await ctx.requests.insert_guarded(inserts)
-    await flush_batch(ctx, written)
+        inserts.append((doc, evs))
+    # new documents: one insert each (state and applied guard together), their events in one batch
+    # intent written first; a duplicate key means a concurrent delivery of the same event wrote it
+    await ctx.relay.insert_with_events(ctx.requests.col, inserts)
 
 
 async def on_unmerged(ctx: GridContext, env: Envelope) -> None:

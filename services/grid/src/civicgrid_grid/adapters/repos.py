@@ -36,12 +36,19 @@ class StaffRepository:
     async def ensure_indexes(self) -> None:
         await self.col.create_index([("area", ASCENDING)], name="area")
 
-    async def get_many(self, ids: list[str]) -> dict[str, Staff]:
+    async def read_many(self, ids: list[str]) -> dict[str, dict]:
+        """Staff documents as stored (with ``holding``), for ``reserve_many``'s first attempt."""
         if not ids:
             return {}
-        docs = await self.col.find({"_id": {"$in": list(set(ids))}}, {"holding": 0}).to_list(None)
-        return {d["_id"]: Staff(d["_id"], d.get("duty", "on"), d.get("leave_until"), int(d.get("load", 0)),
-                                int(d.get("limit", 20))) for d in docs}
+        return {d["_id"]: d for d in await self.col.find({"_id": {"$in": list(set(ids))}}).to_list(None)}
+
+    @staticmethod
+    def staff_of(d: dict) -> Staff:
+        return Staff(d["_id"], d.get("duty", "on"), d.get("leave_until"), int(d.get("load", 0)),
+                     int(d.get("limit", 20)))
+
+    async def get_many(self, ids: list[str]) -> dict[str, Staff]:
+        return {sid: self.staff_of(d) for sid, d in (await self.read_many(ids)).items()}
 
     async def get(self, sid: str) -> dict | None:
         return await self.col.find_one({"_id": sid})
@@ -57,17 +64,23 @@ class StaffRepository:
             for lk in reversed(locks):
                 lk.release()
 
-    async def reserve_many(self, wants: list[tuple[str, str, bool]]) -> set[tuple[str, str]]:
+    async def reserve_many(self, wants: list[tuple[str, str, bool]], *,
+                           read: dict[str, dict] | None = None) -> set[tuple[str, str]]:
         """Reserve one unit of load per (staff id, request id, limited) in order; returns the granted
-        pairs. A pair already held (redelivery) is granted without counting again."""
+        pairs. A pair already held (redelivery) is granted without counting again. ``read``: the
+        documents as just read by the caller, tried first (each write is conditional on the load
+        read, so a stale one only costs a retry)."""
         if not wants:
             return set()
         sids = sorted({w[0] for w in wants})
         granted: set[tuple[str, str]] = set()
         async with self._locked(sids):
             for _attempt in range(5):
-                docs = {d["_id"]: d for d in await self.col.find({"_id": {"$in": sids}},
-                                                                 {"load": 1, "limit": 1, "holding": 1}).to_list(None)}
+                if read is not None and all(sid in read for sid in sids):
+                    docs, read = read, None
+                else:
+                    docs = {d["_id"]: d for d in await self.col.find(
+                        {"_id": {"$in": sids}}, {"load": 1, "limit": 1, "holding": 1}).to_list(None)}
                 plan: dict[str, list[str]] = defaultdict(list)
                 pending: list[tuple[str, str, bool]] = []
                 for sid, rid, limited in wants:
@@ -200,16 +213,6 @@ class RequestRepository:
 
     async def get(self, rid: str) -> dict | None:
         return await self.col.find_one({"_id": rid}, {"_outbox": 0, "_applied": 0})
-
-    async def insert_guarded(self, docs: list[dict]) -> None:
-        if not docs:
-            return
-        try:
-            await self.col.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
-            if others:
-                raise
 
     async def bulk_guarded(self, ops: list[UpdateOne]) -> None:
         """Write guarded upserts; a duplicate key means another delivery already applied the event."""
