@@ -186,7 +186,8 @@ async def escalation_lag(s: AuditSettings, n: int = 20) -> dict:
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=150, help="synthetic requests for the replay part")
+    ap.add_argument("--requests", type=int, default=1500,
+                    help="synthetic requests for the replay part (enough that raw consumption is not all start-up)")
     args = ap.parse_args()
     s = AuditSettings()
     await ensure_topics(s.kafka_bootstrap_servers)

@@ -11,7 +11,7 @@ runtime's consumer hands a batch handler, and what replay feeds it), and is idem
 3. apply pending deltas of this partition to the counter documents with ``$inc``, skipping those at or
    below the counter's recorded position for this partition (``_pos``, read first; the counter
    shard has a single writer): a delta is applied exactly once even when a crash makes the batch
-   come again; then clear them from the request documents;
+   come again; the request's next write from this partition drops them;
 4. upsert the request's time-limit clocks into ``deadlines`` (projection-owned fields only; the
    escalation step and next due time belong to the scanner).
 """
@@ -36,11 +36,12 @@ from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_runtime.bus import Delivery
 
 REQUESTS, COUNTERS, DEADLINES, SERVICES = "requests", "kpi_counters", "deadlines", "services"
-#: Request documents are spread over this many collections (``requests_07``) and counters over one
-#: collection per partition number (``kpi_counters_p3``): FerretDB v1 (SQLite) runs every update
-#: as a scan of its whole collection (measured: an update by _id costs time proportional to the
-#: collection's size), so small collections keep each write cheap. Reads by _id are indexed.
-REQUEST_BUCKETS = 64
+#: Request documents are spread over this many collections (``requests_00`` ...) and counters over
+#: one collection per partition number (``kpi_counters_p3``). It was 64 while the local store's
+#: updates scanned their whole collection; with its ``_id`` index used (deploy/local/ferretdb,
+#: patch 0001) one collection is best: a batch is one read and one bulk write instead of one per
+#: bucket it touches. Changing it moves where request documents are looked for: reset or replay.
+REQUEST_BUCKETS = 1
 
 
 def request_collection(request_id: str) -> str:
@@ -120,7 +121,7 @@ class Projector:
         if not by_request:
             return
         position = deliveries[0].position_key
-        docs = await self._fold_requests(by_request)
+        docs = await self._fold_requests(by_request, position=position, first_offset=deliveries[0].offset)
         await self._apply_counters(position, deliveries[0].partition, docs)
         await self._deadlines(docs)
 
@@ -140,8 +141,14 @@ class Projector:
 
     # ------------------------------------------------------------------ requests
 
-    async def _fold_requests(self, by_request: dict[str, list[Delivery]]) -> dict[str, dict[str, Any]]:
-        """Fold the batch into request documents; returns the documents as written (or as found)."""
+    async def _fold_requests(self, by_request: dict[str, list[Delivery]], *, position: str,
+                             first_offset: int) -> dict[str, dict[str, Any]]:
+        """Fold the batch into request documents; returns the documents as written (or as found).
+
+        A pending delta of this position from before this batch's first offset has reached the
+        counters (its batch finished before this one was fetched; a batch that failed comes again
+        from its own start), so the write drops it: no separate write clears deltas."""
+        stale_before = f"{position}@{first_offset:012d}"
         pending = dict(by_request)
         result: dict[str, dict[str, Any]] = {}
         for _attempt in range(50):
@@ -171,7 +178,8 @@ class Projector:
                 state = timeline.fold(entries, self.calendar)
                 contrib = kpi.contributions(state, self.calendar)
                 delta = kpi.diff(contrib, doc.get("_kc") or {})
-                kp = dict(doc.get("_kp") or {})
+                kp = {t: v for t, v in (doc.get("_kp") or {}).items()
+                      if not (t.startswith(position + "@") and t < stale_before)}
                 if delta:
                     kp[tag_of(ds[-1])] = delta
                 open_ = state["status"] not in ("resolved", "closed", "rejected", "merged")
@@ -248,11 +256,6 @@ class Projector:
             ops.append(UpdateOne(filt, upd, upsert=True))
         if ops:
             await counters.bulk_write(ops, ordered=False)
-        clear: dict[str, list] = defaultdict(list)
-        for rid, off, _ in deltas:
-            clear[request_collection(rid)].append(UpdateOne({"_id": rid}, {"$unset": {f"_kp.{prefix}{off:012d}": ""}}))
-        for cname, cops in clear.items():
-            await self.db[cname].bulk_write(cops, ordered=False)
 
     # ------------------------------------------------------------------ deadlines
 
