@@ -27,7 +27,7 @@ from civicgrid_contracts.events.intake import (
 )
 from civicgrid_contracts.values import Location
 from civicgrid_intake.adapters.crypto import ContactVault
-from civicgrid_intake.adapters.outbox import RequestRelay
+from civicgrid_intake.adapters.outbox import TOKEN, RequestRelay
 from civicgrid_intake.adapters.repository import ApiKeys, Collections, DuplicateCells, bucket_of, cell_of
 from civicgrid_intake.adapters.writer import SubmissionWriter
 from civicgrid_intake.catalogue import Catalogue
@@ -46,7 +46,7 @@ from civicgrid_intake.domain.timelimits import expected_resolution
 from civicgrid_intake.settings import IntakeSettings
 from civicgrid_runtime.auth import Principal
 from civicgrid_runtime.logging import get_logger
-from civicgrid_runtime.store import OUTBOX, PENDING, outbox_push, update_with_events
+from civicgrid_runtime.store import OUTBOX, PENDING, outbox_entries, update_with_events
 
 log = get_logger("civicgrid.intake")
 IDEMPOTENCY_NS = uuid.UUID("0b6a1b4e-5c1f-4d8e-9a57-1f3f0c6e2d11")
@@ -91,12 +91,6 @@ def _aware(t: datetime | None) -> datetime | None:
 
 def _entry(env: Envelope, status: str, note: str) -> dict[str, Any]:
     return {"event_id": env.id, "type": env.type, "at": env.time, "status": status, "note": note}
-
-
-def _with_outbox(doc: dict[str, Any], events: list[Envelope]) -> dict[str, Any]:
-    doc[OUTBOX] = {k.split(".", 1)[1]: v for k, v in outbox_push(events)["$set"].items() if k != PENDING}
-    doc[PENDING] = True
-    return doc
 
 
 class IntakeHandlers:
@@ -180,16 +174,19 @@ class IntakeHandlers:
             "history": history, "answer": answer, "idem_hash": fingerprint if idempotency_key else None,
             "reopen_count": 0, "rating": None, "version": 1, "_applied": [],
         }
-        _with_outbox(doc, events)
+        # the events wait in the submission's marker, which shares a token with the document
+        entries = outbox_entries(events)
+        doc[TOKEN] = uuid.uuid4().hex
         cell_key = self.cells.key(svc.code, bucket_of(loc.lat, loc.lon)) if cell and not parent else None
         try:
-            await self.writer.write(doc, at=now, cell_key=cell_key, parent_id=parent[0] if parent else None,
+            await self.writer.write(doc, at=now, events=entries, cell_key=cell_key,
+                                    parent_id=parent[0] if parent else None,
                                     cell_entry={"at": now, "lat": loc.lat, "lon": loc.lon} if cell_key else None)
         except DuplicateKeyError:  # the same Idempotency-Key raced us
             existing = await self.cols.requests.find_one({"_id": rid}, {"idem_hash": 1, "answer": 1})
             return self._replay(existing, fingerprint)
         return Submitted(answer=answer, token=self.vault.request_token(rid), replayed=False, request_id=rid,
-                         outbox=doc[OUTBOX])
+                         outbox=entries)
 
     def _replay(self, existing: dict[str, Any], fingerprint: str) -> Submitted:
         if existing.get("idem_hash") != fingerprint:
@@ -220,7 +217,7 @@ class IntakeHandlers:
     # ------------------------------------------------------------------ reading
 
     async def get(self, rid: str) -> dict[str, Any]:
-        doc = await self.cols.requests.find_one({"_id": rid}, {OUTBOX: 0, PENDING: 0, "_applied": 0})
+        doc = await self.cols.requests.find_one({"_id": rid}, {OUTBOX: 0, PENDING: 0, TOKEN: 0, "_applied": 0})
         if doc is None:
             raise NotFound(f"no request {rid!r}")
         return doc
@@ -247,7 +244,7 @@ class IntakeHandlers:
                      start: datetime | None = None, end: datetime | None = None,
                      after: tuple[datetime, str] | None = None, skip: int = 0, limit: int = 50) -> list[dict]:
         if ids:
-            docs = await asyncio.gather(*(self.cols.requests.find_one({"_id": i}, {OUTBOX: 0, PENDING: 0,
+            docs = await asyncio.gather(*(self.cols.requests.find_one({"_id": i}, {OUTBOX: 0, PENDING: 0, TOKEN: 0,
                                                                                    "_applied": 0}) for i in ids))
             return [d for d in docs if d][skip:skip + limit]
         q: dict[str, Any] = {}
@@ -262,7 +259,7 @@ class IntakeHandlers:
         if after:
             t, i = after
             q["$or"] = [{"received_at": {"$lt": t}}, {"received_at": t, "_id": {"$lt": i}}]
-        cur = self.cols.requests.find(q, {OUTBOX: 0, PENDING: 0, "_applied": 0}).sort(
+        cur = self.cols.requests.find(q, {OUTBOX: 0, PENDING: 0, TOKEN: 0, "_applied": 0}).sort(
             [("received_at", -1), ("_id", -1)]).skip(skip).limit(limit)
         return await cur.to_list(None)
 

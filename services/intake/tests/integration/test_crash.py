@@ -76,7 +76,10 @@ async def test_crash_after_store_before_publish(infra, mongo, tmp_path):
         assert proc.wait(timeout=30) == 137, log.read_text()
         assert "intake.after_store_before_publish" in log.read_text()
         doc = await mongo[db_name]["requests"].find_one({"_id": rid})
-        assert doc is not None and doc.get("_outbox_pending") is True
+        marker = await mongo[db_name]["outbox_markers"].find_one({"_id": rid})
+        assert doc is not None, "the 201 meant stored"
+        # the events wait in the submission's marker, which names the document's token
+        assert marker is not None and marker["events"] and marker["_ob"] == doc["_ob"]
         assert await _received(infra.kafka, rid, since) == []  # nothing was published
 
         env.pop("CIVICGRID_CRASH_AT")
@@ -102,3 +105,39 @@ async def test_crash_after_store_before_publish(infra, mongo, tmp_path):
             proc.kill()
             proc.wait()
         await mongo.drop_database(db_name)
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.published = []
+
+    async def publish_many(self, events) -> None:
+        self.published += list(events)
+
+
+@pytest.mark.infra
+async def test_sweep_publishes_a_markers_events_only_for_the_document_that_names_its_token(infra, fresh_db):
+    """An Idempotency-Key race can leave a marker whose document the other submission wrote."""
+    from datetime import UTC, datetime, timedelta
+
+    from civicgrid_contracts import Envelope
+    from civicgrid_contracts.events.intake import RequestRated
+    from civicgrid_intake.adapters.outbox import TOKEN, RequestRelay
+    from civicgrid_runtime.store import outbox_entries
+
+    def rated(rid: str) -> Envelope:
+        return Envelope.wrap(RequestRated(request_id=rid, rating="satisfied", rated_at=datetime.now(UTC)),
+                             source="/test")
+
+    requests, markers = fresh_db["requests"], fresh_db["outbox_markers"]
+    old = datetime.now(UTC) - timedelta(minutes=5)
+    await requests.insert_many([{"_id": "mine", TOKEN: "t1"}, {"_id": "raced", TOKEN: "t-other"}])
+    await markers.insert_many([
+        {"_id": "mine", "at": old, TOKEN: "t1", "events": outbox_entries([rated("mine")])},
+        {"_id": "raced", "at": old, TOKEN: "t2", "events": outbox_entries([rated("raced")])},
+    ])
+    publisher = RecordingPublisher()
+    relay = RequestRelay(requests, markers, publisher)
+    assert await relay.sweep() == 1
+    assert [e.subject for e in publisher.published] == ["mine"]
+    assert await markers.count_documents({}) == 0

@@ -1,4 +1,4 @@
-"""The request outbox relay: publishes the events waiting in request documents, in batches.
+"""The request outbox relay: publishes the events waiting in markers and request documents, in batches.
 
 Why not only the runtime's ``OutboxRelay`` sweep: it finds pending documents with
 ``find({_outbox_pending: true})``, and FerretDB v1 on SQLite answers nothing but ``_id`` lookups
@@ -9,9 +9,14 @@ events together, one document). The marker collection holds only in-flight work,
 cheap on any store. After a crash the sweep publishes what a document still holds, finishes a
 half-done duplicate link, and drops markers whose request was never written.
 
-Order of one submission: marker -> request document (201 answered now) -> publish -> unset the
-events -> delete the marker. Every step is idempotent; publishing twice is harmless (event ids are
-deterministic and every reader ignores an id it already applied).
+Order of one submission: marker (holding the submission's events and a token) -> request document
+(naming the token; 201 answered now) -> publish -> delete the marker. The events of a new request
+live only in its marker: clearing them from the document afterwards was one update per request,
+several times the cost of the insert on the local store. The sweep publishes a marker's events only
+if the stored document names its token (an Idempotency-Key race can leave a marker whose document
+was written by the other submission). Later writes of a request (ratings, unmerges) still keep
+their events in the document's outbox. Every step is idempotent; publishing twice is harmless
+(event ids are deterministic and every reader ignores an id it already applied).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from civicgrid_runtime.store import OUTBOX, PENDING, bulk_in_chunks, pending_eve
 log = get_logger("civicgrid.intake.outbox")
 
 CRASH_POINT = "intake.after_store_before_publish"
+#: the token a new request's document shares with its marker
+TOKEN = "_ob"
 
 
 class RequestRelay:
@@ -78,11 +85,24 @@ class RequestRelay:
         ids = list(dict.fromkeys(request_ids))
         known = {i: self._known.pop(i) for i in ids if i in self._known}
         unknown = [i for i in ids if i not in known]
-        read = await self.requests.find({"_id": {"$in": unknown}}, {OUTBOX: 1}).to_list(None) if unknown else []
-        docs = read + [{"_id": i, OUTBOX: box} for i, box in known.items()]
+        docs, markers = [], {}
+        if unknown:
+            docs, found = await asyncio.gather(
+                self.requests.find({"_id": {"$in": unknown}}, {OUTBOX: 1, TOKEN: 1}).to_list(None),
+                self.markers.find({"_id": {"$in": unknown}}).to_list(None))
+            markers = {m["_id"]: m for m in found}
+        # events of new requests: from this process's memory, or from a marker whose token the
+        # stored document names; then what later writes left in documents' outboxes
+        submitted = [(i, pending_events({OUTBOX: box})) for i, box in known.items()]
+        for d in docs:
+            m = markers.get(d["_id"])
+            if m and m.get("events") and m.get(TOKEN) and m.get(TOKEN) == d.get(TOKEN):
+                submitted.append((d["_id"], pending_events({OUTBOX: m["events"]})))
         work = [(d["_id"], pending_events(d)) for d in docs if d.get(OUTBOX)]
+        events = [env for _, evs in submitted + work for _, env in evs]
+        if events:
+            await self._publisher.publish_many(events)
         if work:
-            await self._publisher.publish_many([env for _, evs in work for _, env in evs])
             # one bulk write; the pending flag goes with the published entries: this relay reads the
             # outbox itself
             async with self.locks.hold_all(i for i, _ in work):
@@ -91,12 +111,12 @@ class RequestRelay:
                     for i, evs in work])
         # a marker goes once its document has nothing left to publish (links are done before a
         # request is enqueued here, and the sweep finishes a link before it flushes)
-        done = [d["_id"] for d in docs if not d.get(OUTBOX)] + [i for i, _ in work]
+        done = list(known) + [d["_id"] for d in docs]
         if len(done) == 1:
             await self.markers.delete_one({"_id": done[0]})
         elif done:
             await self.markers.delete_many({"_id": {"$in": done}})  # a small collection: in-flight work only
-        return sum(len(evs) for _, evs in work)
+        return len(events)
 
     async def sweep(self, *, everything: bool = False) -> int:
         """Finish what a crash (or a failed fast path) left: cheap, markers are only in-flight work."""

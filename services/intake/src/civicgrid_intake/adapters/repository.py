@@ -122,7 +122,8 @@ class DuplicateCells:
                          window: timedelta, now: datetime) -> list[tuple[float, datetime, str]]:
         """(distance, received_at, request id) within distance and window, nearest first."""
         cells = cells_covering(lat, lon, distance_m)
-        docs = await asyncio.gather(*(self.col.find_one({"_id": self.key(service_code, c)}) for c in cells))
+        keys = [self.key(service_code, c) for c in cells]
+        docs = await self.col.find({"_id": keys[0]} if len(keys) == 1 else {"_id": {"$in": keys}}).to_list(None)
         out: list[tuple[float, datetime, str]] = []
         for doc in docs:
             if not doc:

@@ -1,7 +1,7 @@
 """Group commit of submissions: many requests, a handful of store writes.
 
-Each submission waits for its batch: the markers (one ``insert_many``), the request documents
-with their events (one ``insert_many``), then the duplicate-cell entries (one bulk write) and any
+Each submission waits for its batch: the markers with the events (one ``insert_many``), the
+request documents (one ``insert_many``), then the duplicate-cell entries (one bulk write) and any
 follower link. Only then is the submission answered, so a 201 always means stored. A store write
 costs about as much for 100 documents as for one, and concurrent single writes collide on
 FerretDB/SQLite (SQLITE_BUSY); batching turns both into throughput.
@@ -16,6 +16,7 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from civicgrid_intake.adapters.outbox import TOKEN
 from civicgrid_runtime.logging import get_logger
 
 log = get_logger("civicgrid.intake.writer")
@@ -40,10 +41,12 @@ class SubmissionWriter:
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         self._task: asyncio.Task | None = None
 
-    async def write(self, doc: dict[str, Any], *, at: datetime, cell_key: str | None = None,
-                    cell_entry: dict[str, Any] | None = None, parent_id: str | None = None) -> None:
-        """Store one submission (in the next batch); raises DuplicateKeyError if its id exists."""
-        marker = {"at": at, **({"link_to": parent_id} if parent_id else {})}
+    async def write(self, doc: dict[str, Any], *, at: datetime, events: dict[str, Any],
+                    cell_key: str | None = None, cell_entry: dict[str, Any] | None = None,
+                    parent_id: str | None = None) -> None:
+        """Store one submission (in the next batch); raises DuplicateKeyError if its id exists.
+        ``events``: outbox entries, kept in the marker with the document's token."""
+        marker = {"at": at, TOKEN: doc[TOKEN], "events": events, **({"link_to": parent_id} if parent_id else {})}
         p = Pending(doc, cell_key, cell_entry, parent_id, marker)
         if self._task is None or self._task.done():
             self.start()
