@@ -116,17 +116,24 @@ def chain_keys(loc: Located) -> list[tuple[str, str]]:
     return out
 
 
-async def decide_many(ctx: GridContext, items: list[tuple[str, Located, str]],
-                      today: datetime | None = None) -> list[AssignmentOutcome]:
-    """Assign each (request id, location, line of work): A, B, the chain; reserve load atomically."""
-    city = ctx.require_city()
-    today_d = (today or now()).date()
+async def read_roster(ctx: GridContext, items: list[tuple[str, Located, str]]) -> tuple[dict, dict]:
+    """The posts and chain holders these requests may go to (two reads side by side)."""
     grids = [loc.grid for _, loc, _ in items if loc.grid]
     keys = {k for _, loc, _ in items for _, k in chain_keys(loc)}
-    # independent reads side by side: each is a round trip to the store
     posts, chain = await asyncio.gather(
         ctx.roster.posts_for(grids, {line for _, _, line in items} | {"general"}),
         ctx.roster.chain_for(sorted(keys)))
+    return posts, chain
+
+
+async def decide_many(ctx: GridContext, items: list[tuple[str, Located, str]],
+                      today: datetime | None = None, *,
+                      roster: tuple[dict, dict] | None = None) -> list[AssignmentOutcome]:
+    """Assign each (request id, location, line of work): A, B, the chain; reserve load atomically.
+    ``roster``: ``read_roster`` of these items (or more), if the caller read it already."""
+    city = ctx.require_city()
+    today_d = (today or now()).date()
+    posts, chain = roster or await read_roster(ctx, items)
     sids = {sid for p in posts.values() for sid in (p.get("a"), p.get("b")) if sid} | set(chain.values())
     staff_docs = await ctx.staff.read_many(sorted(sids))
     staff = {sid: ctx.staff.staff_of(d) for sid, d in staff_docs.items()}
@@ -302,9 +309,15 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
     by_rid: dict[str, Delivery] = {}
     for d in deliveries:
         by_rid.setdefault(d.envelope.subject, d)
-    existing, services = await asyncio.gather(
+    located = {rid: (rid, locate_request(city, d.envelope.data.location),
+                     line_for(d.envelope.data.service_group, d.envelope.data.service_code))
+               for rid, d in by_rid.items() if not d.envelope.data.duplicate_of}
+    # every read the batch needs, side by side (each is a round trip to the store); the roster of a
+    # request that turns out to be known already is read for nothing, which is cheaper than waiting
+    existing, services, roster = await asyncio.gather(
         ctx.requests.get_many(list(by_rid)),
-        ctx.catalogue.get_many(sorted({d.envelope.data.service_code for d in by_rid.values()})))
+        ctx.catalogue.get_many(sorted({d.envelope.data.service_code for d in by_rid.values()})),
+        read_roster(ctx, list(located.values())))
     todo: list[Delivery] = []
     ops: list[UpdateOne] = []
     for rid, d in by_rid.items():
@@ -324,11 +337,8 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
     await ctx.requests.bulk_guarded(ops)
     if not todo:
         return
-    items = []
-    for d in todo:
-        ev = d.envelope.data
-        items.append((ev.request_id, locate_request(city, ev.location), line_for(ev.service_group, ev.service_code)))
-    outcomes = await decide_many(ctx, items)
+    items = [located[d.envelope.subject] for d in todo]
+    outcomes = await decide_many(ctx, items, roster=roster)
     inserts = []
     for d, o in zip(todo, outcomes, strict=True):
         ev: RequestReceived = d.envelope.data
