@@ -381,41 +381,47 @@ class IntakeHandlers:
 
     async def apply_events(self, envs: list[Envelope]) -> None:
         """Fold a batch of lifecycle events (each request's in order) with one read and one bulk
-        write; if any request's write lost a race (its version moved), the whole batch goes again
-        through ``apply_event``, which skips what was applied."""
+        write, holding the requests' locks from the read to the write (no race inside this
+        process). A request whose write still lost a race (another replica moved its version) goes
+        again through ``apply_event``, which skips what was applied; the others are done."""
         by_rid: dict[str, list[Envelope]] = {}
         for env in envs:
             by_rid.setdefault(env.subject, []).append(env)
-        docs = await self.cols.requests.find(
-            {"_id": {"$in": list(by_rid)}}, {**{k: 1 for k in STATE_KEYS}, "version": 1, "_applied": 1}).to_list(None)
-        ops, rids = [], []
-        for doc in docs:
-            applied = set(doc.get("_applied") or ())
-            state, ids, history = _state_of(doc), [], []
-            for env in by_rid[doc["_id"]]:
-                if env.id in applied:
+        async with self.locks.hold_all(by_rid):
+            docs = await self.cols.requests.find(
+                {"_id": {"$in": list(by_rid)}},
+                {**{k: 1 for k in STATE_KEYS}, "version": 1, "_applied": 1}).to_list(None)
+            ops, first_new = [], {}
+            for doc in docs:
+                applied = set(doc.get("_applied") or ())
+                state, ids, history = _state_of(doc), [], []
+                for env in by_rid[doc["_id"]]:
+                    if env.id in applied:
+                        continue
+                    applied.add(env.id)
+                    ids.append(env.id)
+                    res = apply(state, env)
+                    if res is not None:
+                        state, entry = res
+                        history.append(entry)
+                        last = env.time
+                if not ids:
                     continue
-                applied.add(env.id)
-                ids.append(env.id)
-                res = apply(state, env)
-                if res is not None:
-                    state, entry = res
-                    history.append(entry)
-                    last = env.time
-            if not ids:
-                continue
-            update: dict[str, Any] = {"$push": {"_applied": {"$each": ids}}, "$inc": {"version": 1}}
-            if history:
-                update["$push"]["history"] = {"$each": history}
-                update["$set"] = _state_fields(state, last)
-            ops.append(UpdateOne({"_id": doc["_id"], "version": doc["version"]}, update))
-            rids.append(doc["_id"])
-        if not ops:
-            return
-        async with self.locks.hold_all(rids):
+                update: dict[str, Any] = {"$push": {"_applied": {"$each": ids}}, "$inc": {"version": 1}}
+                if history:
+                    update["$push"]["history"] = {"$each": history}
+                    update["$set"] = _state_fields(state, last)
+                ops.append(UpdateOne({"_id": doc["_id"], "version": doc["version"]}, update))
+                first_new[doc["_id"]] = ids[0]
+            if not ops:
+                return
             res = await self.cols.requests.bulk_write(ops, ordered=False)
-        if res.modified_count < len(ops):
-            for env in envs:
+            if res.modified_count == len(ops):
+                return
+            after = await self.cols.requests.find({"_id": {"$in": list(first_new)}}, {"_applied": 1}).to_list(None)
+            done = {d["_id"] for d in after if first_new[d["_id"]] in (d.get("_applied") or ())}
+        for env in envs:
+            if env.subject in first_new and env.subject not in done:
                 await self.apply_event(env)
 
     async def apply_event(self, env: Envelope) -> bool:
