@@ -25,6 +25,7 @@ from civicgrid_audit.adapters.projection import (
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
+from civicgrid_runtime.store import BULK_CHUNK
 
 EVALUATED = ("staff", "grid", "community", "department", "property")
 
@@ -92,13 +93,21 @@ class Queries:
         return rows[:limit]
 
     async def counters(self, dim: str, key: str, start: str, end: str) -> dict[str, int]:
-        """Sum of the period's bucket documents, each read by its _id (month buckets for whole months)."""
-        docs = await asyncio.gather(*(
-            self.db[counter_collection(p)].find_one({"_id": f"{kpi.counter_id(dim, key, b)}|p{p}"}, {"m": 1})
-            for b in kpi.buckets_for(start, end) for p in range(REQUEST_PARTITIONS)))
+        """Sum of the period's bucket documents (month buckets for whole months), read by ``_id``: one
+        ``$in`` per shard, side by side, instead of one round trip per bucket and shard."""
+        ids = [kpi.counter_id(dim, key, b) for b in kpi.buckets_for(start, end)]
+
+        async def shard(p: int) -> list[dict[str, Any]]:
+            col = self.db[counter_collection(p)]
+            out = []
+            for i in range(0, len(ids), BULK_CHUNK):
+                out += await col.find({"_id": {"$in": [f"{c}|p{p}" for c in ids[i:i + BULK_CHUNK]]}},
+                                      {"m": 1}).to_list(None)
+            return out
+
         total: dict[str, int] = {}
-        for c in docs:
-            if c:
+        for docs in await asyncio.gather(*(shard(p) for p in range(REQUEST_PARTITIONS))):
+            for c in docs:
                 kpi.add_into(total, c.get("m") or {})
         return total
 
