@@ -52,14 +52,16 @@ run: setup
 
 # --- quality -----------------------------------------------------------------------------------
 
+# tests and benchmarks keep their own broker and store data (.run/test, .run/bench): the events they
+# publish never reach the demo's topics and consumer groups in .run
 test: setup
-	bash deploy/local/with-infra.sh $(PY) -m pytest $(PYTEST_ARGS)
+	CIVICGRID_STATE_DIR=$(CURDIR)/.run/test bash deploy/local/with-infra.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 faults: setup
-	bash deploy/local/with-infra.sh $(PY) -m pytest tests/faults -s --timeout 1800 $(PYTEST_ARGS)
+	CIVICGRID_STATE_DIR=$(CURDIR)/.run/test bash deploy/local/with-infra.sh $(PY) -m pytest tests/faults -s --timeout 1800 $(PYTEST_ARGS)
 
 bench: setup
-	bash deploy/local/with-infra.sh $(PY) bench/run_all.py
+	CIVICGRID_STATE_DIR=$(CURDIR)/.run/bench bash deploy/local/with-infra.sh $(PY) bench/run_all.py
 
 lint: deps
 	$(PY) -m ruff check contracts services tests bench deploy

@@ -38,6 +38,7 @@ from civicgrid_runtime.auth import mint_token  # noqa: E402
 from tests.support.platform import Platform, daytime_visit  # noqa: E402
 
 KAFKA = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+STATE = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run"))  # the local infrastructure's pid files
 MONGO = os.environ["MONGODB_URL"]
 FIXED_RATE = float(os.environ.get("PIPELINE_FIXED_RATE", "200"))
 FIXED_SECONDS = float(os.environ.get("PIPELINE_FIXED_SECONDS", "20"))
@@ -203,7 +204,7 @@ def hop_table(title: str, obs: Observer, submitted: dict[str, float]) -> Table:
 
 def processes(p: Platform) -> dict[str, psutil.Process]:
     out = {name: psutil.Process(sp.proc.pid) for name, sp in p.services.items()}
-    state = ROOT / ".run"
+    state = STATE
     for name in ("kafka", "store"):
         try:
             out[name] = psutil.Process(int((state / f"{name}.pid").read_text()))
@@ -246,7 +247,7 @@ async def main() -> None:
         load.errors = 0
         cpu_before = {n: pr.cpu_times() for n, pr in procs.items()}
         t0 = time.monotonic()
-        profile_out = ROOT / ".run" / "pipeline-profile.txt"
+        profile_out = STATE / "pipeline-profile.txt"
         max_task = asyncio.create_task(load.maximum(MAX_SECONDS))
         await asyncio.sleep(min(15, MAX_SECONDS / 3))
         cpu_mid = {n: sum(pr.cpu_times()[:2]) - sum(cpu_before[n][:2]) for n, pr in procs.items()}

@@ -32,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CACHE = Path(os.environ.get("CIVICGRID_CACHE_DIR", Path.home() / ".cache" / "civicgrid"))
-STATE = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run"))
+STATE = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run")).resolve()
 KAFKA_VERSION = "4.1.1"
 KAFKA_LIBS = CACHE / f"kafka-{KAFKA_VERSION}" / "libs"
 def _wrapper_digest() -> str:

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-STATE = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run"))
+STATE = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run")).resolve()
 BIN = ROOT / ".venv" / "bin"
 SERVICES = {"intake": 8101, "grid": 8102, "matching": 8103, "audit": 8104}
 #: demo data, in dependency order: the catalogue first (others follow its events), then the map

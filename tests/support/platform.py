@@ -139,7 +139,7 @@ class Platform:
         from civicgrid_runtime.testing import start_group_at_end
 
         atexit.register(self.stop, drop=False)  # never leave service processes behind
-        logs = ROOT / ".run" / "logs" / f"platform-{self.tag}"
+        logs = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run")) / "logs" / f"platform-{self.tag}"
         logs.mkdir(parents=True, exist_ok=True)
         for svc in services:
             asyncio.run(start_group_at_end(self.kafka, self.group(svc), [t.name for t in topics.EVENT_TOPICS]))
