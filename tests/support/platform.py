@@ -9,6 +9,7 @@ the traffic it generates even on a broker with history. Services can be SIGKILLe
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -161,6 +162,22 @@ class Platform:
                                       capture_output=True, text=True, timeout=600)
                 if proc.returncode != 0:
                     raise RuntimeError(f"civicgrid-{svc} load-demo failed:\n{proc.stdout}\n{proc.stderr}")
+        if "grid" in self.services:
+            self.wait_map_loaded()
+
+    def wait_map_loaded(self, timeout: float = 60) -> None:
+        """grid picks a new map version up on its next refresh (every few seconds): wait for it, so
+        that what comes next (locating, listing grids) sees the demo city."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url('grid')}/v1/map", timeout=2) as r:
+                    if r.status == 200 and json.loads(r.read()).get("counts", {}).get("grids"):
+                        return
+            except OSError:  # connection refused, or 503 while no map is loaded yet
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"grid did not load the demo map in {timeout:.0f} s")
 
     def url(self, svc: str) -> str:
         return self.services[svc].url
