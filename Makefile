@@ -44,6 +44,8 @@ status:
 
 clean-data: down
 	$(INFRA) reset
+	CIVICGRID_STATE_DIR=$(CURDIR)/.run/test $(INFRA) reset
+	CIVICGRID_STATE_DIR=$(CURDIR)/.run/bench $(INFRA) reset
 
 # --- the platform ------------------------------------------------------------------------------
 
