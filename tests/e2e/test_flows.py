@@ -309,11 +309,15 @@ async def test_response_limit_missed_escalation_climbs_supervisor_sees_it_kpis_c
             return [e for e in r.json() if e["request_id"] == rid] if r.status_code == 200 else None
 
         await eventually(supervisor_sees, what="supervisor's escalated list")
-        from datetime import date
+        from datetime import date, timedelta
 
-        today = date.today().isoformat()
+        # audit's days are the district's (Asia/Shanghai), not this machine's: around midnight there
+        # they differ, so the window spans the days on either side of today
+        today = date.today()
         r = await client.get(f"{platform.url('audit')}/kpis", headers=token("supervisor"),
-                             params={"dimension": "grid", "key": point["grid"], "from": today, "to": today})
+                             params={"dimension": "grid", "key": point["grid"],
+                                     "from": (today - timedelta(days=1)).isoformat(),
+                                     "to": (today + timedelta(days=1)).isoformat()})
         assert r.status_code == 200, r.text
         k = r.json()
         assert k["received"] >= 1 and (k.get("escalated", 0) >= 1 or k.get("overdue", 0) >= 1), k
