@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from civicgrid_contracts import topics
 from civicgrid_grid import handlers
@@ -59,7 +60,8 @@ async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | 
     ctx = handlers.GridContext(source=settings.source, publisher=runtime.publisher, relay=relay, requests=requests,
                                staff=StaffRepository(db), roster=RosterRepository(db),
                                catalogue=CatalogueRepository(db),
-                               default_report_back_hours=settings.default_report_back_hours)
+                               default_report_back_hours=settings.default_report_back_hours,
+                               tz=ZoneInfo(settings.timezone))
     svc = GridService(settings, runtime, ctx, MapRepository(db), handlers.Commands(ctx))
     await ensure_indexes(svc)
     await svc.refresh_map()

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pymongo import UpdateOne
 
@@ -94,6 +95,8 @@ class GridContext:
     roster: RosterRepository
     catalogue: CatalogueRepository
     default_report_back_hours: float = 72.0
+    #: the district's time zone: a leave "until 2026-11-28" ends at the end of that day there
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     city: CityMap | None = None
     _city_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -132,7 +135,7 @@ async def decide_many(ctx: GridContext, items: list[tuple[str, Located, str]],
     """Assign each (request id, location, line of work): A, B, the chain; reserve load atomically.
     ``roster``: ``read_roster`` of these items (or more), if the caller read it already."""
     city = ctx.require_city()
-    today_d = (today or now()).date()
+    today_d = (today or now()).astimezone(ctx.tz).date()
     posts, chain = roster or await read_roster(ctx, items)
     sids = {sid for p in posts.values() for sid in (p.get("a"), p.get("b")) if sid} | set(chain.values())
     staff_docs = await ctx.staff.read_many(sorted(sids))

@@ -18,5 +18,6 @@ class GridSettings(ServiceSettings):
     map_refresh_seconds: float = Field(default=5.0, gt=0, description="How often to look for a new map version")
     default_load_limit: int = Field(default=20, ge=1)
     default_report_back_hours: float = Field(default=72.0, gt=0)
+    timezone: str = Field(default="Asia/Shanghai", description="The district's time zone: leave dates are its days")
     demo_size: Literal["street", "district", "city", "megacity"] = "district"
     demo_seed: int = 7

@@ -42,6 +42,28 @@ async def test_b_when_a_on_leave(harness):
     assert a.reason == "B: A on leave until 2099-12-03"
 
 
+async def test_a_leave_ends_with_the_districts_day_not_the_machines(harness):
+    """A leave "until 2026-11-28" is over at 01:00 on the 29th in Asia/Shanghai, which is still the
+    28th in UTC (17:00)."""
+    from civicgrid_grid.domain.assignment import line_for
+    from civicgrid_grid.handlers import decide_many, locate_request
+
+    g = harness.grid(3)
+    a_id, _, _ = staff_ids_for_grid(g)
+    await harness.svc.ctx.staff.set_duty(a_id, duty="leave", leave_until="2026-11-28", limit=None)
+    lat, lon = harness.point_in(g)
+    loc = locate_request(harness.city, Location(lat=lat, lon=lon))
+    ctx = harness.svc.ctx
+
+    async def holder_at(moment: datetime) -> str:
+        [o] = await decide_many(ctx, [(f"req-{moment:%H%M}-{g}", loc, line_for(None, "repair"))], moment)
+        await ctx.staff.release(o.load_holder, f"req-{moment:%H%M}-{g}")  # leave the load as it was
+        return o.holder
+
+    assert await holder_at(datetime(2026, 11, 28, 15, 0, tzinfo=UTC)) == "B"  # 23:00 on the 28th there
+    assert await holder_at(datetime(2026, 11, 28, 17, 0, tzinfo=UTC)) == "A"  # 01:00 on the 29th there
+
+
 async def test_chain_when_a_and_b_are_out(harness):
     g = harness.grid(2)
     a_id, b_id, head = staff_ids_for_grid(g)
