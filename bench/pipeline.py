@@ -108,15 +108,11 @@ async def audit_caught_up(group: str, names: list[str]) -> bool:
 
 
 async def demo_grids(client: httpx.AsyncClient, p: Platform) -> list[dict]:
-    """The demo city's grids (code, bbox ...), once the grid service has picked up its map."""
+    """The demo city's grids (code, bbox ...); ``Platform.start`` waited until grid serves its map."""
     admin = {"Authorization": f"Bearer {mint_token(secret=SECRET, sub='bench', role='admin')}"}
-    for _ in range(120):  # the service loads the demo map a moment after load-demo wrote it
-        r = await client.get(f"{p.url('grid')}/v1/map/grids", params={"limit": 50000}, headers=admin)
-        if r.status_code != 503:
-            break
-        await asyncio.sleep(0.5)
+    r = await client.get(f"{p.url('grid')}/v1/map/grids", params={"limit": 50000}, headers=admin)
     r.raise_for_status()
-    return r.json() if isinstance(r.json(), list) else r.json()["grids"]
+    return r.json()["grids"]
 
 
 class Load:

@@ -69,7 +69,8 @@ class SteadyLoad:
         async with httpx.AsyncClient(timeout=10) as client:
             r = await client.get(f"{self.p.url('grid')}/v1/map/grids", params={"limit": 200},
                                  headers=token("admin"))
-            grids = r.json() if isinstance(r.json(), list) else r.json()["grids"]
+            r.raise_for_status()  # Platform.start waited until grid serves the demo map
+            grids = r.json()["grids"]
             pending: set[asyncio.Task] = set()
             while not self.stop.is_set():
                 t = asyncio.create_task(self.one(client, random.choice(grids)))

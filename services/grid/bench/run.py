@@ -94,13 +94,9 @@ async def bench_rss() -> None:
     await client.close()
     group = f"grid-bench-{uuid.uuid4().hex[:6]}"
     await move_group_to_end(group, [t.name for t in topics.EVENT_TOPICS if t.owner != "grid"])
-    port = 18102 + int(uuid.uuid4().int % 500)
-    env = dict(os.environ, GRID_DATABASE=db_name, GRID_CONSUMER_GROUP=group, GRID_HTTP_PORT=str(port),
-               GRID_LOG_LEVEL="WARNING")
-    exe = os.path.join(os.path.dirname(sys.executable), "civicgrid-grid")
-    proc = subprocess.Popen([exe, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t = time.perf_counter()
+    proc, port = spawn_grid(db_name, group)
     try:
-        t = time.perf_counter()
         rss = None
         async with httpx.AsyncClient() as http:
             while time.perf_counter() - t < 120:
@@ -119,11 +115,7 @@ async def bench_rss() -> None:
         row("RSS of serve with megacity loaded", "< 300 MB", f"{rss:.0f} MB" if rss else "did not load in 120 s",
             f"(map written in {save_s:.1f} s, process up + map loaded in {load_s:.1f} s)")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         client = connect(MONGO, app_name="grid-bench")
         await drop_quietly(client, db_name)
         await client.close()
@@ -170,13 +162,26 @@ def received(city, rng) -> Envelope:
     return Envelope.wrap(p, source="/civicgrid/bench")
 
 
-async def start_grid_process(db_name: str, group: str) -> subprocess.Popen:
-    """``civicgrid-grid serve`` in its own process, as deployed; returns once it is ready."""
+def spawn_grid(db_name: str, group: str) -> tuple[subprocess.Popen, int]:
+    """``civicgrid-grid serve`` in its own process, as deployed; returns it and its HTTP port."""
     port = 18102 + int(uuid.uuid4().int % 500)
     env = dict(os.environ, GRID_DATABASE=db_name, GRID_CONSUMER_GROUP=group, GRID_HTTP_PORT=str(port),
                GRID_LOG_LEVEL="WARNING")
     exe = os.path.join(os.path.dirname(sys.executable), "civicgrid-grid")
-    proc = subprocess.Popen([exe, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen([exe, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+async def start_grid_process(db_name: str, group: str) -> subprocess.Popen:
+    """``spawn_grid``, then wait until it answers ready."""
+    proc, port = spawn_grid(db_name, group)
     async with httpx.AsyncClient() as http:
         t = time.perf_counter()
         while time.perf_counter() - t < 60:
@@ -279,11 +284,7 @@ async def bench_end_to_end() -> None:
         await col.consumer.stop()
         col.task.cancel()
         await pub.stop()
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         await drop_quietly(client, db_name)
         await client.close()
 

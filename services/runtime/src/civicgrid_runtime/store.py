@@ -199,9 +199,8 @@ class OutboxRelay:
         self._grace = grace
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._to_clear: dict[str, dict[Any, list[str]]] = {}
-        self._clear_task: asyncio.Task | None = None
         self._intents_done: dict[str, list[str]] = {}
+        self._clear_task: asyncio.Task | None = None
 
     @property
     def collections(self) -> list[AsyncCollection]:
@@ -353,20 +352,10 @@ class OutboxRelay:
             total += await self.flush_documents(col, docs)
         return total
 
-    def clear_later(self, collection: AsyncCollection, items: Iterable[tuple[Any, list[str]]]) -> None:
-        """Unset outbox entries that are already published (full paths ``_outbox.<key>``) soon, in
-        one bulk write, off the caller's path. Until the clear lands, a restart's ``sweep_all``
-        would publish them again under the same event ids, which every reader ignores."""
-        box = self._to_clear.setdefault(collection.full_name, {})
-        for doc_id, keys in items:
-            box.setdefault(doc_id, []).extend(keys)
-        self._collections.setdefault(collection.full_name, collection)
-        if self._clear_task is None or self._clear_task.done():
-            self._clear_task = asyncio.create_task(self._clear_soon(), name="outbox-clear")
-
     async def _clear_soon(self) -> None:
+        """Delete the intents of published batches, several batches in one write."""
         await asyncio.sleep(0.05)  # let a few batches gather into one write
-        while self._to_clear or self._intents_done:
+        while self._intents_done:
             done, self._intents_done = self._intents_done, {}
             for name, intents in done.items():
                 try:
@@ -374,17 +363,6 @@ class OutboxRelay:
                 except Exception as exc:  # noqa: BLE001 - housekeeping: the events are published
                     log.warning("deleting published batch intents failed; the sweep republishes them",
                                 error=repr(exc), intents=len(intents))
-            work, self._to_clear = self._to_clear, {}
-            for name, box in work.items():
-                col = self._collections[name]
-                try:
-                    async with document_locks.hold(col, list(box)):
-                        await bulk_in_chunks(col, [UpdateOne({"_id": i}, {"$unset": {**dict.fromkeys(keys, ""),
-                                                                                      PENDING: ""}})
-                                                   for i, keys in box.items()])
-                except Exception as exc:  # noqa: BLE001 - housekeeping: the events are published
-                    log.warning("deferred outbox clear failed; the start-up sweep republishes them",
-                                error=repr(exc), documents=len(box))
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")

@@ -47,9 +47,6 @@ class StaffRepository:
         return Staff(d["_id"], d.get("duty", "on"), d.get("leave_until"), int(d.get("load", 0)),
                      int(d.get("limit", 20)))
 
-    async def get_many(self, ids: list[str]) -> dict[str, Staff]:
-        return {sid: self.staff_of(d) for sid, d in (await self.read_many(ids)).items()}
-
     async def get(self, sid: str) -> dict | None:
         return await self.col.find_one({"_id": sid})
 

@@ -33,13 +33,14 @@ from civicgrid_intake.adapters.locks import KeyedLocks
 from civicgrid_runtime.bus import EventPublisher
 from civicgrid_runtime.faults import crash_point
 from civicgrid_runtime.logging import get_logger
-from civicgrid_runtime.store import OUTBOX, PENDING, bulk_in_chunks, pending_events
+from civicgrid_runtime.store import INTENT_FIELD, OUTBOX, PENDING, bulk_in_chunks, pending_events
 
 log = get_logger("civicgrid.intake.outbox")
 
 CRASH_POINT = "intake.after_store_before_publish"
-#: the token a new request's document shares with its marker
-TOKEN = "_ob"
+#: the token a new request's document shares with its marker: the field the runtime's batch intents
+#: use for the same purpose (a document names the record of the events its write caused)
+TOKEN = INTENT_FIELD
 
 
 class RequestRelay:
