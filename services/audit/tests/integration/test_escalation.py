@@ -85,14 +85,15 @@ async def test_escalation_climbs_two_levels_and_stops_when_accepted(infra, mongo
         assert any(r["request_id"] == rid for r in await svc.queries.overdue(""))
         assert any(r["request_id"] == rid for r in await svc.queries.escalated("110105002"))
         assert not any(r["request_id"] == rid for r in await svc.queries.escalated("110105003"))
-        # accepted: the response clock stops, no more response escalations
+        # accepted: the response clock stops (it leaves the schedule of running clocks), no more
+        # response escalations
         await svc.runtime.publisher.publish(Envelope.wrap(
             RequestAccepted(request_id=rid, staff_id="staff-9", accepted_at=datetime.now(UTC)),
             source="/civicgrid/grid"))
 
         async def stopped():
             d = await svc.runtime.db["deadlines"].find_one({"_id": f"{rid}|response"})
-            return d if d and not d["active"] else None
+            return d is None or not d["active"]
 
         await eventually(stopped)
         count = len((await svc.queries.request(rid))["state"]["escalations"])

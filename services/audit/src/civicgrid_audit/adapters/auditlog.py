@@ -21,7 +21,7 @@ Design (single writer per log, no coordination between replicas):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,10 +45,13 @@ def log_name(topic: str, partition: int) -> str:
     return f"{topic.replace('.', '_')}:{partition}"
 
 
-def raw_event(env: Envelope) -> str:
-    doc = env.to_document()
-    doc["time"] = env.time.astimezone(UTC).isoformat()
-    return merkle.canonical(doc).decode()
+def raw_event(env: Envelope, data: dict[str, Any] | None = None) -> str:
+    """The canonical JSON of an event; ``data``: its payload dumped in JSON mode, if at hand."""
+    doc = {"id": env.id, "source": env.source, "type": env.type, "time": env.time.astimezone(UTC).isoformat(),
+           "subject": env.subject, "correlationid": env.correlationid, "causationid": env.causationid,
+           "schemaversion": env.schemaversion,
+           "data": data if data is not None else env.data.model_dump(mode="json")}
+    return merkle.canonical_json(doc).decode()
 
 
 def record_id(log: str, seq: int) -> str:
@@ -119,8 +122,10 @@ class AuditLog:
                     return out
                 out.append(found[s])
 
-    async def append(self, deliveries: Sequence[Delivery]) -> int:
-        """Append the deliveries of one topic-partition (in offset order); idempotent by offset."""
+    async def append(self, deliveries: Sequence[Delivery], *, payloads: Mapping[str, dict[str, Any]] | None = None
+                     ) -> int:
+        """Append the deliveries of one topic-partition (in offset order); idempotent by offset.
+        ``payloads``: event id -> payload dumped in JSON mode, where the caller has them already."""
         if not deliveries:
             return 0
         log = log_name(deliveries[0].topic, deliveries[0].partition)
@@ -133,7 +138,7 @@ class AuditLog:
         for d in deliveries:
             if d.offset <= last_offset:
                 continue  # already in the log (redelivery)
-            raw = raw_event(d.envelope)
+            raw = raw_event(d.envelope, payloads.get(d.envelope.id) if payloads else None)
             leaf = merkle.leaf_hash(raw.encode())
             new_chain = merkle.chain_hash(chain, leaf)
             ops.append(InsertOne({"_id": record_id(log, size), "log": log, "seq": size, "offset": d.offset,

@@ -26,7 +26,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
+import cramjam
+import orjson
+from bson import Binary
+from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -34,6 +37,7 @@ from civicgrid_audit.adapters.auditlog import AuditLog
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_runtime.bus import Delivery
+from civicgrid_runtime.store import PENDING
 
 REQUESTS, COUNTERS, DEADLINES, SERVICES = "requests", "kpi_counters", "deadlines", "services"
 #: Request documents are spread over this many collections (``requests_00`` ...) and counters over
@@ -81,6 +85,63 @@ def deadline_fields(request_id: str, state: dict[str, Any]) -> dict[str, dict[st
     return out
 
 
+#: a request document's timeline and KPI contribution, stored as one zstd-compressed JSON blob: about
+#: a sixth of the bytes of the plain subdocuments, and the store's cost of a write grows with its bytes
+#: (FerretDB re-encodes every field); ``state`` and the filtered fields stay plain for the queries
+BODY = "_body"
+
+
+def stored_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """The request document as written: ``timeline`` and ``_kc`` packed into ``BODY``."""
+    out = {k: v for k, v in doc.items() if k not in ("timeline", "_kc", "_prev_state")}
+    out[BODY] = Binary(bytes(cramjam.zstd.compress(orjson.dumps({"timeline": doc["timeline"], "_kc": doc["_kc"]}))))
+    return out
+
+
+def loaded_document(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The request document as read, with ``timeline`` and ``_kc`` unpacked (in place)."""
+    if doc is not None and BODY in doc:
+        doc.update(orjson.loads(bytes(cramjam.zstd.decompress(doc.pop(BODY)))))
+    return doc
+
+
+def fold_document(rid: str, doc: dict[str, Any] | None, new_entries: list[dict[str, Any]],
+                  calendar: WorkingCalendar, *, kp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request document after ``new_entries`` (entries not in ``doc`` yet), and the KPI delta it
+    makes (its new contribution minus the one ``doc`` recorded). ``kp``: the pending deltas to keep."""
+    old = doc or {"_id": rid, "timeline": [], "_v": 0, "_kc": {}}
+    entries = timeline.ordered(old["timeline"] + new_entries)
+    state = timeline.fold(entries, calendar)
+    contrib = kpi.contributions(state, calendar)
+    delta = kpi.diff(contrib, old.get("_kc") or {})
+    new_doc = {
+        "_id": rid, "timeline": entries, "state": state, "status": state["status"],
+        "area_code": state.get("area_code") or "",
+        "open": state["status"] not in ("resolved", "closed", "rejected", "merged"),
+        "escalation_count": len(state["escalations"]), "_kc": contrib, "_kp": kp,
+        "_v": old["_v"] + 1, "_w": uuid.uuid4().hex,
+    }
+    return new_doc, delta
+
+
+def new_entries_of(doc: dict[str, Any] | None, deliveries: Sequence[Delivery],
+                   payloads: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Timeline entries of the deliveries that ``doc`` does not hold yet (by event id)."""
+    known = {e["id"] for e in doc["timeline"]} if doc else set()
+    out = []
+    for d in deliveries:
+        if d.envelope.id not in known:
+            known.add(d.envelope.id)
+            out.append(timeline.entry_from_envelope(d.envelope, topic=d.topic, partition=d.partition,
+                                                    offset=d.offset, data=payloads.get(d.envelope.id)))
+    return out
+
+
+def payloads_of(deliveries: Sequence[Delivery]) -> dict[str, dict[str, Any]]:
+    """event id -> payload in JSON mode: dumped once for both the log and the timeline."""
+    return {d.envelope.id: d.envelope.data.model_dump(mode="json") for d in deliveries}
+
+
 class Projector:
     def __init__(self, db: AsyncDatabase, log: AuditLog, calendar: WorkingCalendar) -> None:
         self.db = db
@@ -110,10 +171,11 @@ class Projector:
             await self._apply(deliveries)
 
     async def _apply(self, deliveries: Sequence[Delivery]) -> None:
-        await self.log.append(deliveries)
+        payloads = payloads_of(deliveries)
+        await self.log.append(deliveries, payloads=payloads)
         catalogue = [d for d in deliveries if d.envelope.type == CATALOGUE_TYPE]
         if catalogue:
-            await self._catalogue(catalogue)
+            await self.apply_catalogue(catalogue)
         by_request: dict[str, list[Delivery]] = defaultdict(list)
         for d in deliveries:
             if d.envelope.type != CATALOGUE_TYPE:
@@ -121,13 +183,14 @@ class Projector:
         if not by_request:
             return
         position = deliveries[0].position_key
-        docs = await self._fold_requests(by_request, position=position, first_offset=deliveries[0].offset)
+        docs = await self._fold_requests(by_request, payloads, position=position,
+                                         first_offset=deliveries[0].offset)
         await self._apply_counters(position, deliveries[0].partition, docs)
-        await self._deadlines(docs)
+        await self.write_clocks(docs)
 
     # ------------------------------------------------------------------ catalogue
 
-    async def _catalogue(self, deliveries: list[Delivery]) -> None:
+    async def apply_catalogue(self, deliveries: list[Delivery]) -> None:
         ops = []
         for d in deliveries:
             data = d.envelope.data.model_dump(mode="json")
@@ -141,8 +204,8 @@ class Projector:
 
     # ------------------------------------------------------------------ requests
 
-    async def _fold_requests(self, by_request: dict[str, list[Delivery]], *, position: str,
-                             first_offset: int) -> dict[str, dict[str, Any]]:
+    async def _fold_requests(self, by_request: dict[str, list[Delivery]], payloads: dict[str, dict[str, Any]], *,
+                             position: str, first_offset: int) -> dict[str, dict[str, Any]]:
         """Fold the batch into request documents; returns the documents as written (or as found).
 
         A pending delta of this position from before this batch's first offset has reached the
@@ -157,43 +220,28 @@ class Projector:
                 groups[request_collection(rid)].append(rid)
             found = {}
             for cname, rids in groups.items():
-                found.update({doc["_id"]: doc async for doc in self.db[cname].find({"_id": {"$in": rids}})})
+                found.update({doc["_id"]: loaded_document(doc)
+                              async for doc in self.db[cname].find({"_id": {"$in": rids}})})
             ops: dict[str, list] = defaultdict(list)
             written = {}
             for rid, ds in pending.items():
                 doc = found.get(rid)
-                if doc is None:
-                    doc = {"_id": rid, "timeline": [], "_v": 0, "_kc": {}, "_kp": {}}
-                known = {e["id"] for e in doc["timeline"]}
-                new_entries = []
-                for d in ds:
-                    if d.envelope.id not in known:
-                        known.add(d.envelope.id)
-                        new_entries.append(timeline.entry_from_envelope(d.envelope, topic=d.topic,
-                                                                        partition=d.partition, offset=d.offset))
+                new_entries = new_entries_of(doc, ds, payloads)
                 if not new_entries:
                     result[rid] = doc
                     continue
-                entries = timeline.ordered(doc["timeline"] + new_entries)
-                state = timeline.fold(entries, self.calendar)
-                contrib = kpi.contributions(state, self.calendar)
-                delta = kpi.diff(contrib, doc.get("_kc") or {})
-                kp = {t: v for t, v in (doc.get("_kp") or {}).items()
+                kp = {t: v for t, v in ((doc or {}).get("_kp") or {}).items()
                       if not (t.startswith(position + "@") and t < stale_before)}
+                new_doc, delta = fold_document(rid, doc, new_entries, self.calendar, kp=kp)
                 if delta:
-                    kp[tag_of(ds[-1])] = delta
-                open_ = state["status"] not in ("resolved", "closed", "rejected", "merged")
-                new_doc = {
-                    "_id": rid, "timeline": entries, "state": state, "status": state["status"],
-                    "area_code": state.get("area_code") or "", "open": open_,
-                    "escalation_count": len(state["escalations"]), "_kc": contrib, "_kp": kp,
-                    "_v": doc["_v"] + 1, "_w": uuid.uuid4().hex,
-                }
+                    new_doc["_kp"][tag_of(ds[-1])] = delta
+                doc = doc or {"_id": rid, "timeline": [], "_v": 0}
                 written[rid] = (new_doc, doc)
                 if doc["_v"] == 0:
-                    ops[request_collection(rid)].append(InsertOne(new_doc))
+                    ops[request_collection(rid)].append(InsertOne(stored_document(new_doc)))
                 else:
-                    ops[request_collection(rid)].append(ReplaceOne({"_id": rid, "_v": doc["_v"]}, new_doc))
+                    ops[request_collection(rid)].append(ReplaceOne({"_id": rid, "_v": doc["_v"]},
+                                                                   stored_document(new_doc)))
             lost: set[str] = set()
             for cname, cops in ops.items():
                 conflict = False
@@ -259,28 +307,32 @@ class Projector:
 
     # ------------------------------------------------------------------ deadlines
 
-    async def _deadlines(self, docs: dict[str, dict[str, Any]]) -> None:
-        """Upsert changed clocks. A redelivered batch (no change) rewrites all clocks of its requests, in
-        case a crash came between the request write and this one. Writers of one request's clocks are
-        serialized by the partition lock in ``apply`` (co-partitioned topics)."""
-        ops = []
+    async def write_clocks(self, docs: dict[str, dict[str, Any]]) -> None:
+        """Keep ``deadlines`` to the *running* clocks (the scanner's schedule and the overdue list): upsert
+        changed running clocks, delete the ones that stopped (a request's past clocks stay in its state).
+        A redelivered batch (no change) rewrites all clocks of its requests, in case a crash came between
+        the request write and this one. Writers of one request's clocks are serialized by the partition
+        lock in ``apply`` (co-partitioned topics)."""
+        ops: list[UpdateOne | DeleteOne] = []
         running: list[tuple[str, datetime]] = []
         for rid, doc in docs.items():
             if not doc.get("state"):
                 continue
             new = deadline_fields(rid, doc["state"])
-            if "_prev_state" in doc:
-                old = deadline_fields(rid, doc["_prev_state"]) if doc.get("_prev_state") else {}
-            else:
-                old = {}
+            known = "_prev_state" in doc
+            old = deadline_fields(rid, doc["_prev_state"]) if known and doc["_prev_state"] else {}
             for did, fields in new.items():
                 if old.get(did) == fields:
                     continue
-                ops.append(UpdateOne({"_id": did}, {"$set": {**fields, "_rv": doc["_v"]},
-                                                    "$setOnInsert": {"step": 1, "due_at": fields["base_due"],
-                                                                     "esc_level": None}}, upsert=True))
-                if fields.get("active"):
+                if fields["active"]:
+                    ops.append(UpdateOne({"_id": did}, {"$set": {**fields, "_rv": doc["_v"]},
+                                                        "$setOnInsert": {"step": 1, "due_at": fields["base_due"],
+                                                                         "esc_level": None}}, upsert=True))
                     running.append((did, fields["base_due"]))
+                elif not known or old.get(did, {}).get("active"):
+                    # stopped: gone from the schedule, unless an escalation of it still waits in its
+                    # outbox (the scanner's write and publish); that one stays, inactive, for the relay
+                    ops.append(DeleteOne({"_id": did, PENDING: {"$exists": False}}))
         if ops:
             await self.deadlines.bulk_write(ops, ordered=False)
             if self.on_deadline:

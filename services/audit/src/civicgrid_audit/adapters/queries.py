@@ -20,6 +20,7 @@ from civicgrid_audit.adapters.projection import (
     REQUEST_BUCKETS,
     REQUESTS,
     counter_collection,
+    loaded_document,
     request_collection,
 )
 from civicgrid_audit.domain import kpi, timeline
@@ -44,7 +45,7 @@ class Queries:
         self.calendar = calendar
 
     async def request(self, request_id: str, *, as_of: datetime | None = None) -> dict[str, Any] | None:
-        doc = await self.db[request_collection(request_id)].find_one({"_id": request_id})
+        doc = loaded_document(await self.db[request_collection(request_id)].find_one({"_id": request_id}))
         if doc is None:
             return None
         entries = doc["timeline"]

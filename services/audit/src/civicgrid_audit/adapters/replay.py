@@ -2,10 +2,13 @@
 compare it with the live one.
 
 Streams the topics with a group-less consumer (assign + seek: from the beginning, or from a moment
-via ``offsets_for_times``) up to the end offsets taken at start, in batches, through the very same
-``Projector.apply`` the live consumer uses (batched writes; never the whole history in memory).
-Partitions with different numbers are applied concurrently; the topics of one partition number
-(which share request ids) one after the other.
+via ``offsets_for_times``) up to the end offsets taken at start. The live path writes each request
+once per batch it appears in; a rebuild does not have to: ``ReplayFold`` gathers each request's
+entries in memory (up to ``max_requests`` requests, then it writes them and starts again, so the
+history never has to fit in memory) and writes each request document, counter delta and running
+clock once per flush, through the same pure fold as the live projection (``fold_document``), while
+the log records are appended in large blocks in the background. Same documents as the live path,
+a fraction of the store's work.
 """
 
 from __future__ import annotations
@@ -18,24 +21,190 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicgrid_audit.adapters.auditlog import CHECKPOINTS, HEADS, RECORDS, AuditLog, Signer
-from civicgrid_audit.adapters.projection import COUNTERS, DEADLINES, REQUESTS, SERVICES, Projector
+from civicgrid_audit.adapters.projection import (
+    CATALOGUE_TYPE,
+    COUNTERS,
+    DEADLINES,
+    REQUESTS,
+    SERVICES,
+    Projector,
+    counter_collection,
+    fold_document,
+    loaded_document,
+    payloads_of,
+    request_collection,
+    stored_document,
+)
+from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_contracts import Envelope, MalformedEvent
 from civicgrid_runtime.bus import Delivery
+from civicgrid_runtime.store import BULK_CHUNK
 
 DEADLINE_FIELDS = ("request_id", "clock", "department", "dispatch_id", "base_due", "active", "area_code", "level",
                    "seen", "period_hours", "business")
 
 
+class TargetNotEmpty(ValueError):
+    """Replay rebuilds into an empty database only (the CLI drops its target first)."""
+
+
+class ReplayFold:
+    """The events of a replay, folded in memory and written in large batches (single writer)."""
+
+    def __init__(self, db: AsyncDatabase, log: AuditLog, projector: Projector, calendar: WorkingCalendar, *,
+                 max_requests: int = 20_000, log_block: int = 2_000, in_flight: int = 4) -> None:
+        self.db = db
+        self.log = log
+        self.projector = projector
+        self.calendar = calendar
+        self.max_requests = max_requests
+        self.log_block = log_block
+        #: request id -> (partition number, event id -> timeline entry) not written yet
+        self._requests: dict[str, tuple[int, dict[str, dict[str, Any]]]] = {}
+        self._flushed_before = False
+        self._counters_flushed_before = False
+        self._log_pending: dict[TopicPartition, tuple[list[Delivery], dict[str, dict[str, Any]]]] = {}
+        self._log_tail: dict[TopicPartition, asyncio.Task] = {}
+        self._in_flight = asyncio.Semaphore(in_flight)
+        self._counters: dict[tuple[int, str], dict[str, int]] = defaultdict(dict)
+
+    async def add(self, tp: TopicPartition, deliveries: list[Delivery]) -> None:
+        """The next deliveries of one topic-partition, in offset order."""
+        payloads = payloads_of(deliveries)
+        pending, pl = self._log_pending.setdefault(tp, ([], {}))
+        pending.extend(deliveries)
+        pl.update(payloads)
+        if len(pending) >= self.log_block:
+            self._append_log(tp)
+        catalogue = [d for d in deliveries if d.envelope.type == CATALOGUE_TYPE]
+        if catalogue:
+            await self.projector.apply_catalogue(catalogue)
+        for d in deliveries:
+            if d.envelope.type == CATALOGUE_TYPE:
+                continue
+            _, entries = self._requests.setdefault(d.envelope.subject, (d.partition, {}))
+            if d.envelope.id not in entries:
+                entries[d.envelope.id] = timeline.entry_from_envelope(
+                    d.envelope, topic=d.topic, partition=d.partition, offset=d.offset, data=payloads[d.envelope.id])
+        if len(self._requests) >= self.max_requests:
+            await self.flush_requests()
+
+    async def finish(self) -> None:
+        for tp in list(self._log_pending):
+            self._append_log(tp)
+        await self.flush_requests()
+        await self._flush_counters()
+        if self._log_tail:
+            await asyncio.gather(*self._log_tail.values())
+
+    # ------------------------------------------------------------------ the log, in the background
+
+    def _append_log(self, tp: TopicPartition) -> None:
+        """Append a block of one partition's log after its previous block (one writer per log)."""
+        ds, payloads = self._log_pending.pop(tp, ([], {}))
+        if not ds:
+            return
+        before = self._log_tail.get(tp)
+
+        async def append() -> None:
+            if before is not None:
+                await before
+            async with self._in_flight:
+                await self.log.append(ds, payloads=payloads)
+
+        self._log_tail[tp] = asyncio.create_task(append())
+
+    # ------------------------------------------------------------------ requests, counters, clocks
+
+    async def flush_requests(self) -> None:
+        work, self._requests = self._requests, {}
+        if not work:
+            return
+        existing: dict[str, dict[str, Any]] = {}
+        if self._flushed_before:  # some of these may have been written by an earlier flush
+            by_collection: dict[str, list[str]] = defaultdict(list)
+            for rid in work:
+                by_collection[request_collection(rid)].append(rid)
+            for cname, ids in by_collection.items():
+                for chunk in _chunks(ids, BULK_CHUNK):
+                    async for doc in self.db[cname].find({"_id": {"$in": chunk}}):
+                        existing[doc["_id"]] = loaded_document(doc)
+        self._flushed_before = True
+        ops: dict[str, list[InsertOne | ReplaceOne]] = defaultdict(list)
+        written: dict[str, dict[str, Any]] = {}
+        for rid, (part, entries) in work.items():
+            doc = existing.get(rid)
+            known = {e["id"] for e in doc["timeline"]} if doc else set()
+            new = [e for eid, e in entries.items() if eid not in known]
+            if not new:
+                continue
+            new_doc, delta = fold_document(rid, doc, new, self.calendar, kp={})
+            for base, m in delta.items():
+                kpi.add_into(self._counters[(part, base)], m)
+            if doc is None:
+                ops[request_collection(rid)].append(InsertOne(stored_document(new_doc)))
+            else:
+                ops[request_collection(rid)].append(ReplaceOne({"_id": rid, "_v": doc["_v"]}, stored_document(new_doc)))
+            written[rid] = {**new_doc, "_prev_state": doc.get("state") if doc else None}
+        await asyncio.gather(*(self._bulk(self.db[c], chunk) for c, cops in ops.items()
+                               for chunk in _chunks(cops, BULK_CHUNK)))
+        await self.projector.write_clocks(written)
+        if len(self._counters) >= 4 * self.max_requests:
+            await self._flush_counters()
+
+    async def _flush_counters(self) -> None:
+        """Counter documents: inserted where new (most of them: the database started empty), ``$inc``
+        where an earlier flush wrote them."""
+        sums, self._counters = self._counters, defaultdict(dict)
+        by_shard: dict[int, dict[str, dict[str, int]]] = defaultdict(dict)
+        for (part, base), m in sums.items():
+            if any(m.values()):
+                by_shard[part][base] = m
+
+        async def write(part: int, counters: dict[str, dict[str, int]]) -> None:
+            collection = self.db[counter_collection(part)]
+            ids = [f"{base}|p{part}" for base in counters]
+            existing: set[str] = set()
+            if self._counters_flushed_before:
+                for chunk in _chunks(ids, BULK_CHUNK):
+                    existing |= {d["_id"] async for d in collection.find({"_id": {"$in": chunk}}, {"_id": 1})}
+            ops: list[InsertOne | UpdateOne] = []
+            for cid, (base, m) in zip(ids, counters.items(), strict=True):
+                dim, key, day = kpi.split_counter_id(base)
+                if cid in existing:
+                    ops.append(UpdateOne({"_id": cid}, {"$inc": {f"m.{k}": v for k, v in m.items() if v}}))
+                else:
+                    ops.append(InsertOne({"_id": cid, "dim": dim, "key": key, "day": day, "shard": part,
+                                          "m": {k: v for k, v in m.items() if v}}))
+            await asyncio.gather(*(self._bulk(collection, chunk) for chunk in _chunks(ops, BULK_CHUNK)))
+
+        await asyncio.gather(*(write(p, c) for p, c in by_shard.items()))
+        self._counters_flushed_before = True
+
+    async def _bulk(self, collection, ops: list) -> None:
+        async with self._in_flight:
+            await collection.bulk_write(ops, ordered=False)
+
+
+def _chunks(items: list, n: int) -> list[list]:
+    return [items[i:i + n] for i in range(0, len(items), n)]
+
+
 async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[str], calendar: WorkingCalendar,
                         signing_key: str, from_time: datetime | None = None, batch: int = 5000,
+                        max_requests: int = 20_000,
                         on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    if await db[HEADS].find_one({}) is not None or await db[request_collection("")].find_one({}) is not None:
+        raise TargetNotEmpty(f"database {db.name} is not empty: replay rebuilds into an empty one")
     log = AuditLog(db, Signer(signing_key))
     projector = Projector(db, log, calendar)
     await projector.ensure_indexes()
+    fold = ReplayFold(db, log, projector, calendar, max_requests=max_requests)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 max_poll_records=batch, fetch_max_bytes=64 * 1024 * 1024,
                                 max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_wait_ms=100)
@@ -68,7 +237,6 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
             on_progress(0, total)
         while remaining:
             fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=batch)
-            groups: dict[int, list[list[Delivery]]] = defaultdict(list)
             for tp, recs in fetched.items():
                 ds = []
                 for r in recs:
@@ -79,21 +247,16 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
                     except MalformedEvent:
                         malformed += 1
                 if ds:
-                    groups[tp.partition].append(ds)
+                    await fold.add(tp, ds)
                     done += len(ds)
                 if recs and recs[-1].offset + 1 >= end[tp]:
                     remaining.discard(tp)
-
-            async def run(chunks: list[list[Delivery]]) -> None:
-                for ds in chunks:
-                    await projector.apply(ds)
-
-            await asyncio.gather(*(run(c) for c in groups.values()))
             for tp in list(remaining):
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
             if on_progress:
                 on_progress(done, total)
+        await fold.finish()
         elapsed = time.perf_counter() - t0
     finally:
         await consumer.stop()
@@ -112,6 +275,7 @@ def _norm_counter(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _norm_request(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = loaded_document(doc)
     return {"timeline": doc.get("timeline"), "state": doc.get("state"),
             "_kc": {k: v for k, v in (doc.get("_kc") or {}).items() if v}}
 
@@ -188,4 +352,4 @@ async def compare(live: AsyncDatabase, rebuilt: AsyncDatabase, *, show: int = 5)
     return report
 
 
-__all__ = ["CHECKPOINTS", "compare", "replay_topics"]
+__all__ = ["CHECKPOINTS", "ReplayFold", "TargetNotEmpty", "compare", "replay_topics"]

@@ -134,6 +134,8 @@ def contributions(state: dict[str, Any], calendar: WorkingCalendar) -> dict[str,
 
 
 def diff(new: dict[str, dict[str, int]], old: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    if not old:  # a request's first contribution (every request of a rebuild)
+        return {cid: {k: v for k, v in m.items() if v} for cid, m in new.items() if any(m.values())}
     out: dict[str, dict[str, int]] = {}
     for cid in set(new) | set(old):
         a, b = new.get(cid, {}), old.get(cid, {})

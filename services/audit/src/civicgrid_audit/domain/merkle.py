@@ -12,9 +12,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 GENESIS = bytes(32)
 
@@ -31,7 +32,13 @@ def canonical(doc: dict[str, Any]) -> bytes:
             return [norm(x) for x in v]
         return v
 
-    return json.dumps(norm(doc), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json(norm(doc))
+
+
+def canonical_json(doc: dict[str, Any]) -> bytes:
+    """``canonical`` of a document that holds only JSON values already (no datetimes): orjson,
+    several times faster than ``json.dumps`` on the replay's path."""
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
 def leaf_hash(data: bytes) -> bytes:

@@ -55,10 +55,13 @@ def short_type(t: str) -> str:
     return t.removeprefix(PREFIX)
 
 
-def entry_from_envelope(env: Envelope, *, topic: str, partition: int, offset: int) -> dict[str, Any]:
-    """One timeline entry: what, when, who, from which service (plus the payload for the fold)."""
+def entry_from_envelope(env: Envelope, *, topic: str, partition: int, offset: int,
+                        data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One timeline entry: what, when, who, from which service (plus the payload for the fold).
+    ``data``: the payload dumped in JSON mode, if the caller has it already (the log needs it too)."""
     kind = short_type(env.type)
-    data = env.data.model_dump(mode="json")
+    if data is None:
+        data = env.data.model_dump(mode="json")
     tf = TIME_FIELD.get(kind)
     when = parse_time(data[tf]) if tf and data.get(tf) else parse_time(env.time)
     who = next((str(data[f]) for f in WHO_FIELDS if data.get(f)), "system" if kind == "request.escalated" else None)
