@@ -60,9 +60,10 @@ async def publish_workload(s: AuditSettings, n: int) -> tuple[datetime, int]:
 
 
 async def raw_consume(s: AuditSettings, since: datetime) -> tuple[int, float]:
+    # the replay's own consumer settings, so that the baseline differs from it only by the work done
     c = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False,
                          max_poll_records=5000, fetch_max_bytes=64 * 1024 * 1024,
-                         max_partition_fetch_bytes=16 * 1024 * 1024)
+                         max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_wait_ms=100)
     await c.start()
     try:
         await c._client.force_metadata_update()  # noqa: SLF001
@@ -186,8 +187,9 @@ async def escalation_lag(s: AuditSettings, n: int = 20) -> dict:
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=1500,
-                    help="synthetic requests for the replay part (enough that raw consumption is not all start-up)")
+    ap.add_argument("--requests", type=int, default=5000,
+                    help="synthetic requests for the replay part (about 6.4 events each): enough that neither "
+                         "raw consumption nor the replay is mostly start-up")
     args = ap.parse_args()
     s = AuditSettings()
     await ensure_topics(s.kafka_bootstrap_servers)
