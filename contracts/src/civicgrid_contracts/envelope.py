@@ -208,8 +208,9 @@ class Envelope(BaseModel):
             data=payload,
         )
 
-    def to_document(self) -> dict[str, Any]:
-        """Plain dict for storing in a document (outbox, audit log)."""
+    def to_document(self, *, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Plain dict for storing in a document (outbox, audit log). ``data``: the payload dumped in
+        JSON mode, where the caller has it already."""
         return {
             "id": self.id,
             "source": self.source,
@@ -219,7 +220,7 @@ class Envelope(BaseModel):
             "correlationid": self.correlationid,
             "causationid": self.causationid,
             "schemaversion": self.schemaversion,
-            "data": self.data.model_dump(mode="json"),
+            "data": data if data is not None else self.data.model_dump(mode="json"),
         }
 
     @classmethod

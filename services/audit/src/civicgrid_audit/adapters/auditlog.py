@@ -47,10 +47,8 @@ def log_name(topic: str, partition: int) -> str:
 
 def raw_event(env: Envelope, data: dict[str, Any] | None = None) -> str:
     """The canonical JSON of an event; ``data``: its payload dumped in JSON mode, if at hand."""
-    doc = {"id": env.id, "source": env.source, "type": env.type, "time": env.time.astimezone(UTC).isoformat(),
-           "subject": env.subject, "correlationid": env.correlationid, "causationid": env.causationid,
-           "schemaversion": env.schemaversion,
-           "data": data if data is not None else env.data.model_dump(mode="json")}
+    doc = env.to_document(data=data)
+    doc["time"] = env.time.astimezone(UTC).isoformat()
     return merkle.canonical_json(doc).decode()
 
 

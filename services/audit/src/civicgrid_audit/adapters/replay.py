@@ -43,7 +43,7 @@ from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_contracts import Envelope, MalformedEvent
 from civicgrid_runtime.bus import Delivery
-from civicgrid_runtime.store import BULK_CHUNK
+from civicgrid_runtime.store import BULK_CHUNK, bulk_in_chunks
 
 DEADLINE_FIELDS = ("request_id", "clock", "department", "dispatch_id", "base_due", "active", "area_code", "level",
                    "seen", "period_hours", "business")
@@ -57,7 +57,7 @@ class ReplayFold:
     """The events of a replay, folded in memory and written in large batches (single writer)."""
 
     def __init__(self, db: AsyncDatabase, log: AuditLog, projector: Projector, calendar: WorkingCalendar, *,
-                 max_requests: int = 20_000, log_block: int = 2_000, in_flight: int = 4) -> None:
+                 max_requests: int = 20_000, log_block: int = 2_000, logs_in_flight: int = 4) -> None:
         self.db = db
         self.log = log
         self.projector = projector
@@ -70,7 +70,7 @@ class ReplayFold:
         self._counters_flushed_before = False
         self._log_pending: dict[TopicPartition, tuple[list[Delivery], dict[str, dict[str, Any]]]] = {}
         self._log_tail: dict[TopicPartition, asyncio.Task] = {}
-        self._in_flight = asyncio.Semaphore(in_flight)
+        self._logs_in_flight = asyncio.Semaphore(logs_in_flight)
         self._counters: dict[tuple[int, str], dict[str, int]] = defaultdict(dict)
 
     async def add(self, tp: TopicPartition, deliveries: list[Delivery]) -> None:
@@ -114,7 +114,7 @@ class ReplayFold:
         async def append() -> None:
             if before is not None:
                 await before
-            async with self._in_flight:
+            async with self._logs_in_flight:
                 await self.log.append(ds, payloads=payloads)
 
         self._log_tail[tp] = asyncio.create_task(append())
@@ -151,8 +151,8 @@ class ReplayFold:
             else:
                 ops[request_collection(rid)].append(ReplaceOne({"_id": rid, "_v": doc["_v"]}, stored_document(new_doc)))
             written[rid] = {**new_doc, "_prev_state": doc.get("state") if doc else None}
-        await asyncio.gather(*(self._bulk(self.db[c], chunk) for c, cops in ops.items()
-                               for chunk in _chunks(cops, BULK_CHUNK)))
+        for cname, cops in ops.items():
+            await bulk_in_chunks(self.db[cname], cops)
         await self.projector.write_clocks(written)
         if len(self._counters) >= 4 * self.max_requests:
             await self._flush_counters()
@@ -181,14 +181,10 @@ class ReplayFold:
                 else:
                     ops.append(InsertOne({"_id": cid, "dim": dim, "key": key, "day": day, "shard": part,
                                           "m": {k: v for k, v in m.items() if v}}))
-            await asyncio.gather(*(self._bulk(collection, chunk) for chunk in _chunks(ops, BULK_CHUNK)))
+            await bulk_in_chunks(collection, ops)
 
         await asyncio.gather(*(write(p, c) for p, c in by_shard.items()))
         self._counters_flushed_before = True
-
-    async def _bulk(self, collection, ops: list) -> None:
-        async with self._in_flight:
-            await collection.bulk_write(ops, ordered=False)
 
 
 def _chunks(items: list, n: int) -> list[list]:
