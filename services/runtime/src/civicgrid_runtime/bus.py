@@ -19,13 +19,20 @@ Delivery guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, TopicAlreadyExistsError
@@ -220,7 +227,6 @@ class EventConsumer:
         self._transient = transient
         self._dlq = topics.dead_letter(group_id).name
         self._consumer = AIOKafkaConsumer(
-            *self.topic_names,
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
             group_instance_id=instance_id or None,
@@ -237,6 +243,16 @@ class EventConsumer:
         )
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._fetch_task: asyncio.Task | None = None
+        #: records fetched ahead of the handler. aiokafka sends no fetch to a broker while any of its
+        #: partitions still holds unconsumed records, so records that arrive while a batch is handled
+        #: would otherwise wait for that batch to end before they are even fetched
+        self._ahead: dict[TopicPartition, list[ConsumerRecord]] = {}
+        self._ahead_count = 0
+        self._ahead_limit = 2 * max_batch
+        self._has_ahead = asyncio.Event()
+        self._has_room = asyncio.Event()
+        self._has_room.set()
         self._positions: dict[TopicPartition, int] = {}
         self._committing: asyncio.Task | None = None
         self.healthy = False
@@ -245,6 +261,8 @@ class EventConsumer:
 
     async def start(self) -> None:
         await self._consumer.start()
+        self._consumer.subscribe(self.topic_names, listener=_DropFetchedOnRebalance(self))
+        self._fetch_task = asyncio.create_task(self._fetch_ahead(), name=f"fetch:{self.group_id}")
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.group_id}")
 
     async def stop(self) -> None:
@@ -254,6 +272,10 @@ class EventConsumer:
                 await asyncio.wait_for(self._task, timeout=15)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
+        if self._fetch_task:
+            self._fetch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fetch_task
         await self._consumer.stop()
 
     async def wait_assigned(self, timeout: float = 30.0) -> None:
@@ -279,8 +301,19 @@ class EventConsumer:
 
     # -- the loop
 
-    async def _run(self) -> None:
+    def forget_fetched(self, revoked: Iterable[TopicPartition]) -> None:
+        """Drop what was fetched ahead for partitions taken away in a rebalance: another member
+        handles them now, and if they come back the fetcher starts again at the committed offset."""
+        for tp in revoked:
+            self._ahead_count -= len(self._ahead.pop(tp, ()))
+        if not self._ahead:
+            self._has_ahead.clear()
+        if self._ahead_count < self._ahead_limit:
+            self._has_room.set()
+
+    async def _fetch_ahead(self) -> None:
         while not self._stopping.is_set():
+            await self._has_room.wait()
             try:
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
                 self.healthy = True
@@ -289,9 +322,46 @@ class EventConsumer:
                 log.warning("fetch failed; retrying", error=str(exc))
                 await asyncio.sleep(0.5)
                 continue
-            if not batches:
+            # a fetch that straddled a rebalance may hold records of a partition revoked meanwhile
+            assigned = self._consumer.assignment()
+            for tp, recs in batches.items():
+                if tp in assigned:
+                    self._ahead.setdefault(tp, []).extend(recs)
+                    self._ahead_count += len(recs)
+            if self._ahead:
+                self._has_ahead.set()
+            if self._ahead_count >= self._ahead_limit:
+                self._has_room.clear()
+
+    def _take_fetched(self) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Up to ``max_batch`` fetched records, each partition's in order."""
+        taken: dict[TopicPartition, list[ConsumerRecord]] = {}
+        budget = self._max_batch
+        for tp in list(self._ahead):
+            if budget <= 0:
+                break
+            recs = self._ahead[tp]
+            taken[tp], rest = recs[:budget], recs[budget:]
+            budget -= len(taken[tp])
+            if rest:
+                self._ahead[tp] = rest
+            else:
+                del self._ahead[tp]
+        self._ahead_count -= self._max_batch - budget
+        if not self._ahead:
+            self._has_ahead.clear()
+        if self._ahead_count < self._ahead_limit:
+            self._has_room.set()
+        return taken
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._has_ahead.wait(), timeout=0.2)
+            except asyncio.TimeoutError:
                 self.lag()
                 continue
+            batches = self._take_fetched()
             # partitions are independent: handle them concurrently, commit each after its success
             if self._merge:
                 by_topic: dict[str, dict[TopicPartition, list[ConsumerRecord]]] = {}
@@ -300,8 +370,8 @@ class EventConsumer:
                 await asyncio.gather(*(self._process_topic(parts) for parts in by_topic.values()))
             else:
                 await asyncio.gather(*(self._process_partition(tp, recs) for tp, recs in batches.items()))
-            # the commit overlaps the next fetch and batch (one round trip less per batch); commits
-            # stay in order because each waits for the one before it
+            # the commit overlaps the next batch (one round trip less per batch); commits stay in
+            # order because each waits for the one before it
             await self._commit_in_order()
             self._committing = asyncio.create_task(
                 self._commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()}))
@@ -435,6 +505,17 @@ class EventConsumer:
         DEAD_LETTERED.labels(self.group_id, rec.topic).inc()
         log.error("message dead-lettered", topic=rec.topic, partition=rec.partition, offset=rec.offset,
                   reason=reason)
+
+
+class _DropFetchedOnRebalance(ConsumerRebalanceListener):
+    def __init__(self, consumer: EventConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._consumer.forget_fetched(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        pass
 
 
 def header(headers: Iterable[tuple[str, bytes]], name: str) -> str | None:
