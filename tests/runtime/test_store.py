@@ -17,6 +17,7 @@ from civicgrid_runtime.store import (
     INTENTS,
     OUTBOX,
     OutboxRelay,
+    intent_items,
     mark_applied,
     not_applied,
     update_with_events,
@@ -103,6 +104,6 @@ async def test_a_batch_cut_short_publishes_exactly_the_documents_that_name_its_i
     survivor = OutboxRelay(publisher, [col], grace=0.0)
     assert await survivor.sweep() == 1
     assert [e.subject for e in publisher.published] == ["r-0"]
-    assert publisher.published[0].id == intent["items"][0]["events"][0]["id"]
+    assert publisher.published[0].id == intent_items(intent)[0]["events"][0]["id"]
     assert await fresh_db[INTENTS].count_documents({}) == 0
     assert await survivor.sweep() == 0, "nothing left to publish"

@@ -253,7 +253,7 @@ async def bench_end_to_end() -> None:
         await col.wait([e.subject for e in warm], timeout=60)
 
         # throughput: a burst large enough that start-up of the first batch does not dominate
-        n = 2000
+        n = 6000
         envs = [received(city, rng) for _ in range(n)]
         t = time.time()
         await pub.publish_many(envs)

@@ -58,6 +58,8 @@ from civicgrid_runtime.store import (
     OUTBOX,
     OutboxRelay,
     merge_updates,
+    pack_json,
+    unpack_json,
     update_with_events,
 )
 
@@ -234,9 +236,18 @@ def assigned_event(cause: Envelope, rid: str, o: AssignmentOutcome, city: CityMa
 # ================================================================================== outbox (batched)
 
 
+def received_event(doc: dict[str, Any]) -> RequestReceived | None:
+    """The RequestReceived a request document keeps (packed; plain in documents written before)."""
+    received = doc.get("received")
+    if not received:
+        return None
+    return RequestReceived.model_validate(unpack_json(received) if isinstance(received, bytes) else received)
+
+
 def _received_fields(ev: RequestReceived, env: Envelope) -> dict[str, Any]:
     tl = ev.time_limits
-    return {"received": ev.model_dump(mode="json"), "correlation_id": env.correlationid,
+    # only re-assignment reads the whole event back; no query filters on it
+    return {"received": pack_json(ev.model_dump(mode="json")), "correlation_id": env.correlationid,
             "service_code": ev.service_code, "service_group": ev.service_group, "handled_by": list(ev.handled_by),
             "priority": ev.priority, "prio": 0 if ev.priority == "urgent" else 1, "received_at": ev.received_at,
             "due_response": ev.received_at + timedelta(hours=tl.response_hours),
@@ -367,7 +378,7 @@ async def on_unmerged(ctx: GridContext, env: Envelope) -> None:
         if doc is not None and env.id not in (doc.get(APPLIED) or []) and doc.get("status") != "merged":
             await _simple(ctx, env, {}, {"$unset": {"duplicate_of": ""}})
         return
-    ev = RequestReceived.model_validate(doc["received"])
+    ev = received_event(doc)
     city = ctx.require_city()
     [o] = await decide_many(ctx, [(rid, locate_request(city, ev.location), line_for(ev.service_group,
                                                                                      ev.service_code))])
@@ -542,7 +553,7 @@ class Commands:
 
     async def ask_volunteers(self, doc: dict, staff_id: str, needed_from: datetime | None, hours: float,
                              recurring: bool) -> dict:
-        rec = RequestReceived.model_validate(doc["received"]) if doc.get("received") else None
+        rec = received_event(doc)
         ev = self._env(doc, VolunteerRequested(
             request_id=doc["_id"], service_code=doc.get("service_code") or "unknown",
             location=rec.location if rec else Location(), community=(doc.get("area") or {}).get("community"),

@@ -29,6 +29,9 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import cramjam
+import orjson
+from bson import Binary
 from pymongo import AsyncMongoClient, DeleteOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -44,6 +47,18 @@ OUTBOX = "_outbox"
 PENDING = "_outbox_pending"
 APPLIED = "_applied"
 POSITIONS = "_pos"
+
+
+def pack_json(value: Any) -> Binary:
+    """``value`` (JSON values and datetimes) as one zstd-compressed JSON blob. For the parts of a
+    document no query filters on: the local store's cost of a write grows with the document's bytes
+    and fields (FerretDB re-encodes each, with a type header), and a blob is a few hundred bytes."""
+    return Binary(bytes(cramjam.zstd.compress(orjson.dumps(value))))
+
+
+def unpack_json(blob: bytes) -> Any:
+    """The value of ``pack_json`` (datetimes come back as ISO 8601 strings)."""
+    return orjson.loads(bytes(cramjam.zstd.decompress(blob)))
 
 
 def connect(url: str, *, app_name: str) -> AsyncMongoClient:
@@ -130,6 +145,24 @@ MARKERS = "_outbox_markers"
 INTENTS, INTENT_FIELD = "_outbox_batches", "_ob"
 #: operations per bulk write round trip (bounded so one batch cannot hold the store for long)
 BULK_CHUNK = 500
+
+
+async def find_by_ids(collection: AsyncCollection, ids: Iterable[Any],
+                      projection: dict[str, Any] | None = None) -> dict[Any, dict[str, Any]]:
+    """Documents by ``_id``, ``BULK_CHUNK`` ids per read: the local store answers an ``$in`` of at
+    most that many from its index and scans the whole collection for a longer one."""
+    unique = list(dict.fromkeys(ids))
+    out: dict[Any, dict[str, Any]] = {}
+    for i in range(0, len(unique), BULK_CHUNK):
+        async for d in collection.find({"_id": {"$in": unique[i:i + BULK_CHUNK]}}, projection):
+            out[d["_id"]] = d
+    return out
+
+
+def intent_items(intent: dict[str, Any]) -> list[dict[str, Any]]:
+    """A batch intent's ``[{"doc": id, "events": [event document, ...]}, ...]`` (packed, or in
+    plain fields as intents written before packing were)."""
+    return unpack_json(intent["packed"]) if "packed" in intent else intent["items"]
 
 
 async def bulk_in_chunks(collection: AsyncCollection, ops: list) -> None:
@@ -282,7 +315,7 @@ class OutboxRelay:
         caused = [{"doc": doc["_id"], "events": [e.to_document() for e in evs]} for doc, evs in items if evs]
         if caused:
             await collection.database[INTENTS].insert_one({"_id": intent, "col": collection.name,
-                                                           "at": datetime.now(UTC), "items": caused})
+                                                           "at": datetime.now(UTC), "packed": pack_json(caused)})
             for doc, evs in items:
                 if evs:
                     doc[INTENT_FIELD] = intent
@@ -309,17 +342,17 @@ class OutboxRelay:
 
     async def _sweep_intents(self, col: AsyncCollection, cutoff: Any) -> int:
         """Publish the events of batches whose writer stopped before deleting the intent."""
-        intents = await col.database[INTENTS].find({"col": col.name}).to_list(None)
-        old = [b for b in intents if b["at"] <= cutoff]
+        old = await col.database[INTENTS].find({"col": col.name, "at": {"$lte": cutoff}}).to_list(None)
         total = 0
         for b in old:
-            ids = [it["doc"] for it in b["items"]]
+            items = intent_items(b)
+            ids = [it["doc"] for it in items]
             named = set()
             for i in range(0, len(ids), BULK_CHUNK):  # by _id only: the filter the store pushes down
                 named |= {d["_id"] for d in await col.find({"_id": {"$in": ids[i:i + BULK_CHUNK]}},
                                                            {INTENT_FIELD: 1}).to_list(None)
                           if d.get(INTENT_FIELD) == b["_id"]}
-            events = [Envelope.from_document(e) for it in b["items"] if it["doc"] in named for e in it["events"]]
+            events = [Envelope.from_document(e) for it in items if it["doc"] in named for e in it["events"]]
             if events:
                 await self._publisher.publish_many(events)
             await col.database[INTENTS].delete_one({"_id": b["_id"]})

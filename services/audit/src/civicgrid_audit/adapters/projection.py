@@ -26,9 +26,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import cramjam
-import orjson
-from bson import Binary
 from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -37,7 +34,7 @@ from civicgrid_audit.adapters.auditlog import AuditLog
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_runtime.bus import Delivery
-from civicgrid_runtime.store import PENDING
+from civicgrid_runtime.store import PENDING, pack_json, unpack_json
 
 REQUESTS, COUNTERS, DEADLINES, SERVICES = "requests", "kpi_counters", "deadlines", "services"
 #: Request documents are spread over this many collections (``requests_00`` ...) and counters over
@@ -94,14 +91,14 @@ BODY = "_body"
 def stored_document(doc: dict[str, Any]) -> dict[str, Any]:
     """The request document as written: ``timeline`` and ``_kc`` packed into ``BODY``."""
     out = {k: v for k, v in doc.items() if k not in ("timeline", "_kc", "_prev_state")}
-    out[BODY] = Binary(bytes(cramjam.zstd.compress(orjson.dumps({"timeline": doc["timeline"], "_kc": doc["_kc"]}))))
+    out[BODY] = pack_json({"timeline": doc["timeline"], "_kc": doc["_kc"]})
     return out
 
 
 def loaded_document(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     """The request document as read, with ``timeline`` and ``_kc`` unpacked (in place)."""
     if doc is not None and BODY in doc:
-        doc.update(orjson.loads(bytes(cramjam.zstd.decompress(doc.pop(BODY)))))
+        doc.update(unpack_json(doc.pop(BODY)))
     return doc
 
 

@@ -15,6 +15,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from civicgrid_grid.domain.assignment import Staff
 from civicgrid_grid.domain.roster import post_id
+from civicgrid_runtime.store import find_by_ids
 
 
 class StaffRepository:
@@ -40,7 +41,7 @@ class StaffRepository:
         """Staff documents as stored (with ``holding``), for ``reserve_many``'s first attempt."""
         if not ids:
             return {}
-        return {d["_id"]: d for d in await self.col.find({"_id": {"$in": list(set(ids))}}).to_list(None)}
+        return await find_by_ids(self.col, ids)
 
     @staticmethod
     def staff_of(d: dict) -> Staff:
@@ -76,8 +77,7 @@ class StaffRepository:
                 if read is not None and all(sid in read for sid in sids):
                     docs, read = read, None
                 else:
-                    docs = {d["_id"]: d for d in await self.col.find(
-                        {"_id": {"$in": sids}}, {"load": 1, "limit": 1, "holding": 1}).to_list(None)}
+                    docs = await find_by_ids(self.col, sids, {"load": 1, "limit": 1, "holding": 1})
                 plan: dict[str, list[str]] = defaultdict(list)
                 pending: list[tuple[str, str, bool]] = []
                 for sid, rid, limited in wants:
@@ -105,8 +105,8 @@ class StaffRepository:
                     granted |= {(sid, rid) for sid, rids in plan.items() for rid in rids}
                     return granted
                 # another writer changed someone meanwhile: re-read and grant what is held now
-                held = {d["_id"]: set(d.get("holding") or []) for d in
-                        await self.col.find({"_id": {"$in": list(plan)}}, {"holding": 1}).to_list(None)}
+                held = {sid: set(d.get("holding") or [])
+                        for sid, d in (await find_by_ids(self.col, plan, {"holding": 1})).items()}
                 granted |= {(sid, rid) for sid, rids in plan.items() for rid in rids if rid in held.get(sid, ())}
         raise RuntimeError("load reservation kept conflicting; retrying the batch")
 
@@ -151,17 +151,13 @@ class RosterRepository:
         """The posts of these areas for these lines of work, read by id (``post_id``)."""
         if not areas:
             return {}
-        ids = sorted({post_id(a, line) for a in areas for line in lines})
-        docs = []
-        for i in range(0, len(ids), 500):
-            docs += await self.posts.find({"_id": {"$in": ids[i:i + 500]}}).to_list(None)
-        return {(d["area"], d["line"]): d for d in docs}
+        docs = await find_by_ids(self.posts, sorted({post_id(a, line) for a in areas for line in lines}))
+        return {(d["area"], d["line"]): d for d in docs.values()}
 
     async def chain_for(self, keys: list[str]) -> dict[str, str]:
         if not keys:
             return {}
-        docs = await self.chain.find({"_id": {"$in": list(set(keys))}}).to_list(None)
-        return {d["_id"]: d["staff_id"] for d in docs}
+        return {k: d["staff_id"] for k, d in (await find_by_ids(self.chain, keys)).items()}
 
     async def upsert(self, col_name: str, docs: list[dict]) -> None:
         col = getattr(self, col_name)
@@ -191,7 +187,7 @@ class CatalogueRepository:
     async def get_many(self, codes: list[str]) -> dict[str, dict]:
         if not codes:
             return {}
-        return {d["_id"]: d for d in await self.col.find({"_id": {"$in": list(set(codes))}}).to_list(None)}
+        return await find_by_ids(self.col, codes)
 
 
 class RequestRepository:
@@ -205,8 +201,7 @@ class RequestRepository:
     async def get_many(self, ids: list[str]) -> dict[str, dict]:
         if not ids:
             return {}
-        docs = await self.col.find({"_id": {"$in": list(set(ids))}}, {"_outbox": 0}).to_list(None)
-        return {d["_id"]: d for d in docs}
+        return await find_by_ids(self.col, ids, {"_outbox": 0})
 
     async def get(self, rid: str) -> dict | None:
         return await self.col.find_one({"_id": rid}, {"_outbox": 0, "_applied": 0})
