@@ -122,7 +122,7 @@ def chain_keys(loc: Located) -> list[tuple[str, str]]:
 
 
 async def read_roster(ctx: GridContext, items: list[tuple[str, Located, str]]) -> tuple[dict, dict]:
-    """The posts and chain holders these requests may go to (two reads side by side)."""
+    """The posts and chain holders these requests may go to (usually from the roster's cache)."""
     grids = [loc.grid for _, loc, _ in items if loc.grid]
     keys = {k for _, loc, _ in items for _, k in chain_keys(loc)}
     posts, chain = await asyncio.gather(
@@ -131,16 +131,25 @@ async def read_roster(ctx: GridContext, items: list[tuple[str, Located, str]]) -
     return posts, chain
 
 
+def staff_ids(roster: tuple[dict, dict]) -> list[str]:
+    """Everyone ``read_roster``'s posts and chain name."""
+    posts, chain = roster
+    return sorted({sid for p in posts.values() for sid in (p.get("a"), p.get("b")) if sid} | set(chain.values()))
+
+
 async def decide_many(ctx: GridContext, items: list[tuple[str, Located, str]],
                       today: datetime | None = None, *,
-                      roster: tuple[dict, dict] | None = None) -> list[AssignmentOutcome]:
+                      roster: tuple[dict, dict] | None = None,
+                      staff_docs: dict[str, dict] | None = None) -> list[AssignmentOutcome]:
     """Assign each (request id, location, line of work): A, B, the chain; reserve load atomically.
-    ``roster``: ``read_roster`` of these items (or more), if the caller read it already."""
+    ``roster``: ``read_roster`` of these items (or more), and ``staff_docs``: the staff documents of
+    its ``staff_ids``, if the caller read them already."""
     city = ctx.require_city()
     today_d = (today or now()).astimezone(ctx.tz).date()
-    posts, chain = roster or await read_roster(ctx, items)
-    sids = {sid for p in posts.values() for sid in (p.get("a"), p.get("b")) if sid} | set(chain.values())
-    staff_docs = await ctx.staff.read_many(sorted(sids))
+    roster = roster or await read_roster(ctx, items)
+    posts, chain = roster
+    if staff_docs is None:
+        staff_docs = await ctx.staff.read_many(staff_ids(roster))
     staff = {sid: ctx.staff.staff_of(d) for sid, d in staff_docs.items()}
 
     # candidates per request, then rounds: everyone asks their next available candidate at once
@@ -326,12 +335,14 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
     located = {rid: (rid, locate_request(city, d.envelope.data.location),
                      line_for(d.envelope.data.service_group, d.envelope.data.service_code))
                for rid, d in by_rid.items() if not d.envelope.data.duplicate_of}
-    # every read the batch needs, side by side (each is a round trip to the store); the roster of a
-    # request that turns out to be known already is read for nothing, which is cheaper than waiting
-    existing, services, roster = await asyncio.gather(
+    # the roster first (from its cache, as a rule), then every other read side by side (each is a
+    # round trip to the store); the staff of a request that turns out to be known already are read
+    # for nothing, which is cheaper than waiting
+    roster = await read_roster(ctx, list(located.values()))
+    existing, services, staff_docs = await asyncio.gather(
         ctx.requests.get_many(list(by_rid)),
         ctx.catalogue.get_many(sorted({d.envelope.data.service_code for d in by_rid.values()})),
-        read_roster(ctx, list(located.values())))
+        ctx.staff.read_many(staff_ids(roster)))
     todo: list[Delivery] = []
     ops: list[UpdateOne] = []
     for rid, d in by_rid.items():
@@ -352,7 +363,7 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
     if not todo:
         return
     items = [located[d.envelope.subject] for d in todo]
-    outcomes = await decide_many(ctx, items, roster=roster)
+    outcomes = await decide_many(ctx, items, roster=roster, staff_docs=staff_docs)
     inserts = []
     for d, o in zip(todo, outcomes, strict=True):
         ev: RequestReceived = d.envelope.data

@@ -110,7 +110,7 @@ async def ensure_topics(bootstrap_servers: str, specs: Iterable[topics.TopicSpec
 class EventPublisher:
     """Publishes envelopes to the topic the registry assigns to their type."""
 
-    def __init__(self, bootstrap_servers: str, *, client_id: str = "civicgrid", linger_ms: int = 2,
+    def __init__(self, bootstrap_servers: str, *, client_id: str = "civicgrid", linger_ms: int = 0,
                  compression: str | None = "lz4") -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
