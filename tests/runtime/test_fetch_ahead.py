@@ -1,0 +1,63 @@
+"""The consumer's fetch-ahead buffer (unit tests, no broker): what it hands the handler, in which
+order, and what a rebalance drops. Delivery against the real broker is in test_delivery.py."""
+
+from __future__ import annotations
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from civicgrid_runtime.bus import EventConsumer
+
+P0, P1, P2 = (TopicPartition("t", p) for p in range(3))
+
+
+def record(tp: TopicPartition, offset: int) -> ConsumerRecord:
+    return ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, b"k", b"v", None, 1, 1, [])
+
+
+def consumer(max_batch: int) -> EventConsumer:
+    async def handler(batch):  # never called here
+        raise AssertionError
+
+    return EventConsumer(bootstrap_servers="127.0.0.1:1", group_id="g", topic_names=["t"], handler=handler,
+                         publisher=None, max_batch=max_batch)  # type: ignore[arg-type]
+
+
+def fetched(c: EventConsumer, tp: TopicPartition, offsets: range) -> None:
+    c._ahead.setdefault(tp, []).extend(record(tp, o) for o in offsets)
+    c._ahead_count += len(offsets)
+    c._has_ahead.set()
+
+
+def offsets(batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[int, list[int]]:
+    return {tp.partition: [r.offset for r in recs] for tp, recs in batch.items()}
+
+
+async def test_takes_at_most_a_batch_and_keeps_each_partitions_order():
+    c = consumer(max_batch=5)
+    fetched(c, P0, range(0, 4))
+    fetched(c, P1, range(10, 14))
+    first = c._take_fetched()
+    assert offsets(first) == {0: [0, 1, 2, 3], 1: [10]}
+    assert c._ahead_count == 3 and c._has_ahead.is_set()
+    fetched(c, P1, range(14, 16))  # fetched meanwhile: after what is left of the partition
+    assert offsets(c._take_fetched()) == {1: [11, 12, 13, 14, 15]}
+    assert c._ahead_count == 0 and not c._has_ahead.is_set()
+
+
+async def test_stops_fetching_when_full_and_resumes_when_taken():
+    c = consumer(max_batch=2)  # room for 2 batches ahead
+    fetched(c, P0, range(0, 4))
+    c._has_room.clear()  # what the fetch loop does at the limit
+    c._take_fetched()
+    assert c._has_room.is_set()
+
+
+async def test_a_rebalance_drops_only_the_revoked_partitions():
+    c = consumer(max_batch=10)
+    fetched(c, P0, range(0, 3))
+    fetched(c, P1, range(0, 2))
+    fetched(c, P2, range(0, 1))
+    c.forget_fetched([P0, P2])
+    assert offsets(c._take_fetched()) == {1: [0, 1]}
+    c.forget_fetched([P1])
+    assert c._ahead_count == 0 and not c._has_ahead.is_set() and c._has_room.is_set()
