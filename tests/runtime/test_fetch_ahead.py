@@ -61,3 +61,18 @@ async def test_a_rebalance_drops_only_the_revoked_partitions():
     assert offsets(c._take_fetched()) == {1: [0, 1]}
     c.forget_fetched([P1])
     assert c._ahead_count == 0 and not c._has_ahead.is_set() and c._has_room.is_set()
+
+
+async def test_not_alive_once_a_loop_ended_by_itself():
+    import asyncio
+
+    c = consumer(max_batch=10)
+    assert c.alive  # not started yet
+
+    async def fail():
+        raise RuntimeError("a bug")
+
+    c._fetch_task = asyncio.create_task(fail())
+    c._fetch_task.add_done_callback(c._fetch_ended)
+    await asyncio.gather(c._fetch_task, return_exceptions=True)
+    assert not c.alive and not c.healthy

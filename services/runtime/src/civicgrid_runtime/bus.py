@@ -263,6 +263,7 @@ class EventConsumer:
         await self._consumer.start()
         self._consumer.subscribe(self.topic_names, listener=_DropFetchedOnRebalance(self))
         self._fetch_task = asyncio.create_task(self._fetch_ahead(), name=f"fetch:{self.group_id}")
+        self._fetch_task.add_done_callback(self._fetch_ended)
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.group_id}")
 
     async def stop(self) -> None:
@@ -332,6 +333,17 @@ class EventConsumer:
                 self._has_ahead.set()
             if self._ahead_count >= self._ahead_limit:
                 self._has_room.clear()
+
+    def _fetch_ended(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.healthy = False
+            log.error("fetching stopped", error=repr(task.exception()))
+
+    @property
+    def alive(self) -> bool:
+        """False once its fetch or handling loop ended by itself (a bug): nothing more would be
+        consumed, so the process should be restarted."""
+        return self._stopping.is_set() or not any(t is not None and t.done() for t in (self._fetch_task, self._task))
 
     def _take_fetched(self) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Up to ``max_batch`` fetched records, each partition's in order."""

@@ -124,8 +124,13 @@ class Runtime:
 def health_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/health/live", summary="The process is alive")
-    async def live() -> dict[str, str]:
+    @router.get("/health/live", summary="The process is alive (503: a consumer stopped consuming)")
+    async def live(request: Request, response: Response) -> dict[str, Any]:
+        rt: Runtime | None = getattr(request.app.state, "runtime", None)
+        stopped = [c.group_id for c in (rt.consumers if rt else ()) if not c.alive]
+        if stopped:
+            response.status_code = 503
+            return {"status": "consumer stopped", "groups": stopped}
         return {"status": "ok"}
 
     @router.get("/health/ready", summary="Broker and store reachable")
