@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from civicgrid_runtime.bus import EventConsumer, Fetched
+from civicgrid_runtime.bus import EventConsumer
 
 P0, P1, P2 = (TopicPartition("t", p) for p in range(3))
 
@@ -23,13 +23,13 @@ def consumer(max_batch: int) -> EventConsumer:
 
 
 def fetched(c: EventConsumer, tp: TopicPartition, offsets: range) -> None:
-    c._ahead.setdefault(tp, []).extend(Fetched.of(record(tp, o)) for o in offsets)
+    c._ahead.setdefault(tp, []).extend(record(tp, o) for o in offsets)
     c._ahead_count += len(offsets)
     c._has_ahead.set()
 
 
-def offsets(batch: dict[TopicPartition, list[Fetched]]) -> dict[int, list[int]]:
-    return {tp.partition: [f.record.offset for f in fetched] for tp, fetched in batch.items()}
+def offsets(batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[int, list[int]]:
+    return {tp.partition: [r.offset for r in recs] for tp, recs in batch.items()}
 
 
 async def test_takes_at_most_a_batch_and_keeps_each_partitions_order():

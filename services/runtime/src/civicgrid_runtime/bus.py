@@ -182,26 +182,6 @@ class Delivery:
 BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """A record and its decoded event (or why it is malformed), decoded by the fetch loop while
-    the handler of the previous batch waits on the store."""
-
-    record: ConsumerRecord
-    decoded: Envelope | MalformedEvent
-
-    @classmethod
-    def of(cls, rec: ConsumerRecord) -> Fetched:
-        try:
-            return cls(rec, Envelope.from_kafka(rec.value, rec.headers))
-        except MalformedEvent as exc:
-            return cls(rec, exc)
-
-    def delivery(self) -> Delivery:
-        assert isinstance(self.decoded, Envelope)
-        return Delivery(self.decoded, self.record.topic, self.record.partition, self.record.offset)
-
-
 def per_event(handler: Callable[[Delivery], Awaitable[None]]) -> BatchHandler:
     """Adapt a one-event handler to the batch interface."""
 
@@ -267,7 +247,7 @@ class EventConsumer:
         #: records fetched ahead of the handler. aiokafka sends no fetch to a broker while any of its
         #: partitions still holds unconsumed records, so records that arrive while a batch is handled
         #: would otherwise wait for that batch to end before they are even fetched
-        self._ahead: dict[TopicPartition, list[Fetched]] = {}
+        self._ahead: dict[TopicPartition, list[ConsumerRecord]] = {}
         self._ahead_count = 0
         self._ahead_limit = 2 * max_batch
         self._has_ahead = asyncio.Event()
@@ -347,7 +327,7 @@ class EventConsumer:
             assigned = self._consumer.assignment()
             for tp, recs in batches.items():
                 if tp in assigned:
-                    self._ahead.setdefault(tp, []).extend(Fetched.of(r) for r in recs)
+                    self._ahead.setdefault(tp, []).extend(recs)
                     self._ahead_count += len(recs)
             if self._ahead:
                 self._has_ahead.set()
@@ -365,9 +345,9 @@ class EventConsumer:
         consumed, so the process should be restarted."""
         return self._stopping.is_set() or not any(t is not None and t.done() for t in (self._fetch_task, self._task))
 
-    def _take_fetched(self) -> dict[TopicPartition, list[Fetched]]:
+    def _take_fetched(self) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Up to ``max_batch`` fetched records, each partition's in order."""
-        taken: dict[TopicPartition, list[Fetched]] = {}
+        taken: dict[TopicPartition, list[ConsumerRecord]] = {}
         budget = self._max_batch
         for tp in list(self._ahead):
             if budget <= 0:
@@ -396,7 +376,7 @@ class EventConsumer:
             batches = self._take_fetched()
             # partitions are independent: handle them concurrently, commit each after its success
             if self._merge:
-                by_topic: dict[str, dict[TopicPartition, list[Fetched]]] = {}
+                by_topic: dict[str, dict[TopicPartition, list[ConsumerRecord]]] = {}
                 for tp, recs in batches.items():
                     by_topic.setdefault(tp.topic, {})[tp] = recs
                 await asyncio.gather(*(self._process_topic(parts) for parts in by_topic.values()))
@@ -406,7 +386,7 @@ class EventConsumer:
             # order because each waits for the one before it
             await self._commit_in_order()
             self._committing = asyncio.create_task(
-                self._commit({tp: recs[-1].record.offset + 1 for tp, recs in batches.items()}))
+                self._commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()}))
             self.lag()
         await self._commit_in_order()
 
@@ -432,18 +412,20 @@ class EventConsumer:
                 log.warning("commit failed; retrying", error=str(exc))
                 await asyncio.sleep(0.5)
 
-    async def _process_topic(self, parts: dict[TopicPartition, list[Fetched]]) -> None:
+    async def _process_topic(self, parts: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """One handler call for several partitions of a topic; if it fails, each partition again on
         its own (and there one by one, then the dead-letter topic), as without merging."""
         if len(parts) == 1:
             [(tp, recs)] = parts.items()
             return await self._process_partition(tp, recs)
         deliveries: list[Delivery] = []
-        for fetched in parts.values():
-            for f in fetched:
-                if isinstance(f.decoded, MalformedEvent):
+        for recs in parts.values():
+            for rec in recs:
+                try:
+                    env = Envelope.from_kafka(rec.value, rec.headers)
+                except MalformedEvent:
                     return await self._each_partition(parts)  # the per-partition path dead-letters it
-                deliveries.append(f.delivery())
+                deliveries.append(Delivery(env, rec.topic, rec.partition, rec.offset))
         started = time.perf_counter()
         try:
             await self._call_with_patience(deliveries)
@@ -453,17 +435,19 @@ class EventConsumer:
         self._count_consumed(deliveries)
         HANDLER_SECONDS.labels(self.group_id, deliveries[0].topic).observe(time.perf_counter() - started)
 
-    async def _each_partition(self, parts: dict[TopicPartition, list[Fetched]]) -> None:
+    async def _each_partition(self, parts: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         for tp, recs in parts.items():
             await self._process_partition(tp, recs)
 
-    async def _process_partition(self, tp: TopicPartition, fetched: list[Fetched]) -> None:
+    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         deliveries: list[Delivery] = []
-        for f in fetched:
-            if isinstance(f.decoded, MalformedEvent):
-                await self._dead_letter(f.record, reason=f"malformed: {f.decoded}", attempts=0)
+        for rec in records:
+            try:
+                env = Envelope.from_kafka(rec.value, rec.headers)
+            except MalformedEvent as exc:
+                await self._dead_letter(rec, reason=f"malformed: {exc}", attempts=0)
                 continue
-            deliveries.append(f.delivery())
+            deliveries.append(Delivery(env, rec.topic, rec.partition, rec.offset))
         if not deliveries:
             return
         started = time.perf_counter()
@@ -473,7 +457,7 @@ class EventConsumer:
             HANDLER_FAILURES.labels(self.group_id, tp.topic, type(exc).__name__).inc()
             log.info("batch failed; retrying one by one", topic=tp.topic, partition=tp.partition, error=repr(exc))
             for d in deliveries:
-                await self._handle_one(d, records_by_offset={f.record.offset: f.record for f in fetched})
+                await self._handle_one(d, records_by_offset={r.offset: r for r in records})
         else:
             self._count_consumed(deliveries)
         HANDLER_SECONDS.labels(self.group_id, tp.topic).observe(time.perf_counter() - started)
