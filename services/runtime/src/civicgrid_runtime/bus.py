@@ -254,7 +254,8 @@ class EventConsumer:
         self._has_room = asyncio.Event()
         self._has_room.set()
         self._positions: dict[TopicPartition, int] = {}
-        self._committing: asyncio.Task | None = None
+        self._to_commit: dict[TopicPartition, int] = {}
+        self._committer: asyncio.Task | None = None
         self.healthy = False
 
     # -- lifecycle
@@ -345,11 +346,12 @@ class EventConsumer:
         consumed, so the process should be restarted."""
         return self._stopping.is_set() or not any(t is not None and t.done() for t in (self._fetch_task, self._task))
 
-    def _take_fetched(self) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Up to ``max_batch`` fetched records, each partition's in order."""
+    def _take_fetched(self, only: TopicPartition | None = None) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Up to ``max_batch`` fetched records (of partition ``only``, if given), each partition's
+        in order."""
         taken: dict[TopicPartition, list[ConsumerRecord]] = {}
         budget = self._max_batch
-        for tp in list(self._ahead):
+        for tp in [only] if only is not None else list(self._ahead):
             if budget <= 0:
                 break
             recs = self._ahead[tp]
@@ -367,6 +369,16 @@ class EventConsumer:
         return taken
 
     async def _run(self) -> None:
+        try:
+            if self._merge:
+                await self._run_merged()
+            else:
+                await self._run_partitions()
+        finally:
+            await self._commits_done()
+
+    async def _run_merged(self) -> None:
+        """One batch at a time, every partition's records of a topic in one handler call."""
         while not self._stopping.is_set():
             try:
                 await asyncio.wait_for(self._has_ahead.wait(), timeout=0.2)
@@ -374,26 +386,68 @@ class EventConsumer:
                 self.lag()
                 continue
             batches = self._take_fetched()
-            # partitions are independent: handle them concurrently, commit each after its success
-            if self._merge:
-                by_topic: dict[str, dict[TopicPartition, list[ConsumerRecord]]] = {}
-                for tp, recs in batches.items():
-                    by_topic.setdefault(tp.topic, {})[tp] = recs
-                await asyncio.gather(*(self._process_topic(parts) for parts in by_topic.values()))
-            else:
-                await asyncio.gather(*(self._process_partition(tp, recs) for tp, recs in batches.items()))
-            # the commit overlaps the next batch (one round trip less per batch); commits stay in
-            # order because each waits for the one before it
-            await self._commit_in_order()
-            self._committing = asyncio.create_task(
-                self._commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()}))
+            by_topic: dict[str, dict[TopicPartition, list[ConsumerRecord]]] = {}
+            for tp, recs in batches.items():
+                by_topic.setdefault(tp.topic, {})[tp] = recs
+            await asyncio.gather(*(self._process_topic(parts) for parts in by_topic.values()))
+            self._commit_later({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
             self.lag()
-        await self._commit_in_order()
 
-    async def _commit_in_order(self) -> None:
-        if self._committing is not None:
-            await self._committing
-            self._committing = None
+    async def _run_partitions(self) -> None:
+        """Each partition on its own: its next batch starts as soon as its last one is handled,
+        whatever the others do, so a slow partition holds no other and the store has work while
+        the next batch is prepared. A partition is in one batch at a time: its records are still
+        handled in order."""
+        busy: dict[TopicPartition, asyncio.Task] = {}
+        failed: list[BaseException] = []
+
+        def ended(tp: TopicPartition, task: asyncio.Task) -> None:
+            busy.pop(tp, None)
+            if not task.cancelled() and task.exception() is not None:
+                failed.append(task.exception())
+            self._has_ahead.set()  # wakes the loop: this partition's next records may wait
+
+        try:
+            while not self._stopping.is_set():
+                if failed:
+                    raise failed[0]
+                for tp in [tp for tp in self._ahead if tp not in busy]:
+                    recs = self._take_fetched(only=tp)[tp]
+                    busy[tp] = asyncio.create_task(self._handle_partition(tp, recs))
+                    busy[tp].add_done_callback(lambda task, tp=tp: ended(tp, task))
+                self._has_ahead.clear()
+                if any(tp not in busy for tp in self._ahead):
+                    continue
+                try:
+                    await asyncio.wait_for(self._has_ahead.wait(), timeout=0.2)
+                except asyncio.TimeoutError:
+                    self.lag()
+        finally:
+            if busy:
+                await asyncio.gather(*busy.values(), return_exceptions=True)
+
+    async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        await self._process_partition(tp, records)
+        self._commit_later({tp: records[-1].offset + 1})
+        self.lag()
+
+    def _commit_later(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit in the background (overlapping the next batches), one commit at a time, so a
+        partition's committed offset only grows; what is handled meanwhile goes in the next one."""
+        self._to_commit.update(offsets)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_pending())
+
+    async def _commit_pending(self) -> None:
+        while self._to_commit:
+            offsets, self._to_commit = self._to_commit, {}
+            await self._commit(offsets)
+
+    async def _commits_done(self) -> None:
+        while self._committer is not None and not self._committer.done():
+            await self._committer
+        if self._to_commit:
+            await self._commit_pending()
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         while True:
