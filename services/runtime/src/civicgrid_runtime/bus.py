@@ -14,6 +14,10 @@ Delivery guarantees:
 - a consumer commits a partition's offsets only after its handler succeeded for every message up
   to that offset (or the message went to the dead-letter topic, which is acked first);
 - handlers must be idempotent: after a crash, the uncommitted tail is delivered again.
+
+Flow: a fetch loop keeps up to two batches of records ahead of the handlers; with merged
+partitions one batch at a time goes to the handler (per topic), otherwise each partition runs on
+its own, one batch at a time. Offsets are committed by one background committer.
 """
 
 from __future__ import annotations
