@@ -58,7 +58,8 @@ async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | 
     requests = RequestRepository(db)
     relay = runtime.outbox([requests.col])
     ctx = handlers.GridContext(source=settings.source, publisher=runtime.publisher, relay=relay, requests=requests,
-                               staff=StaffRepository(db), roster=RosterRepository(db, cache_seconds=settings.roster_cache_seconds),
+                               staff=StaffRepository(db),
+                               roster=RosterRepository(db, cache_seconds=settings.roster_cache_seconds),
                                catalogue=CatalogueRepository(db),
                                default_report_back_hours=settings.default_report_back_hours,
                                tz=ZoneInfo(settings.timezone))

@@ -312,9 +312,17 @@ class EventConsumer:
         handles them now, and if they come back the fetcher starts again at the committed offset."""
         for tp in revoked:
             self._ahead_count -= len(self._ahead.pop(tp, ()))
-        if not self._ahead:
+        self._fetched_changed()
+
+    def _fetched_changed(self) -> None:
+        """Keep ``_has_ahead`` and ``_has_room`` true to the buffer."""
+        if self._ahead:
+            self._has_ahead.set()
+        else:
             self._has_ahead.clear()
-        if self._ahead_count < self._ahead_limit:
+        if self._ahead_count >= self._ahead_limit:
+            self._has_room.clear()
+        else:
             self._has_room.set()
 
     async def _fetch_ahead(self) -> None:
@@ -334,10 +342,7 @@ class EventConsumer:
                 if tp in assigned:
                     self._ahead.setdefault(tp, []).extend(recs)
                     self._ahead_count += len(recs)
-            if self._ahead:
-                self._has_ahead.set()
-            if self._ahead_count >= self._ahead_limit:
-                self._has_room.clear()
+            self._fetched_changed()
 
     def _fetch_ended(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -366,10 +371,7 @@ class EventConsumer:
             else:
                 del self._ahead[tp]
         self._ahead_count -= self._max_batch - budget
-        if not self._ahead:
-            self._has_ahead.clear()
-        if self._ahead_count < self._ahead_limit:
-            self._has_room.set()
+        self._fetched_changed()
         return taken
 
     async def _run(self) -> None:
@@ -395,7 +397,6 @@ class EventConsumer:
                 by_topic.setdefault(tp.topic, {})[tp] = recs
             await asyncio.gather(*(self._process_topic(parts) for parts in by_topic.values()))
             self._commit_later({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
-            self.lag()
 
     async def _run_partitions(self) -> None:
         """Each partition on its own: its next batch starts as soon as its last one is handled,
@@ -433,7 +434,6 @@ class EventConsumer:
     async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         await self._process_partition(tp, records)
         self._commit_later({tp: records[-1].offset + 1})
-        self.lag()
 
     def _commit_later(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit in the background (overlapping the next batches), one commit at a time, so a
@@ -446,6 +446,7 @@ class EventConsumer:
         while self._to_commit:
             offsets, self._to_commit = self._to_commit, {}
             await self._commit(offsets)
+            self.lag()  # positions moved
 
     async def _commits_done(self) -> None:
         while self._committer is not None and not self._committer.done():

@@ -346,12 +346,8 @@ class OutboxRelay:
         total = 0
         for b in old:
             items = intent_items(b)
-            ids = [it["doc"] for it in items]
-            named = set()
-            for i in range(0, len(ids), BULK_CHUNK):  # by _id only: the filter the store pushes down
-                named |= {d["_id"] for d in await col.find({"_id": {"$in": ids[i:i + BULK_CHUNK]}},
-                                                           {INTENT_FIELD: 1}).to_list(None)
-                          if d.get(INTENT_FIELD) == b["_id"]}
+            docs = await find_by_ids(col, [it["doc"] for it in items], {INTENT_FIELD: 1})
+            named = {i for i, d in docs.items() if d.get(INTENT_FIELD) == b["_id"]}
             events = [Envelope.from_document(e) for it in items if it["doc"] in named for e in it["events"]]
             if events:
                 await self._publisher.publish_many(events)

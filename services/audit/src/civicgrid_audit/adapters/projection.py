@@ -34,7 +34,7 @@ from civicgrid_audit.adapters.auditlog import AuditLog
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_runtime.bus import Delivery
-from civicgrid_runtime.store import PENDING, pack_json, unpack_json
+from civicgrid_runtime.store import PENDING, find_by_ids, pack_json, unpack_json
 
 REQUESTS, COUNTERS, DEADLINES, SERVICES = "requests", "kpi_counters", "deadlines", "services"
 #: Request documents are spread over this many collections (``requests_00`` ...) and counters over
@@ -51,6 +51,17 @@ def request_collection(request_id: str) -> str:
 
 def counter_collection(shard: int) -> str:
     return f"{COUNTERS}_p{shard}"
+
+
+async def read_requests(db: AsyncDatabase, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Request documents by id, from their collections, unpacked (``loaded_document``)."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for rid in request_ids:
+        groups[request_collection(rid)].append(rid)
+    found: dict[str, dict[str, Any]] = {}
+    for cname, rids in groups.items():
+        found.update({rid: loaded_document(doc) for rid, doc in (await find_by_ids(db[cname], rids)).items()})
+    return found
 
 CATALOGUE_TYPE = "civicgrid.catalogue.service_defined"
 FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
@@ -212,13 +223,7 @@ class Projector:
         pending = dict(by_request)
         result: dict[str, dict[str, Any]] = {}
         for _attempt in range(50):
-            groups: dict[str, list[str]] = defaultdict(list)
-            for rid in pending:
-                groups[request_collection(rid)].append(rid)
-            found = {}
-            for cname, rids in groups.items():
-                found.update({doc["_id"]: loaded_document(doc)
-                              async for doc in self.db[cname].find({"_id": {"$in": rids}})})
+            found = await read_requests(self.db, list(pending))
             ops: dict[str, list] = defaultdict(list)
             written = {}
             for rid, ds in pending.items():

@@ -26,7 +26,7 @@ from civicgrid_audit.adapters.projection import (
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
-from civicgrid_runtime.store import BULK_CHUNK
+from civicgrid_runtime.store import find_by_ids
 
 EVALUATED = ("staff", "grid", "community", "department", "property")
 
@@ -99,12 +99,8 @@ class Queries:
         ids = [kpi.counter_id(dim, key, b) for b in kpi.buckets_for(start, end)]
 
         async def shard(p: int) -> list[dict[str, Any]]:
-            col = self.db[counter_collection(p)]
-            out = []
-            for i in range(0, len(ids), BULK_CHUNK):
-                out += await col.find({"_id": {"$in": [f"{c}|p{p}" for c in ids[i:i + BULK_CHUNK]]}},
-                                      {"m": 1}).to_list(None)
-            return out
+            return list((await find_by_ids(self.db[counter_collection(p)], [f"{c}|p{p}" for c in ids],
+                                           {"m": 1})).values())
 
         total: dict[str, int] = {}
         for docs in await asyncio.gather(*(shard(p) for p in range(REQUEST_PARTITIONS))):

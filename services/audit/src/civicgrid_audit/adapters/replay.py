@@ -36,6 +36,7 @@ from civicgrid_audit.adapters.projection import (
     fold_document,
     loaded_document,
     payloads_of,
+    read_requests,
     request_collection,
     stored_document,
 )
@@ -43,7 +44,7 @@ from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_contracts import Envelope, MalformedEvent
 from civicgrid_runtime.bus import Delivery
-from civicgrid_runtime.store import BULK_CHUNK, bulk_in_chunks
+from civicgrid_runtime.store import bulk_in_chunks, find_by_ids
 
 DEADLINE_FIELDS = ("request_id", "clock", "department", "dispatch_id", "base_due", "active", "area_code", "level",
                    "seen", "period_hours", "business")
@@ -125,15 +126,8 @@ class ReplayFold:
         work, self._requests = self._requests, {}
         if not work:
             return
-        existing: dict[str, dict[str, Any]] = {}
-        if self._flushed_before:  # some of these may have been written by an earlier flush
-            by_collection: dict[str, list[str]] = defaultdict(list)
-            for rid in work:
-                by_collection[request_collection(rid)].append(rid)
-            for cname, ids in by_collection.items():
-                for chunk in _chunks(ids, BULK_CHUNK):
-                    async for doc in self.db[cname].find({"_id": {"$in": chunk}}):
-                        existing[doc["_id"]] = loaded_document(doc)
+        # some of these may have been written by an earlier flush
+        existing = await read_requests(self.db, list(work)) if self._flushed_before else {}
         self._flushed_before = True
         ops: dict[str, list[InsertOne | ReplaceOne]] = defaultdict(list)
         written: dict[str, dict[str, Any]] = {}
@@ -169,10 +163,7 @@ class ReplayFold:
         async def write(part: int, counters: dict[str, dict[str, int]]) -> None:
             collection = self.db[counter_collection(part)]
             ids = [f"{base}|p{part}" for base in counters]
-            existing: set[str] = set()
-            if self._counters_flushed_before:
-                for chunk in _chunks(ids, BULK_CHUNK):
-                    existing |= {d["_id"] async for d in collection.find({"_id": {"$in": chunk}}, {"_id": 1})}
+            existing = set(await find_by_ids(collection, ids, {"_id": 1})) if self._counters_flushed_before else set()
             ops: list[InsertOne | UpdateOne] = []
             for cid, (base, m) in zip(ids, counters.items(), strict=True):
                 dim, key, day = kpi.split_counter_id(base)
@@ -185,10 +176,6 @@ class ReplayFold:
 
         await asyncio.gather(*(write(p, c) for p, c in by_shard.items()))
         self._counters_flushed_before = True
-
-
-def _chunks(items: list, n: int) -> list[list]:
-    return [items[i:i + n] for i in range(0, len(items), n)]
 
 
 async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[str], calendar: WorkingCalendar,
