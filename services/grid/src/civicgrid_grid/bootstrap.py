@@ -60,7 +60,7 @@ async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | 
     ctx = handlers.GridContext(source=settings.source, publisher=runtime.publisher, relay=relay, requests=requests,
                                staff=StaffRepository(db),
                                roster=RosterRepository(db, cache_seconds=settings.roster_cache_seconds),
-                               catalogue=CatalogueRepository(db),
+                               catalogue=CatalogueRepository(db, cache_seconds=settings.roster_cache_seconds),
                                default_report_back_hours=settings.default_report_back_hours,
                                tz=ZoneInfo(settings.timezone))
     svc = GridService(settings, runtime, ctx, MapRepository(db), handlers.Commands(ctx))

@@ -125,9 +125,10 @@ async def read_roster(ctx: GridContext, items: list[tuple[str, Located, str]]) -
     """The posts and chain holders these requests may go to (usually from the roster's cache)."""
     grids = [loc.grid for _, loc, _ in items if loc.grid]
     keys = {k for _, loc, _ in items for _, k in chain_keys(loc)}
-    posts, chain = await asyncio.gather(
-        ctx.roster.posts_for(grids, {line for _, _, line in items} | {"general"}),
-        ctx.roster.chain_for(sorted(keys)))
+    # one after the other: both are answered from memory as a rule, and a gather would cost the
+    # batch a turn of the event loop
+    posts = await ctx.roster.posts_for(grids, {line for _, _, line in items} | {"general"})
+    chain = await ctx.roster.chain_for(sorted(keys))
     return posts, chain
 
 

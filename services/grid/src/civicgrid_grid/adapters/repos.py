@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from civicgrid_grid.adapters.cache import DocumentCache
 from civicgrid_grid.domain.assignment import Staff
 from civicgrid_grid.domain.roster import post_id
 from civicgrid_runtime.store import find_by_ids
@@ -141,35 +140,14 @@ class RosterRepository:
     """Posts (A/B holders of a line of work in an area), the chain holders per level and area, and
     the departments."""
 
-    #: entries kept at most; past it, the expired ones go
-    CACHE_ENTRIES = 50_000
-
     def __init__(self, db: AsyncDatabase, *, cache_seconds: float = 2.0) -> None:
         self.posts = db["posts"]
         self.chain = db["chain"]
         self.departments = db["departments"]
         # every batch of assignments reads the posts and chain of its grids, and they change only
-        # when a roster is imported: documents found are kept this long (absent ones are read again)
-        self._cache_seconds = cache_seconds
-        self._cached: dict[tuple[str, str], tuple[float, dict]] = {}
-
-    async def _cached_by_ids(self, col: AsyncCollection, ids: Iterable[str]) -> dict[str, dict]:
-        now = time.monotonic()
-        out: dict[str, dict] = {}
-        missing = []
-        for i in ids:
-            hit = self._cached.get((col.name, i))
-            if hit is not None and now - hit[0] < self._cache_seconds:
-                out[i] = hit[1]
-            else:
-                missing.append(i)
-        if missing:
-            fresh = await find_by_ids(col, missing)
-            if len(self._cached) + len(fresh) > self.CACHE_ENTRIES:
-                self._cached = {k: v for k, v in self._cached.items() if now - v[0] < self._cache_seconds}
-            self._cached.update({(col.name, i): (now, d) for i, d in fresh.items()})
-            out.update(fresh)
-        return out
+        # when a roster is imported
+        self._cached_posts = DocumentCache(self.posts, max_age=cache_seconds)
+        self._cached_chain = DocumentCache(self.chain, max_age=cache_seconds)
 
     async def ensure_indexes(self) -> None:
         await self.posts.create_index([("area", ASCENDING)], name="area")
@@ -178,17 +156,18 @@ class RosterRepository:
         """The posts of these areas for these lines of work, read by id (``post_id``)."""
         if not areas:
             return {}
-        docs = await self._cached_by_ids(self.posts, sorted({post_id(a, line) for a in areas for line in lines}))
+        docs = await self._cached_posts.get_many(sorted({post_id(a, line) for a in areas for line in lines}))
         return {(d["area"], d["line"]): d for d in docs.values()}
 
     async def chain_for(self, keys: list[str]) -> dict[str, str]:
         if not keys:
             return {}
-        return {k: d["staff_id"] for k, d in (await self._cached_by_ids(self.chain, keys)).items()}
+        return {k: d["staff_id"] for k, d in (await self._cached_chain.get_many(keys)).items()}
 
     async def upsert(self, col_name: str, docs: list[dict]) -> None:
         col = getattr(self, col_name)
-        self._cached.clear()
+        self._cached_posts.invalidate()
+        self._cached_chain.invalidate()
         ops = [UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k != "_id"}}, upsert=True)
                for d in docs]
         for i in range(0, len(ops), 1000):
@@ -198,11 +177,15 @@ class RosterRepository:
 class CatalogueRepository:
     """The service catalogue as grid needs it (last revision wins)."""
 
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, *, cache_seconds: float = 2.0) -> None:
         self.col = db["services"]
+        # every batch of assignments reads its services' entries; another replica's change to one
+        # shows within cache_seconds, this process's own at once
+        self._cached = DocumentCache(self.col, max_age=cache_seconds)
 
     async def apply(self, doc: dict) -> bool:
         rev = doc["revision"]
+        self._cached.invalidate([doc["_id"]])
         res = await self.col.update_one({"_id": doc["_id"], "revision": {"$lt": rev}}, {"$set": doc})
         if res.matched_count:
             return True
@@ -215,7 +198,7 @@ class CatalogueRepository:
     async def get_many(self, codes: list[str]) -> dict[str, dict]:
         if not codes:
             return {}
-        return await find_by_ids(self.col, codes)
+        return await self._cached.get_many(codes)
 
 
 class RequestRepository:

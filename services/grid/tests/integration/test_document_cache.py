@@ -1,0 +1,79 @@
+"""The roster's and catalogue's read-through cache, on the real store: what it answers from memory,
+what it reads again, and that a change is seen within its age."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from civicgrid_grid.adapters.cache import DocumentCache
+
+pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]
+
+
+class CountingCollection:
+    """The real collection, counting the finds the cache sends."""
+
+    def __init__(self, col) -> None:
+        self._col = col
+        self.name = col.name
+        self.finds = 0
+
+    def find(self, *args, **kwargs):
+        self.finds += 1
+        return self._col.find(*args, **kwargs)
+
+
+async def test_found_and_absent_documents_are_answered_from_memory(fresh_db):
+    await fresh_db["posts"].insert_many([{"_id": "g1:general", "a": "s1"}, {"_id": "g2:general", "a": "s2"}])
+    col = CountingCollection(fresh_db["posts"])
+    cache = DocumentCache(col, max_age=30)
+    first = await cache.get_many(["g1:general", "g2:general", "g3:general"])
+    assert set(first) == {"g1:general", "g2:general"}
+    assert col.finds == 1
+    again = await cache.get_many(["g1:general", "g3:general"])
+    assert again == {"g1:general": first["g1:general"]}
+    assert col.finds == 1  # g3 is remembered as absent
+
+
+async def test_an_entry_past_its_age_is_read_again(fresh_db):
+    await fresh_db["posts"].insert_one({"_id": "g1:general", "a": "s1"})
+    cache = DocumentCache(fresh_db["posts"], max_age=0.2, keep_warm=0)
+    assert (await cache.get_many(["g1:general"]))["g1:general"]["a"] == "s1"
+    await fresh_db["posts"].update_one({"_id": "g1:general"}, {"$set": {"a": "s9"}})
+    assert (await cache.get_many(["g1:general"]))["g1:general"]["a"] == "s1"  # within its age
+    await asyncio.sleep(0.25)
+    assert (await cache.get_many(["g1:general"]))["g1:general"]["a"] == "s9"
+
+
+async def test_entries_in_use_are_kept_warm_in_the_background(fresh_db):
+    await fresh_db["posts"].insert_one({"_id": "g1:general", "a": "s1"})
+    col = CountingCollection(fresh_db["posts"])
+    cache = DocumentCache(col, max_age=1.0, keep_warm=10)
+    await cache.get_many(["g1:general", "g2:general"])
+    await fresh_db["posts"].insert_one({"_id": "g2:general", "a": "s2"})
+    await fresh_db["posts"].update_one({"_id": "g1:general"}, {"$set": {"a": "s9"}})
+    await asyncio.sleep(1.2)  # refreshed at 0.5 s and 1 s, no batch waiting on either
+    finds = col.finds
+    got = await cache.get_many(["g1:general", "g2:general"])
+    assert col.finds == finds  # answered from memory ...
+    assert {k: d["a"] for k, d in got.items()} == {"g1:general": "s9", "g2:general": "s2"}  # ... and current
+
+
+async def test_invalidate_drops_what_this_process_changed(fresh_db):
+    await fresh_db["services"].insert_one({"_id": "repair", "revision": 1})
+    cache = DocumentCache(fresh_db["services"], max_age=30)
+    assert (await cache.get_many(["repair"]))["repair"]["revision"] == 1
+    await fresh_db["services"].update_one({"_id": "repair"}, {"$set": {"revision": 2}})
+    cache.invalidate(["repair"])
+    assert (await cache.get_many(["repair"]))["repair"]["revision"] == 2
+
+
+async def test_age_zero_reads_every_time(fresh_db):
+    await fresh_db["posts"].insert_one({"_id": "g1:general", "a": "s1"})
+    col = CountingCollection(fresh_db["posts"])
+    cache = DocumentCache(col, max_age=0)
+    await cache.get_many(["g1:general"])
+    await cache.get_many(["g1:general"])
+    assert col.finds == 2
