@@ -76,3 +76,30 @@ async def test_not_alive_once_a_loop_ended_by_itself():
     c._fetch_task.add_done_callback(c._fetch_ended)
     await asyncio.gather(c._fetch_task, return_exceptions=True)
     assert not c.alive and not c.healthy
+
+
+async def test_commits_are_paced_and_flushed_at_once_when_asked():
+    import asyncio
+    import itertools
+    import time
+
+    c = EventConsumer(bootstrap_servers="127.0.0.1:1", group_id="g", topic_names=["t"], handler=None,
+                      publisher=None, commit_interval_seconds=0.2)  # type: ignore[arg-type]
+    commits: list[tuple[float, dict]] = []
+
+    async def commit(offsets):
+        commits.append((time.monotonic(), dict(offsets)))
+
+    c._commit = commit
+    c.lag = lambda: {}
+    for offset in range(1, 21):  # twenty batches handled within ~0.1 s
+        c._commit_later({P0: offset})
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.3)
+    # the first at once, the rest together after the interval (a third if this loop was slow)
+    assert 2 <= len(commits) <= 3 and commits[-1][1] == {P0: 20}
+    assert all(b[0] - a[0] >= 0.19 for a, b in itertools.pairwise(commits))
+    c._commit_later({P0: 21, P1: 3})
+    t = time.monotonic()
+    await c.flush_commits()  # stop or revocation: no waiting for the interval
+    assert time.monotonic() - t < 0.1 and commits[-1][1] == {P0: 21, P1: 3}

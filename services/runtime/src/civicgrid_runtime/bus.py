@@ -215,6 +215,7 @@ class EventConsumer:
         auto_offset_reset: str = "earliest",
         transient: Callable[[BaseException], bool] = is_transient,
         merge_partitions: bool = False,
+        commit_interval_seconds: float = 0.1,
     ) -> None:
         self.group_id = group_id
         #: hand the handler one batch per *topic* (every partition's records, each partition's in
@@ -260,6 +261,10 @@ class EventConsumer:
         self._positions: dict[TopicPartition, int] = {}
         self._to_commit: dict[TopicPartition, int] = {}
         self._committer: asyncio.Task | None = None
+        self._commit_interval = commit_interval_seconds
+        self._last_commit = 0.0
+        #: set when pending offsets must go now (stop, partitions revoked), not after the interval
+        self._commit_now = asyncio.Event()
         self.healthy = False
 
     # -- lifecycle
@@ -381,7 +386,7 @@ class EventConsumer:
             else:
                 await self._run_partitions()
         finally:
-            await self._commits_done()
+            await self.flush_commits()
 
     async def _run_merged(self) -> None:
         """One batch at a time, every partition's records of a topic in one handler call."""
@@ -437,22 +442,33 @@ class EventConsumer:
 
     def _commit_later(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit in the background (overlapping the next batches), one commit at a time, so a
-        partition's committed offset only grows; what is handled meanwhile goes in the next one."""
+        partition's committed offset only grows, and at most one per commit interval; what is
+        handled meanwhile goes in the next one."""
         self._to_commit.update(offsets)
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_pending())
 
     async def _commit_pending(self) -> None:
         while self._to_commit:
+            wait = self._last_commit + self._commit_interval - time.monotonic()
+            if wait > 0 and not self._commit_now.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._commit_now.wait(), timeout=wait)
             offsets, self._to_commit = self._to_commit, {}
+            self._last_commit = time.monotonic()
             await self._commit(offsets)
             self.lag()  # positions moved
 
-    async def _commits_done(self) -> None:
-        while self._committer is not None and not self._committer.done():
-            await self._committer
-        if self._to_commit:
-            await self._commit_pending()
+    async def flush_commits(self) -> None:
+        """Commit what is handled now, without waiting for the interval."""
+        self._commit_now.set()
+        try:
+            while self._committer is not None and not self._committer.done():
+                await self._committer
+            if self._to_commit:
+                await self._commit_pending()
+        finally:
+            self._commit_now.clear()
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         while True:
@@ -589,6 +605,10 @@ class _DropFetchedOnRebalance(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self._consumer.forget_fetched(revoked)
+        # what was handled is committed before the partitions go, so their next owner starts there
+        # (bounded: a broker that does not answer must not hold the rebalance up)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._consumer.flush_commits()), timeout=5)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         pass

@@ -59,6 +59,7 @@ class Runtime:
             bootstrap_servers=s.kafka_bootstrap_servers, group_id=group_id or s.group_id, topic_names=topic_names,
             handler=handler, publisher=self.publisher, max_batch=s.consumer_max_batch,
             max_attempts=s.consumer_max_attempts, backoff_seconds=s.consumer_backoff_seconds,
+            commit_interval_seconds=s.consumer_commit_interval_seconds,
             instance_id=s.consumer_instance or None, auto_offset_reset=auto_offset_reset,
             merge_partitions=merge_partitions,
         )

@@ -34,6 +34,11 @@ class ServiceSettings(BaseSettings):
     consumer_max_batch: int = Field(default=500, ge=1, le=10000)
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_backoff_seconds: float = Field(default=0.1, gt=0, le=60)
+    consumer_commit_interval_seconds: float = Field(
+        default=0.1, ge=0, le=10, description="Least time between two offset commits of a consumer: at 200 small "
+                                              "batches a second, a commit after each cost the broker and the "
+                                              "service more than the batches; a crash redelivers at most this "
+                                              "much more, to idempotent handlers")
     consumer_instance: str = Field(default="", description="Stable member id for static group membership")
     outbox_sweep_seconds: float = Field(default=1.0, gt=0, le=600)
     auth_secret: SecretStr = Field(
