@@ -62,7 +62,10 @@ test: setup
 faults: setup
 	CIVICGRID_STATE_DIR=$(CURDIR)/.run/test bash deploy/local/with-infra.sh $(PY) -m pytest tests/faults -s --timeout 1800 $(PYTEST_ARGS)
 
+# every run starts from an empty broker and store (unless they are given): what earlier runs left
+# behind (hundreds of emptied databases, topics full of old events) made the figures drift
 bench: setup
+	@if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}$${MONGODB_URL:-}" ]; then CIVICGRID_STATE_DIR=$(CURDIR)/.run/bench $(INFRA) reset; fi
 	CIVICGRID_STATE_DIR=$(CURDIR)/.run/bench bash deploy/local/with-infra.sh $(PY) bench/run_all.py
 
 lint: deps
