@@ -57,4 +57,6 @@ async def bootstrap(settings: AuditSettings | None = None, *, runtime: Runtime |
         rt.every(s.scan_seconds, scanner.scan, name="deadline-scan")
     if checkpoints:
         rt.every(s.checkpoint_seconds, log.checkpoint, name="checkpoint")
+    rt.every(s.head_flush_seconds, log.flush_heads, name="log-heads")
+    rt.on_stop.append(log.flush_heads)
     return svc

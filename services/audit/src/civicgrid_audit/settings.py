@@ -35,3 +35,6 @@ class AuditSettings(ServiceSettings):
         description="Ed25519 private key seed, 32 bytes hex",
     )
     checkpoint_seconds: float = Field(default=30.0, gt=0, le=86400, description="Signed checkpoint period")
+    head_flush_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="How often the log heads kept in memory are written back (the records "
+                                              "are written with every batch; a head only saves folding them)")

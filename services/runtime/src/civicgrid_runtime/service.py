@@ -40,6 +40,8 @@ class Runtime:
     consumers: list[EventConsumer] = field(default_factory=list)
     relay: OutboxRelay | None = None
     background: list[Callable[[], Any]] = field(default_factory=list)
+    #: run at stop, after the consumers stopped and before the store closes (e.g. write back caches)
+    on_stop: list[Callable[[], Any]] = field(default_factory=list)
     _tasks: list[asyncio.Task] = field(default_factory=list)
     started: bool = False
 
@@ -107,6 +109,11 @@ class Runtime:
             t.cancel()
         for c in self.consumers:
             await c.stop()
+        for job in self.on_stop:
+            try:
+                await job()
+            except Exception as exc:  # noqa: BLE001 - the rest of the shutdown must still happen
+                log.warning("stop job failed", job=getattr(job, "__qualname__", repr(job)), error=repr(exc))
         if self.relay:
             await self.relay.stop()
         await self.publisher.stop()

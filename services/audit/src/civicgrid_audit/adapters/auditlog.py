@@ -21,6 +21,7 @@ Design (single writer per log, no coordination between replicas):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -80,12 +81,23 @@ class Signer:
 
 
 class AuditLog:
+    """Appends, checkpoints and verifies the logs. The head of each log this process appends to is
+    kept in memory (each log has one writer) and written back every ``flush_heads``: the records
+    are the truth, a stored head only saves the next writer from folding them all, so the head's
+    read and write need not be on every batch's path."""
+
     def __init__(self, db: AsyncDatabase, signer: Signer) -> None:
         self.db = db
         self.records = db[RECORDS]
         self.heads = db[HEADS]
         self.checkpoints = db[CHECKPOINTS]
         self.signer = signer
+        #: log -> its head after this process's last append to it
+        self._heads: dict[str, dict[str, Any]] = {}
+        #: log -> the size of its stored head when this process last read or wrote it (None: none stored)
+        self._stored_size: dict[str, int | None] = {}
+        self._unwritten: set[str] = set()
+        self._flushing = asyncio.Lock()
 
     async def ensure_indexes(self) -> None:
         await self.records.create_index([("log", ASCENDING), ("seq", ASCENDING)], name="log_seq")
@@ -96,17 +108,30 @@ class AuditLog:
     # ------------------------------------------------------------------ append
 
     async def _head(self, log: str) -> dict[str, Any]:
-        head = await self.heads.find_one({"_id": log}) or {
-            "_id": log, "size": 0, "last_offset": -1, "chain": merkle.GENESIS.hex(), "frontier": [], "_new": True}
+        cached = self._heads.get(log)
+        if cached is not None:
+            return cached
+        stored = await self.heads.find_one({"_id": log})
+        head = stored or {"_id": log, "size": 0, "last_offset": -1, "chain": merkle.GENESIS.hex(), "frontier": []}
+        self._stored_size[log] = stored["size"] if stored else None
         tail = await self._records_from(log, head["size"])
-        if tail:  # a crash left records past the cached head: fold them in (records are the truth)
+        if tail:  # a crash (or a head not written back yet) left records past the stored head: fold them in
             frontier = merkle.frontier_from_doc(head["frontier"])
             for r in tail:
                 frontier = merkle.frontier_append(frontier, bytes.fromhex(r["leaf"]))
                 head.update(size=r["seq"] + 1, last_offset=r["offset"], chain=r["chain"])
             head["frontier"] = merkle.frontier_to_doc(frontier)
-            head["_recovered"] = True
+            self._unwritten.add(log)
+        if stored is None:
+            self._unwritten.add(log)
+        self._heads[log] = head
         return head
+
+    def forget(self, log: str) -> None:
+        """Read this log's head from the store again at its next append (another writer was there)."""
+        self._heads.pop(log, None)
+        self._stored_size.pop(log, None)
+        self._unwritten.discard(log)
 
     async def _records_from(self, log: str, seq: int, probe: int = 64) -> list[dict[str, Any]]:
         """The records at ``seq`` and after, read by their ``_id`` (``<log>:<seq>``, which every store
@@ -128,7 +153,6 @@ class AuditLog:
             return 0
         log = log_name(deliveries[0].topic, deliveries[0].partition)
         head = await self._head(log)
-        old_size = head["size"] if not head.get("_recovered") else None
         size, chain = head["size"], bytes.fromhex(head["chain"])
         frontier = merkle.frontier_from_doc(head["frontier"])
         last_offset = head["last_offset"]
@@ -144,28 +168,55 @@ class AuditLog:
                                   "chain": new_chain.hex()}))
             frontier = merkle.frontier_append(frontier, leaf)
             chain, size, last_offset = new_chain, size + 1, d.offset
-        if ops:
-            try:
-                await self.records.bulk_write(ops, ordered=True)
-            except (BulkWriteError, DuplicateKeyError) as exc:
-                raise LogConflict(f"{log}: another writer appended concurrently") from exc
-        if ops or head.get("_recovered") or head.get("_new"):
-            new_head = {"size": size, "last_offset": last_offset, "chain": chain.hex(),
-                        "frontier": merkle.frontier_to_doc(frontier), "updated_at": datetime.now(UTC)}
-            if head.get("_new") and not head.get("_recovered"):
-                try:
-                    await self.heads.update_one({"_id": log, "size": {"$lte": 0}}, {"$set": new_head}, upsert=True)
-                except DuplicateKeyError as exc:
-                    raise LogConflict(log) from exc
-            else:
-                filt = {"_id": log} if old_size is None else {"_id": log, "size": old_size}
-                await self.heads.update_one(filt, {"$set": new_head}, upsert=head.get("_new", False))
+        if not ops:
+            return 0
+        try:
+            await self.records.bulk_write(ops, ordered=True)
+        except (BulkWriteError, DuplicateKeyError) as exc:
+            self.forget(log)  # the retry reads the head and the other writer's records
+            raise LogConflict(f"{log}: another writer appended concurrently") from exc
+        self._heads[log] = {"_id": log, "size": size, "last_offset": last_offset, "chain": chain.hex(),
+                            "frontier": merkle.frontier_to_doc(frontier)}
+        self._unwritten.add(log)
         return len(ops)
+
+    async def flush_heads(self) -> int:
+        """Write back the heads that moved since their last write; each write is guarded by the size
+        this process last saw stored, so a head another writer moved meanwhile is left to it (and
+        read again here). Returns how many were written."""
+        async with self._flushing:
+            written = 0
+            for log in sorted(self._unwritten):
+                head = self._heads.get(log)
+                self._unwritten.discard(log)
+                if head is None:
+                    continue
+                prev = self._stored_size.get(log)
+                doc = {k: head[k] for k in ("size", "last_offset", "chain", "frontier")}
+                doc["updated_at"] = datetime.now(UTC)
+                try:
+                    if prev is None:
+                        res = await self.heads.update_one({"_id": log, "size": {"$lte": 0}}, {"$set": doc},
+                                                          upsert=True)
+                    else:
+                        res = await self.heads.update_one({"_id": log, "size": prev}, {"$set": doc})
+                    moved = res.matched_count == 0 and res.upserted_id is None
+                except DuplicateKeyError:
+                    moved = True
+                if moved:  # read it again (with every record past it), to be written at the next flush
+                    self.forget(log)
+                    await self._head(log)
+                    continue
+                if log in self._heads:
+                    self._stored_size[log] = doc["size"]
+                written += 1
+            return written
 
     # ------------------------------------------------------------------ checkpoints
 
     async def checkpoint(self, *, now: datetime | None = None) -> list[dict[str, Any]]:
         """Sign a tree head for every log that grew since its last checkpoint."""
+        await self.flush_heads()
         out = []
         async for head in self.heads.find({}):
             last = await self.checkpoints.find({"log": head["_id"]}).sort("size", -1).limit(1).to_list(None)
