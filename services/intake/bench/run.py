@@ -29,6 +29,9 @@ from pathlib import Path
 from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "bench"))
+from httpload import Connection, post_json  # noqa: E402
+
 BIN = Path(sys.executable).parent
 KAFKA = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
 MONGO = os.environ["MONGODB_URL"]
@@ -59,41 +62,7 @@ def submission(i: int) -> bytes:
 
 
 def http_request(port: int, body: bytes) -> bytes:
-    return (f"POST /api/v1/requests HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-
-
-class Conn:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.r: asyncio.StreamReader | None = None
-        self.w: asyncio.StreamWriter | None = None
-
-    async def send(self, raw: bytes) -> int:
-        if self.w is None:
-            self.r, self.w = await asyncio.open_connection("127.0.0.1", self.port)
-        self.w.write(raw)
-        try:
-            head = await asyncio.wait_for(self.r.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            self.close()
-            self.w = None
-            return 0
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        if length:
-            await self.r.readexactly(length)
-        if b"connection: close" in head.lower():
-            self.close()
-            self.w = None
-        return status
-
-    def close(self) -> None:
-        if self.w:
-            self.w.close()
+    return post_json("127.0.0.1", port, "/api/v1/requests", body)
 
 
 async def closed_loop(port: int, seconds: float, concurrency: int) -> dict:
@@ -105,12 +74,12 @@ async def closed_loop(port: int, seconds: float, concurrency: int) -> dict:
 
     async def worker() -> None:
         nonlocal ok, err
-        c = Conn(port)
+        c = Connection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
         try:
             while time.perf_counter() < stop:
                 raw = http_request(port, submission(next(counter)))
                 t = time.perf_counter()
-                status = await c.send(raw)
+                status, _ = await c.send(raw)
                 lat.append(time.perf_counter() - t)
                 if status == 201:
                     ok += 1
@@ -128,9 +97,9 @@ async def closed_loop(port: int, seconds: float, concurrency: int) -> dict:
 async def fixed_rate(port: int, rate: float, seconds: float) -> dict:
     """Open loop: one request every 1/rate s; latency from the scheduled time."""
     n = int(rate * seconds)
-    pool: asyncio.Queue[Conn] = asyncio.Queue()
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(64):
-        pool.put_nowait(Conn(port))
+        pool.put_nowait(Connection("127.0.0.1", port, timeout=REQUEST_TIMEOUT))
     lat: list[float] = []
     statuses: dict[int, int] = {}
     start = time.perf_counter() + 0.2
@@ -144,7 +113,7 @@ async def fixed_rate(port: int, rate: float, seconds: float) -> dict:
         c = await pool.get()
         try:
             # a request that could not even start within 5 s of its slot counts as refused (status 0)
-            status = 0 if time.perf_counter() - scheduled > 5 else await c.send(raw)
+            status = 0 if time.perf_counter() - scheduled > 5 else (await c.send(raw))[0]
         finally:
             pool.put_nowait(c)
         lat.append(time.perf_counter() - scheduled)
