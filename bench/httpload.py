@@ -30,21 +30,36 @@ class Connection:
         self._w: asyncio.StreamWriter | None = None
 
     async def send(self, raw: bytes) -> tuple[int, bytes]:
-        """Send one request; (status, body), or (0, b"") when the connection failed or timed out."""
+        """Send one request; (status, body), or (0, b"") when the connection failed or timed out.
+        A kept-alive connection the server closed meanwhile (idle timeout) is opened again and the
+        request sent once more: the server read nothing of it."""
+        reused = self._w is not None
         try:
-            if self._w is None:
-                self._r, self._w = await asyncio.open_connection(self.host, self.port)
-            self._w.write(raw)
-            head = await asyncio.wait_for(self._r.readuntil(b"\r\n\r\n"), self.timeout)
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            body = await asyncio.wait_for(self._r.readexactly(length), self.timeout) if length else b""
+            return await self._exchange(raw)
+        except asyncio.IncompleteReadError as exc:
+            self.close()
+            if not (reused and not exc.partial):
+                return 0, b""
+        except (asyncio.TimeoutError, asyncio.LimitOverrunError, ConnectionError, OSError):
+            self.close()
+            return 0, b""
+        try:
+            return await self._exchange(raw)
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
                 OSError):
             self.close()
             return 0, b""
+
+    async def _exchange(self, raw: bytes) -> tuple[int, bytes]:
+        if self._w is None:
+            self._r, self._w = await asyncio.open_connection(self.host, self.port)
+        self._w.write(raw)
+        head = await asyncio.wait_for(self._r.readuntil(b"\r\n\r\n"), self.timeout)
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        body = await asyncio.wait_for(self._r.readexactly(length), self.timeout) if length else b""
         if b"connection: close" in head.lower():
             self.close()
         return int(head.split(b" ", 2)[1]), body

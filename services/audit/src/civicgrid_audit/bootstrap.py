@@ -52,7 +52,9 @@ async def bootstrap(settings: AuditSettings | None = None, *, runtime: Runtime |
         projector.on_deadline = scanner.schedule
     svc = AuditService(rt, s, calendar, log, projector, scanner, Queries(rt.db, calendar))
     if consume:
-        svc.consumer = rt.consume(list(CONSUMED_TOPICS), projector.apply, auto_offset_reset=offset_reset)
+        # one batch per topic across its partitions: one round trip per step for the whole batch
+        svc.consumer = rt.consume(list(CONSUMED_TOPICS), projector.apply, auto_offset_reset=offset_reset,
+                                  merge_partitions=True)
     if scan:
         rt.every(s.scan_seconds, scanner.scan, name="deadline-scan")
     if checkpoints:

@@ -1,24 +1,29 @@
 """The projections: per-request timeline + state, KPI counters, deadlines, the catalogue.
 
-``Projector.apply(deliveries)`` takes the events of ONE topic-partition, in offset order (what the
-runtime's consumer hands a batch handler, and what replay feeds it), and is idempotent:
+``Projector.apply(deliveries)`` takes the events of one topic -- one or more of its partitions, each
+partition's in offset order (what the runtime's merging consumer hands a batch handler, and what
+replay feeds it) -- and is idempotent:
 
-1. append them to the audit log of that partition (tamper-evident trail);
+1. append them to the audit log of their partition (tamper-evident trail);
 2. fold new entries into each request document (optimistic concurrency on ``_v``: events of one
-   request arrive on the same partition number of several topics, handled concurrently); the same
-   single-document write stores the request's new KPI contribution (``_kc``) and the *difference*
-   as a pending delta tagged with this partition and offset (``_kp``);
-3. apply pending deltas of this partition to the counter documents with ``$inc``, skipping those at or
-   below the counter's recorded position for this partition (``_pos``, read first; the counter
+   request arrive on the same partition number of several topics); the same single-document write
+   stores the request's new KPI contribution (``_kc``) and the *difference* as a pending delta
+   tagged with the delivery's partition and offset (``_kp``);
+3. apply pending deltas of each partition to the counter documents with ``$inc``, skipping those at
+   or below the counter's recorded position for that partition (``_pos``, read first; the counter
    shard has a single writer): a delta is applied exactly once even when a crash makes the batch
-   come again; the request's next write from this partition drops them;
+   come again; the request's next write from that partition drops them;
 4. upsert the request's time-limit clocks into ``deadlines`` (projection-owned fields only; the
    escalation step and next due time belong to the scanner).
+
+One batch for all partitions of a topic makes each step one round trip for the whole batch (the
+log appends and counter shards one per partition, side by side) instead of one per partition.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 import zlib
 from collections import defaultdict
@@ -172,15 +177,21 @@ class Projector:
     async def apply(self, deliveries: Sequence[Delivery]) -> None:
         """See the module docstring. Topic-partitions with the same *number* carry the same requests
         (co-partitioned topics), so they are applied one at a time in this process: FerretDB v1 does not
-        apply update filters atomically, so the ``_v`` check alone cannot stop two concurrent writers."""
+        apply update filters atomically, so the ``_v`` check alone cannot stop two concurrent writers.
+        A batch holds the locks of all its partition numbers, taken in order."""
         if not deliveries:
             return
-        async with self._locks[deliveries[0].partition]:
+        async with contextlib.AsyncExitStack() as held:
+            for part in sorted({d.partition for d in deliveries}):
+                await held.enter_async_context(self._locks[part])
             await self._apply(deliveries)
 
     async def _apply(self, deliveries: Sequence[Delivery]) -> None:
         payloads = payloads_of(deliveries)
-        await self.log.append(deliveries, payloads=payloads)
+        by_partition: dict[int, list[Delivery]] = defaultdict(list)
+        for d in deliveries:
+            by_partition[d.partition].append(d)
+        await asyncio.gather(*(self.log.append(ds, payloads=payloads) for ds in by_partition.values()))
         catalogue = [d for d in deliveries if d.envelope.type == CATALOGUE_TYPE]
         if catalogue:
             await self.apply_catalogue(catalogue)
@@ -190,10 +201,13 @@ class Projector:
                 by_request[d.envelope.subject].append(d)
         if not by_request:
             return
-        position = deliveries[0].position_key
-        docs = await self._fold_requests(by_request, payloads, position=position,
-                                         first_offset=deliveries[0].offset)
-        await self._apply_counters(position, deliveries[0].partition, docs)
+        first_offsets = {ds[0].position_key: ds[0].offset for ds in by_partition.values()}
+        docs = await self._fold_requests(by_request, payloads, first_offsets=first_offsets)
+        shards: dict[tuple[str, int], dict[str, dict[str, Any]]] = defaultdict(dict)
+        for rid, ds in by_request.items():
+            shards[(ds[0].position_key, ds[0].partition)][rid] = docs[rid]
+        await asyncio.gather(*(self._apply_counters(position, part, shard_docs)
+                               for (position, part), shard_docs in shards.items()))
         await self.write_clocks(docs)
 
     # ------------------------------------------------------------------ catalogue
@@ -213,13 +227,13 @@ class Projector:
     # ------------------------------------------------------------------ requests
 
     async def _fold_requests(self, by_request: dict[str, list[Delivery]], payloads: dict[str, dict[str, Any]], *,
-                             position: str, first_offset: int) -> dict[str, dict[str, Any]]:
+                             first_offsets: dict[str, int]) -> dict[str, dict[str, Any]]:
         """Fold the batch into request documents; returns the documents as written (or as found).
 
-        A pending delta of this position from before this batch's first offset has reached the
-        counters (its batch finished before this one was fetched; a batch that failed comes again
-        from its own start), so the write drops it: no separate write clears deltas."""
-        stale_before = f"{position}@{first_offset:012d}"
+        ``first_offsets``: position (topic-partition) -> the batch's first offset there. A pending
+        delta of a request's position from before that offset has reached the counters (its batch
+        finished before this one was fetched; a batch that failed comes again from its own start),
+        so the write drops it: no separate write clears deltas."""
         pending = dict(by_request)
         result: dict[str, dict[str, Any]] = {}
         for _attempt in range(50):
@@ -232,6 +246,8 @@ class Projector:
                 if not new_entries:
                     result[rid] = doc
                     continue
+                position = ds[0].position_key
+                stale_before = f"{position}@{first_offsets[position]:012d}"
                 kp = {t: v for t, v in ((doc or {}).get("_kp") or {}).items()
                       if not (t.startswith(position + "@") and t < stale_before)}
                 new_doc, delta = fold_document(rid, doc, new_entries, self.calendar, kp=kp)
