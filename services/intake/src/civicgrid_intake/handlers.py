@@ -102,7 +102,7 @@ class IntakeHandlers:
         self.vault = vault
         self.settings = settings
         self.source = settings.source
-        self.cells = DuplicateCells(cols.cells, relay.locks)
+        self.cells = DuplicateCells(cols.cells, relay.locks, cache_seconds=settings.duplicate_cache_seconds)
         self.api_keys = ApiKeys(cols.api_keys)
         relay.link_finisher = self.link_follower
         self.locks = relay.locks

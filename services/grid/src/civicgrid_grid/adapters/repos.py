@@ -13,9 +13,9 @@ from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from civicgrid_grid.adapters.cache import DocumentCache
 from civicgrid_grid.domain.assignment import Staff
 from civicgrid_grid.domain.roster import post_id
+from civicgrid_runtime.cache import DocumentCache
 from civicgrid_runtime.store import find_by_ids
 
 

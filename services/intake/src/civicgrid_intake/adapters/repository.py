@@ -17,6 +17,7 @@ from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from civicgrid_runtime.cache import DocumentCache
 from civicgrid_runtime.geo import haversine_m
 from civicgrid_runtime.store import bulk_in_chunks
 
@@ -87,13 +88,19 @@ class DuplicateCells:
     Candidates for a new request are read from the buckets its search circle touches (usually one
     document for 50 m), never by scanning the demand list; the exact distance is then computed.
     Entries older than the window are pruned when seen. (Requests themselves carry their res-9 cell.)
+
+    Buckets are read through a ``DocumentCache``: this process's own additions show at once, another
+    replica's within ``cache_seconds`` (a likely duplicate filed through another replica in that
+    moment is taken for a new request). Every submission read its bucket from the store before: a
+    quarter of the store's operations in the full pipeline.
     """
 
-    def __init__(self, col: AsyncCollection, locks=None) -> None:
+    def __init__(self, col: AsyncCollection, locks=None, *, cache_seconds: float = 1.0) -> None:
         from civicgrid_intake.adapters.locks import KeyedLocks
 
         self.col = col
         self.locks = locks or KeyedLocks()
+        self.buckets = DocumentCache(col, max_age=cache_seconds)
 
     @staticmethod
     def key(service_code: str, cell: str) -> str:
@@ -112,20 +119,23 @@ class DuplicateCells:
             return
         async with self.locks.hold_all("cell:" + k for k in fields):
             await bulk_in_chunks(self.col, [UpdateOne({"_id": k}, {"$set": f}, upsert=True) for k, f in fields.items()])
+            for k, f in fields.items():
+                added = {path.removeprefix("e."): entry for path, entry in f.items()}
+                self.buckets.amend(k, lambda doc, k=k, added=added: _with_entries(doc, k, added))
 
     async def remove(self, service_code: str, cell: str, request_id: str) -> None:
         k = self.key(service_code, cell)
         async with self.locks.hold("cell:" + k):
             await self.col.update_one({"_id": k}, {"$unset": {f"e.{request_id}": ""}})
+            self.buckets.amend(k, lambda doc: _without_entries(doc, [request_id]))
 
     async def candidates(self, service_code: str, lat: float, lon: float, *, distance_m: float,
                          window: timedelta, now: datetime) -> list[tuple[float, datetime, str]]:
         """(distance, received_at, request id) within distance and window, nearest first."""
         cells = cells_covering(lat, lon, distance_m)
-        keys = [self.key(service_code, c) for c in cells]
-        docs = await self.col.find({"_id": keys[0]} if len(keys) == 1 else {"_id": {"$in": keys}}).to_list(None)
+        docs = await self.buckets.get_many(self.key(service_code, c) for c in cells)
         out: list[tuple[float, datetime, str]] = []
-        for doc in docs:
+        for doc in docs.values():
             if not doc:
                 continue
             stale = []
@@ -140,8 +150,21 @@ class DuplicateCells:
             if stale:
                 async with self.locks.hold("cell:" + doc["_id"]):
                     await self.col.update_one({"_id": doc["_id"]}, {"$unset": {f"e.{r}": "" for r in stale}})
+                    self.buckets.amend(doc["_id"], lambda d, stale=stale: _without_entries(d, stale))
         out.sort()
         return out
+
+
+def _with_entries(doc: dict[str, Any] | None, key: str, added: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A bucket document after ``$set`` of these entries (a new dict: readers may hold the old one)."""
+    base = doc or {"_id": key}
+    return {**base, "e": {**(base.get("e") or {}), **added}}
+
+
+def _without_entries(doc: dict[str, Any] | None, request_ids: list[str]) -> dict[str, Any] | None:
+    if doc is None:
+        return None
+    return {**doc, "e": {r: e for r, e in (doc.get("e") or {}).items() if r not in request_ids}}
 
 
 class ApiKeys:

@@ -1,11 +1,12 @@
-"""Documents read by id and kept a short while: what every batch of assignments reads but what
-changes only when an administrator changes it (posts, chain holders, the catalogue)."""
+"""Documents read by id and kept a short while: what nearly every batch or request reads but what
+changes seldom, or mostly through this process (grid's posts, chain holders and catalogue;
+intake's duplicate-search buckets)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -13,7 +14,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import find_by_ids
 
-log = get_logger("civicgrid.grid.cache")
+log = get_logger("civicgrid.cache")
 
 
 class DocumentCache:
@@ -40,6 +41,8 @@ class DocumentCache:
         self._refresher: asyncio.Task | None = None
         #: bumped by ``invalidate``: a read begun before it must not bring old documents back
         self._generation = 0
+        #: id -> when this process last changed it (``amend``): the same, for one document
+        self._changed: dict[str, float] = {}
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         if self.max_age <= 0:
@@ -61,6 +64,15 @@ class DocumentCache:
             out.update({i: d for i, d in found.items() if d is not None})
         return out
 
+    def amend(self, i: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> None:
+        """This process just changed document ``i`` in the store: make the same change to the entry
+        held, if any (``change`` gets the document or None, returns the new one). The entry keeps
+        the age of its last read, so what other processes wrote still shows within ``max_age``."""
+        self._changed[i] = time.monotonic()  # a read begun before must not bring the old document back
+        hit = self._entries.get(i)
+        if hit is not None:
+            self._entries[i] = (hit[0], change(hit[1]))
+
     def invalidate(self, ids: Iterable[str] | None = None) -> None:
         """Forget these entries (all of them without ``ids``): this process just changed them."""
         self._generation += 1
@@ -77,7 +89,8 @@ class DocumentCache:
         if generation == self._generation:
             if len(self._entries) + len(found) > self.max_entries:
                 self._entries = {k: v for k, v in self._entries.items() if at - v[0] < self.max_age}
-            self._entries.update({i: (at, d) for i, d in found.items()})
+                self._changed = {k: t for k, t in self._changed.items() if at - t < self.max_age}
+            self._entries.update({i: (at, d) for i, d in found.items() if self._changed.get(i, -1.0) < at})
         return found
 
     async def _keep_warm(self) -> None:
@@ -86,6 +99,7 @@ class DocumentCache:
             await asyncio.sleep(self.max_age / 2)
             now = time.monotonic()
             self._used = {i: t for i, t in self._used.items() if now - t < self.keep_warm}
+            self._changed = {i: t for i, t in self._changed.items() if now - t < self.max_age}
             ids = [i for i in self._used if now - self._entries.get(i, (0.0, None))[0] >= self.max_age / 2]
             if not ids:
                 continue

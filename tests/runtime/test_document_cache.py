@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from civicgrid_grid.adapters.cache import DocumentCache
+from civicgrid_runtime.cache import DocumentCache
 
-pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = pytest.mark.infra
 
 
 class CountingCollection:
@@ -77,3 +77,18 @@ async def test_age_zero_reads_every_time(fresh_db):
     await cache.get_many(["g1:general"])
     await cache.get_many(["g1:general"])
     assert col.finds == 2
+
+
+async def test_amend_shows_this_process_change_at_once_and_keeps_the_read_age(fresh_db):
+    await fresh_db["cells"].insert_one({"_id": "k", "e": {"r1": 1}})
+    col = CountingCollection(fresh_db["cells"])
+    cache = DocumentCache(col, max_age=0.3, keep_warm=0)
+    await cache.get_many(["k", "absent"])
+    await fresh_db["cells"].update_one({"_id": "k"}, {"$set": {"e.r2": 2}})
+    cache.amend("k", lambda d: {**d, "e": {**d["e"], "r2": 2}})
+    cache.amend("absent", lambda d: {"_id": "absent", "e": {"r3": 3}})
+    got = await cache.get_many(["k", "absent"])
+    assert col.finds == 1 and got["k"]["e"] == {"r1": 1, "r2": 2} and got["absent"]["e"] == {"r3": 3}
+    await fresh_db["cells"].update_one({"_id": "k"}, {"$set": {"e.r4": 4}})  # another replica's write
+    await asyncio.sleep(0.35)  # shows once the entry's read is max_age old, amended or not
+    assert (await cache.get_many(["k"]))["k"]["e"] == {"r1": 1, "r2": 2, "r4": 4}
