@@ -59,6 +59,10 @@ async def test_entries_in_use_are_kept_warm_in_the_background(fresh_db):
     got = await cache.get_many(["g1:general", "g2:general"])
     assert col.finds == finds  # answered from memory ...
     assert {k: d["a"] for k, d in got.items()} == {"g1:general": "s9", "g2:general": "s2"}  # ... and current
+    await cache.close()  # at the service's stop: no more background reads
+    finds = col.finds
+    await asyncio.sleep(0.6)
+    assert col.finds == finds
 
 
 async def test_invalidate_drops_what_this_process_changed(fresh_db):

@@ -64,6 +64,7 @@ async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | 
                                default_report_back_hours=settings.default_report_back_hours,
                                tz=ZoneInfo(settings.timezone))
     svc = GridService(settings, runtime, ctx, MapRepository(db), handlers.Commands(ctx))
+    runtime.on_stop += [ctx.roster.close, ctx.catalogue.close]
     await ensure_indexes(svc)
     await svc.refresh_map()
     if consumers:

@@ -60,6 +60,7 @@ async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime 
     vault = ContactVault(settings.contact_key.get_secret_value(), settings.reporter_key.get_secret_value(),
                          settings.token_key.get_secret_value())
     handlers = IntakeHandlers(cols, catalogue, relay, vault, settings)
+    rt.on_stop.append(handlers.cells.close)
     if consume:
         rt.consume(list(LIFECYCLE_TOPICS), lifecycle_handler(handlers), merge_partitions=True)
     rt.every(5.0, catalogue.refresh, name="catalogue-refresh")  # other replicas' admin changes

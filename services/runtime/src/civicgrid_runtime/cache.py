@@ -5,6 +5,7 @@ intake's duplicate-search buckets)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,7 +26,8 @@ class DocumentCache:
     ``keep_warm`` seconds: a roster that the batches touch stays in memory, where entries expiring
     one by one would each cost a round trip on some batch's path (at 200 requests/s over a
     district's 216 grids, half the batches had one). What another replica changes is seen within
-    ``max_age``; what this process changes, at once (``invalidate``).
+    ``max_age``; what this process changes, at once (``invalidate``, ``amend``). ``close`` stops the
+    background reads (``Runtime.on_stop``).
     """
 
     def __init__(self, collection: AsyncCollection, *, max_age: float, keep_warm: float | None = None,
@@ -81,6 +83,13 @@ class DocumentCache:
         else:
             for i in ids:
                 self._entries.pop(i, None)
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
 
     async def _read(self, ids: list[str]) -> dict[str, dict[str, Any] | None]:
         generation, at = self._generation, time.monotonic()

@@ -149,6 +149,10 @@ class RosterRepository:
         self._cached_posts = DocumentCache(self.posts, max_age=cache_seconds)
         self._cached_chain = DocumentCache(self.chain, max_age=cache_seconds)
 
+    async def close(self) -> None:
+        await self._cached_posts.close()
+        await self._cached_chain.close()
+
     async def ensure_indexes(self) -> None:
         await self.posts.create_index([("area", ASCENDING)], name="area")
 
@@ -182,6 +186,9 @@ class CatalogueRepository:
         # every batch of assignments reads its services' entries; another replica's change to one
         # shows within cache_seconds, this process's own at once
         self._cached = DocumentCache(self.col, max_age=cache_seconds)
+
+    async def close(self) -> None:
+        await self._cached.close()
 
     async def apply(self, doc: dict) -> bool:
         rev = doc["revision"]

@@ -106,6 +106,9 @@ class DuplicateCells:
     def key(service_code: str, cell: str) -> str:
         return f"{service_code}:{cell}"
 
+    async def close(self) -> None:
+        await self.buckets.close()
+
     async def add(self, service_code: str, cell: str, request_id: str, lat: float, lon: float,
                   at: datetime) -> None:
         await self.add_many([(self.key(service_code, cell), request_id, {"at": at, "lat": lat, "lon": lon})])
