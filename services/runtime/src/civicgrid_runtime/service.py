@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -169,6 +170,11 @@ def create_app(*, title: str, version: str, description: str, runtime_factory: C
         await service.runtime.start()
         if on_started:
             await on_started(service)
+        # what start-up built (modules, schemas, the catalogue, the map) lives as long as the process:
+        # out of the collector's sight, a full collection no longer walks it (intake's took 60 ms,
+        # stalling every request in flight: its p99 at 200 requests/s)
+        gc.collect()
+        gc.freeze()
         log.info("service started", http=f"{settings.http_host}:{settings.http_port}")
         try:
             yield
