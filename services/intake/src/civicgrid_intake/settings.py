@@ -26,7 +26,7 @@ class IntakeSettings(ServiceSettings):
     duplicate_distance_m: float = Field(default=50.0, ge=0, le=5000)
     duplicate_window_hours: float = Field(default=72.0, ge=0, le=24 * 90)
     duplicate_cache_seconds: float = Field(
-        default=1.0, ge=0, le=60, description="How old the duplicate-search buckets this process answers from memory "
+        default=2.0, ge=0, le=60, description="How old the duplicate-search buckets this process answers from memory "
                                               "may be: another replica's new requests count as duplicate "
                                               "candidates after at most this long (its own at once)")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

@@ -27,7 +27,9 @@ class DocumentCache:
     one by one would each cost a round trip on some batch's path (at 200 requests/s over a
     district's 216 grids, half the batches had one). What another replica changes is seen within
     ``max_age``; what this process changes, at once (``invalidate``, ``amend``). ``close`` stops the
-    background reads (``Runtime.on_stop``).
+    background reads (``Runtime.on_stop``). ``keep_warm=0``: no background reads (for documents
+    that are large, many, and each read seldom: reading them all twice a second costs more than
+    the reads it saves).
     """
 
     def __init__(self, collection: AsyncCollection, *, max_age: float, keep_warm: float | None = None,
@@ -52,14 +54,16 @@ class DocumentCache:
         now = time.monotonic()
         out: dict[str, dict[str, Any]] = {}
         missing = []
+        warm = self.keep_warm > 0
         for i in ids:
-            self._used[i] = now
+            if warm:
+                self._used[i] = now
             hit = self._entries.get(i)
             if hit is None or now - hit[0] >= self.max_age:
                 missing.append(i)
             elif hit[1] is not None:
                 out[i] = hit[1]
-        if self._refresher is None or self._refresher.done():
+        if warm and (self._refresher is None or self._refresher.done()):
             self._refresher = asyncio.create_task(self._keep_warm(), name=f"cache-{self.collection.name}")
         if missing:
             found = await self._read(missing)

@@ -95,12 +95,14 @@ class DuplicateCells:
     quarter of the store's operations in the full pipeline.
     """
 
-    def __init__(self, col: AsyncCollection, locks=None, *, cache_seconds: float = 1.0) -> None:
+    def __init__(self, col: AsyncCollection, locks=None, *, cache_seconds: float = 2.0) -> None:
         from civicgrid_intake.adapters.locks import KeyedLocks
 
         self.col = col
         self.locks = locks or KeyedLocks()
-        self.buckets = DocumentCache(col, max_age=cache_seconds)
+        # no background reads: a bucket holds every request of its window and most are asked for
+        # less than once a second, so reading all of them twice a second would cost more than it saves
+        self.buckets = DocumentCache(col, max_age=cache_seconds, keep_warm=0)
 
     @staticmethod
     def key(service_code: str, cell: str) -> str:
