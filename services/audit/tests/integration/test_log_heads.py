@@ -75,3 +75,27 @@ async def test_two_writers_taking_turns_keep_one_chain(fresh_db):
     assert (await stored_head(fresh_db))["size"] == 9
     result = await a.verify(log_name(TOPIC, 0))
     assert result["ok"] and result["size"] == 9
+
+
+async def test_the_logs_endpoint_shows_heads_not_written_back_yet(fresh_db):
+    import types
+
+    import httpx
+    from fastapi import FastAPI
+
+    from civicgrid_audit.entrypoints.http import router
+    from civicgrid_runtime.auth import mint_token
+    from civicgrid_runtime.problems import install_problem_handlers
+
+    log = trail(fresh_db)
+    await log.ensure_indexes()
+    await log.append(deliveries(0, 4))
+    app = FastAPI()
+    app.state.service, app.state.auth_secret = types.SimpleNamespace(log=log), "s3cret"
+    install_problem_handlers(app)
+    app.include_router(router)
+    token = mint_token(secret="s3cret", sub="aud", role="auditor")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.get("/audit/logs", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    assert [(h["log"], h["size"], h["last_offset"]) for h in r.json()] == [(log_name(TOPIC, 0), 4, 3)]

@@ -118,6 +118,7 @@ async def evaluation(quarter: str, request: Request, p: Supervisor, format: str 
 @router.get("/audit/logs", tags=["audit trail"], summary="Every audit log with its head and last signed checkpoint")
 async def logs(request: Request, p: Auditor):
     log = _svc(request).log
+    await log.flush_heads()  # this replica's heads as of its last batch, not its last write-back
     out = []
     async for h in log.heads.find({}).sort("_id", 1):
         cp = await log.checkpoints.find({"log": h["_id"]}).sort("size", -1).limit(1).to_list(None)
