@@ -33,22 +33,18 @@ class Connection:
         """Send one request; (status, body), or (0, b"") when the connection failed or timed out.
         A kept-alive connection the server closed meanwhile (idle timeout) is opened again and the
         request sent once more: the server read nothing of it."""
-        reused = self._w is not None
-        try:
-            return await self._exchange(raw)
-        except asyncio.IncompleteReadError as exc:
-            self.close()
-            if not (reused and not exc.partial):
+        for attempt in (1, 2):
+            reused = self._w is not None
+            try:
+                return await self._exchange(raw)
+            except asyncio.IncompleteReadError as exc:
+                self.close()
+                if attempt == 2 or not reused or exc.partial:
+                    return 0, b""
+            except (asyncio.TimeoutError, asyncio.LimitOverrunError, ConnectionError, OSError):
+                self.close()
                 return 0, b""
-        except (asyncio.TimeoutError, asyncio.LimitOverrunError, ConnectionError, OSError):
-            self.close()
-            return 0, b""
-        try:
-            return await self._exchange(raw)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
-                OSError):
-            self.close()
-            return 0, b""
+        return 0, b""
 
     async def _exchange(self, raw: bytes) -> tuple[int, bytes]:
         if self._w is None:

@@ -172,7 +172,7 @@ class Load:
             self.refused[status] += 1
 
     @property
-    def errors(self) -> str:
+    def refusals(self) -> str:
         n = sum(self.refused.values())
         if not n:
             return "0"
@@ -252,7 +252,7 @@ async def main() -> None:
         fixed_submitted = dict(load.submitted)
         console.print(hop_table(f"fixed rate {FIXED_RATE:g}/s for {FIXED_SECONDS:g}s: "
                                 f"{len(fixed_submitted)} accepted ({len(fixed_submitted) / fixed_elapsed:.0f}/s), "
-                                f"refused {load.errors}, HTTP p99 {pct(load.latency, 0.99) * 1000:.0f} ms",
+                                f"refused {load.refusals}, HTTP p99 {pct(load.latency, 0.99) * 1000:.0f} ms",
                                 obs, fixed_submitted))
 
         # phase 2: maximum rate, with a profile of the slowest service
@@ -298,7 +298,7 @@ async def main() -> None:
         t.add_row("audit caught up after the load stopped", f"{e2e_elapsed - submit_elapsed:.0f}s", "")
         t.add_row("HTTP submit p50 / p99", f"{pct(load.latency, .5) * 1000:.0f} / {pct(load.latency, .99) * 1000:.0f} ms",
                   "")
-        t.add_row("refused (HTTP status: count; 503 = the store stayed busy)", load.errors, "0")
+        t.add_row("refused (HTTP status: count; 503 = the store stayed busy)", load.refusals, "0")
         console.print(t)
         console.print(hop_table("maximum-rate hops", obs, load.submitted))
         r = Table(title="processes during the maximum-rate phase")

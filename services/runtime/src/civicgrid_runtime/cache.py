@@ -43,9 +43,9 @@ class DocumentCache:
         #: id -> when last asked for
         self._used: dict[str, float] = {}
         self._refresher: asyncio.Task | None = None
-        #: bumped by ``invalidate``: a read begun before it must not bring old documents back
+        #: bumped by ``invalidate()`` of everything: a read begun before it must not bring old documents back
         self._generation = 0
-        #: id -> when this process last changed it (``amend``): the same, for one document
+        #: id -> when this process last changed it (``amend``, ``invalidate``): the same, for one document
         self._changed: dict[str, float] = {}
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -80,13 +80,16 @@ class DocumentCache:
             self._entries[i] = (hit[0], change(hit[1]))
 
     def invalidate(self, ids: Iterable[str] | None = None) -> None:
-        """Forget these entries (all of them without ``ids``): this process just changed them."""
-        self._generation += 1
+        """Forget these entries (all of them without ``ids``): this process just changed them (call
+        it after the write, so that no read begun before the write brings the old document back)."""
         if ids is None:
+            self._generation += 1
             self._entries.clear()
-        else:
-            for i in ids:
-                self._entries.pop(i, None)
+            return
+        now = time.monotonic()
+        for i in ids:
+            self._changed[i] = now
+            self._entries.pop(i, None)
 
     async def close(self) -> None:
         if self._refresher is not None:

@@ -170,12 +170,14 @@ class RosterRepository:
 
     async def upsert(self, col_name: str, docs: list[dict]) -> None:
         col = getattr(self, col_name)
-        self._cached_posts.invalidate()
-        self._cached_chain.invalidate()
         ops = [UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k != "_id"}}, upsert=True)
                for d in docs]
-        for i in range(0, len(ops), 1000):
-            await col.bulk_write(ops[i:i + 1000], ordered=False)
+        try:
+            for i in range(0, len(ops), 1000):
+                await col.bulk_write(ops[i:i + 1000], ordered=False)
+        finally:
+            self._cached_posts.invalidate()
+            self._cached_chain.invalidate()
 
 
 class CatalogueRepository:
@@ -191,16 +193,18 @@ class CatalogueRepository:
         await self._cached.close()
 
     async def apply(self, doc: dict) -> bool:
-        rev = doc["revision"]
-        self._cached.invalidate([doc["_id"]])
-        res = await self.col.update_one({"_id": doc["_id"], "revision": {"$lt": rev}}, {"$set": doc})
-        if res.matched_count:
-            return True
         try:
-            await self.col.insert_one(doc)
-            return True
-        except DuplicateKeyError:
-            return False  # an equal or newer revision is already there
+            res = await self.col.update_one({"_id": doc["_id"], "revision": {"$lt": doc["revision"]}},
+                                            {"$set": doc})
+            if res.matched_count:
+                return True
+            try:
+                await self.col.insert_one(doc)
+                return True
+            except DuplicateKeyError:
+                return False  # an equal or newer revision is already there
+        finally:
+            self._cached.invalidate([doc["_id"]])
 
     async def get_many(self, codes: list[str]) -> dict[str, dict]:
         if not codes:
