@@ -13,6 +13,7 @@ from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.grid import RequestNoted
 from civicgrid_runtime import EventPublisher
 from civicgrid_runtime.store import (
+    CAUSED,
     INTENT_FIELD,
     INTENTS,
     OUTBOX,
@@ -107,3 +108,27 @@ async def test_a_batch_cut_short_publishes_exactly_the_documents_that_name_its_i
     assert publisher.published[0].id == intent_items(intent)[0]["events"][0]["id"]
     assert await fresh_db[INTENTS].count_documents({}) == 0
     assert await survivor.sweep() == 0, "nothing left to publish"
+
+
+async def test_insert_caused_keeps_the_events_in_the_document_for_a_redelivered_cause(infra, fresh_db):
+    """No intent: the events live in the document, and a cause delivered again (its first handling
+    died before or while publishing) publishes them again from there, as does a duplicate insert
+    (another delivery of the same cause wrote the document and may die before publishing)."""
+    col = fresh_db["requests"]
+    items = [({"_id": f"r-{i}", "n": i}, [noted(f"r-{i}", "assigned")]) for i in range(3)]
+    with pytest.raises(ConnectionError):
+        await OutboxRelay(RecordingPublisher(fail=True), [col]).insert_caused(col, items)
+    stored = await col.find({}).sort("_id").to_list(None)
+    assert [d["_id"] for d in stored] == ["r-0", "r-1", "r-2"] and all(d.get(CAUSED) for d in stored)
+    assert await fresh_db[INTENTS].count_documents({}) == 0, "nothing but the documents was written"
+
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(publisher, [col])
+    assert await relay.republish(stored[:2]) == 2  # the handler found r-0 and r-1 applied
+    again = [({"_id": "r-2", "n": 9}, [noted("r-2", "decided again")]), ({"_id": "r-3"}, [noted("r-3", "new")])]
+    assert await relay.insert_caused(col, again) == ["r-3"]
+    first = {e.subject: e for _, evs in items for e in evs}
+    assert [e.id for e in publisher.published[:2]] == [first["r-0"].id, first["r-1"].id]
+    assert sorted((e.subject, e.data.note) for e in publisher.published[2:]) == [
+        ("r-2", "assigned"), ("r-3", "new")], "the stored decision, not the new one, is published for r-2"
+    assert (await col.find_one({"_id": "r-2"}))["n"] == 2

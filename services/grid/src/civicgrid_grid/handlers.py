@@ -66,6 +66,7 @@ from civicgrid_runtime.store import (
 log = get_logger("civicgrid.grid")
 
 OPEN = ("assigned", "accepted", "in_progress", "reopened")
+CRASH_AFTER_ASSIGNMENT = "grid.after_assignment_insert"
 LEVEL_CODE_LEN = {"district": 6, "street": 9, "community": 12, "grid": 15, "building": 18, "unit": 18}
 
 
@@ -346,10 +347,12 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
         ctx.staff.read_many(staff_ids(roster)))
     todo: list[Delivery] = []
     ops: list[UpdateOne] = []
+    again: list[dict] = []
     for rid, d in by_rid.items():
         doc = existing.get(rid)
         if doc is not None and d.envelope.id in (doc.get(APPLIED) or []):
-            continue  # replay: already applied
+            again.append(doc)  # delivered again: what it caused may not have been published
+            continue
         if doc is not None:
             continue  # already known (assigned, or merged and waiting for RequestUnmerged)
         ev: RequestReceived = d.envelope.data
@@ -361,6 +364,7 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
             continue
         todo.append(d)
     await ctx.requests.bulk_guarded(ops)
+    await ctx.relay.republish(again)
     if not todo:
         return
     items = [located[d.envelope.subject] for d in todo]
@@ -378,9 +382,9 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
             else:
                 doc[k] = v
         inserts.append((doc, evs))
-    # new documents: one insert each (state and applied guard together), their events in one batch
-    # intent written first; a duplicate key means a concurrent delivery of the same event wrote it
-    await ctx.relay.insert_with_events(ctx.requests.col, inserts)
+    # new documents, each with its state, applied guard and caused events, in one write; a crash
+    # before the publish delivers the RequestReceived again, and the lines above publish again
+    await ctx.relay.insert_caused(ctx.requests.col, inserts, crash_point_name=CRASH_AFTER_ASSIGNMENT)
 
 
 async def on_unmerged(ctx: GridContext, env: Envelope) -> None:

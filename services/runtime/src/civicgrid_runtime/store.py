@@ -19,6 +19,8 @@ New documents have a cheaper way (``OutboxRelay.insert_with_events``): one *batc
 document per write holds every event of the batch and is written first; each new document names
 its intent (``_ob``). After the publish only the intent is deleted (one delete for many batches)
 instead of one outbox clear per document, which on the local store costs more than the insert.
+A consumer's handler needs not even the intent (``OutboxRelay.insert_caused``): the document keeps
+its events, and the cause, redelivered until the handler returns, is the outbox.
 """
 
 from __future__ import annotations
@@ -143,6 +145,8 @@ def pending_events(doc: dict[str, Any]) -> list[tuple[str, Envelope]]:
 MARKERS = "_outbox_markers"
 #: batch intents of ``OutboxRelay.insert_with_events`` and the field naming a document's intent
 INTENTS, INTENT_FIELD = "_outbox_batches", "_ob"
+#: the events a document written by ``OutboxRelay.insert_caused`` caused (packed)
+CAUSED = "_caused"
 #: operations per bulk write round trip (bounded so one batch cannot hold the store for long)
 BULK_CHUNK = 500
 
@@ -157,6 +161,27 @@ async def find_by_ids(collection: AsyncCollection, ids: Iterable[Any],
         async for d in collection.find({"_id": {"$in": unique[i:i + BULK_CHUNK]}}, projection):
             out[d["_id"]] = d
     return out
+
+
+async def insert_new(collection: AsyncCollection, docs: list[dict[str, Any]]) -> set[int]:
+    """Insert documents, ``BULK_CHUNK`` per write; returns the indexes whose ``_id`` existed."""
+    from pymongo.errors import BulkWriteError
+
+    duplicate: set[int] = set()
+    for start in range(0, len(docs), BULK_CHUNK):
+        try:
+            await collection.insert_many(docs[start:start + BULK_CHUNK], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            duplicate |= {start + e["index"] for e in errors}
+    return duplicate
+
+
+def caused_events(docs: Iterable[dict[str, Any]]) -> list[Envelope]:
+    """The events ``OutboxRelay.insert_caused`` kept in these documents."""
+    return [Envelope.from_document(e) for d in docs if d.get(CAUSED) for e in unpack_json(d[CAUSED])]
 
 
 def intent_items(intent: dict[str, Any]) -> list[dict[str, Any]]:
@@ -304,8 +329,6 @@ class OutboxRelay:
         import uuid
         from datetime import UTC, datetime
 
-        from pymongo.errors import BulkWriteError
-
         from civicgrid_runtime.faults import crash_point
 
         items = [(doc, list(evs)) for doc, evs in items]
@@ -319,16 +342,7 @@ class OutboxRelay:
             for doc, evs in items:
                 if evs:
                     doc[INTENT_FIELD] = intent
-        duplicate: set[int] = set()
-        for start in range(0, len(items), BULK_CHUNK):
-            chunk = [doc for doc, _ in items[start:start + BULK_CHUNK]]
-            try:
-                await collection.insert_many(chunk, ordered=False)
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != 11000 for e in errors):
-                    raise
-                duplicate |= {start + e["index"] for e in errors}
+        duplicate = await insert_new(collection, [doc for doc, _ in items])
         if crash_point_name:
             crash_point(crash_point_name)
         inserted = [(doc, evs) for i, (doc, evs) in enumerate(items) if i not in duplicate]
@@ -339,6 +353,45 @@ class OutboxRelay:
             if self._clear_task is None or self._clear_task.done():
                 self._clear_task = asyncio.create_task(self._clear_soon(), name="outbox-clear")
         return [doc["_id"] for doc, _ in inserted]
+
+    async def insert_caused(self, collection: AsyncCollection,
+                            items: Sequence[tuple[dict[str, Any], Sequence[Envelope]]], *,
+                            crash_point_name: str | None = None) -> list[Any]:
+        """For a consumer's handler: insert new documents (each with an ``_id``) with the events
+        each one causes kept in it (``_caused``), and publish those events. One store write.
+
+        The cause's redelivery is the outbox, so no intent is written first and no sweep runs: a
+        consumer commits a cause only after its handler returned, so a crash or a failed publish
+        after the insert delivers the cause again, and the handler, finding the document that
+        cause wrote, passes it to ``republish``. A duplicate ``_id``: an earlier delivery wrote
+        that document (and ``republish`` covers it). Returns the ids inserted by this call.
+        """
+        from civicgrid_runtime.faults import crash_point
+
+        items = [(doc, list(evs)) for doc, evs in items]
+        for doc, evs in items:
+            if evs:
+                doc[CAUSED] = pack_json([e.to_document() for e in evs])
+        duplicate = await insert_new(collection, [doc for doc, _ in items])
+        if crash_point_name:
+            crash_point(crash_point_name)
+        inserted = [(doc, evs) for i, (doc, evs) in enumerate(items) if i not in duplicate]
+        events = [e for _, evs in inserted for e in evs]
+        if duplicate:
+            # written meanwhile by another delivery of the same cause (a rebalance), whose process
+            # may die before it publishes, after this one has committed the cause
+            stored = await find_by_ids(collection, [items[i][0]["_id"] for i in duplicate], {CAUSED: 1})
+            events += caused_events(stored.values())
+        await self._publisher.publish_many(events)
+        return [doc["_id"] for doc, _ in inserted]
+
+    async def republish(self, docs: Iterable[dict[str, Any]]) -> int:
+        """Publish again the events ``insert_caused`` kept in these documents, whose cause was
+        delivered again (the first publish may not have happened). Readers ignore an event id
+        they have applied, so publishing twice is harmless."""
+        events = caused_events(docs)
+        await self._publisher.publish_many(events)
+        return len(events)
 
     async def _sweep_intents(self, col: AsyncCollection, cutoff: Any) -> int:
         """Publish the events of batches whose writer stopped before deleting the intent."""

@@ -270,7 +270,7 @@ async def _queue(request: Request, who: str, *, department: bool = False) -> lis
     col = svc_of(request).ctx.requests.col
     filt = {"dispatched_to": who} if department else {"assignee_id": who}
     filt["status"] = {"$in": list(OPEN)}
-    docs = await col.find(filt, {"_outbox": 0, "_applied": 0, "received": 0}).sort(
+    docs = await col.find(filt, {"_outbox": 0, "_applied": 0, "received": 0, "_caused": 0}).sort(
         [("prio", 1), ("due_response", 1)]).to_list(1000)
     return [QueueItem(**request_read(d).model_dump(include=set(QueueItem.model_fields))) for d in docs]
 
