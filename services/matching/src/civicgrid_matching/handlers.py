@@ -39,6 +39,9 @@ from civicgrid_runtime.store import OutboxRelay, mark_applied, not_applied, upda
 log = get_logger("civicgrid.matching")
 OFFER_NS = uuid.UUID("2b0c7f52-8a6e-4d0f-9a3c-1f6f0e5d9b21")
 OPEN = "open"
+#: the consumed events matching acts on (the topics carry others, such as RequestAssigned)
+HANDLED = (grid_ev.VolunteerRequested, grid_ev.RequestResolved, grid_ev.RequestRejected, cat_ev.ServiceDefined,
+           intake_ev.RequestRated)
 
 
 def offer_id(request_id: str, gen: int, volunteer_id: str) -> str:
@@ -110,6 +113,7 @@ class Matching:
     async def handle_batch(self, batch: list[Delivery]) -> None:
         """One partition's batch, in order. New volunteer requests take the batched fast path
         (``match_new_requests``); everything else is applied one event at a time."""
+        batch = [d for d in batch if isinstance(d.envelope.data, HANDLED)]
         done = await self.match_new_requests(self._fast_path_candidates(batch))
         for d in batch:
             p = d.envelope.data
@@ -127,7 +131,9 @@ class Matching:
     @staticmethod
     def _fast_path_candidates(batch: list[Delivery]) -> list[Envelope]:
         """VolunteerRequested events that are the first event of their request in this batch and the
-        only request for it (so handling them first keeps every request's order)."""
+        only request for it (so handling them first keeps every request's order). ``batch`` holds
+        only events matching handles: grid publishes RequestAssigned just before VolunteerRequested,
+        and counting it kept every request of the real flow off the fast path."""
         seen: set[str] = set()
         count: dict[str, int] = {}
         first: list[Envelope] = []

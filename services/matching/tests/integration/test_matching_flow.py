@@ -197,3 +197,23 @@ async def test_crash_between_batch_insert_and_publish_is_republished_once(infra,
     assert len({e.id for e in offered}) == 1 and offered[0].data.volunteer_id == "b-1"
     doc = await h.m.cols.matches.find_one({"_id": env.subject})
     assert doc["v"] == 1 and doc["_applied"] == [env.id]
+
+
+async def test_grid_publishes_assigned_before_requested_and_the_batched_path_still_takes_it(infra, harness):
+    """On grid's topic a RequestAssigned comes just before the VolunteerRequested of the same
+    request; matching ignores it, and the request still takes the batched path (one insert, its
+    document marked with the batch) instead of the one-by-one path."""
+    from civicgrid_contracts.events.grid import RequestAssigned
+    from civicgrid_contracts.values import AreaPath
+    from civicgrid_runtime.bus import Delivery
+
+    h = harness
+    await h.register(volunteer_body("g-1", north_m=60))
+    env = requested()
+    assigned = env.caused(RequestAssigned(
+        request_id=env.subject, area=AreaPath(community="c-01"), assignee_id="s-1", holder="A", reason="A: on duty",
+        map_version=1, assigned_at=datetime.now(UTC)), source="/civicgrid/grid")
+    await h.m.handle_batch([Delivery(assigned, topics.ASSIGNMENTS.name, 0, 0),
+                            Delivery(env, topics.ASSIGNMENTS.name, 0, 1)])
+    doc = await h.m.cols.matches.find_one({"_id": env.subject})
+    assert doc["_batch"] and doc["_applied"] == [env.id] and doc["offers"]
