@@ -96,3 +96,32 @@ async def test_amend_shows_this_process_change_at_once_and_keeps_the_read_age(fr
     await fresh_db["cells"].update_one({"_id": "k"}, {"$set": {"e.r4": 4}})  # another replica's write
     await asyncio.sleep(0.35)  # shows once the entry's read is max_age old, amended or not
     assert (await cache.get_many(["k"]))["k"]["e"] == {"r1": 1, "r2": 2, "r4": 4}
+
+
+async def test_concurrent_misses_are_read_in_one_query_and_a_change_is_not_joined(fresh_db):
+    await fresh_db["cells"].insert_many([{"_id": f"k{i}", "e": {}} for i in range(5)])
+    col = CountingCollection(fresh_db["cells"])
+    cache = DocumentCache(col, max_age=30, keep_warm=0)
+    got = await asyncio.gather(*(cache.get_many([f"k{i}", f"k{(i + 1) % 5}", "absent"]) for i in range(5)))
+    assert col.finds == 1, "every caller's misses of one turn went to the store together"
+    assert all(set(g) == {f"k{i}", f"k{(i + 1) % 5}"} for i, g in enumerate(got))
+
+    # a read begun before this process changed a document: callers after the change read again
+    cache.invalidate()
+    first = asyncio.ensure_future(cache.get_many(["k0"]))
+    await asyncio.sleep(0)  # queued
+    await fresh_db["cells"].update_one({"_id": "k0"}, {"$set": {"e.r": 1}})
+    cache.amend("k0", lambda d: d and {**d, "e": {"r": 1}})
+    second = await cache.get_many(["k0"])
+    await first
+    assert second["k0"]["e"] == {"r": 1}
+
+
+async def test_a_caller_that_goes_away_leaves_the_read_to_the_others(fresh_db):
+    await fresh_db["cells"].insert_one({"_id": "k", "e": {}})
+    cache = DocumentCache(fresh_db["cells"], max_age=30, keep_warm=0)
+    leaving = asyncio.ensure_future(cache.get_many(["k"]))
+    staying = asyncio.ensure_future(cache.get_many(["k"]))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    assert (await staying)["k"]["_id"] == "k"

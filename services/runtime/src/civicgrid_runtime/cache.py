@@ -47,6 +47,11 @@ class DocumentCache:
         self._generation = 0
         #: id -> when this process last changed it (``amend``, ``invalidate``): the same, for one document
         self._changed: dict[str, float] = {}
+        #: reads asked for and not begun: concurrent callers' misses go to the store in one query
+        self._queued: list[tuple[str, asyncio.Future]] = []
+        #: id -> the read (queued or begun) a caller missing it joins, until this process changes it
+        self._pending: dict[str, asyncio.Future] = {}
+        self._reader: asyncio.Task | None = None
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         if self.max_age <= 0:
@@ -66,15 +71,54 @@ class DocumentCache:
         if warm and (self._refresher is None or self._refresher.done()):
             self._refresher = asyncio.create_task(self._keep_warm(), name=f"cache-{self.collection.name}")
         if missing:
-            found = await self._read(missing)
+            found = await self._load(missing)
             out.update({i: d for i, d in found.items() if d is not None})
         return out
+
+    async def _load(self, ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        """Read these through the shared reader: the misses of every caller in this turn of the
+        event loop go in one query (under load, intake's submissions each missed a bucket and
+        each paid a query of its own), and an id already being read is not read twice."""
+        loop = asyncio.get_running_loop()
+        futures: dict[str, asyncio.Future] = {}
+        for i in ids:
+            f = self._pending.get(i)
+            if f is None:
+                f = self._pending[i] = loop.create_future()
+                self._queued.append((i, f))
+            futures[i] = f
+        if self._queued and (self._reader is None or self._reader.done()):
+            self._reader = asyncio.create_task(self._read_queued(), name=f"cache-read-{self.collection.name}")
+        # shielded: a caller cancelled while waiting must not cancel the read others wait for
+        docs = await asyncio.gather(*(asyncio.shield(f) for f in futures.values()))
+        return dict(zip(futures, docs, strict=True))
+
+    async def _read_queued(self) -> None:
+        await asyncio.sleep(0)  # the other callers of this turn queue their misses
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                found = await self._read(list(dict.fromkeys(i for i, _ in batch)))
+            except Exception as exc:  # noqa: BLE001 - every caller waiting for this read gets the error
+                for _, f in batch:
+                    if not f.done():
+                        f.set_exception(exc)
+                        f.exception()  # retrieved: a caller that went away leaves no warning
+            else:
+                for i, f in batch:
+                    if not f.done():
+                        f.set_result(found.get(i))
+            finally:
+                for i, f in batch:
+                    if self._pending.get(i) is f:
+                        del self._pending[i]
 
     def amend(self, i: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> None:
         """This process just changed document ``i`` in the store: make the same change to the entry
         held, if any (``change`` gets the document or None, returns the new one). The entry keeps
         the age of its last read, so what other processes wrote still shows within ``max_age``."""
         self._changed[i] = time.monotonic()  # a read begun before must not bring the old document back
+        self._pending.pop(i, None)  # nor be joined by a caller from now on
         hit = self._entries.get(i)
         if hit is not None:
             self._entries[i] = (hit[0], change(hit[1]))
@@ -85,11 +129,13 @@ class DocumentCache:
         if ids is None:
             self._generation += 1
             self._entries.clear()
+            self._pending.clear()
             return
         now = time.monotonic()
         for i in ids:
             self._changed[i] = now
             self._entries.pop(i, None)
+            self._pending.pop(i, None)
 
     async def close(self) -> None:
         if self._refresher is not None:
