@@ -149,6 +149,24 @@ async def test_duplicates_wait_until_unmerged(harness):
     assert a.area.grid == g
 
 
+async def test_merged_then_unmerged_in_one_batch_keeps_their_order(harness):
+    """RequestMerged events are written together, but before the next other event of the batch:
+    an unmerge right behind its merge still finds the request merged and assigns it."""
+    from civicgrid_contracts.events.intake import RequestMerged, RequestUnmerged
+
+    g = harness.grid(6)
+    env = harness.received(g, duplicate_of="req-first")
+    merged = env.caused(RequestMerged(request_id=env.subject, into_request_id="req-first", distance_m=12.0,
+                                      followers=2), source="/civicgrid/intake-test")
+    un = env.caused(RequestUnmerged(request_id=env.subject, from_request_id="req-first", staff_id="s1",
+                                    reason="different place"), source="/civicgrid/intake-test")
+    await harness.publish(env, merged, un)
+    a = (await harness.assigned(env)).data
+    assert a.area.grid == g
+    doc = await harness.svc.ctx.requests.col.find_one({"_id": env.subject})
+    assert doc["_applied"] == [env.id, merged.id, un.id] and doc["status"] == "assigned"
+
+
 async def test_volunteer_only_request_is_resolved_when_delivered(harness):
     from civicgrid_contracts.events.matching import ServiceDelivered
 
