@@ -106,7 +106,7 @@ class IntakeHandlers:
         self.api_keys = ApiKeys(cols.api_keys)
         relay.link_finisher = self.link_follower
         self.locks = relay.locks
-        self.writer = SubmissionWriter(cols, self.cells, self.link_follower, batch=settings.flush_batch)
+        self.writer = SubmissionWriter(cols, self.cells, self.link_followers, batch=settings.flush_batch)
 
     # ------------------------------------------------------------------ submission
 
@@ -213,6 +213,26 @@ class IntakeHandlers:
                 {"_id": parent_id, "followers_ids": {"$ne": rid}},
                 {"$push": {"followers_ids": rid}, "$inc": {"followers": 1, "version": 1},
                  "$set": {"updated_at": _now()}})
+
+    async def link_followers(self, links: list[tuple[str, str]]) -> None:
+        """``link_follower`` for a batch of (request id, parent id): one update per parent, all in
+        one bulk write; if any parent already lists one of its new followers (a retried batch),
+        each link again on its own (idempotent)."""
+        if not links:
+            return
+        by_parent: dict[str, list[str]] = {}
+        for rid, pid in links:
+            by_parent.setdefault(pid, []).append(rid)
+        now = _now()
+        async with self.locks.hold_all(by_parent):
+            res = await self.cols.requests.bulk_write([
+                UpdateOne({"_id": pid, "followers_ids": {"$nin": rids}},
+                          {"$push": {"followers_ids": {"$each": rids}}, "$inc": {"followers": len(rids), "version": 1},
+                           "$set": {"updated_at": now}})
+                for pid, rids in by_parent.items()], ordered=False)
+        if res.modified_count < len(by_parent):
+            for rid, pid in links:
+                await self.link_follower(rid, pid)
 
     # ------------------------------------------------------------------ reading
 

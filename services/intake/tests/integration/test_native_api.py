@@ -217,6 +217,21 @@ async def test_duplicate_merge_and_unmerge(ctx, infra):
     assert (await eventually(unmerged))[0].data.from_request_id == first["request_id"]
 
 
+async def test_many_duplicates_of_one_request_at_once_are_all_followers(ctx):
+    """Followers submitted together are linked in one write per parent: none is lost or counted twice."""
+    import asyncio
+
+    b1 = body("sanitation")
+    lat, lon = b1["location"]["lat"], b1["location"]["lon"]
+    first = await _submit(ctx, b1)
+    dups = await asyncio.gather(*(_submit(ctx, body("sanitation", location={"lat": lat + 0.00005 * k, "lon": lon}))
+                                  for k in range(1, 9)))
+    assert all(d["status"] == "merged" and d["duplicate_of"] == first["request_id"] for d in dups)
+    parent = (await ctx.client.get(f"/api/v1/requests/{first['request_id']}", headers=ctx.token("supervisor"))).json()
+    assert parent["followers"] == 9
+    assert sorted(parent["follower_request_ids"]) == sorted(d["request_id"] for d in dups)
+
+
 # ----------------------------------------------------------------------------- status + rating
 
 

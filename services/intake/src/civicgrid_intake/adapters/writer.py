@@ -1,9 +1,9 @@
 """Group commit of submissions: many requests, a handful of store writes.
 
 Each submission waits for its batch: the markers with the events (one ``insert_many``), the
-request documents (one ``insert_many``), then the duplicate-cell entries (one bulk write) and any
-follower link. Only then is the submission answered, so a 201 always means stored. A store write
-costs about as much for 100 documents as for one, and concurrent single writes collide on
+request documents (one ``insert_many``), then the duplicate-cell entries (one bulk write) and the
+follower links (one bulk write). Only then is the submission answered, so a 201 always means
+stored. A store write costs about as much for 100 documents as for one, and concurrent single writes collide on
 FerretDB/SQLite (SQLITE_BUSY); batching turns both into throughput.
 """
 
@@ -33,10 +33,10 @@ class Pending:
 
 
 class SubmissionWriter:
-    def __init__(self, cols, cells, link_follower, *, batch: int = 200) -> None:
+    def __init__(self, cols, cells, link_followers, *, batch: int = 200) -> None:
         self.cols = cols
         self.cells = cells
-        self.link_follower = link_follower
+        self.link_followers = link_followers
         self.batch = batch
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         self._task: asyncio.Task | None = None
@@ -96,9 +96,7 @@ class SubmissionWriter:
         stored = [p for i, p in enumerate(batch) if i not in failed]
         await self.cells.add_many([(p.cell_key, p.doc["_id"], p.cell_entry) for p in stored
                                    if p.cell_key and p.cell_entry])
-        for p in stored:
-            if p.parent_id:
-                await self.link_follower(p.doc["_id"], p.parent_id)
+        await self.link_followers([(p.doc["_id"], p.parent_id) for p in stored if p.parent_id])
         for i, p in enumerate(batch):
             if i in failed:
                 p.future.set_exception(failed[i])
