@@ -77,10 +77,13 @@ async def test_invalidate_drops_what_this_process_changed(fresh_db):
 async def test_age_zero_reads_every_time(fresh_db):
     await fresh_db["posts"].insert_one({"_id": "g1:general", "a": "s1"})
     col = CountingCollection(fresh_db["posts"])
-    cache = DocumentCache(col, max_age=0)
+    cache = DocumentCache(col, max_age=0, projection={"a": 1})
     await cache.get_many(["g1:general"])
     await cache.get_many(["g1:general"])
     assert col.finds == 2
+    together = await asyncio.gather(*(cache.get_many(["g1:general", "absent"]) for _ in range(4)))
+    assert col.finds == 3, "concurrent callers still share one read"
+    assert all(t == {"g1:general": {"_id": "g1:general", "a": "s1"}} for t in together)
 
 
 async def test_amend_shows_this_process_change_at_once_and_keeps_the_read_age(fresh_db):

@@ -45,6 +45,7 @@ from civicgrid_intake.domain.model import OPEN_STATUSES, StatusState, apply
 from civicgrid_intake.domain.timelimits import expected_resolution
 from civicgrid_intake.settings import IntakeSettings
 from civicgrid_runtime.auth import Principal
+from civicgrid_runtime.cache import DocumentCache
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import OUTBOX, PENDING, outbox_entries, update_with_events
 
@@ -103,6 +104,9 @@ class IntakeHandlers:
         self.settings = settings
         self.source = settings.source
         self.cells = DuplicateCells(cols.cells, relay.locks, cache_seconds=settings.duplicate_cache_seconds)
+        #: the state of duplicate candidates, read fresh; concurrent submissions' reads go in one query
+        self.candidate_states = DocumentCache(cols.requests, max_age=0, keep_warm=0,
+                                              projection={"status": 1, "duplicate_of": 1, "followers": 1})
         self.api_keys = ApiKeys(cols.api_keys)
         relay.link_finisher = self.link_follower
         self.locks = relay.locks
@@ -199,10 +203,11 @@ class IntakeHandlers:
     async def _find_duplicate(self, service_code: str, lat: float, lon: float,
                               now: datetime) -> tuple[str, float, int] | None:
         window = timedelta(hours=self.settings.duplicate_window_hours)
-        for dist, _at, cid in await self.cells.candidates(service_code, lat, lon,
-                                                           distance_m=self.settings.duplicate_distance_m,
-                                                           window=window, now=now):
-            c = await self.cols.requests.find_one({"_id": cid}, {"status": 1, "duplicate_of": 1, "followers": 1})
+        near = await self.cells.candidates(service_code, lat, lon, distance_m=self.settings.duplicate_distance_m,
+                                           window=window, now=now)
+        states = await self.candidate_states.get_many([cid for _, _, cid in near])
+        for dist, _at, cid in near:
+            c = states.get(cid)
             if c and c["status"] in OPEN_STATUSES and not c.get("duplicate_of"):
                 return cid, dist, int(c.get("followers", 1))
         return None

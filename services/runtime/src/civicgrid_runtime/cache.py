@@ -26,16 +26,18 @@ class DocumentCache:
     ``keep_warm`` seconds: a roster that the batches touch stays in memory, where entries expiring
     one by one would each cost a round trip on some batch's path (at 200 requests/s over a
     district's 216 grids, half the batches had one). What another replica changes is seen within
-    ``max_age``; what this process changes, at once (``invalidate``, ``amend``). ``close`` stops the
+    ``max_age``; what this process changes, at once (``invalidate``, ``amend``). ``max_age=0`` keeps
+    nothing: every call reads, but the reads of concurrent callers still go in one query. ``close`` stops the
     background reads (``Runtime.on_stop``). ``keep_warm=0``: no background reads (for documents
     that are large, many, and each read seldom: reading them all twice a second costs more than
     the reads it saves).
     """
 
     def __init__(self, collection: AsyncCollection, *, max_age: float, keep_warm: float | None = None,
-                 max_entries: int = 50_000) -> None:
+                 max_entries: int = 50_000, projection: dict[str, Any] | None = None) -> None:
         self.collection = collection
         self.max_age = max_age
+        self.projection = projection
         self.keep_warm = keep_warm if keep_warm is not None else 10 * max_age
         self.max_entries = max_entries
         #: id -> (when read, the document or None when absent)
@@ -54,8 +56,9 @@ class DocumentCache:
         self._reader: asyncio.Task | None = None
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        if self.max_age <= 0:
-            return await find_by_ids(self.collection, list(ids))
+        if self.max_age <= 0:  # nothing kept; concurrent reads still go together
+            found = await self._load(list(ids))
+            return {i: d for i, d in found.items() if d is not None}
         now = time.monotonic()
         out: dict[str, dict[str, Any]] = {}
         missing = []
@@ -147,8 +150,8 @@ class DocumentCache:
     async def _read(self, ids: list[str]) -> dict[str, dict[str, Any] | None]:
         generation, at = self._generation, time.monotonic()
         found: dict[str, dict[str, Any] | None] = dict.fromkeys(ids)
-        found.update(await find_by_ids(self.collection, ids))
-        if generation == self._generation:
+        found.update(await find_by_ids(self.collection, ids, self.projection))
+        if generation == self._generation and self.max_age > 0:
             if len(self._entries) + len(found) > self.max_entries:
                 self._entries = {k: v for k, v in self._entries.items() if at - v[0] < self.max_age}
                 self._changed = {k: t for k, t in self._changed.items() if at - t < self.max_age}
