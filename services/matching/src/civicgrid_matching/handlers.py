@@ -39,6 +39,8 @@ from civicgrid_runtime.store import OutboxRelay, mark_applied, not_applied, upda
 log = get_logger("civicgrid.matching")
 OFFER_NS = uuid.UUID("2b0c7f52-8a6e-4d0f-9a3c-1f6f0e5d9b21")
 OPEN = "open"
+#: the batch that wrote a match document (``match_new_requests``)
+BATCHED = "_batch"
 #: the consumed events matching acts on (the topics carry others, such as RequestAssigned)
 HANDLED = (grid_ev.VolunteerRequested, grid_ev.RequestResolved, grid_ev.RequestRejected, cat_ev.ServiceDefined,
            intake_ev.RequestRated)
@@ -149,14 +151,14 @@ class Matching:
         return [e for e in first if count[e.subject] == 1]
 
     async def match_new_requests(self, envs: list[Envelope]) -> set[str]:
-        """Batched matching of requests the store has never seen: one read of existing ids, one read
-        of the candidates' schedules, one marker insert, one ``insert_many`` of match documents that
-        each carry their own outgoing events, one publish, one marker delete.
+        """Batched matching of requests the store has never seen: the offers' deadlines
+        (``insert_many``), the match documents (``insert_many``), one publish of every event.
 
-        The marker (collection ``batches``) is written first and deleted only after the publish, so a
-        crash in between leaves it behind and ``republish_batches`` publishes the documents' events
-        again (same ids: harmless). A document that already exists (a redelivery, a re-request) goes
-        to the one-by-one path, which knows how to deal with it.
+        Nothing else is written for a crash: the VolunteerRequested events are committed only after
+        this returns, so a crash (or a failed publish) delivers them again, and the one-by-one path,
+        finding the document such an event wrote unchanged since, publishes its events again
+        (``_first_events``: same ids, harmless). A document that already exists (a redelivery, a
+        re-request, another member's delivery during a rebalance) goes to that path too.
         """
         if not envs:
             return set()
@@ -180,9 +182,8 @@ class Matching:
             for n, c in enumerate(cands):
                 c.rank = n + 1
             evs = self._apply_candidates(env, state, cands, res, t)
-            docs.append({"_id": env.subject, **state, "v": 1, "_applied": [env.id], "_batch": bid})
+            docs.append({"_id": env.subject, **state, "v": 1, "_applied": [env.id], BATCHED: bid})
             events.extend(evs)
-        await self.cols.batches.insert_one({"_id": bid, "ids": [d["_id"] for d in docs], "at": t})
         deadlines = [{"_id": d["_id"], "at": d["next_expiry"]} for d in docs if d["status"] == OPEN]
         if deadlines:  # before the documents: a deadline without its document is simply dropped later
             try:
@@ -198,7 +199,6 @@ class Matching:
             events = [e for e in events if e.subject not in failed]
         crash_point("matching.after_batch_insert")
         await self.relay._publisher.publish_many(events) if self.relay else None  # noqa: SLF001
-        await self.cols.batches.delete_one({"_id": bid})
         return {e.id for e in envs if e.subject in inserted}
 
     def _first_events(self, doc: dict) -> list[Envelope]:
@@ -220,11 +220,12 @@ class Matching:
         return out
 
     async def republish_batches(self, older_than: timedelta = timedelta(seconds=10)) -> int:
-        """Crash path of ``match_new_requests``: publish the events of batches whose marker is left."""
+        """Publish the events of batches whose marker a version before this one left behind (it
+        wrote a marker per batch; this one needs none)."""
         n = 0
         for marker in await self.cols.batches.find({"at": {"$lt": now_utc() - older_than}}).to_list(None):
             docs = [d for d in await asyncio.gather(*(self.cols.matches.find_one(
-                {"_id": i, "_batch": marker["_id"]}) for i in marker["ids"])) if d]
+                {"_id": i, BATCHED: marker["_id"]}) for i in marker["ids"])) if d]
             evs = [e for d in docs for e in self._first_events(d)]
             if evs and self.relay:
                 await self.relay._publisher.publish_many(evs)  # noqa: SLF001
@@ -258,6 +259,9 @@ class Matching:
         for _ in range(20):
             doc = await self.cols.matches.find_one({"_id": rid})
             if doc and env.id in doc.get("_applied", []):
+                if doc.get(BATCHED) and doc.get("v") == 1 and self.relay:
+                    # written by the batched path, unchanged since: its publish may never have happened
+                    await self.relay._publisher.publish_many(self._first_events(doc))  # noqa: SLF001
                 return
             if doc and doc["status"] in (OPEN, "accepted", "delivered"):
                 # already being served: remember the event, change nothing else
