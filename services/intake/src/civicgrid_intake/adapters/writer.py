@@ -3,8 +3,8 @@
 Each submission waits for its batch: the markers with the events (one ``insert_many``), the
 request documents (one ``insert_many``), then the duplicate-cell entries (one bulk write) and the
 follower links (one bulk write). Only then is the submission answered, so a 201 always means
-stored. A store write costs about as much for 100 documents as for one, and concurrent single writes collide on
-FerretDB/SQLite (SQLITE_BUSY); batching turns both into throughput.
+stored. A store write costs about as much for 100 documents as for one, and concurrent single
+writes collide on FerretDB/SQLite (SQLITE_BUSY); batching turns both into throughput.
 """
 
 from __future__ import annotations
