@@ -31,18 +31,26 @@ class StaffRepository:
     hold there.
     """
 
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, *, cache_seconds: float = 2.0) -> None:
         self.col = db["staff"]
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # every batch of assignments reads its candidates' documents. This process's reservations
+        # are applied to the entries held (the write was conditional on the load they show); its
+        # other writes drop them; another replica's change shows within cache_seconds, and a load
+        # it changed makes the conditional write fail, which reads afresh
+        self._cached = DocumentCache(self.col, max_age=cache_seconds)
+
+    async def close(self) -> None:
+        await self._cached.close()
 
     async def ensure_indexes(self) -> None:
         await self.col.create_index([("area", ASCENDING)], name="area")
 
     async def read_many(self, ids: list[str]) -> dict[str, dict]:
-        """Staff documents as stored (with ``holding``), for ``reserve_many``'s first attempt."""
+        """Staff documents (with ``holding``; from the cache), for ``reserve_many``'s first attempt."""
         if not ids:
             return {}
-        return await find_by_ids(self.col, ids)
+        return await self._cached.get_many(ids)
 
     @staticmethod
     def staff_of(d: dict) -> Staff:
@@ -104,7 +112,12 @@ class StaffRepository:
                 res = await self.col.bulk_write(ops, ordered=False)
                 if res.modified_count == len(ops):
                     granted |= {(sid, rid) for sid, rids in plan.items() for rid in rids}
+                    for sid, rids in plan.items():
+                        self._cached.amend(sid, lambda d, rids=rids: d and {
+                            **d, "load": int(d.get("load", 0)) + len(rids), "holding": [*(d.get("holding") or []),
+                                                                                       *rids]})
                     return granted
+                self._cached.invalidate(plan)
                 # another writer changed someone meanwhile: re-read and grant what is held now
                 held = {sid: set(d.get("holding") or [])
                         for sid, d in (await find_by_ids(self.col, plan, {"holding": 1})).items()}
@@ -119,21 +132,28 @@ class StaffRepository:
             return
         async with self._locked([sid]):
             await self.col.update_one({"_id": sid, "holding": rid}, {"$inc": {"load": -1}, "$pull": {"holding": rid}})
+            self._cached.invalidate([sid])
 
     async def set_duty(self, sid: str, *, duty: str, leave_until: str | None, limit: int | None) -> dict | None:
         fields: dict[str, Any] = {"duty": duty, "leave_until": leave_until}
         if limit is not None:
             fields["limit"] = limit
         async with self._locked([sid]):
-            return await self.col.find_one_and_update({"_id": sid}, {"$set": fields},
-                                                      return_document=ReturnDocument.AFTER)
+            try:
+                return await self.col.find_one_and_update({"_id": sid}, {"$set": fields},
+                                                          return_document=ReturnDocument.AFTER)
+            finally:
+                self._cached.invalidate([sid])
 
     async def upsert_many(self, docs: list[dict]) -> None:
         """Demo/roster loading: create or replace profile fields, keeping live load counters."""
         ops = [UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k not in ("_id", "load", "holding")},
                                              "$setOnInsert": {"load": 0, "holding": []}}, upsert=True) for d in docs]
-        for i in range(0, len(ops), 1000):
-            await self.col.bulk_write(ops[i:i + 1000], ordered=False)
+        try:
+            for i in range(0, len(ops), 1000):
+                await self.col.bulk_write(ops[i:i + 1000], ordered=False)
+        finally:
+            self._cached.invalidate()
 
 
 class RosterRepository:
