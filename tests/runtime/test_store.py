@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -21,6 +21,7 @@ from civicgrid_runtime.store import (
     intent_items,
     mark_applied,
     not_applied,
+    pack_json,
     update_with_events,
 )
 
@@ -70,7 +71,7 @@ def noted(rid: str, text: str) -> Envelope:
                          source="/test")
 
 
-async def test_insert_with_events_publishes_each_new_document_once_and_leaves_no_outbox(infra, fresh_db):
+async def test_insert_caused_publishes_each_new_document_once_and_leaves_no_outbox(infra, fresh_db):
     col = fresh_db["requests"]
     publisher = RecordingPublisher()
     relay = OutboxRelay(publisher, [col])
@@ -79,8 +80,8 @@ async def test_insert_with_events_publishes_each_new_document_once_and_leaves_no
     items.append(({"_id": "r-old", "n": 9}, [noted("r-old", "again")]))
     items.append(({"_id": "r-quiet", "n": 0}, []))
 
-    inserted = await relay.insert_with_events(col, items)
-    await relay.stop()  # waits for the deferred intent delete
+    inserted = await relay.insert_caused(col, items)
+    await relay.stop()
 
     assert sorted(inserted) == ["r-0", "r-1", "r-2", "r-quiet"]
     assert sorted(e.subject for e in publisher.published) == ["r-0", "r-0", "r-1", "r-1", "r-2", "r-2"]
@@ -89,17 +90,17 @@ async def test_insert_with_events_publishes_each_new_document_once_and_leaves_no
     assert await fresh_db[INTENTS].count_documents({}) == 0
 
 
-async def test_a_batch_cut_short_publishes_exactly_the_documents_that_name_its_intent(infra, fresh_db):
+async def test_an_intent_an_earlier_version_left_publishes_exactly_the_documents_that_name_it(infra, fresh_db):
+    """An earlier version wrote one intent per batch of new documents, then the documents naming
+    it, and deleted it after the publish; one left behind by a crash is still swept."""
     col = fresh_db["requests"]
-    crashed = OutboxRelay(RecordingPublisher(fail=True), [col])
-    items = [({"_id": f"r-{i}"}, [noted(f"r-{i}", "assigned")]) for i in range(3)]
-    with pytest.raises(ConnectionError):
-        await crashed.insert_with_events(col, items)  # written, never published
-    [intent] = await fresh_db[INTENTS].find({}).to_list(None)
+    events = {f"r-{i}": noted(f"r-{i}", "assigned") for i in range(3)}
+    intent = {"_id": "an-intent", "col": col.name, "at": datetime.now(UTC) - timedelta(minutes=1),
+              "packed": pack_json([{"doc": rid, "events": [e.to_document()]} for rid, e in events.items()])}
+    await fresh_db[INTENTS].insert_one(intent)
     # one document of the batch was never written (cut short before it landed), and another
     # delivery later wrote r-1 under its own intent: those events are not this batch's to publish
-    await col.delete_one({"_id": "r-2"})
-    await col.update_one({"_id": "r-1"}, {"$set": {INTENT_FIELD: "a-later-batch"}})
+    await col.insert_many([{"_id": "r-0", INTENT_FIELD: "an-intent"}, {"_id": "r-1", INTENT_FIELD: "a-later-batch"}])
 
     publisher = RecordingPublisher()
     survivor = OutboxRelay(publisher, [col], grace=0.0)

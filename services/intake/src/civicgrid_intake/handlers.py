@@ -105,7 +105,7 @@ class IntakeHandlers:
         self.source = settings.source
         self.cells = DuplicateCells(cols.cells, relay.locks, cache_seconds=settings.duplicate_cache_seconds)
         #: the state of duplicate candidates, read fresh; concurrent submissions' reads go in one query
-        self.candidate_states = DocumentCache(cols.requests, max_age=0, keep_warm=0,
+        self.candidate_states = DocumentCache(cols.requests, max_age=0,
                                               projection={"status": 1, "duplicate_of": 1, "followers": 1})
         self.api_keys = ApiKeys(cols.api_keys)
         relay.link_finisher = self.link_follower

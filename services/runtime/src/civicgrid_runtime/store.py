@@ -15,12 +15,10 @@ and the events it causes atomically" means **one document**:
   ``$unset``s them. Publishing twice is harmless: event ids are deterministic and readers are
   idempotent.
 
-New documents have a cheaper way (``OutboxRelay.insert_with_events``): one *batch intent*
-document per write holds every event of the batch and is written first; each new document names
-its intent (``_ob``). After the publish only the intent is deleted (one delete for many batches)
-instead of one outbox clear per document, which on the local store costs more than the insert.
-A consumer's handler needs not even the intent (``OutboxRelay.insert_caused``): the document keeps
-its events, and the cause, redelivered until the handler returns, is the outbox.
+A consumer's handler writing new documents needs no outbox to clear (``OutboxRelay.insert_caused``):
+each document keeps the events it caused, and the cause, redelivered until the handler returns,
+is the outbox. (An earlier version wrote a batch *intent* document before such inserts; the sweep
+still publishes what one left behind.)
 """
 
 from __future__ import annotations
@@ -143,7 +141,8 @@ def pending_events(doc: dict[str, Any]) -> list[tuple[str, Envelope]]:
 
 
 MARKERS = "_outbox_markers"
-#: batch intents of ``OutboxRelay.insert_with_events`` and the field naming a document's intent
+#: batch intents an earlier version wrote before inserting new documents, and the field naming a
+#: document's intent (intake's markers use the same field for their token)
 INTENTS, INTENT_FIELD = "_outbox_batches", "_ob"
 #: the events a document written by ``OutboxRelay.insert_caused`` caused (packed)
 CAUSED = "_caused"
@@ -257,8 +256,6 @@ class OutboxRelay:
         self._grace = grace
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._intents_done: dict[str, list[str]] = {}
-        self._clear_task: asyncio.Task | None = None
 
     @property
     def collections(self) -> list[AsyncCollection]:
@@ -313,47 +310,6 @@ class OutboxRelay:
         docs = await asyncio.gather(*(collection.find_one({"_id": i}, {OUTBOX: 1}) for i in ids))
         return await self.flush_documents(collection, [d for d in docs if d])
 
-    async def insert_with_events(self, collection: AsyncCollection, items: Sequence[tuple[dict[str, Any],
-                                                                                         Sequence[Envelope]]],
-                                 *, crash_point_name: str | None = None) -> list[Any]:
-        """Insert new documents (each with an ``_id``) and publish the events each one causes.
-
-        The events go first into one intent document for the whole batch, then each document is
-        inserted naming that intent; a duplicate ``_id`` means an earlier delivery already wrote
-        that document, and its events are that delivery's to publish (fast path or sweep). Then the
-        inserted documents' events are published, and the intent is deleted later, in bulk with
-        others. A crash at any point leaves the intent; the sweep publishes the events of exactly
-        the documents that name it: a document whose insert never landed gets none published, so
-        a redelivery can decide afresh. Returns the ids inserted by this call.
-        """
-        import uuid
-        from datetime import UTC, datetime
-
-        from civicgrid_runtime.faults import crash_point
-
-        items = [(doc, list(evs)) for doc, evs in items]
-        if not items:
-            return []
-        intent = uuid.uuid4().hex
-        caused = [{"doc": doc["_id"], "events": [e.to_document() for e in evs]} for doc, evs in items if evs]
-        if caused:
-            await collection.database[INTENTS].insert_one({"_id": intent, "col": collection.name,
-                                                           "at": datetime.now(UTC), "packed": pack_json(caused)})
-            for doc, evs in items:
-                if evs:
-                    doc[INTENT_FIELD] = intent
-        duplicate = await insert_new(collection, [doc for doc, _ in items])
-        if crash_point_name:
-            crash_point(crash_point_name)
-        inserted = [(doc, evs) for i, (doc, evs) in enumerate(items) if i not in duplicate]
-        if caused:
-            await self._publisher.publish_many([e for _, evs in inserted for e in evs])
-            self._intents_done.setdefault(collection.full_name, []).append(intent)
-            self._collections.setdefault(collection.full_name, collection)
-            if self._clear_task is None or self._clear_task.done():
-                self._clear_task = asyncio.create_task(self._clear_soon(), name="outbox-clear")
-        return [doc["_id"] for doc, _ in inserted]
-
     async def insert_caused(self, collection: AsyncCollection,
                             items: Sequence[tuple[dict[str, Any], Sequence[Envelope]]], *,
                             crash_point_name: str | None = None) -> list[Any]:
@@ -394,7 +350,9 @@ class OutboxRelay:
         return len(events)
 
     async def _sweep_intents(self, col: AsyncCollection, cutoff: Any) -> int:
-        """Publish the events of batches whose writer stopped before deleting the intent."""
+        """Publish the events of batch intents an earlier version left (it wrote one before each
+        batch of new documents and deleted it after the publish): those of exactly the documents
+        that name the intent."""
         old = await col.database[INTENTS].find({"col": col.name, "at": {"$lte": cutoff}}).to_list(None)
         total = 0
         for b in old:
@@ -434,18 +392,6 @@ class OutboxRelay:
             total += await self.flush_documents(col, docs)
         return total
 
-    async def _clear_soon(self) -> None:
-        """Delete the intents of published batches, several batches in one write."""
-        await asyncio.sleep(0.05)  # let a few batches gather into one write
-        while self._intents_done:
-            done, self._intents_done = self._intents_done, {}
-            for name, intents in done.items():
-                try:
-                    await self._collections[name].database[INTENTS].delete_many({"_id": {"$in": intents}})
-                except Exception as exc:  # noqa: BLE001 - housekeeping: the events are published
-                    log.warning("deleting published batch intents failed; the sweep republishes them",
-                                error=repr(exc), intents=len(intents))
-
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
@@ -453,8 +399,6 @@ class OutboxRelay:
         self._stop.set()
         if self._task:
             await asyncio.wait([self._task], timeout=10)
-        if self._clear_task:
-            await asyncio.wait([self._clear_task], timeout=10)
 
     async def _run(self) -> None:
         while not self._stop.is_set():
