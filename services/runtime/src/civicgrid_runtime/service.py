@@ -194,8 +194,9 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
     configure_logging(service=settings.service_name, level=settings.log_level, json=settings.log_json)
     config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, loop="uvloop", http="httptools",
                             log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10)
-    server = uvicorn.Server(config)
-    asyncio.run(server.serve())
+    # Server.run builds the loop the config names; asyncio.run(server.serve()) would quietly run
+    # on the standard loop (uvicorn >= 0.36 chooses the loop through a loop factory in run)
+    uvicorn.Server(config).run()
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
