@@ -216,6 +216,8 @@ class EventConsumer:
         transient: Callable[[BaseException], bool] = is_transient,
         merge_partitions: bool = False,
         commit_interval_seconds: float = 0.1,
+        fetch_max_wait_ms: int = 10,
+        fetch_min_bytes: int = 3000,
     ) -> None:
         self.group_id = group_id
         #: hand the handler one batch per *topic* (every partition's records, each partition's in
@@ -238,7 +240,8 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset=auto_offset_reset,
             max_poll_records=max_batch,
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            fetch_min_bytes=fetch_min_bytes,
             session_timeout_ms=10000,
             heartbeat_interval_ms=2000,
             max_poll_interval_ms=600000,

@@ -63,6 +63,7 @@ class Runtime:
             handler=handler, publisher=self.publisher, max_batch=s.consumer_max_batch,
             max_attempts=s.consumer_max_attempts, backoff_seconds=s.consumer_backoff_seconds,
             commit_interval_seconds=s.consumer_commit_interval_seconds,
+            fetch_max_wait_ms=s.consumer_fetch_max_wait_ms, fetch_min_bytes=s.consumer_fetch_min_bytes,
             instance_id=s.consumer_instance or None, auto_offset_reset=auto_offset_reset,
             merge_partitions=merge_partitions,
         )

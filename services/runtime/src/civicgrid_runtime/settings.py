@@ -39,6 +39,13 @@ class ServiceSettings(BaseSettings):
                                               "batches a second, a commit after each cost the broker and the "
                                               "service more than the batches; a crash redelivers at most this "
                                               "much more, to idempotent handlers")
+    consumer_fetch_max_wait_ms: int = Field(
+        default=10, ge=0, le=1000, description="Longest a fetch waits on the broker for consumer_fetch_min_bytes")
+    consumer_fetch_min_bytes: int = Field(
+        default=3000, ge=1, le=1_048_576,
+        description="Bytes a fetch waits for (a few events), at most consumer_fetch_max_wait_ms: at 200 events a "
+                    "second a fetch per event, each decoding every assigned partition in Python, cost grid a fifth "
+                    "of its CPU; a few events per fetch trade ~5 ms of p50 for grid's p99 at 200/s")
     consumer_instance: str = Field(default="", description="Stable member id for static group membership")
     outbox_sweep_seconds: float = Field(default=1.0, gt=0, le=600)
     auth_secret: SecretStr = Field(
