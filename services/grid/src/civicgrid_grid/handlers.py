@@ -350,24 +350,16 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
     located = {rid: (rid, locate_request(city, d.envelope.data.location),
                      line_for(d.envelope.data.service_group, d.envelope.data.service_code))
                for rid, d in by_rid.items() if not d.envelope.data.duplicate_of}
-    # the roster first (from its cache, as a rule), then every other read side by side (each is a
-    # round trip to the store); the staff of a request that turns out to be known already are read
-    # for nothing, which is cheaper than waiting
+    # the roster first (from its cache, as a rule), then the other reads side by side. No read of
+    # the requests themselves: a RequestReceived is a request's first event, so its document is
+    # new unless this is a redelivery, which the insert's duplicate key tells (rare)
     roster = await read_roster(ctx, list(located.values()))
-    existing, services, staff_docs = await asyncio.gather(
-        ctx.requests.get_many(list(by_rid)),
+    services, staff_docs = await asyncio.gather(
         ctx.catalogue.get_many(sorted({d.envelope.data.service_code for d in by_rid.values()})),
         ctx.staff.read_many(staff_ids(roster)))
     todo: list[Delivery] = []
     ops: list[UpdateOne] = []
-    again: list[dict] = []
     for rid, d in by_rid.items():
-        doc = existing.get(rid)
-        if doc is not None and d.envelope.id in (doc.get(APPLIED) or []):
-            again.append(doc)  # delivered again: what it caused may not have been published
-            continue
-        if doc is not None:
-            continue  # already known (assigned, or merged and waiting for RequestUnmerged)
         ev: RequestReceived = d.envelope.data
         if ev.duplicate_of:
             ops.append(UpdateOne({"_id": rid, APPLIED: {"$ne": d.envelope.id}},
@@ -377,7 +369,6 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
             continue
         todo.append(d)
     await ctx.requests.bulk_guarded(ops)
-    await ctx.relay.republish(again)
     if not todo:
         return
     items = [located[d.envelope.subject] for d in todo]
@@ -396,8 +387,24 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
                 doc[k] = v
         inserts.append((doc, evs))
     # new documents, each with its state, applied guard and caused events, in one write; a crash
-    # before the publish delivers the RequestReceived again, and the lines above publish again
-    await ctx.relay.insert_caused(ctx.requests.col, inserts, crash_point_name=CRASH_AFTER_ASSIGNMENT)
+    # before the publish delivers the RequestReceived again: its insert then finds the document
+    # and publishes the events kept in it again
+    inserted = set(await ctx.relay.insert_caused(ctx.requests.col, inserts,
+                                                 crash_point_name=CRASH_AFTER_ASSIGNMENT))
+    again = {doc["_id"]: o.load_holder for (doc, _), o in zip(inserts, outcomes, strict=True)
+             if doc["_id"] not in inserted}
+    if again:
+        await release_redecided(ctx, again)
+
+
+async def release_redecided(ctx: GridContext, decided: dict[str, str | None]) -> None:
+    """Requests delivered again, whose documents were there already: the load this delivery
+    reserved for a person other than the stored holder is given back (a reservation the stored
+    holder already held was granted without counting again)."""
+    stored = await ctx.requests.get_many(list(decided))
+    for rid, holder in decided.items():
+        if holder and holder != (stored.get(rid) or {}).get("load_holder"):
+            await ctx.staff.release(holder, rid)
 
 
 async def on_unmerged(ctx: GridContext, env: Envelope) -> None:

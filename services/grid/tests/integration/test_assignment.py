@@ -133,6 +133,31 @@ async def test_replaying_the_same_event_changes_nothing(harness):
     assert len(ids) == 1
 
 
+async def test_a_redelivery_decided_otherwise_gives_the_load_back(harness):
+    """A's post went to B between the first delivery and a redelivery: the redelivery reserves B,
+    finds the document there and gives B's load back; the stored assignment and A's load stay."""
+    g = harness.grid(14)
+    a_id, b_id, _ = staff_ids_for_grid(g)
+    env = harness.received(g)
+    await harness.publish(env)
+    await harness.assigned(env)
+    before_doc = await harness.svc.ctx.requests.col.find_one({"_id": env.subject})
+    r = await harness.http.put(f"/v1/staff/{a_id}/duty", json={"duty": "leave", "leave_until": "2099-12-03"},
+                               headers=harness.token("sup", "supervisor", g[:12]))
+    assert r.status_code == 200, r.text
+    a_before, b_before = await harness.svc.ctx.staff.get(a_id), await harness.svc.ctx.staff.get(b_id)
+    marker = harness.received(g)
+    await harness.publish(env, marker)
+    assert (await harness.assigned(marker)).data.assignee_id == b_id
+    after_doc = await harness.svc.ctx.requests.col.find_one({"_id": env.subject})
+    a_after, b_after = await harness.svc.ctx.staff.get(a_id), await harness.svc.ctx.staff.get(b_id)
+    assert after_doc == before_doc and after_doc["load_holder"] == a_id
+    assert (a_after["load"], env.subject in a_after["holding"]) == (a_before["load"], True)
+    assert b_after["load"] == b_before["load"] + 1  # only the marker
+    assert env.subject not in b_after["holding"]
+    assert len({e.id for e in harness.collector.of(env.subject, "civicgrid.request.assigned")}) == 1
+
+
 async def test_duplicates_wait_until_unmerged(harness):
     from civicgrid_contracts.events.intake import RequestUnmerged
 
