@@ -64,7 +64,8 @@ class Submitted:
     outbox: dict[str, Any] | None = None
 
     def publish_later(self, relay) -> None:
-        """Hand the stored events to the relay (called once the answer is on its way)."""
+        """Hand the stored events to the relay, which publishes them from its own task (a sync
+        call, so a web framework's background task would run it on a thread: a hop per request)."""
         if self.outbox:
             relay.enqueue_known(self.request_id, self.outbox)
         else:

@@ -1,10 +1,16 @@
 """Group commit of submissions: many requests, a handful of store writes.
 
-Each submission waits for its batch: the markers with the events (one ``insert_many``), the
-request documents (one ``insert_many``), then the duplicate-cell entries (one bulk write) and the
-follower links (one bulk write). Only then is the submission answered, so a 201 always means
-stored. A store write costs about as much for 100 documents as for one, and concurrent single
-writes collide on FerretDB/SQLite (SQLITE_BUSY); batching turns both into throughput.
+Each submission waits for its batch: the markers with the events (one ``insert_many``), then side
+by side the request documents (one ``insert_many``) and the duplicate-cell entries (one bulk
+write), then the follower links of the stored duplicates (one bulk write). Only then is the submission answered, so a 201 always
+means stored. A store write costs about as much for 100 documents as for one, and concurrent
+single writes collide on FerretDB/SQLite (SQLITE_BUSY); batching turns both into throughput. Two
+batches are written at a time, so the store works on one while the next is gathered and encoded.
+
+The markers go first: a request stored without its marker would never be published after a crash.
+A cell entry of a request whose insert failed is harmless: the duplicate search skips an entry
+whose request is missing or not open, and one whose id existed (the same Idempotency-Key raced)
+names that request. A follower link counts, so it waits for the insert.
 """
 
 from __future__ import annotations
@@ -33,13 +39,15 @@ class Pending:
 
 
 class SubmissionWriter:
-    def __init__(self, cols, cells, link_followers, *, batch: int = 200) -> None:
+    def __init__(self, cols, cells, link_followers, *, batch: int = 200, in_flight: int = 2) -> None:
         self.cols = cols
         self.cells = cells
         self.link_followers = link_followers
         self.batch = batch
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         self._task: asyncio.Task | None = None
+        self._in_flight = asyncio.Semaphore(in_flight)
+        self._writing: set[asyncio.Task] = set()
 
     async def write(self, doc: dict[str, Any], *, at: datetime, events: dict[str, Any],
                     cell_key: str | None = None, cell_entry: dict[str, Any] | None = None,
@@ -60,23 +68,38 @@ class SubmissionWriter:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for t in list(self._writing):
+            t.cancel()
+        await asyncio.gather(*self._writing, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            await self._in_flight.acquire()
+            try:
+                batch = [await self._queue.get()]
+            except asyncio.CancelledError:
+                self._in_flight.release()
+                raise
             while len(batch) < self.batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            try:
-                await self._write(batch)
-            except asyncio.CancelledError:
-                for p in batch:
-                    if not p.future.done():
-                        p.future.cancel()
-                raise
-            except Exception as exc:  # noqa: BLE001 - every waiting submission gets the error (503/500)
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+            task = asyncio.create_task(self._answer(batch), name="intake-writer-batch")
+            self._writing.add(task)
+            task.add_done_callback(self._writing.discard)
+
+    async def _answer(self, batch: list[Pending]) -> None:
+        try:
+            await self._write(batch)
+        except asyncio.CancelledError:
+            for p in batch:
+                if not p.future.done():
+                    p.future.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - every waiting submission gets the error (503/500)
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+        finally:
+            self._in_flight.release()
 
     async def _write(self, batch: list[Pending]) -> None:
         try:
@@ -85,18 +108,23 @@ class SubmissionWriter:
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                 raise
         failed: dict[int, BaseException] = {}
-        try:
-            await self.cols.requests.insert_many([p.doc for p in batch], ordered=False)
-        except BulkWriteError as exc:
-            for err in exc.details.get("writeErrors", []):
-                if err.get("code") == 11000:
-                    failed[err["index"]] = DuplicateKeyError(err.get("errmsg", "duplicate key"))
-                else:
-                    failed[err["index"]] = exc
-        stored = [p for i, p in enumerate(batch) if i not in failed]
-        await self.cells.add_many([(p.cell_key, p.doc["_id"], p.cell_entry) for p in stored
-                                   if p.cell_key and p.cell_entry])
-        await self.link_followers([(p.doc["_id"], p.parent_id) for p in stored if p.parent_id])
+
+        async def insert_requests() -> None:
+            try:
+                await self.cols.requests.insert_many([p.doc for p in batch], ordered=False)
+            except BulkWriteError as exc:
+                for err in exc.details.get("writeErrors", []):
+                    if err.get("code") == 11000:
+                        failed[err["index"]] = DuplicateKeyError(err.get("errmsg", "duplicate key"))
+                    else:
+                        failed[err["index"]] = exc
+
+        await asyncio.gather(
+            insert_requests(),
+            self.cells.add_many([(p.cell_key, p.doc["_id"], p.cell_entry) for p in batch
+                                 if p.cell_key and p.cell_entry]))
+        await self.link_followers([(p.doc["_id"], p.parent_id) for i, p in enumerate(batch)
+                                   if p.parent_id and i not in failed])
         for i, p in enumerate(batch):
             if i in failed:
                 p.future.set_exception(failed[i])

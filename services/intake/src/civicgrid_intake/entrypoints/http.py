@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -80,15 +80,16 @@ requests_router = APIRouter(prefix="/api/v1", tags=["requests"])
                       responses={409: {"description": "Idempotency-Key reused with another body"},
                                  413: {"description": "Body larger than the limit"},
                                  422: {"description": "Invalid field (problem details name it)"}})
-async def submit(body: RequestCreate, request: Request, response: Response, background: BackgroundTasks,
+async def submit(body: RequestCreate, request: Request, response: Response,
                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> RequestCreated:
     h = handlers_of(request)
     res = await h.submit(body, idempotency_key=idempotency_key)
     response.headers["Location"] = f"/api/v1/requests/{res.request_id}"
     if res.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    # published after the answer is on its way; the marker makes sure it happens even after a crash
-    background.add_task(res.publish_later, h.relay)
+    # the relay publishes from its own task, after this answer as a rule; the marker makes sure it
+    # happens even after a crash
+    res.publish_later(h.relay)
     return RequestCreated(**res.answer, token=res.token)
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 
-from fastapi import APIRouter, BackgroundTasks, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -218,7 +218,7 @@ def _field_errors(exc: ValidationError, prefix: str | None = None) -> str:
 
 
 @router.post("/requests.{fmt}", status_code=201, summary="Open311: create a service request (form-encoded)")
-async def post_request(fmt: str, request: Request, background: BackgroundTasks) -> Response:
+async def post_request(fmt: str, request: Request) -> Response:
     fmt = _check_fmt(fmt)
     form = await request.form()
     _jurisdiction(request, fmt, form.get("jurisdiction_id"))
@@ -265,7 +265,7 @@ async def post_request(fmt: str, request: Request, background: BackgroundTasks) 
         if exc.status in (404, 409):
             raise Open311Error(409 if exc.status == 409 else 404, exc.detail, fmt) from None
         raise Open311Error(400, exc.detail, fmt) from None
-    background.add_task(res.publish_later, h.relay)
+    res.publish_later(h.relay)  # the relay publishes from its own task
     return render([{"service_request_id": res.request_id, "token": res.token,
                     "service_notice": res.answer.get("message"), "account_id": cmd.account_id}],
                   fmt, root="service_requests", item="request", status=201)
