@@ -45,7 +45,8 @@ TOKEN = INTENT_FIELD
 
 class RequestRelay:
     def __init__(self, requests: AsyncCollection, markers: AsyncCollection, publisher: EventPublisher, *,
-                 batch: int = 200, sweep_seconds: float = 1.0, orphan_after: float = 30.0) -> None:
+                 batch: int = 200, sweep_seconds: float = 1.0, orphan_after: float = 30.0,
+                 delete_every_seconds: float = 0.1) -> None:
         self.requests = requests
         self.markers = markers
         self._publisher = publisher
@@ -57,6 +58,11 @@ class RequestRelay:
         self.locks = KeyedLocks()
         self._known: dict[str, dict[str, Any]] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
+        #: markers whose events are published, deleted together a moment later: one delete per
+        #: submission batch cost the store as much as the batch's inserts (the sweep leaves markers
+        #: younger than its grace alone, so a marker waiting here is not published again)
+        self._published: list[str] = []
+        self._delete_every = delete_every_seconds
         self._tasks: list[asyncio.Task] = []
         #: completes a duplicate link left half-done by a crash: (request id, parent id) -> None
         self.link_finisher: Callable[[str, str], Awaitable[None]] | None = None
@@ -112,12 +118,14 @@ class RequestRelay:
                     for i, evs in work])
         # a marker goes once its document has nothing left to publish (links are done before a
         # request is enqueued here, and the sweep finishes a link before it flushes)
-        done = list(known) + [d["_id"] for d in docs]
-        if len(done) == 1:
-            await self.markers.delete_one({"_id": done[0]})
-        elif done:
-            await self.markers.delete_many({"_id": {"$in": done}})  # a small collection: in-flight work only
+        self._published += list(known) + [d["_id"] for d in docs]
         return len(events)
+
+    async def delete_published(self) -> None:
+        """Delete the markers of what was published (a small collection: in-flight work only)."""
+        done, self._published = self._published, []
+        for i in range(0, len(done), 1000):
+            await self.markers.delete_many({"_id": {"$in": done[i:i + 1000]}})
 
     async def sweep(self, *, everything: bool = False) -> int:
         """Finish what a crash (or a failed fast path) left: cheap, markers are only in-flight work."""
@@ -141,6 +149,7 @@ class RequestRelay:
         n = 0
         for i in range(0, len(live), self._batch):
             n += await self.flush(live[i:i + self._batch])
+        await self.delete_published()
         return n
 
     async def _flush_loop(self) -> None:
@@ -155,6 +164,18 @@ class RequestRelay:
                 raise
             except Exception as exc:  # noqa: BLE001 - the markers keep the work; the sweep retries it
                 log.warning("fast-path publish failed; the sweep will retry", error=repr(exc), requests=len(ids))
+
+    async def _delete_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._delete_every)
+            if not self._published:
+                continue
+            try:
+                await self.delete_published()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the sweep finds a marker left behind and republishes
+                log.warning("deleting published markers failed", error=repr(exc))
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -171,6 +192,7 @@ class RequestRelay:
     async def start(self) -> None:
         await self.sweep(everything=True)  # what a previous crash left behind, before new work
         self._tasks = [asyncio.create_task(self._flush_loop(), name="intake-flush"),
+                       asyncio.create_task(self._delete_loop(), name="intake-marker-delete"),
                        asyncio.create_task(self._sweep_loop(), name="intake-sweep")]
 
     async def stop(self) -> None:
@@ -181,8 +203,9 @@ class RequestRelay:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if pending:
-            try:
+        try:
+            if pending:
                 await self.flush(pending)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("final flush failed; the next start publishes it", error=repr(exc))
+            await self.delete_published()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("final flush failed; the next start publishes it", error=repr(exc))
