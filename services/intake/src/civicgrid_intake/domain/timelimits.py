@@ -10,6 +10,9 @@ from civicgrid_contracts.values import TimeLimits
 OFFICE_TZ = ZoneInfo("Asia/Shanghai")
 #: Working periods of a business day (local time); 8 business hours a day, Monday to Friday.
 PERIODS: tuple[tuple[time, time], ...] = ((time(9, 0), time(12, 0)), (time(13, 0), time(18, 0)))
+#: working hours in a week (five days of PERIODS): every seven days from a midnight hold exactly this
+WEEK = 5 * sum((datetime.combine(datetime.min, b) - datetime.combine(datetime.min, a) for a, b in PERIODS),
+               timedelta())
 
 
 def add_business_hours(start: datetime, hours: float) -> datetime:
@@ -30,6 +33,10 @@ def add_business_hours(start: datetime, hours: float) -> datetime:
                 remaining -= avail
                 cur = pb
         cur = (cur + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        if remaining > WEEK:  # whole weeks at once (a limit of weeks walked day by day cost 7% of intake's CPU)
+            weeks = (remaining - timedelta(microseconds=1)) // WEEK
+            cur += timedelta(days=7 * weeks)
+            remaining -= weeks * WEEK
     raise ValueError("time limit too long")
 
 
