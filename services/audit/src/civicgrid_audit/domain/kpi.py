@@ -134,15 +134,27 @@ def contributions(state: dict[str, Any], calendar: WorkingCalendar) -> dict[str,
 
 
 def diff(new: dict[str, dict[str, int]], old: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    if not old:  # a request's first contribution (every request of a rebuild)
-        return {cid: {k: v for k, v in m.items() if v} for cid, m in new.items() if any(m.values())}
+    """``new`` minus ``old``, per counter; counters and counts that do not change are left out.
+    Holds on to ``new``'s inner dicts where they are the delta (read-only to callers): a rebuild
+    computes this for every request, and copying them was a tenth of the replay's time."""
     out: dict[str, dict[str, int]] = {}
-    for cid in set(new) | set(old):
-        a, b = new.get(cid, {}), old.get(cid, {})
-        delta = {k: a.get(k, 0) - b.get(k, 0) for k in set(a) | set(b)}
+    for cid, a in new.items():
+        b = old.get(cid)
+        if not b:
+            if any(a.values()):
+                out[cid] = a if all(a.values()) else {k: v for k, v in a.items() if v}
+            continue
+        if a == b:
+            continue
+        delta = {k: a.get(k, 0) - b.get(k, 0) for k in a.keys() | b.keys()}
         delta = {k: v for k, v in delta.items() if v}
         if delta:
             out[cid] = delta
+    for cid, b in old.items():
+        if cid not in new:
+            gone = {k: -v for k, v in b.items() if v}
+            if gone:
+                out[cid] = gone
     return out
 
 
