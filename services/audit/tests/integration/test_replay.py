@@ -79,6 +79,15 @@ async def test_replay_rebuilds_identical_projections(infra, mongo):
                         max_requests=7)
     in_steps = await compare(mongo[rebuilt_db], mongo[small])
     assert in_steps["identical"], in_steps
+    # in two processes, each the single writer of half the partition numbers: the same documents
+    parallel = unique("audit_parallel")
+    res2 = await replay_topics(bootstrap=infra.kafka, db=mongo[parallel], topic_names=list(CONSUMED_TOPICS),
+                               calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), from_time=since,
+                               workers=2, mongodb_url=infra.mongodb)
+    assert (res2["events"], res2["workers"]) == (res["events"], 2)
+    in_two = await compare(mongo[rebuilt_db], mongo[parallel])
+    assert in_two["identical"], in_two
+    await drop_quietly(mongo, parallel)
     with pytest.raises(TargetNotEmpty):  # replay rebuilds into an empty database only
         await replay_topics(bootstrap=infra.kafka, db=mongo[small], topic_names=list(CONSUMED_TOPICS),
                             calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), from_time=since)

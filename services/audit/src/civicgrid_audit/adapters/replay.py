@@ -14,6 +14,7 @@ a fraction of the store's work.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -180,13 +181,41 @@ class ReplayFold:
 
 async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[str], calendar: WorkingCalendar,
                         signing_key: str, from_time: datetime | None = None, batch: int = 5000,
-                        max_requests: int = 20_000,
-                        on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                        max_requests: int = 20_000, on_progress: Callable[[int, int], None] | None = None,
+                        workers: int = 1, mongodb_url: str | None = None) -> dict[str, Any]:
+    """Rebuild into the empty ``db``. ``workers`` > 1 (with ``mongodb_url``): that many processes,
+    each the single writer of its share of the partition numbers (the topics are co-partitioned,
+    so a request's events, log, counters and clocks all fall in one share)."""
     if await db[HEADS].find_one({}) is not None or await db[request_collection("")].find_one({}) is not None:
         raise TargetNotEmpty(f"database {db.name} is not empty: replay rebuilds into an empty one")
     log = AuditLog(db, Signer(signing_key))
+    await Projector(db, log, calendar).ensure_indexes()
+    if workers > 1:
+        if not mongodb_url:
+            raise ValueError("a replay in several processes needs mongodb_url")
+        res = await _replay_in_processes(bootstrap=bootstrap, mongodb_url=mongodb_url, database=db.name,
+                                         topic_names=topic_names, calendar=calendar, signing_key=signing_key,
+                                         from_time=from_time, batch=batch, max_requests=max_requests,
+                                         on_progress=on_progress, workers=workers)
+    else:
+        res = await _replay_share(bootstrap=bootstrap, db=db, log=log, topic_names=topic_names, calendar=calendar,
+                                  from_time=from_time, batch=batch, max_requests=max_requests,
+                                  on_progress=on_progress)
+    await log.checkpoint()  # one signer for every log, after every writer wrote its heads
+    done, elapsed = res["events"], res["seconds"]
+    return {"events": done, "malformed": res["malformed"], "seconds": round(elapsed, 3),
+            "events_per_second": round(done / elapsed, 1) if elapsed else None,
+            "from": from_time.isoformat() if from_time else None, "database": db.name, "workers": max(1, workers)}
+
+
+async def _replay_share(*, bootstrap: str, db: AsyncDatabase, log: AuditLog, topic_names: list[str],
+                        calendar: WorkingCalendar, from_time: datetime | None, batch: int, max_requests: int,
+                        on_progress: Callable[[int, int], None] | None = None, share: tuple[int, int] = (0, 1),
+                        ready: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Replay the partitions whose number is ``share[0]`` modulo ``share[1]``; writes the log heads
+    but signs no checkpoint. ``ready``: called (and awaited, if it blocks) once the consumer is set up,
+    before the clock starts."""
     projector = Projector(db, log, calendar)
-    await projector.ensure_indexes()
     fold = ReplayFold(db, log, projector, calendar, max_requests=max_requests)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 max_poll_records=batch, fetch_max_bytes=64 * 1024 * 1024,
@@ -199,7 +228,7 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
             if parts is None:
                 await consumer._client.force_metadata_update()  # noqa: SLF001 - first metadata fetch
                 parts = consumer.partitions_for_topic(t) or set()
-            tps += [TopicPartition(t, p) for p in sorted(parts)]
+            tps += [TopicPartition(t, p) for p in sorted(parts) if p % share[1] == share[0]]
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
         if from_time is not None:
@@ -215,6 +244,8 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
         total = sum(max(0, end[tp] - start[tp]) for tp in tps)
         done, malformed = 0, 0
         remaining = {tp for tp in tps if start[tp] < end[tp]}
+        if ready:
+            await asyncio.to_thread(ready)
         t0 = time.perf_counter()
         if on_progress:
             on_progress(0, total)
@@ -240,13 +271,76 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
             if on_progress:
                 on_progress(done, total)
         await fold.finish()
+        await log.flush_heads()
         elapsed = time.perf_counter() - t0
     finally:
         await consumer.stop()
-    await log.checkpoint()
-    return {"events": done, "malformed": malformed, "seconds": round(elapsed, 3),
-            "events_per_second": round(done / elapsed, 1) if elapsed else None,
-            "from": from_time.isoformat() if from_time else None, "database": db.name}
+    return {"events": done, "malformed": malformed, "seconds": elapsed}
+
+
+def _replay_worker(share: tuple[int, int], kwargs: dict[str, Any], progress, barrier, results) -> None:
+    """One process of a parallel replay (spawned: builds its own clients)."""
+    from civicgrid_runtime.store import connect
+
+    async def run() -> dict[str, Any]:
+        client = connect(kwargs.pop("mongodb_url"), app_name=f"civicgrid-audit-replay-{share[0]}")
+        try:
+            db = client[kwargs.pop("database")]
+            log = AuditLog(db, Signer(kwargs.pop("signing_key")))
+
+            def report(done: int, total: int) -> None:
+                progress[2 * share[0]], progress[2 * share[0] + 1] = done, total
+
+            return await _replay_share(db=db, log=log, share=share, on_progress=report, ready=barrier.wait, **kwargs)
+        finally:
+            await client.close()
+
+    try:
+        results.put((share[0], asyncio.run(run())))
+    except BaseException as exc:
+        barrier.abort()
+        results.put((share[0], {"error": repr(exc)}))
+        raise
+
+
+async def _replay_in_processes(*, workers: int, on_progress: Callable[[int, int], None] | None,
+                               **kwargs: Any) -> dict[str, Any]:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # no forked event loop, clients or locks
+    progress = ctx.Array("q", 2 * workers, lock=False)
+    barrier = ctx.Barrier(workers + 1, timeout=300)  # a worker dead before it was set up breaks it
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_replay_worker, args=((i, workers), dict(kwargs), progress, barrier, results),
+                         name=f"audit-replay-{i}", daemon=True) for i in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        try:
+            await asyncio.to_thread(barrier.wait)  # every worker set up: the clock starts, as in one process
+        except threading.BrokenBarrierError:
+            pass  # a worker failed: its result says why
+        t0 = time.perf_counter()
+        got: dict[int, dict[str, Any]] = {}
+        while len(got) < workers:
+            try:
+                i, res = await asyncio.to_thread(results.get, True, 0.25)
+                got[i] = res
+            except Exception:  # noqa: BLE001 - queue.Empty: report progress and wait on
+                if not any(p.is_alive() for p in procs) and results.empty():
+                    break
+            if on_progress:
+                on_progress(sum(progress[0::2]), sum(progress[1::2]))
+        elapsed = time.perf_counter() - t0
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+    failed = [r["error"] for r in got.values() if "error" in r] + \
+        [f"worker {i} ended without a result" for i in range(workers) if i not in got]
+    if failed:
+        raise RuntimeError(f"replay failed in {len(failed)} of {workers} processes: {failed}")
+    return {"events": sum(r["events"] for r in got.values()), "malformed": sum(r["malformed"] for r in got.values()),
+            "seconds": elapsed}
 
 
 # ---------------------------------------------------------------------------- comparison

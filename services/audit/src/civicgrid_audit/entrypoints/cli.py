@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from civicgrid_audit.settings import AuditSettings
+from civicgrid_contracts.topics import REQUEST_PARTITIONS
 
 console = Console(stderr=False)
 
@@ -136,8 +138,10 @@ def cmd_replay(args) -> int:
                 res = await replay_topics(bootstrap=live_settings.kafka_bootstrap_servers, db=client[target],
                                           topic_names=list(CONSUMED_TOPICS), calendar=build_calendar(live_settings),
                                           signing_key=live_settings.signing_key.get_secret_value(),
-                                          from_time=from_time, batch=args.batch, on_progress=on_progress)
+                                          from_time=from_time, batch=args.batch, on_progress=on_progress,
+                                          workers=args.workers, mongodb_url=live_settings.mongodb_url)
             console.print(f"replayed {res['events']:,} events into {target!r} in {res['seconds']} s "
+                          f"with {res['workers']} process{'es' if res['workers'] > 1 else ''} "
                           f"({res['events_per_second']:,} events/s){', from ' + res['from'] if res['from'] else ''}")
             if args.no_compare or from_time is not None:
                 if from_time is not None:
@@ -239,6 +243,9 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--compare-with", help="live database to compare with (default: the service's)")
     sp.add_argument("--no-compare", action="store_true")
     sp.add_argument("--batch", type=int, default=5000)
+    sp.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, REQUEST_PARTITIONS),
+                    help="processes, each the writer of a share of the partition numbers (default: the CPUs, at most "
+                         "the partition count)")
     sp.set_defaults(fn=cmd_replay)
     sp = sub.add_parser("evaluate", help="quarterly evaluation: CSV, JSON and charts")
     sp.add_argument("--quarter", required=True, help="e.g. 2026Q4")
