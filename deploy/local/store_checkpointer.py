@@ -64,7 +64,12 @@ class Checkpointer:
                     self._conns[db] = (sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=0,
                                                        isolation_level=None), inode)
                 conn = self._conns[db][0]
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                started = time.monotonic()
+                busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                took = time.monotonic() - started
+                if took > 0.05:
+                    print(f"{time.strftime('%H:%M:%S')} {db.name}: {copied}/{log} pages in {took * 1000:.0f} ms",
+                          flush=True)
                 self._seen[db] = mark
                 done += 1
             except sqlite3.Error:
