@@ -65,6 +65,23 @@ async def test_entries_in_use_are_kept_warm_in_the_background(fresh_db):
     assert col.finds == finds
 
 
+async def test_a_large_working_set_is_refreshed_a_chunk_at_a_time(fresh_db):
+    """After a burst a whole district's roster is in use: one read of it all stalled the store and
+    the loop every second, so the background read goes in chunks."""
+    ids = [f"g{i}:general" for i in range(7)]
+    await fresh_db["posts"].insert_many([{"_id": i, "a": "s1"} for i in ids])
+    col = CountingCollection(fresh_db["posts"])
+    cache = DocumentCache(col, max_age=1.0, keep_warm=10, refresh_chunk=3)
+    await cache.get_many(ids)
+    assert col.finds == 1  # a caller's misses: one query
+    await fresh_db["posts"].update_many({}, {"$set": {"a": "s9"}})
+    await asyncio.sleep(0.7)  # one refresh, at 0.5 s
+    await cache.close()
+    assert col.finds == 1 + 3  # 7 ids in chunks of 3
+    got = await cache.get_many(ids)
+    assert col.finds == 4 and {d["a"] for d in got.values()} == {"s9"}
+
+
 async def test_invalidate_drops_what_this_process_changed(fresh_db):
     await fresh_db["services"].insert_one({"_id": "repair", "revision": 1})
     cache = DocumentCache(fresh_db["services"], max_age=30)
