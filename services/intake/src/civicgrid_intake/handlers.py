@@ -64,8 +64,7 @@ class Submitted:
     outbox: dict[str, Any] | None = None
 
     def publish_later(self, relay) -> None:
-        """Hand the stored events to the relay, which publishes them from its own task (a sync
-        call, so a web framework's background task would run it on a thread: a hop per request)."""
+        """Hand the stored events to the relay, which publishes them from its own task."""
         if self.outbox:
             relay.enqueue_known(self.request_id, self.outbox)
         else:

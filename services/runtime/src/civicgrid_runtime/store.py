@@ -318,9 +318,9 @@ class OutboxRelay:
 
         The cause's redelivery is the outbox, so no intent is written first and no sweep runs: a
         consumer commits a cause only after its handler returned, so a crash or a failed publish
-        after the insert delivers the cause again, and the handler, finding the document that
-        cause wrote, passes it to ``republish``. A duplicate ``_id``: an earlier delivery wrote
-        that document (and ``republish`` covers it). Returns the ids inserted by this call.
+        after the insert delivers the cause again, and its insert, finding the document (a
+        duplicate ``_id``), publishes the events kept in it again. Readers ignore an event id they
+        have applied, so publishing twice is harmless. Returns the ids inserted by this call.
         """
         from civicgrid_runtime.faults import crash_point
 
@@ -334,20 +334,12 @@ class OutboxRelay:
         inserted = [(doc, evs) for i, (doc, evs) in enumerate(items) if i not in duplicate]
         events = [e for _, evs in inserted for e in evs]
         if duplicate:
-            # written meanwhile by another delivery of the same cause (a rebalance), whose process
-            # may die before it publishes, after this one has committed the cause
+            # written by an earlier delivery of the same cause (which may have died before its
+            # publish), or meanwhile by another member's during a rebalance
             stored = await find_by_ids(collection, [items[i][0]["_id"] for i in duplicate], {CAUSED: 1})
             events += caused_events(stored.values())
         await self._publisher.publish_many(events)
         return [doc["_id"] for doc, _ in inserted]
-
-    async def republish(self, docs: Iterable[dict[str, Any]]) -> int:
-        """Publish again the events ``insert_caused`` kept in these documents, whose cause was
-        delivered again (the first publish may not have happened). Readers ignore an event id
-        they have applied, so publishing twice is harmless."""
-        events = caused_events(docs)
-        await self._publisher.publish_many(events)
-        return len(events)
 
     async def _sweep_intents(self, col: AsyncCollection, cutoff: Any) -> int:
         """Publish the events of batch intents an earlier version left (it wrote one before each

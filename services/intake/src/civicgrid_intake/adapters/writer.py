@@ -2,10 +2,11 @@
 
 Each submission waits for its batch: the markers with the events (one ``insert_many``), then side
 by side the request documents (one ``insert_many``) and the duplicate-cell entries (one bulk
-write), then the follower links of the stored duplicates (one bulk write). Only then is the submission answered, so a 201 always
-means stored. A store write costs about as much for 100 documents as for one, and concurrent
-single writes collide on FerretDB/SQLite (SQLITE_BUSY); batching turns both into throughput. Two
-batches are written at a time, so the store works on one while the next is gathered and encoded.
+write), then the follower links of the stored duplicates (one bulk write). Only then is the
+submission answered, so a 201 always means stored. A store write costs about as much for 100
+documents as for one, and concurrent single writes collide on FerretDB/SQLite (SQLITE_BUSY);
+batching turns both into throughput. Two batches are written at a time, so the store works on one
+while the next is gathered and encoded.
 
 The markers go first: a request stored without its marker would never be published after a crash.
 A cell entry of a request whose insert failed is harmless: the duplicate search skips an entry
