@@ -190,3 +190,49 @@ async def test_merged_partitions_still_dead_letter_only_the_bad_message(infra, m
         await rt.stop()
         await drop_quietly(mongo, db)
 
+
+
+async def test_fetches_wait_long_while_idle_and_briefly_while_events_flow(infra):
+    """An idle consumer's fetches answer at the first byte or wait long on the broker; events switch
+    them to the busy parameters (a few events per fetch, a short wait) and quiet switches them back.
+    The parameters live in aiokafka's fetcher (private): this fails if an upgrade moves them."""
+    from civicgrid_contracts.topics import TopicSpec
+    from civicgrid_runtime.bus import EventConsumer, ensure_topics
+
+    topic = unique("fetch-mode")
+    await ensure_topics(infra.kafka, [TopicSpec(topic, "test", "fetch parameters test", partitions=3)])
+    handled: list[str] = []
+    seen_by_handler: set[tuple[bool, int, int]] = set()
+
+    async def handler(batch):
+        handled.extend(d.envelope.id for d in batch)
+        f = consumer._consumer._fetcher  # the mode is set as a fetch returns, before its records are handled
+        seen_by_handler.add((consumer.fetch_busy, f._fetch_min_bytes, f._fetch_max_wait_ms))
+
+    publisher = EventPublisher(infra.kafka, client_id=unique("fetch-mode"))
+    await publisher.start()
+    consumer = EventConsumer(bootstrap_servers=infra.kafka, group_id=unique("g"), topic_names=[topic],
+                             handler=handler, publisher=publisher, fetch_min_bytes=3000, fetch_max_wait_ms=10,
+                             idle_fetch_max_wait_ms=500)
+    await consumer.start()
+    fetcher = consumer._consumer._fetcher
+    try:
+        await consumer.wait_assigned()
+        await asyncio.sleep(0.5)
+        assert not consumer.fetch_busy
+        assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (1, 500)
+        events = [received(f"req-{uuid.uuid4()}") for _ in range(5)]
+        await publisher.publish_many(events, topic=topic)
+        async def all_handled():
+            return len(handled) == 5
+
+        async def quiet():
+            return not consumer.fetch_busy
+
+        await wait_for(all_handled)
+        assert seen_by_handler == {(True, 3000, 10)}
+        await wait_for(quiet, timeout=5)
+        assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (1, 500)
+    finally:
+        await consumer.stop()
+        await publisher.stop()

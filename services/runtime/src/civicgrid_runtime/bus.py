@@ -218,6 +218,7 @@ class EventConsumer:
         commit_interval_seconds: float = 0.1,
         fetch_max_wait_ms: int = 10,
         fetch_min_bytes: int = 3000,
+        idle_fetch_max_wait_ms: int = 500,
     ) -> None:
         self.group_id = group_id
         #: hand the handler one batch per *topic* (every partition's records, each partition's in
@@ -240,8 +241,8 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset=auto_offset_reset,
             max_poll_records=max_batch,
-            fetch_max_wait_ms=fetch_max_wait_ms,
-            fetch_min_bytes=fetch_min_bytes,
+            fetch_max_wait_ms=idle_fetch_max_wait_ms,
+            fetch_min_bytes=1,
             session_timeout_ms=10000,
             heartbeat_interval_ms=2000,
             max_poll_interval_ms=600000,
@@ -249,6 +250,13 @@ class EventConsumer:
             # topic it reads, so all events of one request meet in one process
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
+        #: fetch parameters while events flow (wait a moment for a few of them per fetch) and while
+        #: none come (answer at the first byte, else wait long): with the busy ones on idle topics
+        #: every consumer sent a fetch each 10 ms, and the broker and the service decoded every
+        #: empty answer -- a tenth of a core each for one idle service
+        self._busy_fetch = (fetch_min_bytes, fetch_max_wait_ms)
+        self._idle_fetch = (1, idle_fetch_max_wait_ms)
+        self.fetch_busy = False
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._fetch_task: asyncio.Task | None = None
@@ -344,6 +352,7 @@ class EventConsumer:
                 log.warning("fetch failed; retrying", error=str(exc))
                 await asyncio.sleep(0.5)
                 continue
+            self._fetch_mode(busy=bool(batches))
             # a fetch that straddled a rebalance may hold records of a partition revoked meanwhile
             assigned = self._consumer.assignment()
             for tp, recs in batches.items():
@@ -351,6 +360,16 @@ class EventConsumer:
                     self._ahead.setdefault(tp, []).extend(recs)
                     self._ahead_count += len(recs)
             self._fetched_changed()
+
+    def _fetch_mode(self, *, busy: bool) -> None:
+        """Busy or idle fetch parameters for the fetches sent from now on (one already waiting on the
+        broker keeps its own). aiokafka reads them from its fetcher for every request it builds and
+        has no public way to change them (tests/runtime check the attributes still exist)."""
+        if busy == self.fetch_busy:
+            return
+        fetcher = self._consumer._fetcher  # noqa: SLF001
+        fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms = self._busy_fetch if busy else self._idle_fetch  # noqa: SLF001
+        self.fetch_busy = busy
 
     def _fetch_ended(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -64,6 +64,7 @@ class Runtime:
             max_attempts=s.consumer_max_attempts, backoff_seconds=s.consumer_backoff_seconds,
             commit_interval_seconds=s.consumer_commit_interval_seconds,
             fetch_max_wait_ms=s.consumer_fetch_max_wait_ms, fetch_min_bytes=s.consumer_fetch_min_bytes,
+            idle_fetch_max_wait_ms=s.consumer_idle_fetch_max_wait_ms,
             instance_id=s.consumer_instance or None, auto_offset_reset=auto_offset_reset,
             merge_partitions=merge_partitions,
         )
