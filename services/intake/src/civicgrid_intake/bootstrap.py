@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from civicgrid_contracts import topics
 from civicgrid_intake.adapters.crypto import ContactVault
+from civicgrid_intake.adapters.duplicate_index import DuplicateFeed, DuplicateIndex
 from civicgrid_intake.adapters.outbox import RequestRelay
 from civicgrid_intake.adapters.repository import Collections
 from civicgrid_intake.catalogue import Catalogue
@@ -27,6 +29,7 @@ class IntakeService:
     catalogue: Catalogue
     relay: RequestRelay
     handlers: IntakeHandlers
+    duplicate_feed: DuplicateFeed | None = None
 
     async def start(self) -> None:
         """Called once the runtime started: indexes, default catalogue, request relay."""
@@ -37,11 +40,15 @@ class IntakeService:
                 log.info("default catalogue loaded", services=n)
         else:
             await self.catalogue.refresh()
+        if self.duplicate_feed is not None:
+            await self.duplicate_feed.start(catch_up_seconds=self.settings.duplicate_catch_up_seconds)
         await self.relay.start()
 
     async def stop(self) -> None:
         await self.handlers.writer.stop()
         await self.relay.stop()
+        if self.duplicate_feed is not None:
+            await self.duplicate_feed.stop()
 
 
 async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime | None = None,
@@ -59,10 +66,14 @@ async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime 
                          sweep_seconds=settings.outbox_sweep_seconds)
     vault = ContactVault(settings.contact_key.get_secret_value(), settings.reporter_key.get_secret_value(),
                          settings.token_key.get_secret_value())
-    handlers = IntakeHandlers(cols, catalogue, relay, vault, settings)
-    rt.on_stop.append(handlers.cells.close)
+    duplicates = DuplicateIndex(window=timedelta(hours=settings.duplicate_window_hours),
+                                distance_m=settings.duplicate_distance_m)
+    handlers = IntakeHandlers(cols, catalogue, relay, vault, settings, duplicates=duplicates)
+    feed = None
     if consume:
         rt.consume(list(LIFECYCLE_TOPICS), lifecycle_handler(handlers), merge_partitions=True)
+        feed = DuplicateFeed(duplicates, bootstrap_servers=settings.kafka_bootstrap_servers,
+                             topic=topics.REQUESTS.name)
     rt.every(5.0, catalogue.refresh, name="catalogue-refresh")  # other replicas' admin changes
     return IntakeService(runtime=rt, settings=settings, cols=cols, catalogue=catalogue, relay=relay,
-                         handlers=handlers)
+                         handlers=handlers, duplicate_feed=feed)

@@ -27,8 +27,9 @@ from civicgrid_contracts.events.intake import (
 )
 from civicgrid_contracts.values import Location
 from civicgrid_intake.adapters.crypto import ContactVault
+from civicgrid_intake.adapters.duplicate_index import DuplicateIndex
 from civicgrid_intake.adapters.outbox import TOKEN, RequestRelay
-from civicgrid_intake.adapters.repository import ApiKeys, Collections, DuplicateCells, bucket_of, cell_of
+from civicgrid_intake.adapters.repository import ApiKeys, Collections, cell_of
 from civicgrid_intake.adapters.writer import SubmissionWriter
 from civicgrid_intake.catalogue import Catalogue
 from civicgrid_intake.domain.catalogue import AnswerErrors, validate_answers
@@ -96,21 +97,23 @@ def _entry(env: Envelope, status: str, note: str) -> dict[str, Any]:
 
 class IntakeHandlers:
     def __init__(self, cols: Collections, catalogue: Catalogue, relay: RequestRelay, vault: ContactVault,
-                 settings: IntakeSettings) -> None:
+                 settings: IntakeSettings, *, duplicates: DuplicateIndex | None = None) -> None:
         self.cols = cols
         self.catalogue = catalogue
         self.relay = relay
         self.vault = vault
         self.settings = settings
         self.source = settings.source
-        self.cells = DuplicateCells(cols.cells, relay.locks, cache_seconds=settings.duplicate_cache_seconds)
+        #: where likely duplicates are looked for (kept to intake's topic by a ``DuplicateFeed``)
+        self.duplicates = duplicates if duplicates is not None else DuplicateIndex(
+            window=timedelta(hours=settings.duplicate_window_hours), distance_m=settings.duplicate_distance_m)
         #: the state of duplicate candidates, read fresh; concurrent submissions' reads go in one query
         self.candidate_states = DocumentCache(cols.requests, max_age=0,
                                               projection={"status": 1, "duplicate_of": 1, "followers": 1})
         self.api_keys = ApiKeys(cols.api_keys)
         relay.link_finisher = self.link_follower
         self.locks = relay.locks
-        self.writer = SubmissionWriter(cols, self.cells, self.link_followers, batch=settings.flush_batch)
+        self.writer = SubmissionWriter(cols, self.duplicates, self.link_followers, batch=settings.flush_batch)
 
     # ------------------------------------------------------------------ submission
 
@@ -181,11 +184,11 @@ class IntakeHandlers:
         # the events wait in the submission's marker, which shares a token with the document
         entries = outbox_entries(events)
         doc[TOKEN] = uuid.uuid4().hex
-        cell_key = self.cells.key(svc.code, bucket_of(loc.lat, loc.lon)) if cell and not parent else None
+        indexed = {"service_code": svc.code, "lat": loc.lat, "lon": loc.lon, "at": now,
+                   "merged": parent is not None} if cell else None
         try:
-            await self.writer.write(doc, at=now, events=entries, cell_key=cell_key,
-                                    parent_id=parent[0] if parent else None,
-                                    cell_entry={"at": now, "lat": loc.lat, "lon": loc.lon} if cell_key else None)
+            await self.writer.write(doc, at=now, events=entries, indexed=indexed,
+                                    parent_id=parent[0] if parent else None)
         except DuplicateKeyError:  # the same Idempotency-Key raced us
             existing = await self.cols.requests.find_one({"_id": rid}, {"idem_hash": 1, "answer": 1})
             return self._replay(existing, fingerprint)
@@ -202,9 +205,7 @@ class IntakeHandlers:
 
     async def _find_duplicate(self, service_code: str, lat: float, lon: float,
                               now: datetime) -> tuple[str, float, int] | None:
-        window = timedelta(hours=self.settings.duplicate_window_hours)
-        near = await self.cells.candidates(service_code, lat, lon, distance_m=self.settings.duplicate_distance_m,
-                                           window=window, now=now)
+        near = self.duplicates.candidates(service_code, lat, lon, now=now)
         states = await self.candidate_states.get_many([cid for _, _, cid in near])
         for dist, _at, cid in near:
             c = states.get(cid)
@@ -380,9 +381,10 @@ class IntakeHandlers:
             if r.modified_count:
                 break
         loc = doc.get("location") or {}
-        if doc.get("cell") and loc.get("lat") is not None:
-            await self.cells.add(doc["service_code"], bucket_of(loc["lat"], loc["lon"]), rid, loc["lat"],
-                                 loc["lon"], _aware(doc["received_at"]))
+        if doc.get("cell") and loc.get("lat") is not None:  # other replicas follow its RequestUnmerged
+            self.duplicates.add(rid, service_code=doc["service_code"], lat=loc["lat"], lon=loc["lon"],
+                                at=_aware(doc["received_at"]))
+            self.duplicates.set_merged(rid, False)
         return out
 
     async def read_contact(self, rid: str, staff: Principal, purpose: str | None) -> dict[str, Any]:

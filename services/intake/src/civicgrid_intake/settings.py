@@ -25,10 +25,10 @@ class IntakeSettings(ServiceSettings):
                                  description="HMAC key of the residents' request tokens")
     duplicate_distance_m: float = Field(default=50.0, ge=0, le=5000)
     duplicate_window_hours: float = Field(default=72.0, ge=0, le=24 * 90)
-    duplicate_cache_seconds: float = Field(
-        default=2.0, ge=0, le=60, description="How old the duplicate-search buckets this process answers from memory "
-                                              "may be: another replica's new requests count as duplicate "
-                                              "candidates after at most this long (its own at once)")
+    duplicate_catch_up_seconds: float = Field(
+        default=60.0, ge=0, le=3600,
+        description="At start, how long to wait for the duplicate index to read the window from intake's topic "
+                    "before serving anyway (a duplicate of a request not read yet is taken for a new one)")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     load_default_catalogue: bool = True
     jurisdiction_id: str = "civicgrid.local"

@@ -232,6 +232,31 @@ async def test_many_duplicates_of_one_request_at_once_are_all_followers(ctx):
     assert sorted(parent["follower_request_ids"]) == sorted(d["request_id"] for d in dups)
 
 
+async def test_a_duplicate_of_a_request_filed_through_another_replica_is_recognised(ctx):
+    """Replica B stores a request; replica A learns of it from intake's topic (its duplicate index is
+    fed by the topic, not by the store) and merges a nearby one into it."""
+    import httpx
+
+    from civicgrid_intake.entrypoints.http import build_app
+
+    other = build_app(ctx.settings)  # the same database and topics: a second replica
+    async with other.router.lifespan_context(other):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://b.test") as b_client:
+            b1 = body("sanitation")
+            r = await b_client.post("/api/v1/requests", json=b1)
+            assert r.status_code == 201
+            first = r.json()["request_id"]
+    lat, lon = b1["location"]["lat"], b1["location"]["lon"]
+
+    async def indexed():
+        return any(rid == first for _, _, rid in ctx.service.handlers.duplicates.candidates(
+            "sanitation", lat, lon, now=datetime.now(UTC)))
+
+    await eventually(indexed)
+    second = await _submit(ctx, body("sanitation", location={"lat": lat + 0.0002, "lon": lon}))
+    assert second["status"] == "merged" and second["duplicate_of"] == first
+
+
 # ----------------------------------------------------------------------------- status + rating
 
 

@@ -13,7 +13,7 @@ from civicgrid_contracts.events.intake import RequestReopened
 from civicgrid_contracts.values import AreaPath, TimeLimits
 from civicgrid_intake.adapters.crypto import ContactVault, normalise_phone
 from civicgrid_intake.adapters.locks import KeyedLocks
-from civicgrid_intake.adapters.repository import cell_of, ring_size
+from civicgrid_intake.adapters.repository import cell_of
 from civicgrid_intake.domain.catalogue import DEFAULT_CATALOGUE, AnswerErrors, ServiceSpec, validate_answers
 from civicgrid_intake.domain.model import StatusState, apply, open311_status
 from civicgrid_intake.domain.timelimits import add_business_hours, due_at
@@ -103,8 +103,7 @@ def test_contact_vault():
     assert v.check_token("r1", t) and not v.check_token("r2", t) and not v.check_token("r1", None)
 
 
-def test_h3_ring_covers_the_distance():
-    assert ring_size(50) == 1 and ring_size(1000) > 1
+def test_nearby_points_share_their_cell():
     assert cell_of(39.9087, 116.3975) == cell_of(39.90871, 116.39751)
 
 

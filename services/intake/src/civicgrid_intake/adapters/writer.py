@@ -1,17 +1,15 @@
 """Group commit of submissions: many requests, a handful of store writes.
 
-Each submission waits for its batch: the markers with the events (one ``insert_many``), then side
-by side the request documents (one ``insert_many``) and the duplicate-cell entries (one bulk
-write), then the follower links of the stored duplicates (one bulk write). Only then is the
-submission answered, so a 201 always means stored. A store write costs about as much for 100
+Each submission waits for its batch: the markers with the events (one ``insert_many``), then the
+request documents (one ``insert_many``), then the follower links of the stored duplicates (one bulk
+write); the stored requests join this replica's duplicate index. Only then is the submission
+answered, so a 201 always means stored. A store write costs about as much for 100
 documents as for one, and concurrent single writes collide on FerretDB/SQLite (SQLITE_BUSY);
 batching turns both into throughput. Two batches are written at a time, so the store works on one
 while the next is gathered and encoded.
 
 The markers go first: a request stored without its marker would never be published after a crash.
-A cell entry of a request whose insert failed is harmless: the duplicate search skips an entry
-whose request is missing or not open, and one whose id existed (the same Idempotency-Key raced)
-names that request. A follower link counts, so it waits for the insert.
+A follower link counts, so it waits for the insert.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from civicgrid_intake.adapters.duplicate_index import DuplicateIndex
 from civicgrid_intake.adapters.outbox import TOKEN
 from civicgrid_runtime.logging import get_logger
 
@@ -32,17 +31,17 @@ log = get_logger("civicgrid.intake.writer")
 @dataclass
 class Pending:
     doc: dict[str, Any]
-    cell_key: str | None
-    cell_entry: dict[str, Any] | None
+    indexed: dict[str, Any] | None
     parent_id: str | None
     marker: dict[str, Any]
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class SubmissionWriter:
-    def __init__(self, cols, cells, link_followers, *, batch: int = 200, in_flight: int = 2) -> None:
+    def __init__(self, cols, duplicates: DuplicateIndex, link_followers, *, batch: int = 200,
+                 in_flight: int = 2) -> None:
         self.cols = cols
-        self.cells = cells
+        self.duplicates = duplicates
         self.link_followers = link_followers
         self.batch = batch
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
@@ -51,12 +50,12 @@ class SubmissionWriter:
         self._writing: set[asyncio.Task] = set()
 
     async def write(self, doc: dict[str, Any], *, at: datetime, events: dict[str, Any],
-                    cell_key: str | None = None, cell_entry: dict[str, Any] | None = None,
-                    parent_id: str | None = None) -> None:
+                    indexed: dict[str, Any] | None = None, parent_id: str | None = None) -> None:
         """Store one submission (in the next batch); raises DuplicateKeyError if its id exists.
-        ``events``: outbox entries, kept in the marker with the document's token."""
+        ``events``: outbox entries, kept in the marker with the document's token; ``indexed``: the
+        ``DuplicateIndex.add`` arguments of a request with a point."""
         marker = {"at": at, TOKEN: doc[TOKEN], "events": events, **({"link_to": parent_id} if parent_id else {})}
-        p = Pending(doc, cell_key, cell_entry, parent_id, marker)
+        p = Pending(doc, indexed, parent_id, marker)
         if self._task is None or self._task.done():
             self.start()
         self._queue.put_nowait(p)
@@ -120,10 +119,10 @@ class SubmissionWriter:
                     else:
                         failed[err["index"]] = exc
 
-        await asyncio.gather(
-            insert_requests(),
-            self.cells.add_many([(p.cell_key, p.doc["_id"], p.cell_entry) for p in batch
-                                 if p.cell_key and p.cell_entry]))
+        await insert_requests()
+        for i, p in enumerate(batch):
+            if p.indexed and i not in failed:
+                self.duplicates.add(p.doc["_id"], **p.indexed)
         await self.link_followers([(p.doc["_id"], p.parent_id) for i, p in enumerate(batch)
                                    if p.parent_id and i not in failed])
         for i, p in enumerate(batch):
