@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import time
@@ -21,7 +20,7 @@ from rich.table import Table
 
 from civicgrid_audit.adapters.projection import counter_collection
 from civicgrid_audit.adapters.queries import Queries
-from civicgrid_audit.adapters.replay import replay_topics
+from civicgrid_audit.adapters.replay import default_workers, replay_topics
 from civicgrid_audit.bootstrap import CONSUMED_TOPICS, bootstrap, build_calendar
 from civicgrid_audit.domain import kpi
 from civicgrid_audit.settings import AuditSettings
@@ -201,7 +200,7 @@ async def main() -> None:
     console.print(f"raw aiokafka: {raw_n} events in {raw_s:.2f} s; replaying into a fresh database ...")
     client = connect(s.mongodb_url, app_name="audit-bench")
     # the CLI's default (a process per CPU) is the figure; one process beside it
-    workers = min(os.cpu_count() or 1, REQUEST_PARTITIONS)
+    workers = default_workers()
     replays = {}
     for n in sorted({1, workers}):
         rdb = f"audit_bench_replay_{uuid.uuid4().hex[:6]}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import UpdateOne
@@ -97,7 +97,7 @@ def _entry(env: Envelope, status: str, note: str) -> dict[str, Any]:
 
 class IntakeHandlers:
     def __init__(self, cols: Collections, catalogue: Catalogue, relay: RequestRelay, vault: ContactVault,
-                 settings: IntakeSettings, *, duplicates: DuplicateIndex | None = None) -> None:
+                 settings: IntakeSettings, *, duplicates: DuplicateIndex) -> None:
         self.cols = cols
         self.catalogue = catalogue
         self.relay = relay
@@ -105,8 +105,7 @@ class IntakeHandlers:
         self.settings = settings
         self.source = settings.source
         #: where likely duplicates are looked for (kept to intake's topic by a ``DuplicateFeed``)
-        self.duplicates = duplicates if duplicates is not None else DuplicateIndex(
-            window=timedelta(hours=settings.duplicate_window_hours), distance_m=settings.duplicate_distance_m)
+        self.duplicates = duplicates
         #: the state of duplicate candidates, read fresh; concurrent submissions' reads go in one query
         self.candidate_states = DocumentCache(cols.requests, max_age=0,
                                               projection={"status": 1, "duplicate_of": 1, "followers": 1})
@@ -383,8 +382,7 @@ class IntakeHandlers:
         loc = doc.get("location") or {}
         if doc.get("cell") and loc.get("lat") is not None:  # other replicas follow its RequestUnmerged
             self.duplicates.add(rid, service_code=doc["service_code"], lat=loc["lat"], lon=loc["lon"],
-                                at=_aware(doc["received_at"]))
-            self.duplicates.set_merged(rid, False)
+                                at=_aware(doc["received_at"]), merged=False)
         return out
 
     async def read_contact(self, rid: str, staff: Principal, purpose: str | None) -> dict[str, Any]:

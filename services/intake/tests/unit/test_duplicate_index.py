@@ -89,7 +89,7 @@ def test_the_same_request_twice_is_indexed_once_and_requests_leave_with_the_wind
     assert [rid for _, _, rid in ix.candidates("sanitation", LAT, LON, now=NOW)] == ["new"]
     assert len(ix) == 1  # pruned
     ix.prune(NOW + timedelta(hours=2))
-    assert len(ix) == 0 and not ix._buckets
+    assert len(ix) == 0 and not ix._cells
 
 
 def test_a_request_without_a_point_is_not_indexed():

@@ -14,6 +14,7 @@ a fraction of the store's work.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import defaultdict
@@ -44,11 +45,17 @@ from civicgrid_audit.adapters.projection import (
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_contracts import Envelope, MalformedEvent
+from civicgrid_contracts.topics import REQUEST_PARTITIONS
 from civicgrid_runtime.bus import Delivery
 from civicgrid_runtime.store import bulk_in_chunks, find_by_ids
 
 DEADLINE_FIELDS = ("request_id", "clock", "department", "dispatch_id", "base_due", "active", "area_code", "level",
                    "seen", "period_hours", "business")
+
+
+def default_workers() -> int:
+    """Replay processes when none are asked for: one per CPU, at most one per partition number."""
+    return min(os.cpu_count() or 1, REQUEST_PARTITIONS)
 
 
 class TargetNotEmpty(ValueError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,8 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from civicgrid_audit.adapters.replay import default_workers
 from civicgrid_audit.settings import AuditSettings
-from civicgrid_contracts.topics import REQUEST_PARTITIONS
 
 console = Console(stderr=False)
 
@@ -243,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--compare-with", help="live database to compare with (default: the service's)")
     sp.add_argument("--no-compare", action="store_true")
     sp.add_argument("--batch", type=int, default=5000)
-    sp.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, REQUEST_PARTITIONS),
+    sp.add_argument("--workers", type=int, default=default_workers(),
                     help="processes, each the writer of a share of the partition numbers (default: the CPUs, at most "
                          "the partition count)")
     sp.set_defaults(fn=cmd_replay)

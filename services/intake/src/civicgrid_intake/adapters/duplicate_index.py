@@ -60,7 +60,7 @@ def ring_for(distance_m: float, res: int) -> int:
 @dataclass(slots=True)
 class Indexed:
     service_code: str
-    bucket: str
+    cell: str
     at: datetime
     lat: float
     lon: float
@@ -77,7 +77,7 @@ class DuplicateIndex:
         self.res = resolution_for(distance_m)
         self._ring = ring_for(distance_m, self.res)
         self._requests: dict[str, Indexed] = {}
-        self._buckets: dict[tuple[str, str], set[str]] = {}
+        self._cells: dict[tuple[str, str], set[str]] = {}
         #: (time, request id) in the order added: what leaves the window first is at the left
         #: (a catch-up adds partitions interleaved, so this is only roughly ordered: a request may
         #: stay a little past the window, and candidates are cut at the window anyway)
@@ -93,9 +93,9 @@ class DuplicateIndex:
         if known is not None:
             known.merged = merged
             return
-        bucket = h3.latlng_to_cell(lat, lon, self.res)
-        self._requests[request_id] = Indexed(service_code, bucket, at, lat, lon, merged)
-        self._buckets.setdefault((service_code, bucket), set()).add(request_id)
+        cell = h3.latlng_to_cell(lat, lon, self.res)
+        self._requests[request_id] = Indexed(service_code, cell, at, lat, lon, merged)
+        self._cells.setdefault((service_code, cell), set()).add(request_id)
         self._order.append((at, request_id))
 
     def knows(self, request_id: str) -> bool:
@@ -112,12 +112,12 @@ class DuplicateIndex:
             _, rid = self._order.popleft()
             gone = self._requests.pop(rid, None)
             if gone is not None:
-                key = (gone.service_code, gone.bucket)
-                members = self._buckets.get(key)
+                key = (gone.service_code, gone.cell)
+                members = self._cells.get(key)
                 if members is not None:
                     members.discard(rid)
                     if not members:
-                        del self._buckets[key]
+                        del self._cells[key]
 
     def candidates(self, service_code: str, lat: float, lon: float, *,
                    now: datetime) -> list[tuple[float, datetime, str]]:
@@ -127,8 +127,8 @@ class DuplicateIndex:
         oldest = now - self.window
         distance_m = self.distance_m
         out = []
-        for bucket in h3.grid_disk(h3.latlng_to_cell(lat, lon, self.res), self._ring):
-            for rid in self._buckets.get((service_code, bucket), ()):
+        for cell in h3.grid_disk(h3.latlng_to_cell(lat, lon, self.res), self._ring):
+            for rid in self._cells.get((service_code, cell), ()):
                 e = self._requests[rid]
                 if e.merged or e.at < oldest:
                     continue

@@ -108,18 +108,14 @@ class SubmissionWriter:
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                 raise
         failed: dict[int, BaseException] = {}
-
-        async def insert_requests() -> None:
-            try:
-                await self.cols.requests.insert_many([p.doc for p in batch], ordered=False)
-            except BulkWriteError as exc:
-                for err in exc.details.get("writeErrors", []):
-                    if err.get("code") == 11000:
-                        failed[err["index"]] = DuplicateKeyError(err.get("errmsg", "duplicate key"))
-                    else:
-                        failed[err["index"]] = exc
-
-        await insert_requests()
+        try:
+            await self.cols.requests.insert_many([p.doc for p in batch], ordered=False)
+        except BulkWriteError as exc:
+            for err in exc.details.get("writeErrors", []):
+                if err.get("code") == 11000:
+                    failed[err["index"]] = DuplicateKeyError(err.get("errmsg", "duplicate key"))
+                else:
+                    failed[err["index"]] = exc
         for i, p in enumerate(batch):
             if p.indexed and i not in failed:
                 self.duplicates.add(p.doc["_id"], **p.indexed)
