@@ -48,7 +48,7 @@ from civicgrid_intake.settings import IntakeSettings
 from civicgrid_runtime.auth import Principal
 from civicgrid_runtime.cache import DocumentCache
 from civicgrid_runtime.logging import get_logger
-from civicgrid_runtime.store import OUTBOX, PENDING, outbox_entries, update_with_events
+from civicgrid_runtime.store import OUTBOX, PENDING, update_with_events
 
 log = get_logger("civicgrid.intake")
 IDEMPOTENCY_NS = uuid.UUID("0b6a1b4e-5c1f-4d8e-9a57-1f3f0c6e2d11")
@@ -62,13 +62,11 @@ class Submitted:
     token: str
     replayed: bool
     request_id: str
-    outbox: dict[str, Any] | None = None
 
     def publish_later(self, relay) -> None:
-        """Hand the stored events to the relay, which publishes them from its own task."""
-        if self.outbox:
-            relay.enqueue_known(self.request_id, self.outbox)
-        else:
+        """A replayed answer: make sure what its request still holds gets published (a new request's
+        events went to the relay with its batch)."""
+        if self.replayed:
             relay.enqueue([self.request_id])
 
 
@@ -112,7 +110,8 @@ class IntakeHandlers:
         self.api_keys = ApiKeys(cols.api_keys)
         relay.link_finisher = self.link_follower
         self.locks = relay.locks
-        self.writer = SubmissionWriter(cols, self.duplicates, self.link_followers, batch=settings.flush_batch)
+        self.writer = SubmissionWriter(cols, self.duplicates, self.link_followers, relay.enqueue_batch,
+                                       batch=settings.flush_batch)
 
     # ------------------------------------------------------------------ submission
 
@@ -124,7 +123,7 @@ class IntakeHandlers:
             answers = validate_answers(svc, cmd.attributes)
         except AnswerErrors as exc:
             raise InvalidRequest(f"Invalid attribute answers: {exc}", errors=exc.errors) from None
-        fingerprint = cmd.fingerprint()
+        fingerprint = cmd.fingerprint() if idempotency_key else None  # only a key's replay compares it
         if idempotency_key:
             rid = str(uuid.uuid5(IDEMPOTENCY_NS, idempotency_key))
             existing = await self.cols.requests.find_one({"_id": rid}, {"idem_hash": 1, "answer": 1})
@@ -177,24 +176,22 @@ class IntakeHandlers:
             "time_limits": svc.time_limits.model_dump(), "status": status, "status_notes": history[-1]["note"],
             "agency_responsible": None, "assignee_id": None, "area_code": None, "area_keys": [],
             "open": True, "duplicate_of": parent[0] if parent else None, "followers": 1, "followers_ids": [],
-            "history": history, "answer": answer, "idem_hash": fingerprint if idempotency_key else None,
+            "history": history, "answer": answer, "idem_hash": fingerprint,
             "reopen_count": 0, "rating": None, "version": 1, "_applied": [],
         }
-        # the events wait in the submission's marker, which shares a token with the document
-        entries = outbox_entries(events)
+        # the events wait in the batch's marker, which names the document's token
         doc[TOKEN] = uuid.uuid4().hex
         indexed = {"service_code": svc.code, "lat": loc.lat, "lon": loc.lon, "at": now,
                    "merged": parent is not None} if cell else None
         try:
-            await self.writer.write(doc, at=now, events=entries, indexed=indexed,
+            await self.writer.write(doc, at=now, events=events, indexed=indexed,
                                     parent_id=parent[0] if parent else None)
         except DuplicateKeyError:  # the same Idempotency-Key raced us
             existing = await self.cols.requests.find_one({"_id": rid}, {"idem_hash": 1, "answer": 1})
             return self._replay(existing, fingerprint)
-        return Submitted(answer=answer, token=self.vault.request_token(rid), replayed=False, request_id=rid,
-                         outbox=entries)
+        return Submitted(answer=answer, token=self.vault.request_token(rid), replayed=False, request_id=rid)
 
-    def _replay(self, existing: dict[str, Any], fingerprint: str) -> Submitted:
+    def _replay(self, existing: dict[str, Any], fingerprint: str | None) -> Submitted:
         if existing.get("idem_hash") != fingerprint:
             raise IdempotencyConflict("This Idempotency-Key was used with a different request body.",
                                       field="Idempotency-Key")

@@ -3,20 +3,23 @@
 Why not only the runtime's ``OutboxRelay`` sweep: it finds pending documents with
 ``find({_outbox_pending: true})``, and FerretDB v1 on SQLite answers nothing but ``_id`` lookups
 from an index, so that query reads the whole demand list (measured here: ~0.9 s at 20,000
-requests, every sweep). Instead, every write that enqueues events first records a small *marker*
-(``outbox_markers``, ``_id`` = request id) and only then writes the request document (state and
-events together, one document). The marker collection holds only in-flight work, so its sweep is
-cheap on any store. After a crash the sweep publishes what a document still holds, finishes a
-half-done duplicate link, and drops markers whose request was never written.
+requests, every sweep). Instead, every write that enqueues events first records a small *marker* in
+``outbox_markers`` and only then writes the request documents. The marker collection holds only
+in-flight work, so its sweep is cheap on any store. After a crash the sweep publishes what the
+markers and documents still hold, finishes half-done duplicate links, and drops markers whose
+requests were never written.
 
-Order of one submission: marker (holding the submission's events and a token) -> request document
-(naming the token; 201 answered now) -> publish -> delete the marker. The events of a new request
-live only in its marker: clearing them from the document afterwards was one update per request,
-several times the cost of the insert on the local store. The sweep publishes a marker's events only
-if the stored document names its token (an Idempotency-Key race can leave a marker whose document
-was written by the other submission). Later writes of a request (ratings, unmerges) still keep
-their events in the document's outbox. Every step is idempotent; publishing twice is harmless
-(event ids are deterministic and every reader ignores an id it already applied).
+Order of a batch of submissions: one *batch marker* (``_id`` ``b-...``: each request's id, token and
+duplicate link, and all their events packed in one field) -> the request documents (each naming its
+token; 201s answered now) -> publish -> delete the marker once all its requests are published. The
+events of a new request live only in the marker: clearing them from the document afterwards was one
+update per request, several times the cost of the insert on the local store. The sweep publishes a
+request's events only if the stored document names its token (an Idempotency-Key race can leave an
+entry whose document was written by the other submission). Later writes of a request (ratings,
+unmerges) keep their events in the document's outbox and mark it with a *request marker* (``_id`` =
+request id, the only kind earlier versions wrote, so the sweep still reads those with events too).
+Every step is idempotent; publishing twice is harmless (event ids are deterministic and every reader
+ignores an id it already applied).
 """
 
 from __future__ import annotations
@@ -29,11 +32,21 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
+from civicgrid_contracts import Envelope
 from civicgrid_intake.adapters.locks import KeyedLocks
 from civicgrid_runtime.bus import EventPublisher
 from civicgrid_runtime.faults import crash_point
 from civicgrid_runtime.logging import get_logger
-from civicgrid_runtime.store import INTENT_FIELD, OUTBOX, PENDING, bulk_in_chunks, pending_events
+from civicgrid_runtime.store import (
+    INTENT_FIELD,
+    OUTBOX,
+    PENDING,
+    bulk_in_chunks,
+    find_by_ids,
+    pack_json,
+    pending_events,
+    unpack_json,
+)
 
 log = get_logger("civicgrid.intake.outbox")
 
@@ -41,6 +54,16 @@ CRASH_POINT = "intake.after_store_before_publish"
 #: the token a new request's document shares with its marker: the field the runtime's batch intents
 #: use for the same purpose (a document names the record of the events its write caused)
 TOKEN = INTENT_FIELD
+
+
+def batch_marker(marker_id: str, *, at: datetime,
+                 requests: list[tuple[str, str, str | None, dict[str, Any]]]) -> dict[str, Any]:
+    """The marker of a batch of new requests: (request id, token, parent id or None, outbox entries)
+    each. The events are packed: as nested documents they were most of the marker's cost."""
+    return {"_id": marker_id, "at": at,
+            "requests": [{"id": rid, TOKEN: token, **({"link_to": parent} if parent else {})}
+                         for rid, token, parent, _ in requests],
+            "events": pack_json({rid: events for rid, _, _, events in requests})}
 
 
 class RequestRelay:
@@ -56,11 +79,13 @@ class RequestRelay:
         #: the sweep leaves fresh markers to the fast path (avoids publishing the same events twice)
         self._grace = timedelta(seconds=max(2.0, 2 * sweep_seconds))
         self.locks = KeyedLocks()
-        self._known: dict[str, dict[str, Any]] = {}
+        #: request id -> (events, batch marker id) of stored requests not yet published
+        self._known: dict[str, tuple[list[Envelope], str]] = {}
+        #: batch marker id -> its requests not yet published
+        self._batches: dict[str, set[str]] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
-        #: markers whose events are published, deleted together a moment later: one delete per
-        #: submission batch cost the store as much as the batch's inserts (the sweep leaves markers
-        #: younger than its grace alone, so a marker waiting here is not published again)
+        #: markers whose events are published, deleted together a moment later (the sweep leaves
+        #: markers younger than its grace alone, so a marker waiting here is not published again)
         self._published: list[str] = []
         self._delete_every = delete_every_seconds
         self._tasks: list[asyncio.Task] = []
@@ -75,10 +100,16 @@ class RequestRelay:
             doc["link_to"] = link_to
         await self.markers.update_one({"_id": request_id}, {"$set": doc}, upsert=True)
 
-    def enqueue_known(self, request_id: str, outbox: dict[str, Any]) -> None:
-        """Like ``enqueue``, with the outbox entries the caller just wrote (saves reading them back)."""
-        self._known[request_id] = outbox
-        self._queue.put_nowait(request_id)
+    def enqueue_batch(self, marker_id: str, stored: dict[str, list[Envelope]]) -> None:
+        """Publish a written batch: its marker's id and the events of its stored requests (the
+        writer calls this; nothing is read back)."""
+        if not stored:
+            self._published.append(marker_id)
+            return
+        self._batches[marker_id] = set(stored)
+        for rid, events in stored.items():
+            self._known[rid] = (events, marker_id)
+            self._queue.put_nowait(rid)
 
     def enqueue(self, request_ids: Iterable[str]) -> None:
         """Publish these requests' pending events soon (called after the HTTP answer was sent)."""
@@ -100,13 +131,13 @@ class RequestRelay:
             markers = {m["_id"]: m for m in found}
         # events of new requests: from this process's memory, or from a marker whose token the
         # stored document names; then what later writes left in documents' outboxes
-        submitted = [(i, pending_events({OUTBOX: box})) for i, box in known.items()]
+        submitted = [evs for evs, _ in known.values()]
         for d in docs:
             m = markers.get(d["_id"])
             if m and m.get("events") and m.get(TOKEN) and m.get(TOKEN) == d.get(TOKEN):
-                submitted.append((d["_id"], pending_events({OUTBOX: m["events"]})))
+                submitted.append([env for _, env in pending_events({OUTBOX: m["events"]})])
         work = [(d["_id"], pending_events(d)) for d in docs if d.get(OUTBOX)]
-        events = [env for _, evs in submitted + work for _, env in evs]
+        events = [env for evs in submitted for env in evs] + [env for _, evs in work for _, env in evs]
         if events:
             await self._publisher.publish_many(events)
         if work:
@@ -116,9 +147,16 @@ class RequestRelay:
                 await bulk_in_chunks(self.requests, [
                     UpdateOne({"_id": i}, {"$unset": {**{f"{OUTBOX}.{k}": "" for k, _ in evs}, PENDING: ""}})
                     for i, evs in work])
-        # a marker goes once its document has nothing left to publish (links are done before a
+        # a marker goes once its documents have nothing left to publish (links are done before a
         # request is enqueued here, and the sweep finishes a link before it flushes)
-        self._published += list(known) + [d["_id"] for d in docs]
+        for rid, (_, marker_id) in known.items():
+            waiting = self._batches.get(marker_id)
+            if waiting is not None:
+                waiting.discard(rid)
+                if not waiting:
+                    del self._batches[marker_id]
+                    self._published.append(marker_id)
+        self._published += [d["_id"] for d in docs]
         return len(events)
 
     async def delete_published(self) -> None:
@@ -134,22 +172,51 @@ class RequestRelay:
         markers = await self.markers.find(q).limit(self._batch).to_list(None)
         if not markers:
             return 0
-        ids = [m["_id"] for m in markers]
-        existing = {d["_id"] for d in await self.requests.find({"_id": {"$in": ids}}, {"_id": 1}).to_list(None)}
-        for m in markers:
-            if m["_id"] not in existing:
-                at = m["at"] if m["at"].tzinfo else m["at"].replace(tzinfo=UTC)
-                if now - at > self._orphan_after:  # the write never happened: nothing to publish
+        batches = [m for m in markers if "requests" in m]
+        singles = [m for m in markers if "requests" not in m]
+        ids = [m["_id"] for m in singles] + [e["id"] for m in batches for e in m["requests"]]
+        stored = await find_by_ids(self.requests, ids, {TOKEN: 1})
+        n = 0
+        for m in batches:
+            n += await self._finish_batch(m, stored, now)
+        for m in singles:
+            if m["_id"] not in stored:
+                if self._orphaned(m, now):  # the write never happened: nothing to publish
                     await self.markers.delete_one({"_id": m["_id"]})
                 continue
             if m.get("link_to") and self.link_finisher:
                 await self.link_finisher(m["_id"], m["link_to"])
                 await self.markers.update_one({"_id": m["_id"]}, {"$unset": {"link_to": ""}})
-        live = [i for i in ids if i in existing]
-        n = 0
+        live = [m["_id"] for m in singles if m["_id"] in stored]
         for i in range(0, len(live), self._batch):
             n += await self.flush(live[i:i + self._batch])
         await self.delete_published()
+        return n
+
+    def _orphaned(self, marker: dict[str, Any], now: datetime) -> bool:
+        at = marker["at"] if marker["at"].tzinfo else marker["at"].replace(tzinfo=UTC)
+        return now - at > self._orphan_after
+
+    async def _finish_batch(self, marker: dict[str, Any], stored: dict[str, dict[str, Any]], now: datetime) -> int:
+        """Publish a batch marker's requests whose stored document names their token, after finishing
+        their duplicate links; entries never written are dropped once the marker is old enough."""
+        entries = marker["requests"]
+        if any(e["id"] not in stored for e in entries) and not self._orphaned(marker, now):
+            return 0  # the batch may still be being written
+        mine = [e for e in entries if e["id"] in stored and stored[e["id"]].get(TOKEN) == e[TOKEN]]
+        for e in mine:
+            if e.get("link_to") and self.link_finisher:
+                await self.link_finisher(e["id"], e["link_to"])  # idempotent
+        if not mine:
+            self._published.append(marker["_id"])
+            return 0
+        events = unpack_json(marker["events"])
+        self._batches[marker["_id"]] = {e["id"] for e in mine}
+        for e in mine:
+            self._known[e["id"]] = ([env for _, env in pending_events({OUTBOX: events[e["id"]]})], marker["_id"])
+        n = 0
+        for i in range(0, len(mine), self._batch):
+            n += await self.flush([e["id"] for e in mine[i:i + self._batch]])
         return n
 
     async def _flush_loop(self) -> None:
