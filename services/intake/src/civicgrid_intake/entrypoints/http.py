@@ -80,17 +80,18 @@ requests_router = APIRouter(prefix="/api/v1", tags=["requests"])
                       responses={409: {"description": "Idempotency-Key reused with another body"},
                                  413: {"description": "Body larger than the limit"},
                                  422: {"description": "Invalid field (problem details name it)"}})
-async def submit(body: RequestCreate, request: Request, response: Response,
-                 idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> RequestCreated:
+async def submit(body: RequestCreate, request: Request,
+                 idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Response:
     h = handlers_of(request)
     res = await h.submit(body, idempotency_key=idempotency_key)
-    response.headers["Location"] = f"/api/v1/requests/{res.request_id}"
+    headers = {"Location": f"/api/v1/requests/{res.request_id}"}
     if res.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    # the relay publishes from its own task, after this answer as a rule; the marker makes sure it
-    # happens even after a crash
+        headers["Idempotent-Replayed"] = "true"
     res.publish_later(h.relay)
-    return RequestCreated(**res.answer, token=res.token)
+    # the model is built (it checks the answer) and serialised once: a returned model would be
+    # validated and dumped again by FastAPI, on the busiest path of the service
+    return Response(RequestCreated(**res.answer, token=res.token).model_dump_json(), status_code=201,
+                    headers=headers, media_type="application/json")
 
 
 @requests_router.get("/requests/{request_id}", response_model=RequestRead,
