@@ -26,16 +26,24 @@ from pathlib import Path
 
 #: a log unchanged this long loses its connection (bench and test databases come and go)
 IDLE_SECONDS = 60.0
+#: a database file this new is left to the store: while FerretDB creates a database (file, WAL mode,
+#: its metadata table), a second connection checkpointing it was the likeliest cause of the store's
+#: rare ``disk I/O error (522)`` (a short read) in ``databaseGetOrCreate`` during the foundation
+#: bench, which creates databases while writing hard; a young log is small anyway
+NEW_DATABASE_SECONDS = 5.0
 
 
 class Checkpointer:
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, *, new_database_seconds: float = NEW_DATABASE_SECONDS) -> None:
         self.data = data
+        self.new_database_seconds = new_database_seconds
         #: database -> (its connection, the inode of the file it opened)
         self._conns: dict[Path, tuple[sqlite3.Connection, int]] = {}
         #: database -> (size, mtime) of its log when it was last checkpointed
         self._seen: dict[Path, tuple[int, int]] = {}
         self._changed_at: dict[Path, float] = {}
+        #: (database, inode) -> when this process first saw that file
+        self._first_seen: dict[tuple[Path, int], float] = {}
 
     def run_once(self) -> int:
         """Checkpoint every database whose log changed since; returns how many."""
@@ -51,6 +59,8 @@ class Checkpointer:
                 continue
             if db in self._conns and self._conns[db][1] != inode:
                 self._forget(db)  # dropped and created again: the open connection holds the old file
+            if now - self._first_seen.setdefault((db, inode), now) < self.new_database_seconds:
+                continue
             mark = (st.st_size, st.st_mtime_ns)
             if self._seen.get(db) == mark:
                 if db in self._conns and now - self._changed_at.get(db, now) > IDLE_SECONDS:
@@ -76,6 +86,8 @@ class Checkpointer:
                 self._forget(db)  # dropped meanwhile, or busy opening: next round
         for db in set(self._seen) - present:
             self._forget(db)
+        for key in [k for k in self._first_seen if k[0] not in present]:
+            del self._first_seen[key]
         return done
 
     def _forget(self, db: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sqlite3
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ def backlog(conn: sqlite3.Connection) -> int:
 
 def test_a_changed_log_is_checkpointed_while_its_writer_stays_open(tmp_path):
     w = writer(tmp_path / "a.sqlite")
-    cp = store_checkpointer.Checkpointer(tmp_path)
+    cp = store_checkpointer.Checkpointer(tmp_path, new_database_seconds=0)
     for i in range(200):
         w.execute("INSERT INTO t VALUES (?)", ("x" * 500 + str(i),))
     size = (tmp_path / "a.sqlite").stat().st_size
@@ -47,7 +48,7 @@ def test_a_changed_log_is_checkpointed_while_its_writer_stays_open(tmp_path):
 def test_a_dropped_database_is_forgotten_and_never_created_again(tmp_path):
     w = writer(tmp_path / "gone.sqlite")
     w.execute("INSERT INTO t VALUES ('x')")
-    cp = store_checkpointer.Checkpointer(tmp_path)
+    cp = store_checkpointer.Checkpointer(tmp_path, new_database_seconds=0)
     assert cp.run_once() == 1
     w.close()
     for suffix in ("", "-wal", "-shm"):
@@ -57,6 +58,19 @@ def test_a_dropped_database_is_forgotten_and_never_created_again(tmp_path):
     # created again under the same name: checkpointed through a new connection, not the old file's
     w = writer(tmp_path / "gone.sqlite")
     w.execute("INSERT INTO t VALUES ('y')")
+    assert cp.run_once() == 1
+    assert backlog(w) == 0
+    cp.close()
+    w.close()
+
+
+def test_a_new_database_is_left_to_the_store_for_a_moment(tmp_path):
+    """While the store creates a database, a second connection is not welcome."""
+    w = writer(tmp_path / "new.sqlite")
+    w.execute("INSERT INTO t VALUES ('x')")
+    cp = store_checkpointer.Checkpointer(tmp_path, new_database_seconds=0.3)
+    assert cp.run_once() == 0
+    time.sleep(0.35)
     assert cp.run_once() == 1
     assert backlog(w) == 0
     cp.close()
