@@ -29,6 +29,13 @@ from civicgrid_runtime.problems import install_problem_handlers
 from civicgrid_runtime.settings import ServiceSettings
 from civicgrid_runtime.store import OutboxRelay, connect, ping
 
+#: the collector's thresholds once a service has started. The default (a young collection every
+#: 700 allocations) suits small scripts; a service that builds and drops pydantic models, BSON and
+#: Kafka records per request ran 4,800 young and 35 full collections in one intake bench (1.9 s of
+#: collection); with these, 20-90 young and no full one (0.1-0.2 s), each young one a few ms, and
+#: intake's throughput at 64 connections went from about 960 to 1,160-1,300 accepted/s.
+GC_THRESHOLDS = (20_000, 20, 100)
+
 log = get_logger("civicgrid.service")
 
 
@@ -177,6 +184,7 @@ def create_app(*, title: str, version: str, description: str, runtime_factory: C
         # stalling every request in flight: its p99 at 200 requests/s)
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         log.info("service started", http=f"{settings.http_host}:{settings.http_port}")
         try:
             yield
