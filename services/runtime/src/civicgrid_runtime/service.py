@@ -36,6 +36,11 @@ from civicgrid_runtime.store import OutboxRelay, connect, ping
 #: intake's throughput at 64 connections went from about 960 to 1,160-1,300 accepted/s.
 GC_THRESHOLDS = (20_000, 20, 100)
 
+
+def tune_collector() -> None:
+    """The collector's thresholds for a long, allocation-heavy run (a service, a replay)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
 log = get_logger("civicgrid.service")
 
 
@@ -184,7 +189,7 @@ def create_app(*, title: str, version: str, description: str, runtime_factory: C
         # stalling every request in flight: its p99 at 200 requests/s)
         gc.collect()
         gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        tune_collector()
         log.info("service started", http=f"{settings.http_host}:{settings.http_port}")
         try:
             yield
