@@ -9,9 +9,9 @@ batch then goes to the relay, which publishes it and deletes the marker.
 One marker per batch rather than one per request: the store's work grows with the documents and
 the fields it writes, and a marker per request (its events as nested documents) cost about as much
 as the request itself, plus a delete (measured here: 150 us of store CPU per marker document with
-nested events, 70 us with them packed, once per batch instead of per request now). A store write costs about as much for 100
-documents as for one, and concurrent single writes collide on FerretDB/SQLite (SQLITE_BUSY);
-batching turns both into throughput. Two batches are written at a time, so the store works on one
+nested events, 70 us with them packed, once per batch instead of per request now). A store write
+costs about as much for 100 documents as for one, and concurrent single writes collide on
+FerretDB/SQLite (SQLITE_BUSY); batching turns both into throughput. Two batches are written at a time, so the store works on one
 while the next is gathered and encoded.
 
 The marker goes first: a request stored without its marker would never be published after a crash.
@@ -51,13 +51,13 @@ class Pending:
 
 class SubmissionWriter:
     def __init__(self, cols, duplicates: DuplicateIndex, link_followers,
-                 stored: Callable[[str, dict[str, list[Envelope]]], None], *, batch: int = 200,
+                 on_stored: Callable[[str, dict[str, list[Envelope]]], None], *, batch: int = 200,
                  in_flight: int = 2) -> None:
         self.cols = cols
         self.duplicates = duplicates
         self.link_followers = link_followers
         #: called with a written batch's marker id and its stored requests' events (the relay)
-        self.stored = stored
+        self.on_stored = on_stored
         self.batch = batch
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         self._task: asyncio.Task | None = None
@@ -140,4 +140,4 @@ class SubmissionWriter:
             else:
                 p.future.set_result(None)
         # after the answers: their tasks were woken first, so the 201s go out before the publishing
-        self.stored(marker_id, {p.doc["_id"]: p.events for i, p in enumerate(batch) if i not in failed})
+        self.on_stored(marker_id, {p.doc["_id"]: p.events for i, p in enumerate(batch) if i not in failed})
