@@ -124,11 +124,11 @@ async def test_kpis_on_a_hand_computed_scenario_and_evaluation_export(audit, tmp
 
     # over HTTP, with the area scope of the token
     app = FastAPI()
-    app.state.service, app.state.auth_secret = audit, "s3cret"
+    app.state.service, app.state.auth_secret = audit, "audit-test-secret-of-at-least-32-bytes"
     install_problem_handlers(app)
     app.include_router(router)
-    ok = mint_token(secret="s3cret", sub="sup", role="supervisor", area="110105001")
-    other = mint_token(secret="s3cret", sub="sup2", role="supervisor", area="110105002")
+    ok = mint_token(secret="audit-test-secret-of-at-least-32-bytes", sub="sup", role="supervisor", area="110105001")
+    other = mint_token(secret="audit-test-secret-of-at-least-32-bytes", sub="sup2", role="supervisor", area="110105002")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         q = {"dimension": "grid", "key": GRID, "from": "2026-11-01", "to": "2026-11-30"}
         r = await c.get("/kpis", params=q, headers={"Authorization": f"Bearer {ok}"})

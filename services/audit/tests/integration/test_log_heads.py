@@ -91,10 +91,10 @@ async def test_the_logs_endpoint_shows_heads_not_written_back_yet(fresh_db):
     await log.ensure_indexes()
     await log.append(deliveries(0, 4))
     app = FastAPI()
-    app.state.service, app.state.auth_secret = types.SimpleNamespace(log=log), "s3cret"
+    app.state.service, app.state.auth_secret = types.SimpleNamespace(log=log), "audit-test-secret-of-at-least-32-bytes"
     install_problem_handlers(app)
     app.include_router(router)
-    token = mint_token(secret="s3cret", sub="aud", role="auditor")
+    token = mint_token(secret="audit-test-secret-of-at-least-32-bytes", sub="aud", role="auditor")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         r = await c.get("/audit/logs", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
