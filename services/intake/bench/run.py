@@ -32,6 +32,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -163,6 +164,30 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def infra_processes(intake_pid: int) -> dict[str, psutil.Process]:
+    """The processes that share the machine's cores during intake's load: the service, the store,
+    the broker (pid files of the local infrastructure) and this load generator."""
+    state = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run"))
+    out = {"intake": psutil.Process(intake_pid), "load generator": psutil.Process()}
+    for name in ("store", "kafka"):
+        try:
+            out[name] = psutil.Process(int((state / f"{name}.pid").read_text()))
+        except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
+            pass
+    return out
+
+
+def cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:
+    out = {}
+    for name, pr in procs.items():
+        try:
+            t = pr.cpu_times()
+            out[name] = t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
 def say(msg: str) -> None:
     print(f"[intake bench] {msg}", file=sys.stderr, flush=True)
 
@@ -212,8 +237,15 @@ def main() -> int:
 
         say("intake: closed loop, then a sustainable fixed rate, then the goal's fixed rate")
         asyncio.run(closed_loop(iport, 2, CONCURRENCIES[0]))  # warm-up (connections, caches)
+        procs = infra_processes(intake.pid)
+        cpu: dict[int, dict[str, float]] = {}
         for c in CONCURRENCIES:
+            before = cpu_seconds(procs)
             results[f"intake_max_{c}"] = asyncio.run(closed_loop(iport, THROUGHPUT_SECONDS, c))
+            after = cpu_seconds(procs)
+            ok = results[f"intake_max_{c}"]["ok"] or 1
+            cpu[c] = {n: (after[n] - before[n]) / ok * 1e6 for n in after if n in before}  # us a submission
+            results[f"cpu_us_{c}"] = cpu[c]
             drain()
         results["intake_low"] = asyncio.run(fixed_rate(iport, LOW_RATE, RATE_SECONDS))
         drain()
@@ -245,6 +277,12 @@ def main() -> int:
            f"{results[f'intake_max_{c}']['p50']:.1f} / {results[f'intake_max_{c}']['p99']:.1f}",
            f"bare: {results[f'bare_max_{c}']['p50']:.1f} / {results[f'bare_max_{c}']['p99']:.1f}")
           for c in CONCURRENCIES],
+        (f"CPU a submission, {best} conns (us)", "",
+         f"{sum(cpu[best].values()):.0f}", ", ".join(f"{n} {v:.0f}" for n, v in cpu[best].items())),
+        ("the 30% goal's budget: 2 cores over 30% of bare (us)", "",
+         f"{2e6 / (0.3 * bm['rps']):.0f}" if bm["rps"] else "-",
+         f"store + broker + load generator alone: "
+         f"{sum(v for n, v in cpu[best].items() if n != 'intake'):.0f}"),
         ("all stored requests published (outbox drained)", "yes", "yes" if not left else f"no ({left} left)",
          f"{stored} stored; drained {drained:.1f}s after load"),
     ]
