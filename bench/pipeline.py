@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.httpload import Connection, post_json  # noqa: E402
+from bench.processes import cpu_seconds, infrastructure  # noqa: E402
 from civicgrid_contracts import topics  # noqa: E402
 from civicgrid_runtime.auth import mint_token  # noqa: E402
 from tests.support.platform import Platform, daytime_visit  # noqa: E402
@@ -217,14 +218,7 @@ def hop_table(title: str, obs: Observer, submitted: dict[str, float]) -> Table:
 
 
 def processes(p: Platform) -> dict[str, psutil.Process]:
-    out = {name: psutil.Process(sp.proc.pid) for name, sp in p.services.items()}
-    state = STATE
-    for name in ("kafka", "store"):
-        try:
-            out[name] = psutil.Process(int((state / f"{name}.pid").read_text()))
-        except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
-            pass
-    return out
+    return {**{name: psutil.Process(sp.proc.pid) for name, sp in p.services.items()}, **infrastructure(STATE)}
 
 
 async def main() -> None:
@@ -259,12 +253,12 @@ async def main() -> None:
         load.submitted.clear()
         load.latency.clear()
         load.refused.clear()
-        cpu_before = {n: pr.cpu_times() for n, pr in procs.items()}
+        cpu_before = cpu_seconds(procs)
         t0 = time.monotonic()
         profile_out = STATE / "pipeline-profile.txt"
         max_task = asyncio.create_task(load.maximum(MAX_SECONDS))
         await asyncio.sleep(min(15, MAX_SECONDS / 3))
-        cpu_mid = {n: sum(pr.cpu_times()[:2]) - sum(cpu_before[n][:2]) for n, pr in procs.items()}
+        cpu_mid = {n: v - cpu_before[n] for n, v in cpu_seconds(procs).items()}
         slowest = max((n for n in p.services), key=lambda n: cpu_mid.get(n, 0))
         spy = subprocess.Popen([str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid",
                                 str(p.services[slowest].proc.pid), "--duration", str(int(min(20, MAX_SECONDS / 3))),
@@ -283,7 +277,7 @@ async def main() -> None:
                 break
             await asyncio.sleep(1)
         e2e_elapsed = time.monotonic() - t0
-        cpu = {n: (sum(pr.cpu_times()[:2]) - sum(cpu_before[n][:2])) / e2e_elapsed * 100 for n, pr in procs.items()}
+        cpu = {n: (v - cpu_before[n]) / e2e_elapsed * 100 for n, v in cpu_seconds(procs).items()}
         rss = {n: pr.memory_info().rss / 2**20 for n, pr in procs.items()}
         obs.stop.set()
         await otask

@@ -191,7 +191,6 @@ async def test_merged_partitions_still_dead_letter_only_the_bad_message(infra, m
         await drop_quietly(mongo, db)
 
 
-
 async def test_fetches_wait_long_while_idle_and_briefly_while_events_flow(infra):
     """An idle consumer's fetches answer at the first byte or wait long on the broker; events switch
     them to the busy parameters (a few events per fetch, a short wait) and quiet switches them back.
@@ -223,6 +222,7 @@ async def test_fetches_wait_long_while_idle_and_briefly_while_events_flow(infra)
         assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (1, 500)
         events = [received(f"req-{uuid.uuid4()}") for _ in range(5)]
         await publisher.publish_many(events, topic=topic)
+
         async def all_handled():
             return len(handled) == 5
 

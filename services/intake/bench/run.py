@@ -38,6 +38,7 @@ from pymongo import MongoClient
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "bench"))
 from httpload import Connection, post_json  # noqa: E402
+from processes import cpu_seconds, infrastructure  # noqa: E402
 
 BIN = Path(sys.executable).parent
 KAFKA = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
@@ -164,30 +165,6 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def infra_processes(intake_pid: int) -> dict[str, psutil.Process]:
-    """The processes that share the machine's cores during intake's load: the service, the store,
-    the broker (pid files of the local infrastructure) and this load generator."""
-    state = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run"))
-    out = {"intake": psutil.Process(intake_pid), "load generator": psutil.Process()}
-    for name in ("store", "kafka"):
-        try:
-            out[name] = psutil.Process(int((state / f"{name}.pid").read_text()))
-        except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
-            pass
-    return out
-
-
-def cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:
-    out = {}
-    for name, pr in procs.items():
-        try:
-            t = pr.cpu_times()
-            out[name] = t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 def say(msg: str) -> None:
     print(f"[intake bench] {msg}", file=sys.stderr, flush=True)
 
@@ -237,7 +214,9 @@ def main() -> int:
 
         say("intake: closed loop, then a sustainable fixed rate, then the goal's fixed rate")
         asyncio.run(closed_loop(iport, 2, CONCURRENCIES[0]))  # warm-up (connections, caches)
-        procs = infra_processes(intake.pid)
+        # what shares the cores during the load: the service, the store, the broker and this generator
+        procs = {"intake": psutil.Process(intake.pid), "load generator": psutil.Process(), **infrastructure(
+            Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run")))}
         cpu: dict[int, dict[str, float]] = {}
         for c in CONCURRENCIES:
             before = cpu_seconds(procs)

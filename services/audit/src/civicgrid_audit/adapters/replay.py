@@ -194,7 +194,6 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
     """Rebuild into the empty ``db``. ``workers`` > 1 (with ``mongodb_url``): that many processes,
     each the single writer of its share of the partition numbers (the topics are co-partitioned,
     so a request's events, log, counters and clocks all fall in one share)."""
-    tune_collector()  # a replay allocates per event like a service: 6,000-6,400 -> 7,400-7,800 ev/s
     if await db[HEADS].find_one({}) is not None or await db[request_collection("")].find_one({}) is not None:
         raise TargetNotEmpty(f"database {db.name} is not empty: replay rebuilds into an empty one")
     log = AuditLog(db, Signer(signing_key))
@@ -291,7 +290,7 @@ def _replay_worker(share: tuple[int, int], kwargs: dict[str, Any], progress, bar
     """One process of a parallel replay (spawned: builds its own clients)."""
     from civicgrid_runtime.store import connect
 
-    tune_collector()
+    tune_collector()  # this process's whole life is the replay (the CLI sets it in its own)
 
     async def run() -> dict[str, Any]:
         client = connect(kwargs.pop("mongodb_url"), app_name=f"civicgrid-audit-replay-{share[0]}")

@@ -108,8 +108,10 @@ def cmd_replay(args) -> int:
     from civicgrid_audit.adapters.replay import compare, replay_topics
     from civicgrid_audit.bootstrap import CONSUMED_TOPICS, build_calendar
     from civicgrid_runtime.bus import ensure_topics
+    from civicgrid_runtime.service import tune_collector
     from civicgrid_runtime.store import connect
 
+    tune_collector()  # a replay allocates per event like a service (its workers set it too)
     live_settings = AuditSettings()
     target = args.database
     if target == live_settings.database_name:

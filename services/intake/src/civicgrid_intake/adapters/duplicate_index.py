@@ -65,16 +65,16 @@ def ring_for(distance_m: float, res: int) -> int:
 class Indexed:
     service_code: str
     cell: int
-    at: datetime
-    ts: float  # ``at`` as a POSIX time: compared for every entry of a search
+    at: float  # received at, POSIX time: compared for every entry of a search
     lat: float
     lon: float
     merged: bool
 
 
 class DuplicateIndex:
-    """The window's requests by (service, H3 cell at ``res``, chosen for ``distance_m``). Adding the same request again changes nothing
-    but its merged flag, so a replica's own write and its event on the topic agree."""
+    """The window's requests by (service, H3 cell at ``res``, chosen for ``distance_m``). Adding the
+    same request again changes nothing but its merged flag, so a replica's own write and its event
+    on the topic agree."""
 
     def __init__(self, *, window: timedelta, distance_m: float = 50.0) -> None:
         self.window = window
@@ -91,22 +91,21 @@ class DuplicateIndex:
         #: (time, request id) in the order added: what leaves the window first is at the left
         #: (a catch-up adds partitions interleaved, so this is only roughly ordered: a request may
         #: stay a little past the window, and candidates are cut at the window anyway)
-        self._order: deque[tuple[datetime, str]] = deque()
+        self._order: deque[tuple[float, str]] = deque()
 
     def __len__(self) -> int:
         return len(self._requests)
 
     def add(self, request_id: str, *, service_code: str, lat: float, lon: float, at: datetime,
             merged: bool = False) -> None:
-        at = at if at.tzinfo else at.replace(tzinfo=UTC)
-        known = self._requests.get(request_id)
-        if known is not None:
-            known.merged = merged
+        if request_id in self._requests:
+            self.set_merged(request_id, merged)
             return
+        ts = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
         cell = h3.latlng_to_cell(lat, lon, self.res)
-        entry = self._requests[request_id] = Indexed(service_code, cell, at, at.timestamp(), lat, lon, merged)
+        entry = self._requests[request_id] = Indexed(service_code, cell, ts, lat, lon, merged)
         self._cells.setdefault((service_code, cell), {})[request_id] = entry
-        self._order.append((at, request_id))
+        self._order.append((ts, request_id))
 
     def knows(self, request_id: str) -> bool:
         return request_id in self._requests
@@ -117,7 +116,7 @@ class DuplicateIndex:
             known.merged = merged
 
     def prune(self, now: datetime) -> None:
-        oldest = now - self.window
+        oldest = (now - self.window).timestamp()
         while self._order and self._order[0][0] < oldest:
             _, rid = self._order.popleft()
             gone = self._requests.pop(rid, None)
@@ -146,11 +145,11 @@ class DuplicateIndex:
             if not members:
                 continue
             for rid, e in members.items():
-                if e.merged or e.ts < oldest or abs(e.lat - lat) > dlat or abs(e.lon - lon) > dlon:
+                if e.merged or e.at < oldest or abs(e.lat - lat) > dlat or abs(e.lon - lon) > dlon:
                     continue
                 d = haversine_m(lat, lon, e.lat, e.lon)
                 if d <= distance_m:
-                    out.append((d, e.at, rid))
+                    out.append((d, datetime.fromtimestamp(e.at, UTC), rid))
         out.sort()
         return out
 

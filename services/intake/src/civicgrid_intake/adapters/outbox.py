@@ -103,13 +103,18 @@ class RequestRelay:
     def enqueue_batch(self, marker_id: str, stored: dict[str, list[Envelope]]) -> None:
         """Publish a written batch: its marker's id and the events of its stored requests (the
         writer calls this; nothing is read back)."""
+        self._track(marker_id, stored)
+        for rid in stored:
+            self._queue.put_nowait(rid)
+
+    def _track(self, marker_id: str, stored: dict[str, list[Envelope]]) -> None:
+        """Remember a batch's events until published; its marker goes once they all are."""
         if not stored:
             self._published.append(marker_id)
             return
         self._batches[marker_id] = set(stored)
         for rid, events in stored.items():
             self._known[rid] = (events, marker_id)
-            self._queue.put_nowait(rid)
 
     def enqueue(self, request_ids: Iterable[str]) -> None:
         """Publish these requests' pending events soon (called after the HTTP answer was sent)."""
@@ -207,13 +212,9 @@ class RequestRelay:
         for e in mine:
             if e.get("link_to") and self.link_finisher:
                 await self.link_finisher(e["id"], e["link_to"])  # idempotent
-        if not mine:
-            self._published.append(marker["_id"])
-            return 0
         events = unpack_json(marker["events"])
-        self._batches[marker["_id"]] = {e["id"] for e in mine}
-        for e in mine:
-            self._known[e["id"]] = ([env for _, env in pending_events({OUTBOX: events[e["id"]]})], marker["_id"])
+        self._track(marker["_id"], {e["id"]: [env for _, env in pending_events({OUTBOX: events[e["id"]]})]
+                                    for e in mine})
         n = 0
         for i in range(0, len(mine), self._batch):
             n += await self.flush([e["id"] for e in mine[i:i + self._batch]])

@@ -44,7 +44,6 @@ class Pending:
     indexed: dict[str, Any] | None
     parent_id: str | None
     at: datetime
-    entries: dict[str, Any]
     events: list[Envelope]
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -69,7 +68,7 @@ class SubmissionWriter:
         """Store one submission (in the next batch); raises DuplicateKeyError if its id exists.
         ``events``: what the submission caused, kept in the batch's marker with the document's
         token; ``indexed``: the ``DuplicateIndex.add`` arguments of a request with a point."""
-        p = Pending(doc, indexed, parent_id, at, outbox_entries(events), events)
+        p = Pending(doc, indexed, parent_id, at, events)
         if self._task is None or self._task.done():
             self.start()
         self._queue.put_nowait(p)
@@ -119,7 +118,7 @@ class SubmissionWriter:
         marker_id = f"b-{uuid.uuid4().hex}"
         await self.cols.markers.insert_one(batch_marker(
             marker_id, at=min(p.at for p in batch),
-            requests=[(p.doc["_id"], p.doc[TOKEN], p.parent_id, p.entries) for p in batch]))
+            requests=[(p.doc["_id"], p.doc[TOKEN], p.parent_id, outbox_entries(p.events)) for p in batch]))
         failed: dict[int, BaseException] = {}
         try:
             await self.cols.requests.insert_many([p.doc for p in batch], ordered=False)
