@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from civicgrid_audit.adapters.auditlog import AuditLog, Signer, log_name, record_id
+from civicgrid_audit.adapters.auditlog import (
+    AuditLog,
+    Signer,
+    block_contents,
+    log_name,
+    record_id,
+    records_of,
+)
 from civicgrid_audit.domain import merkle
 from civicgrid_audit.settings import AuditSettings
 from civicgrid_contracts import Envelope
@@ -38,13 +45,27 @@ async def build(log: AuditLog, topic: str) -> str:
     return name
 
 
-async def get(log, name, seq):
-    return await log.records.find_one({"_id": record_id(name, seq)})
+async def get(log: AuditLog, name: str, seq: int) -> dict:
+    async for r in log.stored_records(name):
+        if r["seq"] == seq:
+            return r
+    raise AssertionError(f"no record {seq}")
 
 
-async def move(log, name, doc, seq):
-    await log.records.delete_one({"_id": doc["_id"]})
-    await log.records.insert_one({**doc, "_id": record_id(name, seq), "seq": seq})
+async def edit(log: AuditLog, name: str, seq: int, change) -> None:
+    """Change the stored block that holds record ``seq`` as someone with write access to the store
+    could: ``change`` edits its list of records in place, and the block is written back."""
+    async for doc in log.records.find({"log": name}):
+        records = records_of(doc)
+        if any(r["seq"] == seq for r in records):
+            change(records)
+            await log.records.update_one({"_id": doc["_id"]}, {"$set": block_contents(records)})
+            return
+    raise AssertionError(f"no block holds record {seq}")
+
+
+def at(records: list[dict], seq: int) -> int:
+    return next(i for i, r in enumerate(records) if r["seq"] == seq)
 
 
 async def test_intact_log_verifies_with_signed_checkpoint_and_inclusion_proof(trail):
@@ -57,10 +78,14 @@ async def test_intact_log_verifies_with_signed_checkpoint_and_inclusion_proof(tr
 
 async def test_altered_record_is_named(trail):
     name = await build(trail, "tamper.alter")
-    doc = await get(trail, name, 4)
-    raw = json.loads(doc["raw"])
-    raw["data"]["staff_id"] = "someone-else"
-    await trail.records.update_one({"_id": doc["_id"]}, {"$set": {"raw": merkle.canonical(raw).decode()}})
+
+    def alter(records):
+        r = records[at(records, 4)]
+        raw = json.loads(r["raw"])
+        raw["data"]["staff_id"] = "someone-else"
+        r["raw"] = merkle.canonical(raw).decode()
+
+    await edit(trail, name, 4, alter)
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "altered" and r["problem"]["seq"] == 4
 
@@ -69,64 +94,103 @@ async def test_altered_record_with_recomputed_hashes_is_caught_by_the_signed_che
     name = await build(trail, "tamper.alter2")
     # a careful forger rewrites content, leaf and chain of every record from 4 on
     chain = bytes.fromhex((await get(trail, name, 3))["chain"])
-    for seq in range(4, N):
-        doc = await get(trail, name, seq)
-        raw = json.loads(doc["raw"])
-        if seq == 4:
-            raw["data"]["staff_id"] = "forged"
-        text = merkle.canonical(raw).decode()
-        leaf = merkle.leaf_hash(text.encode())
-        new_chain = merkle.chain_hash(chain, leaf)
-        await trail.records.update_one({"_id": doc["_id"]}, {"$set": {"raw": text, "leaf": leaf.hex(),
-                                                                      "prev": chain.hex(), "chain": new_chain.hex()}})
-        chain = new_chain
+
+    def forge(records):
+        nonlocal chain
+        for r in records[at(records, 4):]:
+            raw = json.loads(r["raw"])
+            if r["seq"] == 4:
+                raw["data"]["staff_id"] = "forged"
+            r["raw"] = merkle.canonical(raw).decode()
+            leaf = merkle.leaf_hash(r["raw"].encode())
+            new_chain = merkle.chain_hash(chain, leaf)
+            r.update(leaf=leaf.hex(), prev=chain.hex(), chain=new_chain.hex())
+            chain = new_chain
+
+    await edit(trail, name, 4, forge)
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "altered" and "checkpoint" in r["problem"]["detail"]
 
 
 async def test_deleted_record_is_named(trail):
     name = await build(trail, "tamper.delete")
-    await trail.records.delete_one({"_id": record_id(name, 4)})
+    await edit(trail, name, 4, lambda records: records.pop(at(records, 4)))
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "removed" and r["problem"]["seq"] == 4
 
 
 async def test_deleted_and_renumbered_record_is_named(trail):
     name = await build(trail, "tamper.delete2")
-    await trail.records.delete_one({"_id": record_id(name, 4)})
-    for seq in range(5, N):
-        await move(trail, name, await get(trail, name, seq), seq - 1)
+
+    def delete_and_renumber(records):
+        i = at(records, 4)
+        records.pop(i)
+        for r in records[i:]:
+            r["seq"] -= 1
+
+    await edit(trail, name, 4, delete_and_renumber)
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "removed" and r["problem"]["seq"] == 4
 
 
 async def test_deleted_tail_is_caught_by_the_signed_checkpoint(trail):
     name = await build(trail, "tamper.tail")
-    await trail.records.delete_one({"_id": record_id(name, N - 1)})
+    await edit(trail, name, N - 1, lambda records: records.pop(at(records, N - 1)))
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "removed" and r["problem"]["seq"] == N - 1
 
 
 async def test_inserted_record_is_named(trail):
     name = await build(trail, "tamper.insert")
-    for seq in range(N - 1, 3, -1):  # make room at seq 4
-        await move(trail, name, await get(trail, name, seq), seq + 1)
     prev = bytes.fromhex((await get(trail, name, 3))["chain"])
     text = merkle.canonical({"forged": True}).decode()
     leaf = merkle.leaf_hash(text.encode())
-    await trail.records.insert_one({"_id": record_id(name, 4), "log": name, "seq": 4, "offset": 103,
-                                    "event_id": "forged", "raw": text, "leaf": leaf.hex(), "prev": prev.hex(),
-                                    "chain": merkle.chain_hash(prev, leaf).hex()})
+
+    def insert(records):
+        i = at(records, 4)
+        for r in records[i:]:  # make room at seq 4
+            r["seq"] += 1
+        records.insert(i, {"seq": 4, "offset": 103, "event_id": "forged", "raw": text, "leaf": leaf.hex(),
+                           "prev": prev.hex(), "chain": merkle.chain_hash(prev, leaf).hex()})
+
+    await edit(trail, name, 4, insert)
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "inserted" and r["problem"]["seq"] == 4
 
 
 async def test_reordered_records_are_named(trail):
     name = await build(trail, "tamper.reorder")
-    a, b = await get(trail, name, 4), await get(trail, name, 5)
-    await trail.records.delete_one({"_id": a["_id"]})
-    await trail.records.delete_one({"_id": b["_id"]})
-    await trail.records.insert_one({**a, "_id": record_id(name, 5), "seq": 5})
-    await trail.records.insert_one({**b, "_id": record_id(name, 4), "seq": 4})
+
+    def swap(records):
+        i, j = at(records, 4), at(records, 5)
+        records[i], records[j] = {**records[j], "seq": 4}, {**records[i], "seq": 5}
+
+    await edit(trail, name, 4, swap)
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "reordered" and r["problem"]["seq"] == 4
+
+
+async def test_a_removed_block_is_named(trail):
+    name = await build(trail, "tamper.block")
+    await trail.records.delete_one({"_id": record_id(name, 4)})  # the block of records 4-9
+    r = await trail.verify(name)
+    assert not r["ok"] and r["problem"]["kind"] == "removed" and r["problem"]["seq"] == 4
+
+
+async def test_records_stored_one_per_document_before_blocks_are_read_and_continued(trail):
+    name = await build(trail, "tamper.legacy")
+    for doc in await trail.records.find({"log": name}).to_list(None):  # the layout before blocks
+        await trail.records.delete_one({"_id": doc["_id"]})
+        for r in records_of(doc):
+            await trail.records.insert_one({"_id": record_id(name, r["seq"]), **r})
+    assert (await trail.verify(name))["ok"]
+    assert (await trail.inclusion("tamper.legacy-6"))["verified"]
+    successor = AuditLog(trail.db, trail.signer)  # reads the head, folds nothing, appends a block after
+    await trail.records.database["log_heads"].delete_many({"_id": name})
+    ds = [Delivery(Envelope.wrap(RequestAccepted(request_id=f"R{i}", staff_id="s", accepted_at=datetime(
+        2026, 11, 3, tzinfo=UTC)), source="/civicgrid/grid", event_id=f"legacy-{i}"), "tamper.legacy", 0, 100 + i)
+          for i in range(N - 2, N + 3)]
+    assert await successor.append(ds) == 3
+    await successor.checkpoint()
+    r = await successor.verify(name)
+    assert r["ok"] and r["size"] == N + 3 and r["checkpoints_checked"] == 2

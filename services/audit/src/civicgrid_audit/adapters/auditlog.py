@@ -5,10 +5,15 @@ Design (single writer per log, no coordination between replicas):
 - one log per Kafka topic-partition consumed (``log = "intake_requests_v1:3"``). Kafka gives each
   partition to exactly one member of the consumer group, so each log has one writer; the sequence
   is the log's own counter (``seq`` 0, 1, 2 ...) and the source offset is kept beside it;
-- a record is ``{log, seq, offset, event_id, raw, leaf, prev, chain}`` with ``_id = log#seq``:
-  ``raw`` is the canonical JSON of the event, ``leaf = SHA-256(0x00||raw)``,
-  ``chain = SHA-256(prev||leaf)``. The unique ``_id`` means two writers during a rebalance can
-  never fork the log: the loser's insert fails, its batch is retried and finds the records there;
+- a record is ``{log, seq, offset, event_id, raw, leaf, prev, chain}``: ``raw`` is the canonical
+  JSON of the event, ``leaf = SHA-256(0x00||raw)``, ``chain = SHA-256(prev||leaf)``;
+- records are stored in *blocks*: one document holds the consecutive records an append wrote (at
+  most ``BLOCK_RECORDS``), packed, with ``_id = log#<first seq>``, ``seq`` (the first), ``n`` and
+  ``ids`` (its event ids, for look-ups). The store's cost of a write is mostly per document: one
+  document per event was a third of a replay's store work. A block always starts where the log
+  ended, so two writers during a rebalance that saw the same end both write that ``_id``: the
+  loser's insert fails, its batch is retried and finds the records there. Documents of a single
+  record (``raw`` etc. at the top, no ``n``), written before blocks, are read as blocks of one;
 - ``log_heads`` caches size, last offset, chain and the Merkle *frontier* (log2(n) subtree roots);
   records are the truth: after a crash between the insert and the head update, the next append
   folds the records past the cached size into the head first;
@@ -22,7 +27,7 @@ Design (single writer per log, no coordination between replicas):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,8 +39,12 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from civicgrid_audit.domain import merkle
 from civicgrid_contracts import Envelope
 from civicgrid_runtime.bus import Delivery
+from civicgrid_runtime.store import pack_json, unpack_json
 
 RECORDS, HEADS, CHECKPOINTS = "log_records", "log_heads", "checkpoints"
+#: the most records one stored block holds (a replay appends thousands at a time; about 200 kB packed)
+BLOCK_RECORDS = 256
+RECORD_FIELDS = ("seq", "offset", "event_id", "raw", "leaf", "prev", "chain")
 
 
 class LogConflict(RuntimeError):
@@ -55,6 +64,27 @@ def raw_event(env: Envelope, data: dict[str, Any] | None = None) -> str:
 
 def record_id(log: str, seq: int) -> str:
     return f"{log}#{seq:012d}"
+
+
+def block_document(log: str, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The stored block of consecutive ``records`` (dicts of ``RECORD_FIELDS``) of ``log``."""
+    first = records[0]["seq"]
+    return {"_id": record_id(log, first), "log": log, "seq": first, **block_contents(records)}
+
+
+def block_contents(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A block's fields that depend on its records (packed as rows of ``RECORD_FIELDS``)."""
+    return {"n": len(records), "ids": [r["event_id"] for r in records],
+            "records": pack_json([[r[f] for f in RECORD_FIELDS] for r in records])}
+
+
+def records_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records a stored document holds, in their stored order, each with its ``log``: a block's,
+    or the one record of a document written before blocks."""
+    if "records" not in doc:
+        return [{"log": doc.get("log"), **{f: doc.get(f) for f in RECORD_FIELDS}}]
+    log = doc.get("log")
+    return [{"log": log, **dict(zip(RECORD_FIELDS, r, strict=False))} for r in unpack_json(doc["records"])]
 
 
 def checkpoint_message(log: str, size: int, root_hex: str, timestamp: str) -> bytes:
@@ -101,8 +131,7 @@ class AuditLog:
 
     async def ensure_indexes(self) -> None:
         await self.records.create_index([("log", ASCENDING), ("seq", ASCENDING)], name="log_seq")
-        await self.records.create_index([("log", ASCENDING), ("prev", ASCENDING)], name="log_prev")
-        await self.records.create_index([("event_id", ASCENDING)], name="event_id")
+        await self.records.create_index([("ids", ASCENDING)], name="event_ids")
         await self.checkpoints.create_index([("log", ASCENDING), ("size", ASCENDING)], name="log_size")
 
     # ------------------------------------------------------------------ append
@@ -134,16 +163,20 @@ class AuditLog:
         self._unwritten.discard(log)
 
     async def _records_from(self, log: str, seq: int, probe: int = 64) -> list[dict[str, Any]]:
-        """The records at ``seq`` and after, read by their ``_id`` (``<log>:<seq>``, which every store
-        indexes) a window at a time rather than by a range query on ``seq``."""
+        """The records at ``seq`` and after, read by their blocks' ``_id`` (``<log>#<first seq>``,
+        which every store indexes) a window of ids at a time rather than by a range query on ``seq``
+        (a window finds one block, or up to ``probe`` blocks of one)."""
         out: list[dict[str, Any]] = []
+        at = seq
         while True:
-            ids = [record_id(log, s) for s in range(seq + len(out), seq + len(out) + probe)]
-            found = {r["seq"]: r for r in await self.records.find({"_id": {"$in": ids}}).to_list(None)}
-            for s in range(seq + len(out), seq + len(out) + probe):
-                if s not in found:
-                    return out
-                out.append(found[s])
+            ids = [record_id(log, s) for s in range(at, at + probe)]
+            found = {d["seq"]: d for d in await self.records.find({"_id": {"$in": ids}}).to_list(None)}
+            if at not in found:
+                return out
+            while at in found:
+                block = records_of(found[at])
+                out += block
+                at += len(block)
 
     async def append(self, deliveries: Sequence[Delivery], *, payloads: Mapping[str, dict[str, Any]] | None = None
                      ) -> int:
@@ -156,20 +189,21 @@ class AuditLog:
         size, chain = head["size"], bytes.fromhex(head["chain"])
         frontier = merkle.frontier_from_doc(head["frontier"])
         last_offset = head["last_offset"]
-        ops = []
+        records = []
         for d in deliveries:
             if d.offset <= last_offset:
                 continue  # already in the log (redelivery)
             raw = raw_event(d.envelope, payloads.get(d.envelope.id) if payloads else None)
             leaf = merkle.leaf_hash(raw.encode())
             new_chain = merkle.chain_hash(chain, leaf)
-            ops.append(InsertOne({"_id": record_id(log, size), "log": log, "seq": size, "offset": d.offset,
-                                  "event_id": d.envelope.id, "raw": raw, "leaf": leaf.hex(), "prev": chain.hex(),
-                                  "chain": new_chain.hex()}))
+            records.append({"seq": size, "offset": d.offset, "event_id": d.envelope.id, "raw": raw,
+                            "leaf": leaf.hex(), "prev": chain.hex(), "chain": new_chain.hex()})
             frontier = merkle.frontier_append(frontier, leaf)
             chain, size, last_offset = new_chain, size + 1, d.offset
-        if not ops:
+        if not records:
             return 0
+        ops = [InsertOne(block_document(log, records[i:i + BLOCK_RECORDS]))
+               for i in range(0, len(records), BLOCK_RECORDS)]
         try:
             await self.records.bulk_write(ops, ordered=True)
         except (BulkWriteError, DuplicateKeyError) as exc:
@@ -178,7 +212,7 @@ class AuditLog:
         self._heads[log] = {"_id": log, "size": size, "last_offset": last_offset, "chain": chain.hex(),
                             "frontier": merkle.frontier_to_doc(frontier)}
         self._unwritten.add(log)
-        return len(ops)
+        return len(records)
 
     async def flush_heads(self) -> int:
         """Write back the heads that moved since their last write; each write is guarded by the size
@@ -239,6 +273,22 @@ class AuditLog:
 
     # ------------------------------------------------------------------ verification
 
+    async def stored_records(self, log: str) -> AsyncIterator[dict[str, Any]]:
+        """Every record stored for ``log``, in ``seq`` order as stored: blocks by their first seq,
+        the records of each by their own (a record without one first), never the whole log in memory."""
+        cursor = self.records.find({"log": log}).sort([("seq", ASCENDING), ("_id", ASCENDING)]).batch_size(32)
+        async for doc in cursor:
+            for r in sorted(records_of(doc), key=lambda r: -1 if r["seq"] is None else r["seq"]):
+                yield r
+
+    async def _follower(self, log: str, chain_hex: str, after: int) -> dict[str, Any] | None:
+        """The record past seq ``after`` that names ``chain_hex`` as its predecessor, if any (a scan:
+        verify looks for it only once it found the log broken)."""
+        async for r in self.stored_records(log):
+            if r.get("prev") == chain_hex and r.get("seq") is not None and r["seq"] > after:
+                return r
+        return None
+
     async def verify(self, log: str) -> dict[str, Any]:
         """Prove the log intact, or name the first record altered, removed, inserted or reordered."""
         cps = await self.checkpoints.find({"log": log}).sort("size", ASCENDING).to_list(None)
@@ -259,8 +309,7 @@ class AuditLog:
         def fail(kind: str, seq: int, detail: str) -> dict[str, Any]:
             return {**result, "ok": False, "size": expected, "problem": {"kind": kind, "seq": seq, "detail": detail}}
 
-        cursor = self.records.find({"log": log}).sort([("seq", ASCENDING), ("_id", ASCENDING)]).batch_size(2000)
-        async for r in cursor:
+        async for r in self.stored_records(log):
             seq = r.get("seq")
             if seq is None or seq < expected:
                 return fail("inserted", expected - 1 if seq is None else seq,
@@ -276,7 +325,7 @@ class AuditLog:
             if r.get("prev") != chain.hex():
                 if r.get("prev") == prev_chain.hex():
                     return fail("inserted", seq - 1, f"record seq {seq - 1} is not part of the chain: it was inserted")
-                belongs = await self.records.find_one({"log": log, "prev": chain.hex(), "seq": {"$gt": seq}})
+                belongs = await self._follower(log, chain.hex(), seq)
                 if belongs is not None:
                     return fail("reordered", seq, f"record seq {seq} is out of place: the record that follows seq "
                                                   f"{seq - 1} was found at seq {belongs['seq']}")
@@ -300,7 +349,8 @@ class AuditLog:
 
     async def inclusion(self, event_id: str) -> dict[str, Any] | None:
         """Inclusion proof of an event in the latest checkpoint of its log (RFC 6962)."""
-        rec = await self.records.find_one({"event_id": event_id})
+        doc = await self.records.find_one({"$or": [{"ids": event_id}, {"event_id": event_id}]})
+        rec = next((r for r in records_of(doc) if r["event_id"] == event_id), None) if doc else None
         if rec is None:
             return None
         cp = await self.checkpoints.find({"log": rec["log"], "size": {"$gt": rec["seq"]}}).sort("size", -1).limit(
@@ -308,8 +358,11 @@ class AuditLog:
         if not cp:
             return {"log": rec["log"], "seq": rec["seq"], "leaf": rec["leaf"], "checkpoint": None, "proof": []}
         cp = cp[0]
-        leaves = [bytes.fromhex(x["leaf"]) async for x in self.records.find(
-            {"log": rec["log"], "seq": {"$lt": cp["size"]}}, {"leaf": 1}).sort("seq", ASCENDING)]
+        leaves = []
+        async for x in self.stored_records(rec["log"]):
+            if x["seq"] >= cp["size"]:
+                break
+            leaves.append(bytes.fromhex(x["leaf"]))
         proof = merkle.inclusion_proof(rec["seq"], leaves)
         return {"log": rec["log"], "seq": rec["seq"], "leaf": rec["leaf"],
                 "checkpoint": {k: cp[k] for k in ("size", "root", "timestamp", "signature", "public_key")},

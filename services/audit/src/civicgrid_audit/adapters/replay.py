@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +26,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicgrid_audit.adapters.auditlog import CHECKPOINTS, HEADS, RECORDS, AuditLog, Signer
+from civicgrid_audit.adapters.auditlog import (
+    CHECKPOINTS,
+    HEADS,
+    RECORDS,
+    AuditLog,
+    Signer,
+    record_id,
+    records_of,
+)
 from civicgrid_audit.adapters.projection import (
     CATALOGUE_TYPE,
     COUNTERS,
@@ -402,6 +410,19 @@ def _family(name: str) -> str:
     return name
 
 
+async def _documents(db: AsyncDatabase, name: str) -> AsyncIterator[dict[str, Any]]:
+    """A collection's documents in ``_id`` order; the log's records one by one (``_id`` = ``log#seq``),
+    since the live log and a rebuilt one cut the same records into different blocks."""
+    cursor = db[name].find({}).sort("_id", 1)
+    if name != RECORDS:
+        async for doc in cursor.batch_size(2000):
+            yield doc
+        return
+    async for block in cursor.batch_size(32):
+        for r in records_of(block):
+            yield {"_id": record_id(r["log"], r["seq"] if isinstance(r["seq"], int) else -1), **r}
+
+
 async def compare(live: AsyncDatabase, rebuilt: AsyncDatabase, *, show: int = 5) -> dict[str, Any]:
     """Stream both databases in ``_id`` order and compare every projection document."""
     report: dict[str, Any] = {"identical": True, "collections": {}}
@@ -410,8 +431,7 @@ async def compare(live: AsyncDatabase, rebuilt: AsyncDatabase, *, show: int = 5)
         norm = COMPARED.get(_family(name))
         if norm is None:
             continue
-        a = live[name].find({}).sort("_id", 1).batch_size(2000)
-        b = rebuilt[name].find({}).sort("_id", 1).batch_size(2000)
+        a, b = _documents(live, name), _documents(rebuilt, name)
         stats = {"live": 0, "rebuilt": 0, "different": 0, "only_live": 0, "only_rebuilt": 0, "examples": []}
         x = await anext(a, None)
         y = await anext(b, None)
