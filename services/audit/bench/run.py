@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from civicgrid_audit.adapters.projection import counter_collection
+from civicgrid_audit.adapters.projection import COUNTERS
 from civicgrid_audit.adapters.queries import Queries
 from civicgrid_audit.adapters.replay import default_workers, replay_topics
 from civicgrid_audit.bootstrap import CONSUMED_TOPICS, bootstrap, build_calendar
@@ -28,7 +28,6 @@ from civicgrid_audit.workload import workload
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.grid import RequestAssigned
 from civicgrid_contracts.events.intake import RequestReceived
-from civicgrid_contracts.topics import REQUEST_PARTITIONS
 from civicgrid_contracts.values import AreaPath, Location, TimeLimits
 from civicgrid_runtime.bus import EventPublisher, ensure_topics
 from civicgrid_runtime.service import tune_collector
@@ -94,31 +93,28 @@ async def kpi_latency(s: AuditSettings, requests_total: int = 1_000_000, queries
     db = client[dbname]
     grids = [f"110105001{c:03d}{g:03d}" for c in range(1, 3) for g in range(1, 6)]
     days = [(datetime(2026, 1, 1) + timedelta(days=i)).date().isoformat() for i in range(365)]
-    per_doc = requests_total / (len(grids) * len(days) * REQUEST_PARTITIONS)
+    per_doc = requests_total / (len(grids) * len(days))
     rng = random.Random(1)
     t0 = time.perf_counter()
-    docs = 0
-    for p in range(REQUEST_PARTITIONS):
-        ops = []
-        months: dict[str, dict[str, int]] = {}
-        for g in grids:
-            for d in days:
-                m = {"received": int(per_doc) + (rng.random() < per_doc % 1), "counted": int(per_doc),
-                     "responded": int(per_doc * 0.9), "response_due": int(per_doc), "responded_on_time":
-                     int(per_doc * 0.8), "resolved": int(per_doc * 0.85), "rated": int(per_doc * 0.5),
-                     "rating_satisfied": int(per_doc * 0.45), f"hres_{rng.randint(4, 16)}": int(per_doc)}
-                ops.append({"_id": f"{kpi.counter_id('grid', g, d)}|p{p}", "dim": "grid", "key": g,
-                            "day": d, "m": m})
-                mm = months.setdefault(f"{g}|{d[:7]}", {})
-                kpi.add_into(mm, m)
-        for gm, m in months.items():
-            g, month = gm.split("|")
-            ops.append({"_id": f"{kpi.counter_id('grid', g, month)}|p{p}", "dim": "grid", "key": g,
-                        "day": month, "m": m})
-        # plain inserts in modest batches: FerretDB on SQLite inserts fast but stalls on huge bulks
-        for i in range(0, len(ops), 1000):
-            await db[counter_collection(p)].insert_many(ops[i:i + 1000], ordered=False)
-        docs += len(ops)
+    ops = []
+    months: dict[str, dict[str, int]] = {}
+    for g in grids:
+        for d in days:
+            m = {"received": int(per_doc) + (rng.random() < per_doc % 1), "counted": int(per_doc),
+                 "responded": int(per_doc * 0.9), "response_due": int(per_doc), "responded_on_time":
+                 int(per_doc * 0.8), "resolved": int(per_doc * 0.85), "rated": int(per_doc * 0.5),
+                 "rating_satisfied": int(per_doc * 0.45)}
+            for _ in range(4):  # handling times spread over a few histogram buckets
+                kpi.add_into(m, {f"hres_{rng.randint(4, 16)}": int(per_doc / 4)})
+            ops.append({"_id": kpi.counter_id("grid", g, d), "dim": "grid", "key": g, "day": d, "m": m})
+            kpi.add_into(months.setdefault(f"{g}|{d[:7]}", {}), m)
+    for gm, m in months.items():
+        g, month = gm.split("|")
+        ops.append({"_id": kpi.counter_id("grid", g, month), "dim": "grid", "key": g, "day": month, "m": m})
+    # plain inserts in modest batches: FerretDB on SQLite inserts fast but stalls on huge bulks
+    for i in range(0, len(ops), 1000):
+        await db[COUNTERS].insert_many(ops[i:i + 1000], ordered=False)
+    docs = len(ops)
     load = time.perf_counter() - t0
     q = Queries(db, build_calendar(s))
     total = 0

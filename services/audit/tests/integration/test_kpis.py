@@ -157,3 +157,30 @@ async def test_kpis_on_a_hand_computed_scenario_and_evaluation_export(audit, tmp
     data = json.loads((tmp_path / "evaluation-2026Q4.json").read_text())
     assert data["dimensions"]["staff"][0]["resolution_rate"] == 0.5
     assert (tmp_path / "evaluation-2026Q4-staff.png").read_bytes()[:4] == b"\x89PNG"
+
+
+async def test_counters_shared_by_partitions_add_up_when_writers_race(fresh_db):
+    """Every partition adds to the same counter documents: two writers inserting the same new
+    counters at once both count (the loser of each insert adds with $inc), and a database that
+    still holds counters sharded by partition (the layout before) is added up with them."""
+    import asyncio
+
+    from civicgrid_audit.adapters.projection import COUNTERS, add_to_counters, legacy_counter_collection
+    from civicgrid_audit.adapters.queries import Queries
+    from civicgrid_audit.bootstrap import build_calendar
+    from civicgrid_audit.domain import kpi
+    from civicgrid_audit.settings import AuditSettings
+
+    ids = [kpi.counter_id("grid", f"g{i}", "2026-11-02") for i in range(300)]
+    counters = fresh_db[COUNTERS]
+    await asyncio.gather(*(add_to_counters(counters, {cid: {"received": n, "resolved": 1} for cid in ids},
+                                           existing=set(), positions={cid: {f"t:{n}": n} for cid in ids})
+                           for n in (1, 2, 3)))
+    docs = {d["_id"]: d async for d in counters.find({})}
+    assert len(docs) == len(ids)
+    assert all(d["m"] == {"received": 6, "resolved": 3} and d["_pos"] == {"t:1": 1, "t:2": 2, "t:3": 3}
+               for d in docs.values())
+    await fresh_db[legacy_counter_collection(3)].insert_one(
+        {"_id": f"{ids[0]}|p3", "dim": "grid", "key": "g0", "day": "2026-11-02", "m": {"received": 4}})
+    q = Queries(fresh_db, build_calendar(AuditSettings()))
+    assert (await q.counters("grid", "g0", "2026-11-02", "2026-11-03"))["received"] == 10

@@ -9,15 +9,16 @@ replay feeds it) -- and is idempotent:
    request arrive on the same partition number of several topics); the same single-document write
    stores the request's new KPI contribution (``_kc``) and the *difference* as a pending delta
    tagged with the delivery's partition and offset (``_kp``);
-3. apply pending deltas of each partition to the counter documents with ``$inc``, skipping those at
-   or below the counter's recorded position for that partition (``_pos``, read first; the counter
-   shard has a single writer): a delta is applied exactly once even when a crash makes the batch
-   come again; the request's next write from that partition drops them;
+3. apply pending deltas of each partition to the counter documents (one per counter, shared by all
+   partitions) with ``$inc``, skipping those at or below the counter's recorded position for that
+   partition (``_pos``, read first; a partition has a single writer): a delta is applied exactly
+   once even when a crash makes the batch come again; the request's next write from that partition
+   drops them;
 4. upsert the request's time-limit clocks into ``deadlines`` (projection-owned fields only; the
    escalation step and next due time belong to the scanner).
 
 One batch for all partitions of a topic makes each step one round trip for the whole batch (the
-log appends and counter shards one per partition, side by side) instead of one per partition.
+log appends one per partition, side by side) instead of one per partition.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -39,14 +41,22 @@ from civicgrid_audit.adapters.auditlog import AuditLog
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_runtime.bus import Delivery
-from civicgrid_runtime.store import PENDING, find_by_ids, pack_json, unpack_json
+from civicgrid_runtime.store import (
+    PENDING,
+    POSITIONS,
+    bulk_in_chunks,
+    find_by_ids,
+    insert_new,
+    pack_json,
+    unpack_json,
+)
 
 REQUESTS, COUNTERS, DEADLINES, SERVICES = "requests", "kpi_counters", "deadlines", "services"
-#: Request documents are spread over this many collections (``requests_00`` ...) and counters over
-#: one collection per partition number (``kpi_counters_p3``). It was 64 while the local store's
-#: updates scanned their whole collection; with its ``_id`` index used (deploy/local/ferretdb,
-#: patch 0001) one collection is best: a batch is one read and one bulk write instead of one per
-#: bucket it touches. Changing it moves where request documents are looked for: reset or replay.
+#: Request documents are spread over this many collections (``requests_00`` ...). It was 64 while
+#: the local store's updates scanned their whole collection; with its ``_id`` index used
+#: (deploy/local/ferretdb, patch 0001) one collection is best: a batch is one read and one bulk
+#: write instead of one per bucket it touches. Changing it moves where request documents are looked
+#: for: reset or replay.
 REQUEST_BUCKETS = 1
 
 
@@ -54,8 +64,41 @@ def request_collection(request_id: str) -> str:
     return f"{REQUESTS}_{zlib.crc32(request_id.encode()) % REQUEST_BUCKETS:02d}"
 
 
-def counter_collection(shard: int) -> str:
+def legacy_counter_collection(shard: int) -> str:
+    """Counters were sharded by partition number until one document per counter (ids ``<counter>|p3``
+    in ``kpi_counters_p3``); the queries still add up what such a database holds."""
     return f"{COUNTERS}_p{shard}"
+
+
+async def add_to_counters(counters: AsyncCollection, sums: dict[str, dict[str, int]], *, existing: set[str],
+                          positions: dict[str, dict[str, int]] | None = None) -> None:
+    """Add ``sums`` (counter id -> metric -> count) to the counter documents, one per counter: inserted
+    where not in ``existing``, ``$inc`` where they are, or where another writer inserted first (the
+    counters of one day are shared by every partition, and ``$inc`` on one document is atomic).
+    ``positions``: counter id -> {position: offset} to record with the counts (the live path's guard
+    against counting a redelivered batch twice)."""
+    positions = positions or {}
+    new = [cid for cid in sums if cid not in existing]
+    docs = []
+    for cid in new:
+        dim, key, day = kpi.split_counter_id(cid)
+        doc = {"_id": cid, "dim": dim, "key": key, "day": day, "m": {k: v for k, v in sums[cid].items() if v}}
+        if positions.get(cid):
+            doc[POSITIONS] = dict(positions[cid])
+        docs.append(doc)
+    taken = await insert_new(counters, docs) if docs else set()
+    ops = []
+    for cid in [c for c in sums if c in existing] + [new[i] for i in sorted(taken)]:
+        update: dict[str, Any] = {}
+        inc = {f"m.{k}": v for k, v in sums[cid].items() if v}
+        if inc:
+            update["$inc"] = inc
+        if positions.get(cid):
+            update["$set"] = {f"{POSITIONS}.{p}": off for p, off in positions[cid].items()}
+        if update:
+            ops.append(UpdateOne({"_id": cid}, update))
+    if ops:
+        await bulk_in_chunks(counters, ops)
 
 
 async def read_requests(db: AsyncDatabase, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -203,11 +246,10 @@ class Projector:
             return
         first_offsets = {ds[0].position_key: ds[0].offset for ds in by_partition.values()}
         docs = await self._fold_requests(by_request, payloads, first_offsets=first_offsets)
-        shards: dict[tuple[str, int], dict[str, dict[str, Any]]] = defaultdict(dict)
+        by_position: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for rid, ds in by_request.items():
-            shards[(ds[0].position_key, ds[0].partition)][rid] = docs[rid]
-        await asyncio.gather(*(self._apply_counters(position, part, shard_docs)
-                               for (position, part), shard_docs in shards.items()))
+            by_position[ds[0].position_key][rid] = docs[rid]
+        await self._apply_counters(by_position)
         await self.write_clocks(docs)
 
     # ------------------------------------------------------------------ catalogue
@@ -284,44 +326,32 @@ class Projector:
 
     # ------------------------------------------------------------------ KPI counters
 
-    async def _apply_counters(self, position: str, part: int, docs: dict[str, dict[str, Any]]) -> None:
-        """Counter documents are sharded by partition number (``|p3``): each shard has exactly one
-        writer (the holder of that partition number, serialized by the lock in ``apply``), because
-        the store loses concurrent ``$inc``s on one document (FerretDB v1, measured)."""
-        prefix = position + "@"
+    async def _apply_counters(self, by_position: dict[str, dict[str, dict[str, Any]]]) -> None:
+        """Apply the batch's pending deltas (position -> request id -> document written) to the counter
+        documents, one per counter shared by every partition, in one read and one bulk write. Each
+        counter records, per position, the offset of the last delta it took from there (a position
+        has one writer: the holder of its partition), so a delta at or below it is not counted twice."""
         deltas: list[tuple[str, int, dict[str, dict[str, int]]]] = []
-        for rid, doc in docs.items():
-            for tag, delta in (doc.get("_kp") or {}).items():
-                if tag.startswith(prefix):
-                    deltas.append((rid, int(tag[len(prefix):]), delta))
+        for position, docs in by_position.items():
+            prefix = position + "@"
+            for doc in docs.values():
+                for tag, delta in (doc.get("_kp") or {}).items():
+                    if tag.startswith(prefix):
+                        deltas.append((position, int(tag[len(prefix):]), delta))
         if not deltas:
             return
-        shard = f"p{part}"
-        cids = sorted({f"{cid}|{shard}" for _, _, delta in deltas for cid in delta})
-        pos_field = f"_pos.{position}"
-        counters = self.db[counter_collection(part)]
-        current = {c["_id"]: (c.get("_pos") or {}).get(position, -1) async for c in counters.find(
-            {"_id": {"$in": cids}}, {pos_field: 1})}
+        counters = self.db[COUNTERS]
+        cids = {cid for _, _, delta in deltas for cid in delta}
+        current = {cid: c.get(POSITIONS) or {} for cid, c in (await find_by_ids(
+            counters, sorted(cids), {f"{POSITIONS}.{p}": 1 for p in by_position})).items()}
         sums: dict[str, dict[str, int]] = defaultdict(dict)
-        top: dict[str, int] = {}
-        for _rid, off, delta in deltas:
-            for base, m in delta.items():
-                cid = f"{base}|{shard}"
-                if off > current.get(cid, -1):
+        top: dict[str, dict[str, int]] = defaultdict(dict)
+        for position, off, delta in deltas:
+            for cid, m in delta.items():
+                if off > current.get(cid, {}).get(position, -1):
                     kpi.add_into(sums[cid], m)
-                    top[cid] = max(top.get(cid, -1), off)
-        ops = []
-        for cid, m in sums.items():
-            dim, key, day = kpi.split_counter_id(cid.rsplit("|", 1)[0])
-            current.get(cid, -1)
-            filt: dict[str, Any] = {"_id": cid}
-            inc = {f"m.{k}": v for k, v in m.items() if v}
-            upd: dict[str, Any] = {"$set": {pos_field: top[cid], "dim": dim, "key": key, "day": day, "shard": part}}
-            if inc:
-                upd["$inc"] = inc
-            ops.append(UpdateOne(filt, upd, upsert=True))
-        if ops:
-            await counters.bulk_write(ops, ordered=False)
+                    top[cid][position] = max(top[cid].get(position, -1), off)
+        await add_to_counters(counters, sums, existing=set(current), positions=top)
 
     # ------------------------------------------------------------------ deadlines
 

@@ -1,7 +1,8 @@
 """Read side: timelines (also "as of" a past moment), supervision lists, KPIs, evaluations.
 
-KPI queries read only the day-bucket counter documents of one (dimension, key) in the period
-(at most 366 small documents for a year) and compute rates and quantiles in Python.
+KPI queries read only the bucket counter documents of one (dimension, key) in the period (month
+buckets for whole months, day buckets for the ragged ends: at most about 70 small documents for a
+year) and compute rates and quantiles in Python.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicgrid_audit.adapters.projection import (
+    COUNTERS,
     DEADLINES,
     REQUEST_BUCKETS,
     REQUESTS,
-    counter_collection,
+    legacy_counter_collection,
     loaded_document,
     request_collection,
 )
@@ -43,6 +45,7 @@ class Queries:
     def __init__(self, db: AsyncDatabase, calendar: WorkingCalendar) -> None:
         self.db = db
         self.calendar = calendar
+        self._legacy: list[int] | None = None
 
     async def request(self, request_id: str, *, as_of: datetime | None = None) -> dict[str, Any] | None:
         doc = loaded_document(await self.db[request_collection(request_id)].find_one({"_id": request_id}))
@@ -93,17 +96,28 @@ class Queries:
         rows.sort(key=lambda r: -r["late_hours"])
         return rows[:limit]
 
+    async def _legacy_shards(self) -> list[int]:
+        """The partition numbers whose counter collection a database kept from before counters were
+        one document each (looked up once: nothing creates them any more)."""
+        if self._legacy is None:
+            names = set(await self.db.list_collection_names())
+            self._legacy = [p for p in range(REQUEST_PARTITIONS) if legacy_counter_collection(p) in names]
+        return self._legacy
+
     async def counters(self, dim: str, key: str, start: str, end: str) -> dict[str, int]:
-        """Sum of the period's bucket documents (month buckets for whole months), read by ``_id``: one
-        ``$in`` per shard, side by side, instead of one round trip per bucket and shard."""
+        """Sum of the period's bucket documents (month buckets for whole months), read by ``_id`` in one
+        ``$in`` (and one per sharded collection an older database still holds, side by side)."""
         ids = [kpi.counter_id(dim, key, b) for b in kpi.buckets_for(start, end)]
 
         async def shard(p: int) -> list[dict[str, Any]]:
-            return list((await find_by_ids(self.db[counter_collection(p)], [f"{c}|p{p}" for c in ids],
+            return list((await find_by_ids(self.db[legacy_counter_collection(p)], [f"{c}|p{p}" for c in ids],
                                            {"m": 1})).values())
 
+        async def current() -> list[dict[str, Any]]:
+            return list((await find_by_ids(self.db[COUNTERS], ids, {"m": 1})).values())
+
         total: dict[str, int] = {}
-        for docs in await asyncio.gather(*(shard(p) for p in range(REQUEST_PARTITIONS))):
+        for docs in await asyncio.gather(current(), *(shard(p) for p in await self._legacy_shards())):
             for c in docs:
                 kpi.add_into(total, c.get("m") or {})
         return total
@@ -122,9 +136,8 @@ class Queries:
         for dim in dims:
             sums: dict[str, dict[str, int]] = defaultdict(dict)
             months = {b for b in kpi.buckets_for(start, end)}  # a quarter is three month buckets
-            for p in range(REQUEST_PARTITIONS):
-                async for c in self.db[counter_collection(p)].find({"dim": dim, "day": {"$in": sorted(months)}},
-                                                                   {"m": 1, "key": 1}):
+            for name in [COUNTERS] + [legacy_counter_collection(p) for p in await self._legacy_shards()]:
+                async for c in self.db[name].find({"dim": dim, "day": {"$in": sorted(months)}}, {"m": 1, "key": 1}):
                     kpi.add_into(sums[c["key"]], c.get("m") or {})
             rows = []
             for key, m in sums.items():

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pymongo import InsertOne, ReplaceOne, UpdateOne
+from pymongo import InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicgrid_audit.adapters.auditlog import (
@@ -42,7 +42,7 @@ from civicgrid_audit.adapters.projection import (
     REQUESTS,
     SERVICES,
     Projector,
-    counter_collection,
+    add_to_counters,
     fold_document,
     loaded_document,
     payloads_of,
@@ -82,14 +82,14 @@ class ReplayFold:
         self.calendar = calendar
         self.max_requests = max_requests
         self.log_block = log_block
-        #: request id -> (partition number, event id -> timeline entry) not written yet
-        self._requests: dict[str, tuple[int, dict[str, dict[str, Any]]]] = {}
+        #: request id -> (event id -> timeline entry) not written yet
+        self._requests: dict[str, dict[str, dict[str, Any]]] = {}
         self._flushed_before = False
         self._counters_flushed_before = False
         self._log_pending: dict[TopicPartition, tuple[list[Delivery], dict[str, dict[str, Any]]]] = {}
         self._log_tail: dict[TopicPartition, asyncio.Task] = {}
         self._logs_in_flight = asyncio.Semaphore(logs_in_flight)
-        self._counters: dict[tuple[int, str], dict[str, int]] = defaultdict(dict)
+        self._counters: dict[str, dict[str, int]] = defaultdict(dict)
 
     async def add(self, tp: TopicPartition, deliveries: list[Delivery]) -> None:
         """The next deliveries of one topic-partition, in offset order."""
@@ -105,7 +105,7 @@ class ReplayFold:
         for d in deliveries:
             if d.envelope.type == CATALOGUE_TYPE:
                 continue
-            _, entries = self._requests.setdefault(d.envelope.subject, (d.partition, {}))
+            entries = self._requests.setdefault(d.envelope.subject, {})
             if d.envelope.id not in entries:
                 entries[d.envelope.id] = timeline.entry_from_envelope(
                     d.envelope, topic=d.topic, partition=d.partition, offset=d.offset, data=payloads[d.envelope.id])
@@ -148,15 +148,15 @@ class ReplayFold:
         self._flushed_before = True
         ops: dict[str, list[InsertOne | ReplaceOne]] = defaultdict(list)
         written: dict[str, dict[str, Any]] = {}
-        for rid, (part, entries) in work.items():
+        for rid, entries in work.items():
             doc = existing.get(rid)
             known = {e["id"] for e in doc["timeline"]} if doc else set()
             new = [e for eid, e in entries.items() if eid not in known]
             if not new:
                 continue
             new_doc, delta = fold_document(rid, doc, new, self.calendar, kp={})
-            for base, m in delta.items():
-                kpi.add_into(self._counters[(part, base)], m)
+            for cid, m in delta.items():
+                kpi.add_into(self._counters[cid], m)
             if doc is None:
                 ops[request_collection(rid)].append(InsertOne(stored_document(new_doc)))
             else:
@@ -170,28 +170,11 @@ class ReplayFold:
 
     async def _flush_counters(self) -> None:
         """Counter documents: inserted where new (most of them: the database started empty), ``$inc``
-        where an earlier flush wrote them."""
-        sums, self._counters = self._counters, defaultdict(dict)
-        by_shard: dict[int, dict[str, dict[str, int]]] = defaultdict(dict)
-        for (part, base), m in sums.items():
-            if any(m.values()):
-                by_shard[part][base] = m
-
-        async def write(part: int, counters: dict[str, dict[str, int]]) -> None:
-            collection = self.db[counter_collection(part)]
-            ids = [f"{base}|p{part}" for base in counters]
-            existing = set(await find_by_ids(collection, ids, {"_id": 1})) if self._counters_flushed_before else set()
-            ops: list[InsertOne | UpdateOne] = []
-            for cid, (base, m) in zip(ids, counters.items(), strict=True):
-                dim, key, day = kpi.split_counter_id(base)
-                if cid in existing:
-                    ops.append(UpdateOne({"_id": cid}, {"$inc": {f"m.{k}": v for k, v in m.items() if v}}))
-                else:
-                    ops.append(InsertOne({"_id": cid, "dim": dim, "key": key, "day": day, "shard": part,
-                                          "m": {k: v for k, v in m.items() if v}}))
-            await bulk_in_chunks(collection, ops)
-
-        await asyncio.gather(*(write(p, c) for p, c in by_shard.items()))
+        where an earlier flush, or another process of the replay, wrote them."""
+        sums, self._counters = {cid: m for cid, m in self._counters.items() if any(m.values())}, defaultdict(dict)
+        counters = self.db[COUNTERS]
+        existing = set(await find_by_ids(counters, list(sums), {"_id": 1})) if self._counters_flushed_before else set()
+        await add_to_counters(counters, sums, existing=existing)
         self._counters_flushed_before = True
 
 
