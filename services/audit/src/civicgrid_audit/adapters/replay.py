@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,12 +71,30 @@ class TargetNotEmpty(ValueError):
     """Replay rebuilds into an empty database only (the CLI drops its target first)."""
 
 
+class CounterWriter:
+    """Adds a replay's counter sums to the counter documents. One writer for them all: every
+    partition adds to the same counters, so the processes of a parallel replay hand their sums to
+    their parent rather than race each other's inserts."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.counters = db[COUNTERS]
+        self._written_before = False
+
+    async def add(self, sums: dict[str, dict[str, int]]) -> None:
+        existing = set(await find_by_ids(self.counters, list(sums), {"_id": 1})) if self._written_before else set()
+        await add_to_counters(self.counters, sums, existing=existing)
+        self._written_before = True
+
+
 class ReplayFold:
     """The events of a replay, folded in memory and written in large batches (single writer)."""
 
     def __init__(self, db: AsyncDatabase, log: AuditLog, projector: Projector, calendar: WorkingCalendar, *,
-                 max_requests: int = 20_000, log_block: int = 2_000, logs_in_flight: int = 4) -> None:
+                 max_requests: int = 20_000, log_block: int = 2_000, logs_in_flight: int = 4,
+                 counter_sink: Callable[[dict[str, dict[str, int]]], Awaitable[None]] | None = None) -> None:
         self.db = db
+        #: where the counter sums go (this process's writer, or a parallel replay's parent)
+        self.counter_sink = counter_sink or CounterWriter(db).add
         self.log = log
         self.projector = projector
         self.calendar = calendar
@@ -85,7 +103,6 @@ class ReplayFold:
         #: request id -> (event id -> timeline entry) not written yet
         self._requests: dict[str, dict[str, dict[str, Any]]] = {}
         self._flushed_before = False
-        self._counters_flushed_before = False
         self._log_pending: dict[TopicPartition, tuple[list[Delivery], dict[str, dict[str, Any]]]] = {}
         self._log_tail: dict[TopicPartition, asyncio.Task] = {}
         self._logs_in_flight = asyncio.Semaphore(logs_in_flight)
@@ -169,13 +186,9 @@ class ReplayFold:
             await self._flush_counters()
 
     async def _flush_counters(self) -> None:
-        """Counter documents: inserted where new (most of them: the database started empty), ``$inc``
-        where an earlier flush, or another process of the replay, wrote them."""
         sums, self._counters = {cid: m for cid, m in self._counters.items() if any(m.values())}, defaultdict(dict)
-        counters = self.db[COUNTERS]
-        existing = set(await find_by_ids(counters, list(sums), {"_id": 1})) if self._counters_flushed_before else set()
-        await add_to_counters(counters, sums, existing=existing)
-        self._counters_flushed_before = True
+        if sums:
+            await self.counter_sink(sums)
 
 
 async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[str], calendar: WorkingCalendar,
@@ -191,7 +204,7 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
     if workers > 1:
         if not mongodb_url:
             raise ValueError("a replay in several processes needs mongodb_url")
-        res = await _replay_in_processes(bootstrap=bootstrap, mongodb_url=mongodb_url, database=db.name,
+        res = await _replay_in_processes(bootstrap=bootstrap, mongodb_url=mongodb_url, db=db,
                                          topic_names=topic_names, calendar=calendar, signing_key=signing_key,
                                          from_time=from_time, batch=batch, max_requests=max_requests,
                                          on_progress=on_progress, workers=workers)
@@ -214,12 +227,14 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
 async def _replay_share(*, bootstrap: str, db: AsyncDatabase, log: AuditLog, topic_names: list[str],
                         calendar: WorkingCalendar, from_time: datetime | None, batch: int, max_requests: int,
                         on_progress: Callable[[int, int], None] | None = None, share: tuple[int, int] = (0, 1),
-                        ready: Callable[[], None] | None = None) -> dict[str, Any]:
+                        ready: Callable[[], None] | None = None,
+                        counter_sink: Callable[[dict[str, dict[str, int]]], Awaitable[None]] | None = None
+                        ) -> dict[str, Any]:
     """Replay the partitions whose number is ``share[0]`` modulo ``share[1]``; writes the log heads
     but signs no checkpoint. ``ready``: called (and awaited, if it blocks) once the consumer is set up,
-    before the clock starts."""
+    before the clock starts. ``counter_sink``: takes the counter sums instead of this process."""
     projector = Projector(db, log, calendar)
-    fold = ReplayFold(db, log, projector, calendar, max_requests=max_requests)
+    fold = ReplayFold(db, log, projector, calendar, max_requests=max_requests, counter_sink=counter_sink)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 max_poll_records=batch, fetch_max_bytes=64 * 1024 * 1024,
                                 max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_wait_ms=100)
@@ -296,22 +311,29 @@ def _replay_worker(share: tuple[int, int], kwargs: dict[str, Any], progress, bar
             def report(done: int, total: int) -> None:
                 progress[2 * share[0]], progress[2 * share[0] + 1] = done, total
 
-            return await _replay_share(db=db, log=log, share=share, on_progress=report, ready=barrier.wait, **kwargs)
+            async def to_parent(sums: dict[str, dict[str, int]]) -> None:
+                results.put(("counters", sums))  # before this worker's result, on the same queue
+
+            return await _replay_share(db=db, log=log, share=share, on_progress=report, ready=barrier.wait,
+                                       counter_sink=to_parent, **kwargs)
         finally:
             await client.close()
 
     try:
-        results.put((share[0], asyncio.run(run())))
+        results.put(("result", share[0], asyncio.run(run())))
     except BaseException as exc:
         barrier.abort()
-        results.put((share[0], {"error": repr(exc)}))
+        results.put(("result", share[0], {"error": repr(exc)}))
         raise
 
 
-async def _replay_in_processes(*, workers: int, on_progress: Callable[[int, int], None] | None,
+async def _replay_in_processes(*, workers: int, on_progress: Callable[[int, int], None] | None, db: AsyncDatabase,
                                **kwargs: Any) -> dict[str, Any]:
+    """The workers replay; this process writes the counters they send (see ``CounterWriter``)."""
     import multiprocessing
 
+    kwargs["database"] = db.name
+    counters = CounterWriter(db)
     ctx = multiprocessing.get_context("spawn")  # no forked event loop, clients or locks
     progress = ctx.Array("q", 2 * workers, lock=False)
     barrier = ctx.Barrier(workers + 1, timeout=300)  # a worker dead before it was set up breaks it
@@ -329,11 +351,15 @@ async def _replay_in_processes(*, workers: int, on_progress: Callable[[int, int]
         got: dict[int, dict[str, Any]] = {}
         while len(got) < workers:
             try:
-                i, res = await asyncio.to_thread(results.get, True, 0.25)
-                got[i] = res
+                message = await asyncio.to_thread(results.get, True, 0.25)
             except Exception:  # noqa: BLE001 - queue.Empty: report progress and wait on
                 if not any(p.is_alive() for p in procs) and results.empty():
                     break
+            else:
+                if message[0] == "counters":
+                    await counters.add(message[1])
+                else:
+                    got[message[1]] = message[2]
             if on_progress:
                 on_progress(sum(progress[0::2]), sum(progress[1::2]))
         elapsed = time.perf_counter() - t0
