@@ -141,8 +141,8 @@ def deadline_fields(request_id: str, state: dict[str, Any]) -> dict[str, dict[st
     return out
 
 
-#: a request document's timeline and KPI contribution, stored as one zstd-compressed JSON blob: about
-#: a sixth of the bytes of the plain subdocuments, and the store's cost of a write grows with its bytes
+#: a request document's timeline and KPI contribution, stored as one compressed JSON blob: a fraction
+#: of the bytes of the plain subdocuments, and the store's cost of a write grows with its bytes
 #: (FerretDB re-encodes every field); ``state`` and the filtered fields stay plain for the queries
 BODY = "_body"
 
