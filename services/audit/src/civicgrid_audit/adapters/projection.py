@@ -145,19 +145,29 @@ def deadline_fields(request_id: str, state: dict[str, Any]) -> dict[str, dict[st
 #: of the bytes of the plain subdocuments, and the store's cost of a write grows with its bytes
 #: (FerretDB re-encodes every field); ``state`` and the filtered fields stay plain for the queries
 BODY = "_body"
+#: the request's state, packed on its own (the supervision lists read it without the timeline): no
+#: query filters inside it, and its forty-odd fields had cost the store 180 us a document written
+#: against 70 packed, measured
+STATE = "_state"
 
 
 def stored_document(doc: dict[str, Any]) -> dict[str, Any]:
-    """The request document as written: ``timeline`` and ``_kc`` packed into ``BODY``."""
-    out = {k: v for k, v in doc.items() if k not in ("timeline", "_kc", "_prev_state")}
+    """The request document as written: ``timeline`` and ``_kc`` packed into ``BODY``, ``state``
+    into ``STATE``."""
+    out = {k: v for k, v in doc.items() if k not in ("timeline", "_kc", "_prev_state", "state")}
     out[BODY] = pack_json({"timeline": doc["timeline"], "_kc": doc["_kc"]})
+    out[STATE] = pack_json(doc["state"])
     return out
 
 
 def loaded_document(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The request document as read, with ``timeline`` and ``_kc`` unpacked (in place)."""
-    if doc is not None and BODY in doc:
-        doc.update(unpack_json(doc.pop(BODY)))
+    """The request document as read, with ``timeline``, ``_kc`` and ``state`` unpacked (in place);
+    documents written before they were packed are read as they are."""
+    if doc is not None:
+        if BODY in doc:
+            doc.update(unpack_json(doc.pop(BODY)))
+        if STATE in doc:
+            doc["state"] = unpack_json(doc.pop(STATE))
     return doc
 
 

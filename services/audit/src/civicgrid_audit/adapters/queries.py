@@ -21,6 +21,7 @@ from civicgrid_audit.adapters.projection import (
     DEADLINES,
     REQUEST_BUCKETS,
     REQUESTS,
+    STATE,
     legacy_counter_collection,
     loaded_document,
     request_collection,
@@ -83,10 +84,10 @@ class Queries:
         docs = []
         for b in range(REQUEST_BUCKETS):
             docs += await self.db[f"{REQUESTS}_{b:02d}"].find(
-                {"escalation_count": {"$gt": 0}, "open": True, **_area_filter(area)}, {"state": 1, "area_code": 1}
+                {"escalation_count": {"$gt": 0}, "open": True, **_area_filter(area)}, {"state": 1, STATE: 1, "area_code": 1}
             ).to_list(None)
         for d in docs:
-            st = d["state"]
+            st = loaded_document(d)["state"]
             first_due = min(timeline.parse_time(e["due_at"]) for e in st["escalations"])
             last = max(st["escalations"], key=lambda e: (e["escalated_at"], e["step"]))
             rows.append({"request_id": d["_id"], "area_code": d.get("area_code"), "status": st["status"],
