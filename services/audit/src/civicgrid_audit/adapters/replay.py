@@ -56,7 +56,7 @@ from civicgrid_contracts import Envelope, MalformedEvent
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
 from civicgrid_runtime.bus import Delivery
 from civicgrid_runtime.service import tune_collector
-from civicgrid_runtime.store import bulk_in_chunks, find_by_ids
+from civicgrid_runtime.store import BULK_CHUNK, bulk_in_chunks, find_by_ids
 
 DEADLINE_FIELDS = ("request_id", "clock", "department", "dispatch_id", "base_due", "active", "area_code", "level",
                    "seen", "period_hours", "business")
@@ -103,6 +103,8 @@ class ReplayFold:
         #: request id -> (event id -> timeline entry) not written yet
         self._requests: dict[str, dict[str, dict[str, Any]]] = {}
         self._flushed_before = False
+        #: the flush writing the requests gathered before the current ones, if any
+        self._flushing: asyncio.Task | None = None
         self._log_pending: dict[TopicPartition, tuple[list[Delivery], dict[str, dict[str, Any]]]] = {}
         self._log_tail: dict[TopicPartition, asyncio.Task] = {}
         self._logs_in_flight = asyncio.Semaphore(logs_in_flight)
@@ -133,6 +135,8 @@ class ReplayFold:
         for tp in list(self._log_pending):
             self._append_log(tp)
         await self.flush_requests()
+        if self._flushing is not None:
+            await self._flushing
         await self._flush_counters()
         if self._log_tail:
             await asyncio.gather(*self._log_tail.values())
@@ -157,12 +161,24 @@ class ReplayFold:
     # ------------------------------------------------------------------ requests, counters, clocks
 
     async def flush_requests(self) -> None:
+        """Write the requests gathered so far, in the background: the events after them are read and
+        folded meanwhile. A flush starts once the one before it is done (it may read back what that
+        one wrote); a failed flush fails the next one, or ``finish``."""
         work, self._requests = self._requests, {}
-        if not work:
-            return
+        if work:
+            self._flushing = asyncio.create_task(self._write_requests(work, after=self._flushing))
+            await asyncio.sleep(0)  # let it start
+
+    async def _write_requests(self, work: dict[str, dict[str, dict[str, Any]]], *, after: asyncio.Task | None,
+                              chunk: int = BULK_CHUNK, in_flight: int = 2) -> None:
+        """Fold ``work`` into request documents and write them a chunk at a time, the store writing
+        one chunk (documents and clocks) while the next is folded."""
+        if after is not None:
+            await after
         # some of these may have been written by an earlier flush
         existing = await read_requests(self.db, list(work)) if self._flushed_before else {}
         self._flushed_before = True
+        writes: list[asyncio.Task] = []
         ops: dict[str, list[InsertOne | ReplaceOne]] = defaultdict(list)
         written: dict[str, dict[str, Any]] = {}
         for rid, entries in work.items():
@@ -179,11 +195,23 @@ class ReplayFold:
             else:
                 ops[request_collection(rid)].append(ReplaceOne({"_id": rid, "_v": doc["_v"]}, stored_document(new_doc)))
             written[rid] = {**new_doc, "_prev_state": doc.get("state") if doc else None}
+            if len(written) >= chunk:
+                if len(writes) >= in_flight:
+                    await writes.pop(0)
+                writes.append(asyncio.create_task(self._write_chunk(ops, written)))
+                ops, written = defaultdict(list), {}
+                await asyncio.sleep(0)  # let it start
+        if written:
+            writes.append(asyncio.create_task(self._write_chunk(ops, written)))
+        await asyncio.gather(*writes)
+        if len(self._counters) >= 4 * self.max_requests:
+            await self._flush_counters()
+
+    async def _write_chunk(self, ops: dict[str, list[InsertOne | ReplaceOne]], written: dict[str, dict[str, Any]]
+                           ) -> None:
         for cname, cops in ops.items():
             await bulk_in_chunks(self.db[cname], cops)
         await self.projector.write_clocks(written)
-        if len(self._counters) >= 4 * self.max_requests:
-            await self._flush_counters()
 
     async def _flush_counters(self) -> None:
         sums, self._counters = {cid: m for cid, m in self._counters.items() if any(m.values())}, defaultdict(dict)
