@@ -225,7 +225,8 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
                         workers: int = 1, mongodb_url: str | None = None) -> dict[str, Any]:
     """Rebuild into the empty ``db``. ``workers`` > 1 (with ``mongodb_url``): that many processes,
     each the single writer of its share of the partition numbers (the topics are co-partitioned,
-    so a request's events, log, counters and clocks all fall in one share)."""
+    so a request's events, log and clocks all fall in one share); the counters, which every
+    partition shares, are written by this process from the sums the workers send."""
     if await db[HEADS].find_one({}) is not None or await db[request_collection("")].find_one({}) is not None:
         raise TargetNotEmpty(f"database {db.name} is not empty: replay rebuilds into an empty one")
     log = AuditLog(db, Signer(signing_key))
