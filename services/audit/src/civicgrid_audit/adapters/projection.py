@@ -143,7 +143,7 @@ def deadline_fields(request_id: str, state: dict[str, Any]) -> dict[str, dict[st
 
 #: a request document's timeline and KPI contribution, stored as one compressed JSON blob: a fraction
 #: of the bytes of the plain subdocuments, and the store's cost of a write grows with its bytes
-#: (FerretDB re-encodes every field); ``state`` and the filtered fields stay plain for the queries
+#: (FerretDB re-encodes every field); only the filtered fields stay plain, for the queries
 BODY = "_body"
 #: the request's state, packed on its own (the supervision lists read it without the timeline): no
 #: query filters inside it, and its forty-odd fields had cost the store 180 us a document written
