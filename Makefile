@@ -9,6 +9,9 @@ CACHE ?= $(HOME)/.cache/civicgrid
 UV    ?= $(CACHE)/uv-$(UV_VERSION)/bin/uv
 INFRA := $(PY) deploy/local/infra.py
 export UV_LINK_MODE := copy
+# the demo, the tests and the benchmarks run with the built-in development secrets; a service started
+# any other way refuses them (CIVICGRID_ENV defaults to production: docs/adr/0400-fail-closed-secrets.md)
+DEV   := CIVICGRID_ENV=development
 
 .PHONY: help setup deps infra-setup up down status run test faults bench lint schemas clean-data
 
@@ -50,23 +53,23 @@ clean-data: down
 # --- the platform ------------------------------------------------------------------------------
 
 run: setup
-	$(PY) deploy/local/run.py $(RUN_ARGS)
+	$(DEV) $(PY) deploy/local/run.py $(RUN_ARGS)
 
 # --- quality -----------------------------------------------------------------------------------
 
 # tests and benchmarks keep their own broker and store data (.run/test, .run/bench): the events they
 # publish never reach the demo's topics and consumer groups in .run
 test: setup
-	CIVICGRID_STATE_DIR=$(CURDIR)/.run/test bash deploy/local/with-infra.sh $(PY) -m pytest $(PYTEST_ARGS)
+	$(DEV) CIVICGRID_STATE_DIR=$(CURDIR)/.run/test bash deploy/local/with-infra.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 faults: setup
-	CIVICGRID_STATE_DIR=$(CURDIR)/.run/test bash deploy/local/with-infra.sh $(PY) -m pytest tests/faults -s --timeout 1800 $(PYTEST_ARGS)
+	$(DEV) CIVICGRID_STATE_DIR=$(CURDIR)/.run/test bash deploy/local/with-infra.sh $(PY) -m pytest tests/faults -s --timeout 1800 $(PYTEST_ARGS)
 
 # every run starts from an empty broker and store (unless they are given): what earlier runs left
 # behind (hundreds of emptied databases, topics full of old events) made the figures drift
 bench: setup
 	@if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}$${MONGODB_URL:-}" ]; then CIVICGRID_STATE_DIR=$(CURDIR)/.run/bench $(INFRA) reset; fi
-	CIVICGRID_STATE_DIR=$(CURDIR)/.run/bench bash deploy/local/with-infra.sh $(PY) bench/run_all.py
+	$(DEV) CIVICGRID_STATE_DIR=$(CURDIR)/.run/bench bash deploy/local/with-infra.sh $(PY) bench/run_all.py
 
 lint: deps
 	$(PY) -m ruff check contracts services tests bench deploy

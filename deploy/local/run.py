@@ -45,6 +45,7 @@ def infra(cmd: str) -> None:
 
 def service_env(infra_env: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ, **infra_env)
+    env.setdefault("CIVICGRID_ENV", "development")  # the demo runs on the built-in development secrets
     for svc, port in SERVICES.items():
         env.setdefault(f"{svc.upper()}_HTTP_PORT", str(port))
     return env

@@ -122,6 +122,7 @@ class Platform:
     def env_for(self, svc: str, port: int) -> dict[str, str]:
         p = svc.upper()
         env = dict(os.environ)
+        env.setdefault("CIVICGRID_ENV", "development")  # the built-in development secrets
         env.update({
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka, "MONGODB_URL": self.mongodb,
             f"{p}_HTTP_PORT": str(port), f"{p}_DATABASE": self.database(svc), f"{p}_CONSUMER_GROUP": self.group(svc),

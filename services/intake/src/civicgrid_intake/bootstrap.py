@@ -54,10 +54,6 @@ class IntakeService:
 async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime | None = None,
                     consume: bool = True) -> IntakeService:
     settings = settings or IntakeSettings()
-    dev = settings.dev_keys_in_use()
-    if dev:
-        msg = f"intake is using development keys for {', '.join(dev)}; set them in production"
-        log.warning(msg)
     rt = runtime or await Runtime.open(settings)
     cols = Collections(rt.db)
     catalogue_relay = rt.outbox([cols.services])  # small collection: the runtime's sweep is cheap here

@@ -34,13 +34,3 @@ class IntakeSettings(ServiceSettings):
     jurisdiction_id: str = "civicgrid.local"
     public_base_url: str = ""
     flush_batch: int = Field(default=200, ge=1, le=5000)
-
-    def dev_keys_in_use(self) -> list[str]:
-        out = []
-        if self.contact_key.get_secret_value() == DEV_CONTACT_KEY:
-            out.append("INTAKE_CONTACT_KEY")
-        if self.reporter_key.get_secret_value() == DEV_REPORTER_KEY:
-            out.append("INTAKE_REPORTER_KEY")
-        if self.token_key.get_secret_value() == DEV_TOKEN_KEY:
-            out.append("INTAKE_TOKEN_KEY")
-        return out

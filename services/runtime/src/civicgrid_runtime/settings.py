@@ -4,20 +4,32 @@ Every service subclasses ``ServiceSettings`` with its own ``env_prefix`` (``INTA
 The two infrastructure addresses are also read unprefixed (``KAFKA_BOOTSTRAP_SERVERS``,
 ``MONGODB_URL``) so one exported pair configures the whole platform. A bad value fails loudly at
 start-up with the variable's name.
+
+Fail closed: outside ``CIVICGRID_ENV=development`` a service refuses to start while any secret --
+every ``SecretStr`` setting whose default is a built-in development value -- is missing, empty or
+equal to that value, naming every such variable in one error (docs/adr/0400-fail-closed-secrets.md).
+A secret field added later takes part by being a ``SecretStr`` with a development default.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import sys
+from typing import Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_AUTH_SECRET = "civicgrid-development-secret-change-me"
+DEVELOPMENT = "development"
 
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIVICGRID_", extra="ignore", frozen=True)
 
     service_name: str = "civicgrid"
+    env: Literal["development", "production"] = Field(
+        default="production", validation_alias=AliasChoices("CIVICGRID_ENV"),  # not ENV: sh reads that
+        description="'development' accepts the built-in development secrets; anything else refuses them")
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:19092",
         validation_alias=AliasChoices("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
@@ -54,9 +66,15 @@ class ServiceSettings(BaseSettings):
     consumer_instance: str = Field(default="", description="Stable member id for static group membership")
     outbox_sweep_seconds: float = Field(default=1.0, gt=0, le=600)
     auth_secret: SecretStr = Field(
-        default=SecretStr("civicgrid-development-secret-change-me"),
+        default=SecretStr(DEV_AUTH_SECRET),
         validation_alias=AliasChoices("auth_secret", "CIVICGRID_AUTH_SECRET"),
+        description="HS256 key signing staff bearer tokens",
     )
+    console_origin: str = Field(
+        default="http://127.0.0.1:8100", validation_alias=AliasChoices("console_origin", "CIVICGRID_CONSOLE_ORIGIN"),
+        description="The one browser origin CORS lets call the APIs (the staff console)")
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024,
+                                description="Largest request body; larger ones get 413 before anything is parsed")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 
@@ -76,6 +94,42 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"expected a mongodb:// URL, got {v!r}")
         return v
 
+    @model_validator(mode="after")
+    def _no_development_secrets(self):
+        if self.env != DEVELOPMENT:
+            unsafe = self.development_secrets_in_use()
+            if unsafe:
+                raise ValueError(
+                    f"refusing to start outside development mode (CIVICGRID_ENV={self.env}): "
+                    f"set {', '.join(unsafe)} -- missing or a built-in development value "
+                    f"(CIVICGRID_ENV=development accepts them)")
+        return self
+
+    def development_secrets_in_use(self) -> list[str]:
+        """The environment variable of every secret that is empty or still its built-in development value."""
+        out = []
+        for name, info in type(self).model_fields.items():
+            if not isinstance(info.default, SecretStr):
+                continue
+            value = getattr(self, name)
+            if value is None or value.get_secret_value() in ("", info.default.get_secret_value()):
+                out.append(self.variable(name))
+        return out
+
+    @classmethod
+    def variable(cls, name: str) -> str:
+        """The environment variable that sets field ``name``."""
+        alias = cls.model_fields[name].validation_alias
+        if isinstance(alias, AliasChoices):
+            for choice in alias.choices:
+                if isinstance(choice, str) and choice.isupper():
+                    return choice
+        return f"{cls.model_config.get('env_prefix', '')}{name}".upper()
+
+    @property
+    def development(self) -> bool:
+        return self.env == DEVELOPMENT
+
     @property
     def database_name(self) -> str:
         return self.database or f"civicgrid_{self.service_name}"
@@ -88,3 +142,22 @@ class ServiceSettings(BaseSettings):
     def source(self) -> str:
         """CloudEvents ``source`` of everything this service publishes."""
         return f"/civicgrid/{self.service_name}"
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def load_settings(cls: type[S], **overrides) -> S:
+    """Settings for a command: a bad or unsafe value ends the process with the variables named
+    (a short message on stderr, exit status 2) rather than a traceback."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for e in exc.errors():
+            field = ".".join(str(p) for p in e["loc"])
+            where = f"{cls.variable(field)}: " if field in cls.model_fields else ""
+            lines.append(f"  {where}{e['msg'].removeprefix('Value error, ')}")
+        print(f"civicgrid-{cls.model_fields['service_name'].default}: invalid configuration\n" + "\n".join(lines),
+              file=sys.stderr)
+        raise SystemExit(2) from None

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from civicgrid_audit.adapters.replay import default_workers
 from civicgrid_audit.settings import AuditSettings
+from civicgrid_runtime.settings import load_settings
 
 console = Console(stderr=False)
 
@@ -26,7 +27,7 @@ def _settings(args) -> AuditSettings:
         over["http_host"] = args.host
     if getattr(args, "port", None):
         over["http_port"] = args.port
-    return AuditSettings(**over)
+    return load_settings(AuditSettings, **over)
 
 
 def cmd_serve(args) -> int:
@@ -112,7 +113,7 @@ def cmd_replay(args) -> int:
     from civicgrid_runtime.store import connect
 
     tune_collector()  # a replay allocates per event like a service (its workers set it too)
-    live_settings = AuditSettings()
+    live_settings = load_settings(AuditSettings)
     target = args.database
     if target == live_settings.database_name:
         console.print("[red]refusing to replay into the live database; name a fresh one[/red]")
@@ -198,7 +199,7 @@ def cmd_simulate(args) -> int:
     from civicgrid_runtime.bus import EventPublisher, ensure_topics
 
     async def run() -> int:
-        s = AuditSettings()
+        s = load_settings(AuditSettings)
         await ensure_topics(s.kafka_bootstrap_servers)
         pub = EventPublisher(s.kafka_bootstrap_servers, client_id="audit-simulate", linger_ms=20)
         await pub.start()

@@ -9,6 +9,7 @@ import sys
 import time
 
 from civicgrid_grid.settings import GridSettings
+from civicgrid_runtime.settings import load_settings
 
 
 def _db(settings: GridSettings):
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"generated {args.size} (seed {args.seed}) in {time.perf_counter() - t:.1f}s: {city.counts()}",
               file=sys.stderr)
         return
-    settings = GridSettings()
+    settings = load_settings(GridSettings)
     if args.cmd == "import":
         raise SystemExit(asyncio.run(import_file(settings, args.file, activate=not args.no_activate)))
     if args.cmd == "load-demo":
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
             overrides["http_host"] = args.host
         if args.port:
             overrides["http_port"] = args.port
-        settings = GridSettings(**overrides)
+        settings = load_settings(GridSettings, **overrides)
         if args.demo:
             async def maybe_demo():
                 from civicgrid_grid.adapters.mapstore import MapRepository

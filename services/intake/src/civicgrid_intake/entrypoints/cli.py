@@ -8,6 +8,7 @@ import signal
 import sys
 
 from civicgrid_intake.settings import IntakeSettings
+from civicgrid_runtime.settings import load_settings
 
 DEV_API_KEY = "civicgrid-dev-open311-key"
 
@@ -21,7 +22,7 @@ def _serve(args: argparse.Namespace) -> None:
         overrides["http_host"] = args.host
     if args.port:
         overrides["http_port"] = args.port
-    settings = IntakeSettings(**overrides)
+    settings = load_settings(IntakeSettings, **overrides)
 
     def _stopped(signum, frame):  # uvicorn re-raises the signal after its clean shutdown: exit 0
         raise SystemExit(0)
@@ -36,7 +37,7 @@ def _serve(args: argparse.Namespace) -> None:
 async def _with_service(fn):
     from civicgrid_intake.bootstrap import bootstrap
 
-    settings = IntakeSettings()
+    settings = load_settings(IntakeSettings)
     service = await bootstrap(settings, consume=False)
     try:
         await service.cols.ensure_indexes()
@@ -49,7 +50,9 @@ def _load_demo(args: argparse.Namespace) -> None:
     async def run(service):
         n = await service.catalogue.load_defaults()
         await service.runtime.relay.sweep()
-        key = await service.handlers.api_keys.mint("development (load-demo)", key=args.api_key)
+        # the published development key only in development mode; elsewhere a fresh random one
+        wanted = args.api_key or (DEV_API_KEY if service.settings.development else None)
+        key = await service.handlers.api_keys.mint("load-demo", key=wanted)
         return n, len(service.catalogue.all()), key
 
     new, total, key = asyncio.run(_with_service(run))
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=None, help="default INTAKE_HTTP_PORT or 8101")
     p.set_defaults(fn=_serve)
     p = sub.add_parser("load-demo", help="define the default catalogue and create the development Open311 key")
-    p.add_argument("--api-key", default=DEV_API_KEY)
+    p.add_argument("--api-key", default=None,
+                   help=f"the key to create (default: {DEV_API_KEY} in development mode, else a random one)")
     p.set_defaults(fn=_load_demo)
     p = sub.add_parser("mint-api-key", help="create a new Open311 api_key and print it")
     p.add_argument("--name", default="client", help="who the key is for")

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from civicgrid_matching.settings import MatchingSettings
+from civicgrid_runtime.settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         overrides["http_host"] = args.host
     if getattr(args, "port", None):
         overrides["http_port"] = args.port
-    settings = MatchingSettings(**overrides)
+    settings = load_settings(MatchingSettings, **overrides)
 
     if args.cmd == "serve":
         from civicgrid_matching.entrypoints.http import build_app
