@@ -26,5 +26,7 @@ class GridSettings(ServiceSettings):
     default_load_limit: int = Field(default=20, ge=1)
     default_report_back_hours: float = Field(default=72.0, gt=0)
     timezone: str = Field(default="Asia/Shanghai", description="The district's time zone: leave dates are its days")
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024,
+                                description="Largest request body: a whole map's GeoJSON comes in one import")
     demo_size: Literal["street", "district", "city", "megacity"] = "district"
     demo_seed: int = 7

@@ -26,6 +26,7 @@ from civicgrid_contracts import topics
 from civicgrid_runtime.bus import BatchHandler, EventConsumer, EventPublisher, ensure_topics
 from civicgrid_runtime.logging import configure_logging, get_logger
 from civicgrid_runtime.problems import install_problem_handlers
+from civicgrid_runtime.protection import OversizeResponse, install_docs, install_protection, problem_413
 from civicgrid_runtime.settings import ServiceSettings
 from civicgrid_runtime.store import OutboxRelay, connect, ping
 
@@ -172,9 +173,11 @@ def health_router() -> APIRouter:
 
 
 def create_app(*, title: str, version: str, description: str, runtime_factory: Callable[[], Any],
-               on_started: Callable[[Any], Any] | None = None, settings: ServiceSettings) -> FastAPI:
+               on_started: Callable[[Any], Any] | None = None, settings: ServiceSettings,
+               oversize_response: OversizeResponse = problem_413) -> FastAPI:
     """A FastAPI app whose lifespan builds the service (``runtime_factory`` returns an object with
-    ``.runtime``), starts its consumers and relay, and stops them on shutdown."""
+    ``.runtime``), starts its consumers and relay, and stops them on shutdown; it wears the shared
+    protection (body cap, CORS, security headers) and serves its docs at ``/docs``."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -197,9 +200,13 @@ def create_app(*, title: str, version: str, description: str, runtime_factory: C
             await service.runtime.stop()
             log.info("service stopped")
 
-    app = FastAPI(title=title, version=version, description=description, lifespan=lifespan)
+    app = FastAPI(title=title, version=version, description=description, lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
     app.state.auth_secret = settings.auth_secret.get_secret_value()
     install_problem_handlers(app)
+    install_protection(app, max_body_bytes=settings.max_body_bytes, console_origin=settings.console_origin,
+                       oversize_response=oversize_response)
+    install_docs(app)
     app.include_router(health_router())
     return app
 

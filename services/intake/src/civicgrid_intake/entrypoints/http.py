@@ -34,6 +34,7 @@ from civicgrid_intake.entrypoints.schemas import (
 from civicgrid_intake.settings import IntakeSettings
 from civicgrid_runtime.auth import Principal, decode_token, require, require_area
 from civicgrid_runtime.problems import Problem, problem_response, validation_problem
+from civicgrid_runtime.protection import problem_413
 from civicgrid_runtime.service import create_app
 
 STAFF_READ = ("operator", "grid_worker", "supervisor", "department", "auditor")
@@ -233,55 +234,12 @@ async def reactivate_service(code: str, request: Request, _: Principal = Depends
 # ----------------------------------------------------------------------------- app
 
 
-class BodyLimit:
-    """Pure ASGI middleware: a body over ``limit`` bytes is refused with 413 before anything is parsed."""
-
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(scope, receive, send)
-        if declared is not None:
-            return await self.app(scope, receive, send)
-        chunks, size = [], 0  # chunked: read up to the limit, then replay
-        while True:
-            msg = await receive()
-            if msg["type"] != "http.request":
-                break
-            size += len(msg.get("body", b""))
-            if size > self.limit:
-                return await self._refuse(scope, receive, send)
-            chunks.append(msg.get("body", b""))
-            if not msg.get("more_body"):
-                break
-        body = b"".join(chunks)
-        done = False
-
-        async def replay():
-            nonlocal done
-            if not done:
-                done = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)
-
-    async def _refuse(self, scope, receive, send):
-        from starlette.requests import Request as StarletteRequest
-
-        path = scope.get("path", "")
-        if path.startswith("/open311/"):
-            resp = open311.error_response(413, "Request body too large", open311.fmt_of(path))
-        else:
-            resp = problem_response(Problem(413, "Payload too large",
-                                            f"The request body is larger than {self.limit} bytes.",
-                                            type_="payload-too-large"), StarletteRequest(scope))
-        await resp(scope, receive, send)
+def oversize(scope, limit: int) -> Response:
+    """413 for a body over the limit: Open311's error list on its paths, problem details elsewhere."""
+    path = scope.get("path", "")
+    if path.startswith("/open311/"):
+        return open311.error_response(413, f"Request body larger than {limit} bytes", open311.fmt_of(path))
+    return problem_413(scope, limit)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -335,7 +293,8 @@ def build_app(settings: IntakeSettings | None = None, *, consume: bool = True) -
                      version="1.0.0",
                      description="Residents' requests (the demand list), the service catalogue, and Open311 "
                                  "GeoReport v2. Errors are RFC 9457 problem details (Open311: its error list).",
-                     runtime_factory=factory, on_started=on_started, settings=settings)
+                     runtime_factory=factory, on_started=on_started, settings=settings,
+                     oversize_response=oversize)
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
@@ -352,5 +311,4 @@ def build_app(settings: IntakeSettings | None = None, *, consume: bool = True) -
     app.include_router(requests_router)
     app.include_router(catalogue_router)
     app.include_router(open311.router)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
