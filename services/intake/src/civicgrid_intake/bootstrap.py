@@ -15,6 +15,7 @@ from civicgrid_intake.entrypoints.consumers import lifecycle_handler
 from civicgrid_intake.handlers import IntakeHandlers
 from civicgrid_intake.settings import IntakeSettings
 from civicgrid_runtime.logging import get_logger
+from civicgrid_runtime.ratelimit import RateLimiter
 from civicgrid_runtime.service import Runtime
 
 log = get_logger("civicgrid.intake")
@@ -29,6 +30,7 @@ class IntakeService:
     catalogue: Catalogue
     relay: RequestRelay
     handlers: IntakeHandlers
+    limiter: RateLimiter
     duplicate_feed: DuplicateFeed | None = None
 
     async def start(self) -> None:
@@ -71,5 +73,7 @@ async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime 
         feed = DuplicateFeed(duplicates, bootstrap_servers=settings.kafka_bootstrap_servers,
                              topic=topics.REQUESTS.name)
     rt.every(5.0, catalogue.refresh, name="catalogue-refresh")  # other replicas' admin changes
+    limiter = RateLimiter(rt.db["rate_limits"], window_seconds=settings.rate_limit_window_seconds)
+    rt.every(min(settings.rate_limit_window_seconds, 300.0), limiter.sweep, name="rate-limit-sweep")
     return IntakeService(runtime=rt, settings=settings, cols=cols, catalogue=catalogue, relay=relay,
-                         handlers=handlers, duplicate_feed=feed)
+                         handlers=handlers, limiter=limiter, duplicate_feed=feed)

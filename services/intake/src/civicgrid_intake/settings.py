@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from civicgrid_runtime.ratelimit import Limit
 from civicgrid_runtime.settings import ServiceSettings
 
 DEV_CONTACT_KEY = "civicgrid-dev-contact-key-change-me"
@@ -30,7 +31,29 @@ class IntakeSettings(ServiceSettings):
         description="At start, how long to wait for the duplicate index to read the window from intake's topic "
                     "before serving anyway (a duplicate of a request not read yet is taken for a new one)")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # -- abuse limits on the public endpoints, per client (IP address; Open311: api_key), shared by
+    #    every replica; unset = the production default, or no limit in development mode
+    rate_limit_window_seconds: float = Field(default=60.0, gt=0, le=86400, description="Length of one window")
+    rate_limit_submissions: int | None = Field(
+        default=None, ge=0, description="Submissions (native and Open311 POST) per client per window "
+                                         "(default 10; 0 = no limit)")
+    rate_limit_reads: int | None = Field(
+        default=None, ge=0, description="Public status reads (a request by its token, Open311 GETs) per client per "
+                                        "window (default 120; 0 = no limit)")
     load_default_catalogue: bool = True
     jurisdiction_id: str = "civicgrid.local"
     public_base_url: str = ""
     flush_batch: int = Field(default=200, ge=1, le=5000)
+
+    def _limit(self, name: str, configured: int | None, production_default: int) -> Limit:
+        if configured is None:
+            configured = 0 if self.development else production_default
+        return Limit(name, configured)
+
+    @property
+    def submission_limit(self) -> Limit:
+        return self._limit("submit", self.rate_limit_submissions, 10)
+
+    @property
+    def read_limit(self) -> Limit:
+        return self._limit("read", self.rate_limit_reads, 120)

@@ -20,6 +20,7 @@ from civicgrid_intake.domain.commands import RateRequest, UnmergeRequest
 from civicgrid_intake.domain.errors import IntakeError
 from civicgrid_intake.domain.model import STATUSES
 from civicgrid_intake.entrypoints import open311
+from civicgrid_intake.entrypoints.limits import limit_reads, limit_submissions
 from civicgrid_intake.entrypoints.schemas import (
     ContactRead,
     ErasureDone,
@@ -80,7 +81,8 @@ requests_router = APIRouter(prefix="/api/v1", tags=["requests"])
                       summary="Submit a request (resident, operator, app)",
                       responses={409: {"description": "Idempotency-Key reused with another body"},
                                  413: {"description": "Body larger than the limit"},
-                                 422: {"description": "Invalid field (problem details name it)"}})
+                                 422: {"description": "Invalid field (problem details name it)"}},
+                      dependencies=[Depends(limit_submissions)])
 async def submit(body: RequestCreate, request: Request,
                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Response:
     h = handlers_of(request)
@@ -96,7 +98,8 @@ async def submit(body: RequestCreate, request: Request,
 
 
 @requests_router.get("/requests/{request_id}", response_model=RequestRead,
-                     summary="One request and its status history (resident token or staff bearer token)")
+                     summary="One request and its status history (resident token or staff bearer token)",
+                     dependencies=[Depends(limit_reads)])
 async def read_one(request_id: str, request: Request, token: str | None = Depends(resident_token),
                    staff: Principal | None = Depends(optional_principal)) -> RequestRead:
     h = handlers_of(request)
@@ -144,7 +147,7 @@ async def list_requests(
 
 
 @requests_router.post("/requests/{request_id}/rating", response_model=RequestRead,
-                      summary="Rate a resolved request; 'unsatisfied' reopens it")
+                      summary="Rate a resolved request; 'unsatisfied' reopens it", dependencies=[Depends(limit_reads)])
 async def rate(request_id: str, body: RateRequest, request: Request,
                token: str | None = Depends(resident_token),
                staff: Principal | None = Depends(optional_principal)) -> RequestRead:
@@ -157,7 +160,8 @@ async def rate(request_id: str, body: RateRequest, request: Request,
 
 
 @requests_router.post("/requests/{request_id}/erasure", response_model=ErasureDone,
-                      summary="Erase the reporter's contact details; the request's history stays")
+                      summary="Erase the reporter's contact details; the request's history stays",
+                      dependencies=[Depends(limit_reads)])
 async def erase(request_id: str, request: Request, token: str | None = Depends(resident_token),
                 staff: Principal | None = Depends(optional_principal)) -> ErasureDone:
     h = handlers_of(request)
@@ -276,6 +280,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(open311.Open311Error)
     async def _open311(request: Request, exc: open311.Open311Error):
         return open311.error_response(exc.status, exc.description, exc.fmt)
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem):
+        """Open311 clients read Open311's error list on its paths (a rate limit's 429 among them)."""
+        if request.url.path.startswith("/open311/"):
+            return open311.error_response(exc.status, exc.detail or exc.title, open311.fmt_of(request.url.path),
+                                          headers=exc.headers)
+        return problem_response(exc, request)
 
 
 def build_app(settings: IntakeSettings | None = None, *, consume: bool = True) -> FastAPI:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -21,6 +21,7 @@ from civicgrid_intake.domain.commands import ContactIn, LocationIn, SubmitReques
 from civicgrid_intake.domain.errors import IntakeError
 from civicgrid_intake.domain.model import OPEN311_CLOSED, OPEN_STATUSES, open311_status
 from civicgrid_intake.domain.timelimits import OFFICE_TZ
+from civicgrid_intake.entrypoints.limits import limit_open311_submissions, limit_reads
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 SPEC_URL = "http://wiki.open311.org/GeoReport_v2"
@@ -90,8 +91,11 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def error_response(status: int, description: str, fmt: str = "json") -> Response:
-    return render([{"code": status, "description": description}], fmt, root="errors", item="error", status=status)
+def error_response(status: int, description: str, fmt: str = "json", *,
+                   headers: dict[str, str] | None = None) -> Response:
+    resp = render([{"code": status, "description": description}], fmt, root="errors", item="error", status=status)
+    resp.headers.update(headers or {})
+    return resp
 
 
 def _dt(t: datetime | None) -> str | None:
@@ -217,7 +221,8 @@ def _field_errors(exc: ValidationError, prefix: str | None = None) -> str:
     return "; ".join(parts)
 
 
-@router.post("/requests.{fmt}", status_code=201, summary="Open311: create a service request (form-encoded)")
+@router.post("/requests.{fmt}", status_code=201, summary="Open311: create a service request (form-encoded)",
+             dependencies=[Depends(limit_open311_submissions)])
 async def post_request(fmt: str, request: Request) -> Response:
     fmt = _check_fmt(fmt)
     form = await request.form()
@@ -271,7 +276,7 @@ async def post_request(fmt: str, request: Request) -> Response:
                   fmt, root="service_requests", item="request", status=201)
 
 
-@router.get("/requests.{fmt}", summary="Open311: query service requests")
+@router.get("/requests.{fmt}", summary="Open311: query service requests", dependencies=[Depends(limit_reads)])
 async def get_requests(fmt: str, request: Request) -> Response:
     fmt = _check_fmt(fmt)
     q = request.query_params
@@ -314,7 +319,8 @@ async def get_requests(fmt: str, request: Request) -> Response:
                   item="request")
 
 
-@router.get("/requests/{request_id}.{fmt}", summary="Open311: one service request")
+@router.get("/requests/{request_id}.{fmt}", summary="Open311: one service request",
+            dependencies=[Depends(limit_reads)])
 async def get_request(request_id: str, fmt: str, request: Request) -> Response:
     fmt = _check_fmt(fmt)
     _jurisdiction(request, fmt)
@@ -326,7 +332,8 @@ async def get_request(request_id: str, fmt: str, request: Request) -> Response:
     return render([request_json(docs[0], extensions=ext)], fmt, root="service_requests", item="request")
 
 
-@router.get("/tokens/{token}.{fmt}", summary="Open311: service request id from a token")
+@router.get("/tokens/{token}.{fmt}", summary="Open311: service request id from a token",
+            dependencies=[Depends(limit_reads)])
 async def token(token: str, fmt: str, request: Request) -> Response:
     fmt = _check_fmt(fmt)
     h = request.app.state.service.handlers
