@@ -54,9 +54,11 @@ class VolunteerCreate(VolunteerBase):
 
     @field_validator("skills")
     @classmethod
-    def _codes(cls, v: list[str]) -> list[str]:
+    def _codes(cls, v: list[str] | None) -> list[str] | None:
         import re
 
+        if v is None:  # an update that leaves the skills as they are
+            return v
         for s in v:
             if not re.match(CODE_PATTERN, s):
                 raise ValueError(f"not a service code: {s!r}")
@@ -76,7 +78,7 @@ class VolunteerUpdate(VolunteerBase):
     weekly_hours_cap: float | None = Field(default=None, ge=0, le=80)
     languages: list[str] | None = None
     party_member: bool | None = None
-    work_unit: str | None = None
+    work_unit: str | None = Field(default=None, max_length=200)
 
     _codes = field_validator("skills")(VolunteerCreate._codes.__func__)  # type: ignore[attr-defined]
 

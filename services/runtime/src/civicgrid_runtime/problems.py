@@ -18,6 +18,28 @@ from civicgrid_runtime.logging import get_logger
 PROBLEM_JSON = "application/problem+json"
 log = get_logger("civicgrid.http")
 
+#: the OpenAPI schema of a problem-details body (inline: a component would need a pydantic model)
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["type", "title", "status"], "additionalProperties": True,
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "additionalProperties": True, "properties": {
+            "field": {"type": "string"}, "in": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+}
+PROBLEM_STATUSES = {400: "Malformed request", 401: "No valid bearer token", 403: "Not allowed for this role or area",
+                    404: "Not found", 405: "Method not allowed", 409: "Conflicts with the current state",
+                    413: "Body too large", 415: "Unsupported media type", 422: "Invalid field (named in errors[])",
+                    429: "Too many requests (see Retry-After)", 500: "Unexpected error (logged)",
+                    503: "Store or broker unavailable, retry (see Retry-After)"}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting problem-details answers (every status when none named)."""
+    return {s: {"description": PROBLEM_STATUSES[s], "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+            for s in statuses or PROBLEM_STATUSES}
+
 
 class Problem(Exception):
     """Raise to answer with a problem-details body."""

@@ -25,7 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from civicgrid_contracts import topics
 from civicgrid_runtime.bus import BatchHandler, EventConsumer, EventPublisher, ensure_topics
 from civicgrid_runtime.logging import configure_logging, get_logger
-from civicgrid_runtime.problems import install_problem_handlers
+from civicgrid_runtime.problems import install_problem_handlers, problem_responses
 from civicgrid_runtime.protection import OversizeResponse, install_docs, install_protection, problem_413
 from civicgrid_runtime.settings import ServiceSettings
 from civicgrid_runtime.store import OutboxRelay, connect, ping
@@ -148,7 +148,10 @@ class Runtime:
 def health_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/health/live", summary="The process is alive (503: a consumer stopped consuming)")
+    unhealthy = {503: {"description": "Not healthy (the body says what)", "content": {"application/json": {}}}}
+
+    @router.get("/health/live", summary="The process is alive (503: a consumer stopped consuming)",
+                responses=unhealthy)
     async def live(request: Request, response: Response) -> dict[str, Any]:
         rt: Runtime | None = getattr(request.app.state, "runtime", None)
         stopped = [c.group_id for c in (rt.consumers if rt else ()) if not c.alive]
@@ -157,7 +160,7 @@ def health_router() -> APIRouter:
             return {"status": "consumer stopped", "groups": stopped}
         return {"status": "ok"}
 
-    @router.get("/health/ready", summary="Broker and store reachable")
+    @router.get("/health/ready", summary="Broker and store reachable", responses=unhealthy)
     async def ready(request: Request, response: Response) -> dict[str, Any]:
         rt: Runtime = request.app.state.runtime
         detail = await rt.readiness()
@@ -200,8 +203,9 @@ def create_app(*, title: str, version: str, description: str, runtime_factory: C
             await service.runtime.stop()
             log.info("service stopped")
 
+    # every operation documents the problem-details answers it may give (a route may add its own)
     app = FastAPI(title=title, version=version, description=description, lifespan=lifespan, docs_url=None,
-                  redoc_url=None)
+                  redoc_url=None, responses=problem_responses())
     app.state.auth_secret = settings.auth_secret.get_secret_value()
     install_problem_handlers(app)
     install_protection(app, max_body_bytes=settings.max_body_bytes, console_origin=settings.console_origin,

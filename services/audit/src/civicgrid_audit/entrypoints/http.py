@@ -81,8 +81,8 @@ def _check_scope(p: Principal, dimension: str, key: str) -> None:
 
 @router.get("/kpis", response_model=KPIRead, response_model_by_alias=True, tags=["kpis"], summary="KPIs",
             description=KPI_DOC)
-async def kpis(request: Request, p: Supervisor, dimension: Dimension, key: str = "*",
-               from_: Annotated[date, Query(alias="from")] = ..., to: date = ...):
+async def kpis(request: Request, p: Supervisor, dimension: Dimension, from_: Annotated[date, Query(alias="from")],
+               to: date, key: str = "*"):
     if to < from_:
         raise Problem(422, "Invalid request", "'to' is before 'from'", type_="validation-error",
                       errors=[{"field": "to", "in": "query", "message": "must not be before from"}])
@@ -91,6 +91,8 @@ async def kpis(request: Request, p: Supervisor, dimension: Dimension, key: str =
 
 
 @router.get("/evaluations/{quarter}", tags=["kpis"], summary="Quarterly evaluation (季度考評) with ranks",
+            responses={200: {"description": "The evaluation, as JSON or one table as CSV",
+                             "content": {"application/json": {}, "text/csv": {}}}},
             description="Per staff member, grid, community, department and property company: figures and rank. "
                         "`format=csv` with `dimension` gives one table.\n\n" + KPI_DOC)
 async def evaluation(quarter: str, request: Request, p: Supervisor, format: str = "json",

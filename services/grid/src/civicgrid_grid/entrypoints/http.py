@@ -24,7 +24,7 @@ STAFF_ROLES = ("grid_worker", "supervisor")
 class MapInfo(BaseModel):
     version: int
     counts: dict[str, int]
-    extent: tuple[float, float, float, float] = Field(description="[min lon, min lat, max lon, max lat]")
+    extent: list[float] = Field(min_length=4, max_length=4, description="[min lon, min lat, max lon, max lat]")
 
 
 class Located(BaseModel):
@@ -169,7 +169,7 @@ map_router = APIRouter(prefix="/v1/map", tags=["map"])
 @map_router.get("", response_model=MapInfo, summary="The current map version, its size and extent")
 async def map_info(request: Request) -> MapInfo:
     city = city_or_503(svc_of(request))
-    return MapInfo(version=city.version, counts=city.counts(), extent=city.extent())
+    return MapInfo(version=city.version, counts=city.counts(), extent=list(city.extent()))
 
 
 @map_router.get("/locate", response_model=Located, summary="Locate a point, building id or address text")
@@ -184,14 +184,14 @@ async def locate(request: Request, lat: float | None = Query(None, ge=-90, le=90
 
 
 @map_router.get("/buildings", summary="Buildings under an area code (a seeded sample when seed is given)")
-async def buildings(request: Request, area: str = Query("", pattern=r"^\d*$"), limit: int = Query(100, ge=1, le=10000),
-                    seed: int | None = None) -> dict[str, Any]:
+async def buildings(request: Request, area: str = Query("", pattern=r"^\d*$", max_length=18), limit: int = Query(100, ge=1, le=10000),
+                    seed: int | None = Query(None, ge=0, le=2**63 - 1)) -> dict[str, Any]:
     city = city_or_503(svc_of(request))
     return {"map_version": city.version, "buildings": city.buildings_of(area, limit=limit, seed=seed)}
 
 
 @map_router.get("/grids", summary="Grids under an area code with their bounding boxes")
-async def grids(request: Request, area: str = Query("", pattern=r"^\d*$"), limit: int = Query(1000, ge=1, le=50000)):
+async def grids(request: Request, area: str = Query("", pattern=r"^\d*$", max_length=18), limit: int = Query(1000, ge=1, le=50000)):
     city = city_or_503(svc_of(request))
     out = []
     for code, name in zip(city.grids.codes, city.grids.names, strict=True):
@@ -204,7 +204,7 @@ async def grids(request: Request, area: str = Query("", pattern=r"^\d*$"), limit
 
 
 @map_router.get("/export", summary="GeoJSON (RFC 7946) of the current map or the part under an area code")
-async def export(request: Request, area: str = Query("", pattern=r"^\d*$"), buildings: bool = True) -> dict:
+async def export(request: Request, area: str = Query("", pattern=r"^\d*$", max_length=18), buildings: bool = True) -> dict:
     city = city_or_503(svc_of(request))
     if not area and buildings and len(city.bld_codes) > 200_000:
         raise Problem(413, "Map too large", "Export the whole megacity with the CLI, or name an area.")

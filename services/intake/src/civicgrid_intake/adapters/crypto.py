@@ -76,7 +76,9 @@ class ContactVault:
         return f"{request_id}.{base64.urlsafe_b64encode(mac[:18]).decode()}"
 
     def check_token(self, request_id: str, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(self.request_token(request_id), token)
+        # compared as bytes: compare_digest refuses str with non-ASCII characters (a guessed token may have them)
+        return bool(token) and hmac.compare_digest(self.request_token(request_id).encode(),
+                                                   token.encode(errors="replace"))
 
     @staticmethod
     def token_hash(token: str) -> str:

@@ -78,10 +78,8 @@ requests_router = APIRouter(prefix="/api/v1", tags=["requests"])
 
 
 @requests_router.post("/requests", status_code=201, response_model=RequestCreated,
-                      summary="Submit a request (resident, operator, app)",
-                      responses={409: {"description": "Idempotency-Key reused with another body"},
-                                 413: {"description": "Body larger than the limit"},
-                                 422: {"description": "Invalid field (problem details name it)"}},
+                      summary="Submit a request (resident, operator, app); 409: Idempotency-Key reused with "
+                              "another body",
                       dependencies=[Depends(limit_submissions)])
 async def submit(body: RequestCreate, request: Request,
                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Response:

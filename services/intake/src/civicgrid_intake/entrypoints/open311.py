@@ -23,7 +23,19 @@ from civicgrid_intake.domain.model import OPEN311_CLOSED, OPEN_STATUSES, open311
 from civicgrid_intake.domain.timelimits import OFFICE_TZ
 from civicgrid_intake.entrypoints.limits import limit_open311_submissions, limit_reads
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"])
+#: Open311 answers in JSON or XML (by the path's .json / .xml), its errors as its own list
+OPEN311_ERRORS = {"type": "array", "items": {"type": "object", "properties": {
+    "code": {"type": "integer"}, "description": {"type": "string"}}}}
+OPEN311_CONTENT = {"application/json": {}, "text/xml": {"schema": {"type": "string"}}}
+router = APIRouter(prefix="/open311/v2", tags=["open311"], responses={
+    **{status: {"description": description, "content": {"application/json": {"schema": OPEN311_ERRORS},
+                                                        "text/xml": {"schema": {"type": "string"}}}}
+       for status, description in ((400, "Invalid request (Open311 error list)"), (403, "api_key missing or wrong"),
+                                   (404, "Not found, or a format other than json/xml"),
+                                   (409, "Idempotency-Key reused with another body"), (413, "Body too large"),
+                                   (429, "Too many requests (see Retry-After)"), (503, "Busy, retry"))},
+    200: {"description": "The answer, as JSON or XML", "content": OPEN311_CONTENT},
+    201: {"description": "Created, as JSON or XML", "content": OPEN311_CONTENT}})
 SPEC_URL = "http://wiki.open311.org/GeoReport_v2"
 MAX_SPAN = timedelta(days=90)
 MAX_ROWS = 1000

@@ -53,8 +53,9 @@ async def register_volunteer(body: VolunteerCreate, request: Request, p: Princip
 
 
 @staff.get("/volunteers", response_model=list[VolunteerRead])
-async def list_volunteers(request: Request, community: str | None = None, limit: int = Query(100, le=1000),
-                          skip: int = Query(0, ge=0), _: Principal = Depends(require(*STAFF))):
+async def list_volunteers(request: Request, community: str | None = Query(None, max_length=64),
+                          limit: int = Query(100, ge=1, le=1000), skip: int = Query(0, ge=0, le=10_000_000),
+                          _: Principal = Depends(require(*STAFF))):
     f = {"community": community} if community else {}
     docs = await svc(request).cols.volunteers.find(f).sort("_id", 1).skip(skip).limit(limit).to_list(None)
     return [registry.to_read(d) for d in docs]
@@ -158,7 +159,8 @@ async def work_units(request: Request, _: Principal = Depends(require(*STAFF))) 
     return sorted(u for u in await svc(request).cols.volunteers.distinct("work_unit") if u)
 
 
-@staff.get("/reports/work-units/{unit}")
+@staff.get("/reports/work-units/{unit}", responses={200: {"description": "The report, as JSON or CSV",
+                                                          "content": {"application/json": {}, "text/csv": {}}}})
 async def work_unit_report(unit: str, request: Request, month: str = Query(pattern=MONTH),
                            format: str = Query("json", pattern="^(json|csv)$"),
                            _: Principal = Depends(require(*STAFF))) -> Any:

@@ -1,0 +1,32 @@
+"""schemathesis against every service's OpenAPI document, on the running services (real broker and
+store): a bounded number of generated cases per operation, sent with every role in turn (and with
+no token), must give no server error and no answer the document does not describe (status code,
+content type, headers, body)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.support.platform import BIN, ROOT
+
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+          "response_headers_conformance")
+#: cases per operation: about 90 operations in all, ~3 minutes on two cores at most
+EXAMPLES = int(os.environ.get("CIVICGRID_FUZZ_EXAMPLES", "12"))
+SEED = os.environ.get("CIVICGRID_FUZZ_SEED", "22")
+
+
+@pytest.mark.parametrize("svc", ["intake", "grid", "matching", "audit"])
+def test_no_server_error_and_nothing_the_document_does_not_describe(platform, svc):
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.security.st_hooks",
+           "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run(
+        [str(BIN / "st"), "--no-color", "run", f"{platform.url(svc)}/openapi.json", "--checks", CHECKS,
+         "--phases", "examples,fuzzing", "--max-examples", str(EXAMPLES), "--seed", SEED, "--workers", "1",
+         "--generation-database", "none", "--request-timeout", "30", "--warnings", "off"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{out[-20000:]}\n--- {svc} log ---\n{platform.services[svc].tail(6000)}"
