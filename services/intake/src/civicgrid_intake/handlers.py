@@ -387,7 +387,7 @@ class IntakeHandlers:
                                                                "contact_erased_at": 1})
         if doc is None:
             raise NotFound(f"no request {rid!r}")
-        if staff.role == "grid_worker" and not staff.covers(doc.get("area_code")):
+        if not staff.covers(doc.get("area_code")):  # a community supervisor's scope too, not only a grid worker's
             raise Forbidden(f"Request {rid} is not in your area {staff.area!r}.")
         now = _now()
         await self.cols.access_log.insert_one({"request_id": rid, "staff_id": staff.sub, "role": staff.role,

@@ -105,8 +105,7 @@ async def read_one(request_id: str, request: Request, token: str | None = Depend
         if staff.role not in (*STAFF_READ, "admin"):
             raise Problem(403, "Forbidden", f"Role {staff.role!r} may not read requests.", type_="forbidden")
         doc = await h.get(request_id)
-        if staff.role == "grid_worker":
-            require_area(staff, doc.get("area_code"))
+        require_area(staff, doc.get("area_code"))  # every scoped role, not only grid workers
         return to_read(doc, parent_status=await h.parent_status(doc), staff=True)
     if not token:
         raise Problem(401, "Authentication required", "Send the request's token (X-Request-Token) or a staff "
@@ -175,8 +174,7 @@ async def erase(request_id: str, request: Request, token: str | None = Depends(r
 async def unmerge(request_id: str, body: UnmergeRequest, request: Request,
                   staff: Principal = Depends(require("operator", "grid_worker", "supervisor"))) -> RequestRead:
     h = handlers_of(request)
-    if staff.role == "grid_worker":
-        require_area(staff, (await h.get(request_id)).get("area_code"))
+    require_area(staff, (await h.get(request_id)).get("area_code"))
     return to_read(await h.unmerge(request_id, staff, body.reason), staff=True)
 
 
