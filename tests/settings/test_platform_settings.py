@@ -54,3 +54,20 @@ def test_other_services_variables_and_the_local_infrastructure_are_left_alone():
                "INTAKE_HTTP_PORT": "8101", "KAFKA_BOOTSTRAP_SERVERS": "k:9092"}
     assert unread_variables(IntakeSettings, environ) == set()
     assert unread_variables(IntakeSettings, {"intake_http_prot": "1"}) == {"INTAKE_HTTP_PROT"}
+
+
+def test_settings_nested_or_named_by_alias_choices_count_as_read():
+    from pydantic import AliasChoices, Field
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    class Provider(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="CIVICGRID_PROVIDER_")
+        issuer: str = ""
+
+    class Example(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="GRID_")
+        mode: str = Field(default="", validation_alias=AliasChoices("mode", "CIVICGRID_MODE"))
+        provider: Provider = Field(default_factory=Provider)
+
+    environ = {"CIVICGRID_MODE": "x", "CIVICGRID_PROVIDER_ISSUER": "https://id", "CIVICGRID_PROVIDER_ISUER": "?"}
+    assert unread_variables(Example, environ) == {"CIVICGRID_PROVIDER_ISUER"}

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLATFORM_PREFIX = "CIVICGRID_"
@@ -112,16 +112,24 @@ class ServiceSettings(BaseSettings):
         return f"/civicgrid/{self.service_name}"
 
 
-def variables_read(settings_class: type[ServiceSettings]) -> set[str]:
-    """The environment variables a settings class reads (upper case, as compared)."""
+def variables_read(settings_class: type[BaseSettings]) -> set[str]:
+    """The environment variables a settings class reads (upper case, as compared), those of settings
+    nested in it included (each under its own prefix)."""
     prefix = settings_class.model_config.get("env_prefix", "").upper()
-    return {
-        (field.validation_alias if isinstance(field.validation_alias, str) else prefix + name).upper()
-        for name, field in settings_class.model_fields.items()
-    }
+    names: set[str] = set()
+    for name, field in settings_class.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings):
+            names |= variables_read(field.annotation)
+        elif isinstance(field.validation_alias, str):
+            names.add(field.validation_alias.upper())
+        elif isinstance(field.validation_alias, AliasChoices):
+            names |= {c.upper() for c in field.validation_alias.choices if isinstance(c, str)}
+        else:
+            names.add((prefix + name).upper())
+    return names
 
 
-def unread_variables(settings_class: type[ServiceSettings], environ: Mapping[str, str]) -> set[str]:
+def unread_variables(settings_class: type[BaseSettings], environ: Mapping[str, str]) -> set[str]:
     """Variables under the class's own prefix or the platform's that nothing reads. Other services'
     prefixes are left to them: one environment (``make run``, a test run) may carry every service's."""
     prefixes = {settings_class.model_config.get("env_prefix", "").upper(), PLATFORM_PREFIX}
