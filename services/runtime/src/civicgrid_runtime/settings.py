@@ -19,13 +19,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLATFORM_PREFIX = "CIVICGRID_"
 
-#: civicgrid-prefixed variables read outside the settings: the local infrastructure (deploy/local), the
-#: test harness and benchmarks, fault injection (``faults``) and store profiling (``storeprofile``)
+#: civicgrid-prefixed variables read outside the settings: the local infrastructure (deploy/local), where
+#: the services listen (the demo's simulator and the console), the test harness and benchmarks, fault
+#: injection (``faults``) and store profiling (``storeprofile``)
 READ_OUTSIDE_SETTINGS = frozenset({
     "CIVICGRID_STATE_DIR", "CIVICGRID_CACHE_DIR", "CIVICGRID_KAFKA_PORT", "CIVICGRID_KAFKA_CONTROLLER_PORT",
     "CIVICGRID_KAFKA_HEAP", "CIVICGRID_STORE_PORT", "CIVICGRID_STORE_GOGC", "CIVICGRID_STORE_SQLITE_PARAMS",
     "CIVICGRID_STORE_PPROF", "CIVICGRID_STORE_PROFILE", "CIVICGRID_CRASH_AT", "CIVICGRID_TEST_INFRA_BANNER",
     "CIVICGRID_KEEP_E2E_DATA", "MATCHING_BENCH_BATCH", "MATCHING_BENCH_SWEEP",
+    "CIVICGRID_INTAKE_URL", "CIVICGRID_GRID_URL", "CIVICGRID_MATCHING_URL", "CIVICGRID_AUDIT_URL",
 })
 
 
