@@ -94,8 +94,16 @@ def registry_is_current(chart: Path) -> None:
         raise Invalid(f"{chart / 'registry.yaml'} differs from the topic registry in contracts/: run `make chart-topics`")
 
 
+def helm_lint(chart: Path) -> None:
+    done = subprocess.run([str(BIN / "helm"), "lint", "--strict", str(chart), "--kube-version", KUBERNETES_VERSION],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise Invalid(f"helm lint: {(done.stdout + done.stderr).strip()}")
+
+
 def check_chart(chart: Path = CHART, schemas: Path = SCHEMAS) -> int:
     registry_is_current(chart)
+    helm_lint(chart)
     count = 0
     for label, extra in VALUE_SETS.items():
         manifests = render(chart, extra)

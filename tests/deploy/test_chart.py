@@ -63,6 +63,7 @@ def test_pods_are_restricted_pinned_and_probed_for_their_real_start_up(objects):
         assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
         assert not container["image"].endswith(":latest") and ":" in container["image"]
         assert pod["topologySpreadConstraints"]
+        assert pod["enableServiceLinks"] is False  # its CIVICGRID_<SVC>_PORT variables would stop the service
         assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container)
     intake = deployments["civicgrid-intake"]["spec"]["template"]["spec"]["containers"][0]
     budget = intake["startupProbe"]["periodSeconds"] * intake["startupProbe"]["failureThreshold"]
