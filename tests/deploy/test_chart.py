@@ -4,11 +4,13 @@ each check fails on a deliberately broken copy (made here, in a temporary folder
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from civicgrid_contracts import topics
 
@@ -91,6 +93,12 @@ def test_scaling_exposure_and_alerts(objects):
     alerts = {r["alert"] for g in rules["spec"]["groups"] for r in g["rules"]}
     assert {"CivicgridConsumerLag", "CivicgridDeadLetters", "CivicgridOutboxBacklog", "CivicgridEscalationLag",
             "CivicgridStoreUnreachable", "CivicgridBrokerUnreachable"} <= alerts
+    # every metric an alert reads is one the services export
+    import civicgrid_runtime.metrics  # noqa: F401 - registers them
+    exported = {family.name for family in REGISTRY.collect()}
+    read = {re.sub(r"_(total|bucket|count|sum)$", "", m) for g in rules["spec"]["groups"] for r in g["rules"]
+            for m in re.findall(r"civicgrid_[a-z_]+", r["expr"])}
+    assert read and read <= exported, read - exported
 
 
 # ------------------------------------------------------------------- each check fails on a broken copy
