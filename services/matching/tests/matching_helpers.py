@@ -88,3 +88,34 @@ class Harness:
         return await wait_for(get, timeout)
 
 
+
+
+class Clock:
+    """A settable clock for handlers on the fake store."""
+
+    def __init__(self, t: datetime | None = None) -> None:
+        self.t = t or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, **kw) -> None:
+        self.t += timedelta(**kw)
+
+
+def on_fake(**overrides):
+    """Matching's handlers on the in-memory store, with a settable clock (``ctx.clock``)."""
+    from civicgrid_matching.adapters.memory import MemoryStore
+    from civicgrid_matching.bootstrap import compose
+
+    settings = MatchingSettings(**{"offers_at_once": 1, "offer_ttl_seconds": 600, **overrides})
+    ctx = compose(settings, MemoryStore(settings.source))
+    ctx.clock = Clock()
+    return ctx
+
+
+def delivery(env: Envelope, offset: int = 0):
+    from civicgrid_contracts import topics
+    from civicgrid_runtime.bus import Delivery
+
+    return Delivery(env, topics.ASSIGNMENTS.name, 0, offset)
