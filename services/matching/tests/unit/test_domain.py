@@ -12,8 +12,6 @@ import numpy as np
 
 from civicgrid_matching.domain import scoring
 from civicgrid_matching.domain.index import MatchQuery, VolunteerIndex
-from civicgrid_matching.domain.schedule import BOOKED, Booking
-from civicgrid_matching.domain.volunteer import Volunteer
 from civicgrid_matching.domain.model import (
     booked_hours_in_week,
     gini,
@@ -22,6 +20,8 @@ from civicgrid_matching.domain.model import (
     week_key,
     windows_to_slots,
 )
+from civicgrid_matching.domain.schedule import BOOKED, Booking
+from civicgrid_matching.domain.volunteer import Volunteer
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
 import simulation  # noqa: E402 - the fairness simulation lives with the bench that reports it

@@ -20,7 +20,9 @@ ATTEMPTS = 20
 
 
 def now_utc() -> datetime:
-    return datetime.now(UTC)
+    """Now, to the millisecond: what BSON dates keep, so an answer and a later read agree."""
+    t = datetime.now(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
 @dataclass
