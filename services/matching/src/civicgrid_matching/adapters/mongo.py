@@ -31,8 +31,12 @@ V1_FIELDS = ("v", "corr", "cause", "gen", "_batch", "busy")
 
 
 def _guard(_id: Any, version: int) -> dict[str, Any]:
-    """The version the aggregate was read at; a first-version document kept it in ``v``."""
-    return {"_id": _id, "$or": [{"version": version}, {"version": {"$exists": False}, "v": version}]}
+    """The version the aggregate was read at. A first-version document kept it in ``v``, or (a
+    volunteer, an hours entry) kept none and reads as version 1."""
+    older = [{"version": {"$exists": False}, "v": version}]
+    if version == 1:
+        older.append({"version": {"$exists": False}, "v": {"$exists": False}})
+    return {"_id": _id, "$or": [{"version": version}, *older]}
 
 
 class _Collection:
