@@ -15,7 +15,8 @@ from typing import Any
 
 from civicgrid_matching.domain.catalogue import ServiceInfo
 from civicgrid_matching.domain.hours import HoursEntry
-from civicgrid_matching.domain.match import Match, Offer, Visit
+from civicgrid_matching.domain.match import Match, Visit
+from civicgrid_matching.domain.offers import Offer
 from civicgrid_matching.domain.schedule import Booking, Schedule
 from civicgrid_matching.domain.volunteer import STATS, Qualification, Volunteer
 from civicgrid_runtime.store import APPLIED
@@ -69,9 +70,10 @@ def match_of(d: Doc) -> Match:
     offers = [Offer(o["offer_id"], o["volunteer_id"], o["rank"], o["score"], o["distance_m"], dict(o["components"]),
                     o["status"], _at(o["offered_at"]), _at(o["expires_at"])) for o in d.get("offers") or []]
     return Match(d["_id"], visit, d["correlation_id"], d["cause_id"], _at(d.get("requested_at")),
-                 d.get("generation", 1), d["status"], offers, list(d.get("asked") or []), d.get("winner"),
-                 _at(d.get("accepted_at")), d.get("unmatched"), d.get("no_show"), d.get("rating"),
-                 list(d.get(APPLIED) or []), d["version"])
+                 generation=d.get("generation", 1), status=d["status"], offers=offers, asked=list(d.get("asked") or []),
+                 winner=d.get("winner"), accepted_at=_at(d.get("accepted_at")), unmatched=d.get("unmatched"),
+                 no_show=d.get("no_show"), rating=d.get("rating"), applied=list(d.get(APPLIED) or []),
+                 version=d["version"])
 
 
 # ----------------------------------------------------------------------------- schedules

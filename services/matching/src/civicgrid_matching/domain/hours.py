@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from civicgrid_contracts.envelope import derived_event_id
 from civicgrid_contracts.events import matching as ev
 from civicgrid_matching.domain.errors import NotCheckedOut
-from civicgrid_matching.domain.match import Match, Recorded
+from civicgrid_matching.domain.events import Recorded, record
+from civicgrid_matching.domain.match import Match
 from civicgrid_matching.domain.model import as_utc
 
 ENTRY_NS = uuid.UUID("2b0c7f52-8a6e-4d0f-9a3c-1f6f0e5d9b21")
@@ -76,8 +76,8 @@ class HoursEntry:
         self.status, self.note, self.delivered_at = DELIVERED, note, now
         payload = ev.ServiceDelivered(request_id=self.request_id, volunteer_id=self.volunteer_id, hours=self.hours,
                                       started_at=self.check_in_at, ended_at=self.check_out_at, note=note)
-        eid = derived_event_id(f"{match.request_id}|{match.generation}", payload.event_type, self.volunteer_id)
-        self.events.append(Recorded(payload, eid, match.cause_id, match.correlation_id, now))
+        self.events.append(record(payload, basis=match.basis, discriminator=self.volunteer_id,
+                                  causation_id=match.cause_id, correlation_id=match.correlation_id, at=now))
         return True
 
     def approve(self, by: str, now: datetime) -> None:

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from civicgrid_contracts import Envelope
-from civicgrid_contracts.envelope import EventPayload, derived_event_id
+from civicgrid_contracts.envelope import EventPayload
 from civicgrid_contracts.events import grid as grid_ev
 from civicgrid_contracts.events import matching as ev
 from civicgrid_matching.domain.errors import NotAssigned, NotFound, OfferClosed, Taken, WrongState
+from civicgrid_matching.domain.events import Recorded, record
 from civicgrid_matching.domain.index import Candidate, MatchQuery
 from civicgrid_matching.domain.model import as_utc
+from civicgrid_matching.domain.offers import Offer, OfferBook, offer_id, request_of  # noqa: F401 - re-exported
 
 # match statuses
 OPEN, ACCEPTED, DELIVERED, UNMATCHED, CLOSED = "open", "accepted", "delivered", "unmatched", "closed"
@@ -29,30 +31,6 @@ SERVING = (OPEN, ACCEPTED, DELIVERED)
 DECLINED, EXPIRED, WITHDRAWN, NO_SHOW = "declined", "expired", "withdrawn", "no_show"
 
 
-def offer_id(request_id: str, generation: int, volunteer_id: str) -> str:
-    """Readable and deterministic; names its request, so no lookup table is needed."""
-    return f"{request_id}~{generation}~{volunteer_id}"
-
-
-def request_of(oid: str) -> str:
-    return oid.rsplit("~", 2)[0]
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """An event the aggregate caused, ready to be wrapped in an envelope by the handler."""
-
-    payload: EventPayload
-    event_id: str
-    causation_id: str | None
-    correlation_id: str
-    at: datetime
-
-    def envelope(self, source: str) -> Envelope:
-        return Envelope.wrap(self.payload, source=source, correlation_id=self.correlation_id,
-                             causation_id=self.causation_id, event_id=self.event_id, time=self.at)
-
-
 @dataclass(frozen=True)
 class Shortlist:
     """The next candidates the ranking found, and why there are none when there are none."""
@@ -60,23 +38,6 @@ class Shortlist:
     candidates: list[Candidate]
     considered: int = 0
     reason: str = "the request has no coordinates"
-
-
-@dataclass
-class Offer:
-    offer_id: str
-    volunteer_id: str
-    rank: int
-    score: float
-    distance_m: float
-    components: dict[str, float]
-    status: str
-    offered_at: datetime
-    expires_at: datetime
-
-    @property
-    def open(self) -> bool:
-        return self.status == OPEN
 
 
 @dataclass
@@ -104,7 +65,7 @@ class Visit:
 
 
 @dataclass
-class Match:
+class Match(OfferBook):
     request_id: str
     visit: Visit
     correlation_id: str
@@ -112,8 +73,6 @@ class Match:
     requested_at: datetime
     generation: int = 1
     status: str = OPEN
-    offers: list[Offer] = field(default_factory=list)
-    asked: list[str] = field(default_factory=list)
     winner: str | None = None
     accepted_at: datetime | None = None
     unmatched: dict | None = None
@@ -161,10 +120,6 @@ class Match:
     # ------------------------------------------------------------------ reading
 
     @property
-    def open_offers(self) -> list[Offer]:
-        return [o for o in self.offers if o.open]
-
-    @property
     def offered_to(self) -> list[str]:
         """Volunteers with an open offer (indexed for "my offers")."""
         return sorted({o.volunteer_id for o in self.open_offers}) if self.winner is None else []
@@ -175,20 +130,10 @@ class Match:
             return None
         return min((o.expires_at for o in self.open_offers), default=None)
 
-    def offer(self, oid: str, volunteer_id: str) -> Offer:
-        o = next((o for o in self.offers if o.offer_id == oid), None)
-        if o is None or o.volunteer_id != volunteer_id:
-            raise NotFound("No such offer for you")
-        return o
-
-    def shortfall(self, closing: set[str], offers_at_once: int) -> int:
-        """How many new offers would keep ``offers_at_once`` open once ``closing`` close."""
-        return max(0, offers_at_once - len([o for o in self.open_offers if o.offer_id not in closing]))
-
     def expired(self, now: datetime) -> set[str]:
         if self.status != OPEN or self.winner:
             return set()
-        return {o.offer_id for o in self.open_offers if as_utc(o.expires_at) <= now}
+        return self.open_past(now)
 
     def assignment_of(self, volunteer_id: str) -> None:
         if self.winner != volunteer_id:
@@ -292,17 +237,11 @@ class Match:
     # ------------------------------------------------------------------ internals
 
     def _offer(self, cands: list[Candidate], now: datetime, ttl: timedelta, cause: str | None = None) -> None:
-        expires = now + ttl
-        rank_from = len(self.offers) + 1
-        for n, c in enumerate(cands):
-            oid = offer_id(self.request_id, self.generation, c.volunteer_id)
-            o = Offer(oid, c.volunteer_id, rank_from + n, round(c.score, 6), round(c.distance_m, 1),
-                      {k: round(v, 4) for k, v in c.components.items()}, OPEN, now, expires)
-            self.offers.append(o)
-            self.asked.append(c.volunteer_id)
-            self._record(ev.VolunteerOffered(request_id=self.request_id, offer_id=oid, volunteer_id=c.volunteer_id,
-                                             rank=o.rank, score=o.score, distance_m=o.distance_m,
-                                             expires_at=expires, offered_at=now), oid, now, cause=cause)
+        for o in self.add_offers(self.request_id, self.generation, cands, now, ttl):
+            self._record(ev.VolunteerOffered(request_id=self.request_id, offer_id=o.offer_id,
+                                             volunteer_id=o.volunteer_id, rank=o.rank, score=o.score,
+                                             distance_m=o.distance_m, expires_at=o.expires_at, offered_at=now),
+                         o.offer_id, now, cause=cause)
         if cands:
             self.status = OPEN
 
@@ -326,9 +265,12 @@ class Match:
                                            volunteer_id=o.volunteer_id, reason=reason, withdrawn_at=now),
                          o.offer_id, now, cause=cause)
 
+    @property
+    def basis(self) -> str:
+        """What a change by a volunteer, staff or a job derives its events' ids from."""
+        return f"{self.request_id}|{self.generation}"
+
     def _record(self, payload: EventPayload, disc: str, now: datetime, cause: str | None = None) -> None:
-        """``cause``: the consumed event's id when it directly caused this one; otherwise the id
-        derives from the request and its generation (a volunteer's or a job's change)."""
-        basis = cause or f"{self.request_id}|{self.generation}"
-        self.events.append(Recorded(payload, derived_event_id(basis, payload.event_type, disc),
-                                    cause or self.cause_id, self.correlation_id, now))
+        """``cause``: the consumed event's id when it directly caused this one."""
+        self.events.append(record(payload, basis=cause or self.basis, discriminator=disc,
+                                  causation_id=cause or self.cause_id, correlation_id=self.correlation_id, at=now))
