@@ -166,3 +166,15 @@ async def test_a_stale_save_is_refused_and_the_handler_reads_again():
     stale.accept("s-2", stale.offers[1].offer_id, ctx.clock())
     assert await ctx.store.matches.save(stale) is False
     assert (await ctx.store.matches.get(env.subject)).winner == "s-1"
+
+
+async def test_the_demo_roster_imports_once_with_its_qualifications():
+    from civicgrid_matching.schemas import RosterRow
+
+    roster = Path(__file__).parents[4] / "deploy" / "local" / "demo" / "volunteers.jsonl"
+    rows = [RosterRow.model_validate_json(line) for line in roster.read_text(encoding="utf-8").splitlines()[:10]]
+    ctx = on_fake()
+    assert await registry.import_roster(ctx, rows, "roster") == {"created": 10, "already_there": 0}
+    assert await registry.import_roster(ctx, rows, "roster") == {"created": 0, "already_there": 10}
+    v = await registry.get(ctx, "demo-vol-0002")
+    assert set(v.qualifications) == {"elderly_care"} and v.qualifications["elderly_care"].valid_at(ctx.clock())
