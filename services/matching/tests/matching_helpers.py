@@ -74,14 +74,20 @@ class Harness:
 
         publisher.publish_many = publish_many
 
-    async def events(self, infra, rid: str, since, type_: str | None = None) -> list[Envelope]:
-        """This service's events about ``rid`` on its topic since ``since``, as the broker has them."""
+    async def events(self, infra, rid: str, since, type_: str | None = None, *, distinct: bool = True
+                     ) -> list[Envelope]:
+        """This service's events about ``rid`` on its topic since ``since``, as the broker has them
+        (``distinct``: one per id)."""
         from civicgrid_contracts import topics
         from civicgrid_runtime.testing import read_topic
 
         recs = await read_topic(infra.kafka, topics.VOLUNTEERS.name, since=since, timeout=0.5)
         envs = [Envelope.from_kafka(r.value, r.headers) for r in recs if r.key == rid.encode()]
-        return [e for e in envs if e.id in self.sent and (type_ is None or e.type == type_)]
+        # one per id: ids derive from the cause, so another matching service answering the same
+        # request publishes some of the very same ids (and every reader drops such a repeat)
+        unique = {e.id: e for e in reversed(envs)} if distinct else {}
+        return [e for e in envs if (not distinct or unique[e.id] is e) and e.id in self.sent
+                and (type_ is None or e.type == type_)]
 
     @property
     def service(self):
