@@ -69,7 +69,3 @@ class Busy(MatchingError):
     """Too many concurrent changes to one document; the caller may retry."""
 
     code, status = "busy", 503
-
-
-#: the name the first version used for the base class
-DomainError = MatchingError

@@ -10,8 +10,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from civicgrid_matching.domain.errors import DomainError  # noqa: F401 - the first version's name
-
 SLOT_MINUTES = 30
 SLOTS_PER_DAY = 24 * 60 // SLOT_MINUTES
 SLOTS_PER_WEEK = 7 * SLOTS_PER_DAY
@@ -105,8 +103,3 @@ def gini(values: Sequence[float]) -> float:
         return 0.0
     cum = np.cumsum(x)
     return float((n + 1 - 2 * (cum / cum[-1]).sum()) / n)
-
-
-def key_safe(s: str) -> str:
-    """A string usable as a document field name (no '.', no leading '$')."""
-    return s.replace(".", "\uff0e").replace("$", "\uff04")
