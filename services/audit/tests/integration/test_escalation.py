@@ -6,8 +6,10 @@ import asyncio
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY
 
 from civicgrid_contracts import Envelope
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.grid import RequestAccepted, RequestAssigned
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import AreaPath, Location, TimeLimits
@@ -22,7 +24,7 @@ def received(rid: str, *, response_hours: float = ONE_SECOND) -> list[Envelope]:
     now = datetime.now(UTC)
     area = AreaPath(district="110105", street="110105002", community="110105002001", grid="110105002001003")
     return [
-        Envelope.wrap(RequestReceived(request_id=rid, service_code="S1", service_name="repair",
+        Envelope.wrap(RequestReceived.starting_clocks(DEFAULT_CALENDAR, request_id=rid, service_code="S1", service_name="repair",
                                       time_limits=TimeLimits(response_hours=response_hours, resolution_hours=500,
                                                              calendar="calendar"),
                                       location=Location(), description="x", channel="hotline", received_at=now),
@@ -66,6 +68,7 @@ async def test_escalation_climbs_two_levels_and_stops_when_accepted(infra, mongo
     db = unique("audit_esc")
     svc = await start_audit(infra, database=db, group=unique("audit_grp"), repeat_hours=ONE_SECOND * 2)
     since = datetime.now(UTC)
+    delays_before = REGISTRY.get_sample_value("civicgrid_escalation_delay_seconds_count") or 0
     try:
         await settle(svc)
         rid = unique("ESC")
@@ -81,6 +84,8 @@ async def test_escalation_climbs_two_levels_and_stops_when_accepted(infra, mongo
         assert [(e["step"], e["from_level"], e["to_level"]) for e in esc[:2]] == [
             (1, "grid", "community"), (2, "community", "street")]
         assert esc[0]["escalation_id"] == f"{rid}|response|1"
+        # the escalation-lag alert's metric saw both
+        assert REGISTRY.get_sample_value("civicgrid_escalation_delay_seconds_count") >= delays_before + 2
         # the supervisor's lists show it (district-wide scope)
         assert any(r["request_id"] == rid for r in await svc.queries.overdue(""))
         assert any(r["request_id"] == rid for r in await svc.queries.escalated("110105002"))

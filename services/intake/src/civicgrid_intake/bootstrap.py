@@ -10,6 +10,7 @@ from civicgrid_intake.adapters.crypto import ContactVault
 from civicgrid_intake.adapters.duplicate_index import DuplicateFeed, DuplicateIndex
 from civicgrid_intake.adapters.outbox import RequestRelay
 from civicgrid_intake.adapters.repository import Collections
+from civicgrid_intake.calendar_years import CalendarYears
 from civicgrid_intake.catalogue import Catalogue
 from civicgrid_intake.entrypoints.consumers import lifecycle_handler
 from civicgrid_intake.handlers import IntakeHandlers
@@ -28,6 +29,7 @@ class IntakeService:
     settings: IntakeSettings
     cols: Collections
     catalogue: Catalogue
+    calendar_years: CalendarYears
     relay: RequestRelay
     handlers: IntakeHandlers
     limiter: RateLimiter
@@ -58,15 +60,17 @@ async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime 
     settings = settings or IntakeSettings()
     rt = runtime or await Runtime.open(settings)
     cols = Collections(rt.db)
-    catalogue_relay = rt.outbox([cols.services])  # small collection: the runtime's sweep is cheap here
-    catalogue = Catalogue(cols.services, catalogue_relay, source=settings.source)
+    # small collections: the runtime's sweep is cheap here
+    admin_relay = rt.outbox([cols.services, cols.calendar_years])
+    catalogue = Catalogue(cols.services, admin_relay, source=settings.source)
+    calendar_years = CalendarYears(cols.calendar_years, admin_relay, rt.follow_calendar(), source=settings.source)
     relay = RequestRelay(cols.requests, cols.markers, rt.publisher, batch=settings.flush_batch,
                          sweep_seconds=settings.outbox_sweep_seconds)
     vault = ContactVault(settings.contact_key.get_secret_value(), settings.reporter_key.get_secret_value(),
                          settings.token_key.get_secret_value())
     duplicates = DuplicateIndex(window=timedelta(hours=settings.duplicate_window_hours),
                                 distance_m=settings.duplicate_distance_m)
-    handlers = IntakeHandlers(cols, catalogue, relay, vault, settings, duplicates=duplicates)
+    handlers = IntakeHandlers(cols, catalogue, relay, vault, settings, duplicates=duplicates, calendar=rt.calendar)
     feed = None
     if consume:
         rt.consume(list(LIFECYCLE_TOPICS), lifecycle_handler(handlers), merge_partitions=True)
@@ -75,5 +79,6 @@ async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime 
     rt.every(5.0, catalogue.refresh, name="catalogue-refresh")  # other replicas' admin changes
     limiter = RateLimiter(rt.db["rate_limits"], window_seconds=settings.rate_limit_window_seconds)
     rt.every(min(settings.rate_limit_window_seconds, 300.0), limiter.sweep, name="rate-limit-sweep")
-    return IntakeService(runtime=rt, settings=settings, cols=cols, catalogue=catalogue, relay=relay,
+    return IntakeService(runtime=rt, settings=settings, cols=cols, catalogue=catalogue,
+                         calendar_years=calendar_years, relay=relay,
                          handlers=handlers, limiter=limiter, duplicate_feed=feed)

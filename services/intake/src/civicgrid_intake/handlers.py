@@ -43,10 +43,10 @@ from civicgrid_intake.domain.errors import (
     UnknownService,
 )
 from civicgrid_intake.domain.model import OPEN_STATUSES, StatusState, apply
-from civicgrid_intake.domain.timelimits import expected_resolution
 from civicgrid_intake.settings import IntakeSettings
 from civicgrid_runtime.auth import Principal
 from civicgrid_runtime.cache import DocumentCache
+from civicgrid_runtime.calendar import CalendarFollower
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import OUTBOX, PENDING, update_with_events
 
@@ -71,7 +71,10 @@ class Submitted:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    """Now, to the millisecond: what the store keeps of an instant, so that an event and the document
+    written with it hold the same instant (and a deadline computed from it, the same deadline)."""
+    t = datetime.now(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
 def _state_of(doc: dict[str, Any]) -> StatusState:
@@ -95,8 +98,10 @@ def _entry(env: Envelope, status: str, note: str) -> dict[str, Any]:
 
 class IntakeHandlers:
     def __init__(self, cols: Collections, catalogue: Catalogue, relay: RequestRelay, vault: ContactVault,
-                 settings: IntakeSettings, *, duplicates: DuplicateIndex) -> None:
+                 settings: IntakeSettings, *, duplicates: DuplicateIndex, calendar: CalendarFollower) -> None:
         self.cols = cols
+        #: the working calendar every deadline set here is computed on
+        self.calendar = calendar
         self.catalogue = catalogue
         self.relay = relay
         self.vault = vault
@@ -139,16 +144,16 @@ class IntakeHandlers:
             parent = await self._find_duplicate(cmd.service_code, loc.lat, loc.lon, now)
         contact = cmd.contact.model_dump(exclude_none=True) if cmd.contact else {}
         reporter_id = self.vault.reporter_id(phone=contact.get("phone"), email=contact.get("email"))
-        expected = expected_resolution(now, svc.time_limits)
         location = Location(lat=loc.lat, lon=loc.lon, building_id=loc.building_id, address_text=loc.address_text,
                             cell=cell)
-        received = Envelope.wrap(RequestReceived(
-            request_id=rid, service_code=svc.code, service_name=svc.name_en, service_group=svc.group,
+        received = Envelope.wrap(RequestReceived.starting_clocks(
+            self.calendar.calendar, request_id=rid, service_code=svc.code, service_name=svc.name_en, service_group=svc.group,
             handled_by=tuple(svc.handled_by), departments=tuple(svc.departments), needs_volunteer=svc.needs_volunteer,
             time_limits=svc.time_limits, location=location, description=cmd.description, attributes=answers,
             channel=cmd.channel, media_url=cmd.media_url, reporter_id=reporter_id, preferred_time=cmd.preferred_time,
             received_at=now, duplicate_of=parent[0] if parent else None,
         ), source=self.source, event_id=derived_event_id(rid, RequestReceived.event_type), time=now)
+        expected = received.data.resolution_due
         events = [received]
         history = [_entry(received, "received", "Request received")]
         status = "received"
@@ -173,6 +178,7 @@ class IntakeHandlers:
             "account_id": cmd.account_id, "reporter_id": reporter_id,
             "contact_enc": self.vault.encrypt(contact, request_id=rid) if contact else None,
             "received_at": now, "updated_at": now, "expected_at": expected,
+            "response_due": received.data.response_due,
             "time_limits": svc.time_limits.model_dump(), "status": status, "status_notes": history[-1]["note"],
             "agency_responsible": None, "assignee_id": None, "area_code": None, "area_keys": [],
             "open": True, "duplicate_of": parent[0] if parent else None, "followers": 1, "followers_ids": [],

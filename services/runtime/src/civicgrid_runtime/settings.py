@@ -1,9 +1,11 @@
 """Settings from the environment (pydantic-settings), one prefix per service.
 
 Every service subclasses ``ServiceSettings`` with its own ``env_prefix`` (``INTAKE_``, ``GRID_``...).
-The two infrastructure addresses are also read unprefixed (``KAFKA_BOOTSTRAP_SERVERS``,
-``MONGODB_URL``) so one exported pair configures the whole platform. A bad value fails loudly at
-start-up with the variable's name.
+Platform-wide settings have one name that every service reads the same way, whatever its prefix
+(``platform_setting``): the infrastructure addresses ``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URL``,
+``CIVICGRID_TOPIC_REPLICATION_FACTOR`` and ``CIVICGRID_AUTH_SECRET``. A bad value, or a variable
+under the service's own prefix or ``CIVICGRID_`` that no setting reads (a typo, or a platform-wide
+setting given under a service's prefix), fails loudly at start-up with the variable's name.
 
 Fail closed: outside ``CIVICGRID_ENV=development`` a service refuses to start while any secret --
 every ``SecretStr`` setting whose default is a built-in development value -- is missing, empty or
@@ -13,8 +15,10 @@ A secret field added later takes part by being a ``SecretStr`` with a developmen
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Literal, TypeVar
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,23 +26,38 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_AUTH_SECRET = "civicgrid-development-secret-change-me"
 DEVELOPMENT = "development"
 
+PLATFORM_PREFIX = "CIVICGRID_"
+
+#: civicgrid-prefixed variables read outside the settings: the local infrastructure (deploy/local), where
+#: the services listen (the demo's simulator and the console), the test harness and benchmarks, fault
+#: injection (``faults``) and store profiling (``storeprofile``)
+READ_OUTSIDE_SETTINGS = frozenset({
+    "CIVICGRID_STATE_DIR", "CIVICGRID_CACHE_DIR", "CIVICGRID_KAFKA_PORT", "CIVICGRID_KAFKA_CONTROLLER_PORT",
+    "CIVICGRID_KAFKA_HEAP", "CIVICGRID_STORE_PORT", "CIVICGRID_STORE_GOGC", "CIVICGRID_STORE_SQLITE_PARAMS",
+    "CIVICGRID_STORE_PPROF", "CIVICGRID_STORE_PROFILE", "CIVICGRID_CRASH_AT", "CIVICGRID_TEST_INFRA_BANNER",
+    "CIVICGRID_KEEP_E2E_DATA", "CIVICGRID_FUZZ_EXAMPLES", "CIVICGRID_FUZZ_SEED", "MATCHING_BENCH_BATCH", "MATCHING_BENCH_SWEEP",
+    "CIVICGRID_INTAKE_URL", "CIVICGRID_GRID_URL", "CIVICGRID_MATCHING_URL", "CIVICGRID_AUDIT_URL",
+})
+
+
+def platform_setting(env_name: str, default: Any, **kwargs: Any) -> Any:
+    """A setting of the whole platform: read from ``env_name`` alone, by every service alike (a
+    service's prefix does not apply; given under it, the variable is refused at start)."""
+    return Field(default=default, validation_alias=env_name, **kwargs)
+
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CIVICGRID_", extra="ignore", frozen=True)
+    # validate_by_name: code and tests still pass platform settings by field name
+    model_config = SettingsConfigDict(env_prefix=PLATFORM_PREFIX, extra="ignore", frozen=True, validate_by_name=True)
 
     service_name: str = "civicgrid"
-    env: Literal["development", "production"] = Field(
-        default="production", validation_alias=AliasChoices("CIVICGRID_ENV"),  # not ENV: sh reads that
+    env: Literal["development", "production"] = platform_setting(
+        "CIVICGRID_ENV", "production",
         description="'development' accepts the built-in development secrets; anything else refuses them")
-    kafka_bootstrap_servers: str = Field(
-        default="127.0.0.1:19092",
-        validation_alias=AliasChoices("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
-    )
-    mongodb_url: str = Field(
-        default="mongodb://127.0.0.1:27027/",
-        validation_alias=AliasChoices("mongodb_url", "MONGODB_URL"),
-    )
-    topic_replication_factor: int = Field(default=1, ge=1, le=5, description="3 on a real cluster")
+    kafka_bootstrap_servers: str = platform_setting("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    mongodb_url: str = platform_setting("MONGODB_URL", "mongodb://127.0.0.1:27027/")
+    topic_replication_factor: int = platform_setting("CIVICGRID_TOPIC_REPLICATION_FACTOR", 1, ge=1, le=5,
+                                                     description="3 on a real cluster")
     database: str = Field(default="", description="Database name; defaults to civicgrid_<service>")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
@@ -65,37 +84,25 @@ class ServiceSettings(BaseSettings):
                     "fetches on idle topics cost the broker and each service about a tenth of a core")
     consumer_instance: str = Field(default="", description="Stable member id for static group membership")
     outbox_sweep_seconds: float = Field(default=1.0, gt=0, le=600)
-    auth_secret: SecretStr = Field(
-        default=SecretStr(DEV_AUTH_SECRET),
-        validation_alias=AliasChoices("auth_secret", "CIVICGRID_AUTH_SECRET"),
-        description="HS256 key signing staff bearer tokens",
-    )
-    console_origin: str = Field(
-        default="http://127.0.0.1:8100", validation_alias=AliasChoices("console_origin", "CIVICGRID_CONSOLE_ORIGIN"),
-        description="The one browser origin CORS lets call the APIs (the staff console)")
+    auth_secret: SecretStr = platform_setting("CIVICGRID_AUTH_SECRET", SecretStr(DEV_AUTH_SECRET),
+                                              description="HS256 key signing staff bearer tokens")
+    console_origin: str = platform_setting("CIVICGRID_CONSOLE_ORIGIN", "http://127.0.0.1:8100",
+                                           description="The one browser origin CORS lets call the APIs")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024,
                                 description="Largest request body; larger ones get 413 before anything is parsed")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 
-    @field_validator("kafka_bootstrap_servers")
-    @classmethod
-    def _servers(cls, v: str) -> str:
-        for hp in v.split(","):
-            host, _, port = hp.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"expected host:port[,host:port...], got {v!r}")
-        return v
-
-    @field_validator("mongodb_url")
-    @classmethod
-    def _mongo(cls, v: str) -> str:
-        if not v.startswith(("mongodb://", "mongodb+srv://")):
-            raise ValueError(f"expected a mongodb:// URL, got {v!r}")
-        return v
+    @model_validator(mode="after")
+    def _no_unread_variables(self) -> ServiceSettings:
+        unread = sorted(unread_variables(type(self), os.environ))
+        if unread:
+            raise ValueError(f"{', '.join(unread)}: no setting reads this variable (a misspelt name, or a "
+                             f"platform-wide setting given under a service's prefix); remove or rename it")
+        return self
 
     @model_validator(mode="after")
-    def _no_development_secrets(self):
+    def _no_development_secrets(self) -> ServiceSettings:
         if self.env != DEVELOPMENT:
             unsafe = self.development_secrets_in_use()
             if unsafe:
@@ -120,6 +127,8 @@ class ServiceSettings(BaseSettings):
     def variable(cls, name: str) -> str:
         """The environment variable that sets field ``name``."""
         alias = cls.model_fields[name].validation_alias
+        if isinstance(alias, str):
+            return alias
         if isinstance(alias, AliasChoices):
             for choice in alias.choices:
                 if isinstance(choice, str) and choice.isupper():
@@ -129,6 +138,22 @@ class ServiceSettings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.env == DEVELOPMENT
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _servers(cls, v: str) -> str:
+        for hp in v.split(","):
+            host, _, port = hp.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {v!r}")
+        return v
+
+    @field_validator("mongodb_url")
+    @classmethod
+    def _mongo(cls, v: str) -> str:
+        if not v.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError(f"expected a mongodb:// URL, got {v!r}")
+        return v
 
     @property
     def database_name(self) -> str:
@@ -144,10 +169,36 @@ class ServiceSettings(BaseSettings):
         return f"/civicgrid/{self.service_name}"
 
 
+def variables_read(settings_class: type[BaseSettings]) -> set[str]:
+    """The environment variables a settings class reads (upper case, as compared), those of settings
+    nested in it included (each under its own prefix)."""
+    prefix = settings_class.model_config.get("env_prefix", "").upper()
+    names: set[str] = set()
+    for name, field in settings_class.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings):
+            names |= variables_read(field.annotation)
+        elif isinstance(field.validation_alias, str):
+            names.add(field.validation_alias.upper())
+        elif isinstance(field.validation_alias, AliasChoices):
+            names |= {c.upper() for c in field.validation_alias.choices if isinstance(c, str)}
+        else:
+            names.add((prefix + name).upper())
+    return names
+
+
+def unread_variables(settings_class: type[BaseSettings], environ: Mapping[str, str]) -> set[str]:
+    """Variables under the class's own prefix or the platform's that nothing reads. Other services'
+    prefixes are left to them: one environment (``make run``, a test run) may carry every service's."""
+    prefixes = {settings_class.model_config.get("env_prefix", "").upper(), PLATFORM_PREFIX}
+    known = variables_read(settings_class) | READ_OUTSIDE_SETTINGS
+    return {name for name in (n.upper() for n in environ)
+            if name.startswith(tuple(prefixes)) and name not in known}
+
+
 S = TypeVar("S", bound=ServiceSettings)
 
 
-def load_settings(cls: type[S], **overrides) -> S:
+def load_settings(cls: type[S], **overrides: Any) -> S:
     """Settings for a command: a bad or unsafe value ends the process with the variables named
     (a short message on stderr, exit status 2) rather than a traceback."""
     try:

@@ -17,10 +17,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from civicgrid_contracts.calendar import OFFICE_ZONE
 from civicgrid_intake.domain.commands import ContactIn, LocationIn, SubmitRequest
 from civicgrid_intake.domain.errors import IntakeError
 from civicgrid_intake.domain.model import OPEN311_CLOSED, OPEN_STATUSES, open311_status
-from civicgrid_intake.domain.timelimits import OFFICE_TZ
 from civicgrid_intake.entrypoints.limits import limit_open311_submissions, limit_reads
 
 #: Open311 answers in JSON or XML (by the path's .json / .xml), its errors as its own list
@@ -115,7 +115,7 @@ def _dt(t: datetime | None) -> str | None:
         return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    return t.astimezone(OFFICE_TZ).isoformat(timespec="seconds")
+    return t.astimezone(OFFICE_ZONE).isoformat(timespec="seconds")
 
 
 def _parse_dt(raw: str | None, name: str, fmt: str) -> datetime | None:
@@ -125,7 +125,7 @@ def _parse_dt(raw: str | None, name: str, fmt: str) -> datetime | None:
         t = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+", 1) if "T" in raw else raw)
     except ValueError:
         raise Open311Error(400, f"{name}: expected a W3C/ISO 8601 date-time, got {raw!r}", fmt) from None
-    return t if t.tzinfo else t.replace(tzinfo=OFFICE_TZ)
+    return t if t.tzinfo else t.replace(tzinfo=OFFICE_ZONE)
 
 
 # ----------------------------------------------------------------------------- shapes
