@@ -47,6 +47,7 @@ def public(**kw) -> Rule:
 COMMON = {
     "GET /openapi.json": public(), "GET /docs": public(), "MOUNT /docs/static": public(path="/docs/static/favicon.png"),
     "GET /health/live": public(), "GET /health/ready": public(), "GET /metrics": public(),
+    "GET /calendar": public(),  # the working calendar this process computes deadlines with
 }
 STAFF_READ = ("operator", "grid_worker", "supervisor", "department", "auditor")
 OPEN311_KEY = "civicgrid-dev-open311-key"
@@ -72,6 +73,8 @@ MATRIX: dict[str, dict[str, Rule]] = {
             path="/api/v1/requests/{rid}/contact", query={"purpose": "authorization matrix"}),
         "GET /api/v1/requests/{request_id}/contact-access-log": allow("supervisor", "auditor",
                                                                       path="/api/v1/requests/{rid}/contact-access-log"),
+        "GET /api/v1/calendar": public(), "GET /api/v1/calendar/{year}": public(path="/api/v1/calendar/2026"),
+        "PUT /api/v1/calendar/{year}": allow(path="/api/v1/calendar/2199"),  # admin only ({} is refused: 422)
         "GET /api/v1/services": public(),
         "GET /api/v1/services/{code}": public(path="/api/v1/services/public_facility"),
         "POST /api/v1/services": allow(),

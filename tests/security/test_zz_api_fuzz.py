@@ -1,4 +1,6 @@
-"""schemathesis against every service's OpenAPI document, on the running services (real broker and
+"""(Runs last in this folder: what it generates changes the platform the matrix reads.)
+
+schemathesis against every service's OpenAPI document, on the running services (real broker and
 store): a bounded number of generated cases per operation, sent with every role in turn (and with
 no token), must give no server error and no answer the document does not describe (status code,
 content type, headers, body)."""
@@ -26,7 +28,10 @@ def test_no_server_error_and_nothing_the_document_does_not_describe(platform, sv
     proc = subprocess.run(
         [str(BIN / "st"), "--no-color", "run", f"{platform.url(svc)}/openapi.json", "--checks", CHECKS,
          "--phases", "examples,fuzzing", "--max-examples", str(EXAMPLES), "--seed", SEED, "--workers", "1",
-         "--generation-database", "none", "--request-timeout", "30", "--warnings", "off"],
+         "--generation-database", "none", "--request-timeout", "30", "--warnings", "off",
+         # a working calendar set by the fuzzer would stay on the (kept forever) calendar topic that
+         # every process follows, and move every later test's deadlines: its admin API is left out
+         "--exclude-path-regex", "^/api/v1/calendar/"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{out[-20000:]}\n--- {svc} log ---\n{platform.services[svc].tail(6000)}"
