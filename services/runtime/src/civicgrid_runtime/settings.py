@@ -57,6 +57,10 @@ class ServiceSettings(BaseSettings):
         default=SecretStr("civicgrid-development-secret-change-me"),
         validation_alias=AliasChoices("auth_secret", "CIVICGRID_AUTH_SECRET"),
     )
+    otlp_endpoint: str = Field(
+        default="", validation_alias=AliasChoices("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="Where spans go, OTLP over HTTP (the standard variable, read by every service); no span is "
+                    "recorded when unset (trace context still flows in events and logs)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 
