@@ -184,7 +184,7 @@ def handling(group_id: str, topic: str, deliveries: Sequence[Delivery]) -> Itera
     else:
         current = TRACER.start_span(
             f"process {topic} batch", kind=SpanKind.CONSUMER,
-            links=[Link(s.get_span_context()) for s in spans if s.get_span_context().is_sampled])
+            links=[Link(s.get_span_context()) for s in spans if s.is_recording()])
         if current.is_recording():
             current.set_attributes({"messaging.system": "kafka", "messaging.destination.name": topic,
                                     "messaging.consumer.group.name": group_id,
