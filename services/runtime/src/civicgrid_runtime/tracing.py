@@ -112,6 +112,10 @@ def stamped(envelope: Envelope) -> Envelope:
         return envelope
     processing = _PROCESSING.get()
     ctx = processing.get(envelope.causationid) if processing and envelope.causationid else None
+    if ctx is None:
+        span = trace.get_current_span()
+        if span.is_recording():  # e.g. the HTTP request that submitted it: found by its request id
+            span.set_attribute("civicgrid.request_id", envelope.subject)
     carrier = _carrier(ctx)
     if not carrier:
         return envelope
