@@ -124,7 +124,8 @@ async def test_one_request_is_one_trace_from_intakes_http_span_through_grid_matc
         # matching has handled grid's volunteer request, and audit has recorded matching's offers
         done = (("civicgrid-matching", "process grid.assignments.v1") in kinds
                 and ("civicgrid-audit", "process matching.volunteers.v1") in kinds)
-        return full if wanted <= services and done else None
+        assert wanted <= services and done, f"so far: {sorted(kinds)}"
+        return full
 
     trace = await eventually(whole_trace, timeout=90, interval=1, what=f"one trace of {rid} across {sorted(wanted)}")
     spans = {s["spanID"]: s for s in trace["spans"]}
