@@ -97,7 +97,7 @@ def _size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def render(costs: dict[str, Any], source: str) -> str:
+def render(costs: dict[str, Any], source: str, note: str = "") -> str:
     run = costs["run"]
     plans = [plan(costs, name, n) for name, n in LOADS]
     out = [
@@ -109,6 +109,12 @@ def render(costs: dict[str, Any], source: str) -> str:
         f"Kafka `{run.get('kafka', '?')}` and the store `{run.get('store', '?')}`. `make bench` rewrites the "
         "costs file; run the command again to bring this page up to date.",
         "",
+        f"That run carried {run.get('sustained_e2e_per_second', '?')} requests/s from submission to the audit trail "
+        f"(phases: {run.get('fixed_rate', '?')}/s for {run.get('fixed_seconds', '?')} s, then as fast as "
+        f"{run.get('concurrency', '?')} connections went for {run.get('max_seconds', '?')} s) with the four services "
+        "and the load generator on one machine; per-request costs, not that rate, are what this plan scales.",
+        "",
+        *([note, ""] if note else []),
         "## The cluster for each load",
         "",
         "| | " + " | ".join(p.name for p in plans) + " |",
@@ -161,7 +167,7 @@ def render(costs: dict[str, Any], source: str) -> str:
         f"{SECONDS_PER_YEAR:,} s.",
         "- CPU per request: user + system CPU seconds of each service process over the run (psutil), divided "
         "by the requests it carried; it includes each service's background work (sweeps, scans, polling) at "
-        "that rate, so it overstates the cost at a higher rate and understates nothing.",
+        "that rate, which a higher rate spreads over more requests (so the plan errs on the large side).",
         f"- Replicas: the cores busy at the peak / {TARGET_CPU_UTILISATION:.0%} target use of "
         f"{CORES_PER_REPLICA:g} core per replica (a service is one asyncio event loop), at least {MIN_REPLICAS} "
         "(PodDisruptionBudget, spread over nodes).",
@@ -189,10 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("costs", nargs="?", default=".run/bench/costs.json", help="costs file of a benchmark run")
     parser.add_argument("--out", default=str(ROOT / "docs" / "capacity.md"))
+    parser.add_argument("--note", default="", help="a paragraph about the run (e.g. what else shared the machine)")
     args = parser.parse_args(argv)
     costs = json.loads(Path(args.costs).read_text())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(render(costs, args.costs))
+    Path(args.out).write_text(render(costs, args.costs, args.note))
     print(f"wrote {args.out}")
     return 0
 

@@ -84,6 +84,8 @@ def costs(*, requests: int, seconds: float, cpu: dict[str, float], profile_befor
     for svc, after in sorted(profile_after.items()):
         before = profile_before.get(svc, {})
         delta = {k: after[k] - before.get(k, 0) for k in after}
+        if not any(delta.values()) and not db_growth.get(svc):
+            continue  # a tool's process (a demo load) that did nothing during the run
         store[svc] = {"docs_read_per_request": round(delta["docs_read"] / n, 2),
                       "docs_written_per_request": round(delta["docs_written"] / n, 2),
                       "commands_per_request": round(delta["commands"] / n, 2),
