@@ -75,8 +75,8 @@ def test_an_event_enqueued_in_an_http_span_is_stamped_with_it_and_its_publish_co
     [(_, pending)] = pending_events({"_outbox": entries})
     trace_id, http_span_id = hex_ids(http)
     assert ids(pending.traceparent) == (trace_id, http_span_id)
-    with tracing.publishing("intake.requests.v1", pending) as (key, _, headers):
-        pass
+    span, (key, _, headers) = tracing.start_publish("intake.requests.v1", pending)
+    tracing.end_publish([span])
     publish = next(s for s in spans.get_finished_spans() if s.name == "publish intake.requests.v1")
     assert publish.kind == SpanKind.PRODUCER and publish.parent.span_id == http.get_span_context().span_id
     assert ids(dict(headers)["ce_traceparent"]) == (trace_id, hex_ids(publish)[1])

@@ -145,15 +145,20 @@ class EventPublisher:
     async def publish_many(self, envelopes: Sequence[Envelope], *, topic: str | None = None) -> None:
         """Send all, then wait for every acknowledgement (batched by the producer); each event's
         ``publish`` span lasts until its acknowledgement."""
-        with contextlib.ExitStack() as spans:
-            futures = []
+        futures, spans = [], []
+        try:
             for env in envelopes:
                 name = topic or topics.topic_of(env.type).name
-                key, value, headers = spans.enter_context(tracing.publishing(name, env))
+                span, (key, value, headers) = tracing.start_publish(name, env)
+                spans.append(span)
                 futures.append((name, await self._producer.send(name, value=value, key=key, headers=headers)))
             for name, fut in futures:
                 await fut
                 EVENTS_PUBLISHED.labels(name).inc()
+        except BaseException as exc:
+            tracing.end_publish(spans, exc)
+            raise
+        tracing.end_publish(spans)
 
     async def send_raw(self, topic: str, *, key: bytes | None, value: bytes | None,
                        headers: list[tuple[str, bytes]]) -> None:

@@ -110,8 +110,7 @@ def stamped(envelope: Envelope) -> Envelope:
     while a consumer handles it, else the current span (an HTTP request's). One it has is kept."""
     if envelope.traceparent:
         return envelope
-    processing = _PROCESSING.get()
-    ctx = processing.get(envelope.causationid) if processing and envelope.causationid else None
+    ctx = _cause_context(envelope)
     if ctx is None:
         span = trace.get_current_span()
         if span.is_recording():  # e.g. the HTTP request that submitted it: found by its request id
@@ -120,6 +119,12 @@ def stamped(envelope: Envelope) -> Envelope:
     if not carrier:
         return envelope
     return envelope.model_copy(update={"traceparent": carrier["traceparent"], "tracestate": carrier.get("tracestate")})
+
+
+def _cause_context(envelope: Envelope) -> otel_context.Context | None:
+    """The ``process`` span of the event's cause, while a consumer handles that cause."""
+    processing = _PROCESSING.get()
+    return processing.get(envelope.causationid) if processing and envelope.causationid else None
 
 
 def current_ids() -> dict[str, str]:
@@ -133,27 +138,38 @@ def current_ids() -> dict[str, str]:
 # --------------------------------------------------------------------------- producer side
 
 
-@contextlib.contextmanager
-def publishing(topic: str, envelope: Envelope) -> Iterator[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
-    """A ``publish`` span for one event, a child of its creation context; yields the event's Kafka
-    (key, value, headers), whose trace context is this span's (what the consumer's span continues)."""
-    env = stamped(envelope)
-    span = TRACER.start_span(f"publish {topic}", context=context_of(env), kind=SpanKind.PRODUCER)
+_TRACE_HEADERS = ("ce_traceparent", "ce_tracestate")
+
+
+def start_publish(topic: str, envelope: Envelope) -> tuple[trace.Span, tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """A ``publish`` span for one event, a child of its creation context, and the event's Kafka
+    (key, value, headers), whose trace context is this span's (what the consumer's span continues).
+    The caller ends the span once the broker acknowledged (``end_publish``)."""
+    env = envelope
+    # its creation context: the one it carries, else (published where it was made) its cause's
+    # span or the current one; the same as ``stamped`` would give, without copying the envelope
+    parent = context_of(env) if env.traceparent else _cause_context(env)
+    span = TRACER.start_span(f"publish {topic}", context=parent, kind=SpanKind.PRODUCER)
     if span.is_recording():
         span.set_attributes({
             "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.destination.name": topic,
             "messaging.message.id": env.id, "cloudevents.event_type": env.type,
             "civicgrid.request_id": env.subject, "civicgrid.correlation_id": env.correlationid,
         })
-    carrier = _carrier(trace.set_span_in_context(span))
-    if carrier:
-        env = env.model_copy(update={"traceparent": carrier["traceparent"], "tracestate": carrier.get("tracestate")})
-    try:
-        yield env.to_kafka()
-    except BaseException as exc:
-        _failed(span, exc)
-        raise
-    finally:
+    key, value, headers = env.to_kafka()
+    sc = span.get_span_context()
+    if sc.is_valid:  # the W3C header from the span's ids, without a propagator round per event
+        headers = [h for h in headers if h[0] not in _TRACE_HEADERS]
+        headers.append(("ce_traceparent", f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}".encode()))
+        if sc.trace_state:
+            headers.append(("ce_tracestate", sc.trace_state.to_header().encode()))
+    return span, (key, value, headers)
+
+
+def end_publish(spans: Sequence[trace.Span], exc: BaseException | None = None) -> None:
+    for span in spans:
+        if exc is not None:
+            _failed(span, exc)
         span.end()
 
 
