@@ -141,11 +141,10 @@ def current_ids() -> dict[str, str]:
 _TRACE_HEADERS = ("ce_traceparent", "ce_tracestate")
 
 
-def start_publish(topic: str, envelope: Envelope) -> tuple[trace.Span, tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+def start_publish(topic: str, env: Envelope) -> tuple[trace.Span, tuple[bytes, bytes, list[tuple[str, bytes]]]]:
     """A ``publish`` span for one event, a child of its creation context, and the event's Kafka
     (key, value, headers), whose trace context is this span's (what the consumer's span continues).
     The caller ends the span once the broker acknowledged (``end_publish``)."""
-    env = envelope
     # its creation context: the one it carries, else (published where it was made) its cause's
     # span or the current one; the same as ``stamped`` would give, without copying the envelope
     parent = context_of(env) if env.traceparent else _cause_context(env)
