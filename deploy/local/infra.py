@@ -1,12 +1,12 @@
 """Real local infrastructure for civicgrid without Docker.
 
 Fetches and caches (outside the clone) Apache Kafka's own jars from Maven Central and a FerretDB
-v1 binary built from the Go module proxy, then runs a single-node KRaft broker and FerretDB on
-SQLite on loopback. Start-up waits for real readiness (broker answers metadata, store answers
+v1 binary and a Jaeger v2 binary built from the Go module proxy, then runs a single-node KRaft
+broker, FerretDB on SQLite and Jaeger (OTLP in, traces in memory, query API and UI) on loopback. Start-up waits for real readiness (broker answers metadata, store answers
 ``ping``); logs go to files; ``down`` stops with SIGTERM, waits, then SIGKILL, and frees the ports.
 
     python deploy/local/infra.py setup     # fetch/build what is missing (cached)
-    python deploy/local/infra.py up        # start kafka + store, wait until ready
+    python deploy/local/infra.py up        # start kafka + store + jaeger, wait until ready
     python deploy/local/infra.py down      # stop them
     python deploy/local/infra.py status
     python deploy/local/infra.py restart-kafka | restart-store   # used by fault tests
@@ -51,12 +51,27 @@ def ferretdb_patches() -> list[Path]:
 
 
 FERRETDB_BIN = CACHE / "bin" / f"civicgrid-ferretdb-1.24.2-{_wrapper_digest()}"
+JAEGER_VERSION = "1.76.0"  # the module's version; its cmd/jaeger is Jaeger v2, a Collector build
+JAEGER_DIR = HERE / "jaeger"
+
+
+def _jaeger_digest() -> str:
+    import hashlib
+
+    return hashlib.sha256((JAEGER_DIR / "go.mod").read_bytes() + (JAEGER_DIR / "go.sum").read_bytes()).hexdigest()[:12]
+
+
+JAEGER_BIN = CACHE / "bin" / f"civicgrid-jaeger-{JAEGER_VERSION}-{_jaeger_digest()}"
 
 # below Linux's ephemeral range (32768-60999): a client reconnecting in a loop to a stopped
 # broker could otherwise connect to itself on the broker's own port and keep it from restarting
 KAFKA_PORT = int(os.environ.get("CIVICGRID_KAFKA_PORT", "19092"))
 CONTROLLER_PORT = int(os.environ.get("CIVICGRID_KAFKA_CONTROLLER_PORT", "19093"))
 STORE_PORT = int(os.environ.get("CIVICGRID_STORE_PORT", "27027"))
+#: Jaeger's usual ports: its UI and query API, OTLP over HTTP, the query API over gRPC
+JAEGER_UI_PORT = int(os.environ.get("CIVICGRID_JAEGER_UI_PORT", "16686"))
+JAEGER_OTLP_PORT = int(os.environ.get("CIVICGRID_JAEGER_OTLP_PORT", "4318"))
+JAEGER_QUERY_GRPC_PORT = int(os.environ.get("CIVICGRID_JAEGER_QUERY_GRPC_PORT", "16685"))
 KAFKA_HEAP = os.environ.get("CIVICGRID_KAFKA_HEAP", "768m")
 
 
@@ -120,9 +135,28 @@ def setup_ferretdb() -> None:
     shutil.rmtree(build, ignore_errors=True)
 
 
+def setup_jaeger() -> None:
+    if JAEGER_BIN.exists():
+        log(f"jaeger binary cached at {JAEGER_BIN}")
+        return
+    if not shutil.which("go"):
+        sys.exit("[infra] Go is needed to build Jaeger from the Go module proxy")
+    log(f"building Jaeger v2 (module v{JAEGER_VERSION}) from the Go module proxy (first run only, a few minutes)...")
+    JAEGER_BIN.parent.mkdir(parents=True, exist_ok=True)
+    # `go install ...@version` refuses Jaeger's module (its go.mod has a replace directive): a small
+    # module of our own (deploy/local/jaeger) names it as a tool and carries that replace. Its UI
+    # assets are built from a separate repository and are not in the module: the query API and a
+    # placeholder page are served.
+    tmp = JAEGER_BIN.with_suffix(".tmp")
+    subprocess.run(["go", "build", "-trimpath", "-o", str(tmp), "github.com/jaegertracing/jaeger/cmd/jaeger"],
+                   cwd=JAEGER_DIR, check=True, env=dict(os.environ, CGO_ENABLED="0"))
+    tmp.replace(JAEGER_BIN)
+
+
 def setup() -> None:
     setup_kafka()
     setup_ferretdb()
+    setup_jaeger()
 
 
 # --------------------------------------------------------------------------- processes
@@ -357,6 +391,37 @@ def wait_store(timeout: float = 60.0) -> None:
     sys.exit(f"[infra] store not ready after {timeout:.0f}s; see {STATE / 'logs' / 'store.log'}")
 
 
+def start_jaeger() -> None:
+    if not should_start("jaeger", JAEGER_UI_PORT, "CIVICGRID_JAEGER_UI_PORT"):
+        return
+    if port_open(JAEGER_OTLP_PORT):
+        sys.exit(f"[infra] port {JAEGER_OTLP_PORT} is taken by another process; set CIVICGRID_JAEGER_OTLP_PORT")
+    ports = {"CIVICGRID_JAEGER_UI_PORT": str(JAEGER_UI_PORT), "CIVICGRID_JAEGER_OTLP_PORT": str(JAEGER_OTLP_PORT),
+             "CIVICGRID_JAEGER_QUERY_GRPC_PORT": str(JAEGER_QUERY_GRPC_PORT)}
+    spawn("jaeger", [str(JAEGER_BIN), f"--config={JAEGER_DIR / 'config.yaml'}"], STATE, env=ports)
+    log(f"jaeger starting: UI http://127.0.0.1:{JAEGER_UI_PORT}, OTLP http://127.0.0.1:{JAEGER_OTLP_PORT} "
+        f"(log: {STATE / 'logs' / 'jaeger.log'})")
+
+
+def wait_jaeger(timeout: float = 60.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not running_pid("jaeger"):
+            tail = (STATE / "logs" / "jaeger.log").read_text(errors="replace")[-3000:]
+            sys.exit(f"[infra] jaeger exited during start-up:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{JAEGER_UI_PORT}/api/services", timeout=2) as r:
+                if r.status == 200 and port_open(JAEGER_OTLP_PORT):
+                    log("jaeger ready (query API answered)")
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    sys.exit(f"[infra] jaeger not ready after {timeout:.0f}s; see {STATE / 'logs' / 'jaeger.log'}")
+
+
 def wait_port_free(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while port_open(port) and time.monotonic() < deadline:
@@ -367,6 +432,10 @@ def endpoints() -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{KAFKA_PORT}",
         "MONGODB_URL": f"mongodb://127.0.0.1:{STORE_PORT}/",
+        # not OTEL_EXPORTER_OTLP_ENDPOINT: tests and benchmarks export spans only when they ask
+        # (tests/e2e/test_trace.py; make run does)
+        "CIVICGRID_JAEGER_OTLP_ENDPOINT": f"http://127.0.0.1:{JAEGER_OTLP_PORT}",
+        "CIVICGRID_JAEGER_URL": f"http://127.0.0.1:{JAEGER_UI_PORT}",
     }
 
 
@@ -374,8 +443,10 @@ def up() -> None:
     setup()
     start_store()
     start_kafka()
+    start_jaeger()
     wait_store()
     wait_kafka()
+    wait_jaeger()
     (STATE / "infra.env").write_text("".join(f"{k}={v}\n" for k, v in endpoints().items()))
     for k, v in endpoints().items():
         log(f"{k}={v}")
@@ -385,8 +456,10 @@ def down() -> None:
     stop("kafka")
     stop("store")
     stop("store-checkpointer")
+    stop("jaeger")
     wait_port_free(KAFKA_PORT)
     wait_port_free(STORE_PORT)
+    wait_port_free(JAEGER_UI_PORT)
     (STATE / "infra.env").unlink(missing_ok=True)
 
 
@@ -419,7 +492,7 @@ def main() -> None:
     elif args.command == "env":
         print(json.dumps(endpoints()))
     elif args.command == "status":
-        for name in ("kafka", "store", "store-checkpointer"):
+        for name in ("kafka", "store", "store-checkpointer", "jaeger"):
             pid = running_pid(name)
             print(f"{name}: {'running pid ' + str(pid) if pid else 'stopped'}")
     elif args.command == "restart-kafka":

@@ -46,6 +46,8 @@ def infra(cmd: str) -> None:
 def service_env(infra_env: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ, **infra_env)
     env.setdefault("CIVICGRID_ENV", "development")  # the demo runs on the built-in development secrets
+    # every span to the local Jaeger (unless another collector is named)
+    env.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", infra_env["CIVICGRID_JAEGER_OTLP_ENDPOINT"])
     for svc, port in SERVICES.items():
         env.setdefault(f"{svc.upper()}_HTTP_PORT", str(port))
     return env
@@ -133,6 +135,8 @@ def main() -> int:
             print(f"  {svc:<16} http://127.0.0.1:{port}  (API docs /docs, health /health/ready, metrics /metrics)")
         if "intake" in procs:
             print(f"  Open311          http://127.0.0.1:{SERVICES['intake']}/open311/v2/discovery.json")
+        print(f"  traces (Jaeger)  {infra_env['CIVICGRID_JAEGER_URL']}  (query API /api/traces?service=civicgrid-intake; "
+              "README: following one request)")
         print(f"  logs             {STATE / 'logs'}")
         print("  tokens           .venv/bin/civicgrid-token --role supervisor --sub demo")
         print("Ctrl-C stops everything.\n")

@@ -90,6 +90,10 @@ class ServiceSettings(BaseSettings):
                                            description="The one browser origin CORS lets call the APIs")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024,
                                 description="Largest request body; larger ones get 413 before anything is parsed")
+    otlp_endpoint: str = platform_setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "",
+        description="Where spans go, OTLP over HTTP (the standard variable, read by every service); no span is "
+                    "recorded when unset (trace context still flows in events and logs)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 

@@ -40,6 +40,7 @@ from civicgrid_contracts import Envelope
 from civicgrid_runtime.bus import Delivery, EventPublisher
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.metrics import OUTBOX_PENDING
+from civicgrid_runtime.tracing import stamped
 
 log = get_logger("civicgrid.store")
 
@@ -129,8 +130,9 @@ def _outbox_key(env: Envelope, index: int) -> str:
 
 
 def outbox_entries(events: Sequence[Envelope]) -> dict[str, dict[str, Any]]:
-    """Outbox entries (ordered key -> stored event) for one write."""
-    return {_outbox_key(e, i): e.to_document() for i, e in enumerate(events)}
+    """Outbox entries (ordered key -> stored event, with the trace context of where it was created,
+    which the relay's publish continues) for one write."""
+    return {_outbox_key(e, i): stamped(e).to_document(with_trace=True) for i, e in enumerate(events)}
 
 
 def outbox_push(events: Sequence[Envelope] | dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -338,7 +340,7 @@ class OutboxRelay:
         items = [(doc, list(evs)) for doc, evs in items]
         for doc, evs in items:
             if evs:
-                doc[CAUSED] = [e.to_document() for e in evs]
+                doc[CAUSED] = [stamped(e).to_document(with_trace=True) for e in evs]
         duplicate = await insert_new(collection, [doc for doc, _ in items])
         if crash_point_name:
             crash_point(crash_point_name)
