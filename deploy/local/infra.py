@@ -366,7 +366,9 @@ def wait_port_free(port: int, timeout: float = 20.0) -> None:
 def endpoints() -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{KAFKA_PORT}",
-        "MONGODB_URL": f"mongodb://127.0.0.1:{STORE_PORT}/",
+        # FerretDB v1 has no retryable writes: its connection string says so (the code leaves the
+        # driver's default on, for MongoDB)
+        "MONGODB_URL": f"mongodb://127.0.0.1:{STORE_PORT}/?retryWrites=false",
     }
 
 

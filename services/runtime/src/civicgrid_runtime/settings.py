@@ -23,7 +23,7 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
     )
     mongodb_url: str = Field(
-        default="mongodb://127.0.0.1:27027/",
+        default="mongodb://127.0.0.1:27027/?retryWrites=false",  # the local embedded store (no retryable writes)
         validation_alias=AliasChoices("mongodb_url", "MONGODB_URL"),
     )
     topic_replication_factor: int = Field(default=1, ge=1, le=5, description="3 on a real cluster")

@@ -26,25 +26,23 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo import InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicgrid_audit.adapters.auditlog import (
+from civicgrid_audit.adapters.auditlog import AuditLog, Signer, record_id, records_of
+from civicgrid_audit.adapters.documents import (
     CHECKPOINTS,
+    COUNTERS,
+    DEADLINES,
     HEADS,
     RECORDS,
-    AuditLog,
-    Signer,
-    record_id,
-    records_of,
+    REQUESTS,
+    SERVICES,
+    family,
+    upcast,
 )
 from civicgrid_audit.adapters.projection import (
     CATALOGUE_TYPE,
-    COUNTERS,
-    DEADLINES,
-    REQUESTS,
-    SERVICES,
     Projector,
     add_to_counters,
     fold_document,
-    loaded_document,
     payloads_of,
     read_requests,
     request_collection,
@@ -412,9 +410,9 @@ def _norm_counter(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _norm_request(doc: dict[str, Any]) -> dict[str, Any]:
-    doc = loaded_document(doc)
+    doc = upcast(REQUESTS, doc)
     return {"timeline": doc.get("timeline"), "state": doc.get("state"),
-            "_kc": {k: v for k, v in (doc.get("_kc") or {}).items() if v}}
+            "kpi_contribution": {k: v for k, v in (doc.get("kpi_contribution") or {}).items() if v}}
 
 
 def _norm_deadline(doc: dict[str, Any]) -> dict[str, Any]:
@@ -440,17 +438,9 @@ COMPARED = {REQUESTS: _norm_request, COUNTERS: _norm_counter, DEADLINES: _norm_d
             HEADS: _norm_head, SERVICES: _norm_service}
 
 
-def _family(name: str) -> str:
-    if name.startswith(REQUESTS + "_"):
-        return REQUESTS
-    if name.startswith(COUNTERS + "_p"):
-        return COUNTERS
-    return name
-
-
 async def _documents(db: AsyncDatabase, name: str) -> AsyncIterator[dict[str, Any]]:
-    """A collection's documents in ``_id`` order; the log's records one by one (``_id`` = ``log#seq``),
-    since the live log and a rebuilt one cut the same records into different blocks."""
+    """A collection's documents in ``_id`` order; the log's records one by one (``_id`` = ``log#seq``;
+    a database of an older version may hold them in blocks)."""
     cursor = db[name].find({}).sort("_id", 1)
     if name != RECORDS:
         async for doc in cursor.batch_size(2000):
@@ -466,7 +456,7 @@ async def compare(live: AsyncDatabase, rebuilt: AsyncDatabase, *, show: int = 5)
     report: dict[str, Any] = {"identical": True, "collections": {}}
     names = sorted(set(await live.list_collection_names()) | set(await rebuilt.list_collection_names()))
     for name in names:
-        norm = COMPARED.get(_family(name))
+        norm = COMPARED.get(family(name))
         if norm is None:
             continue
         a, b = _documents(live, name), _documents(rebuilt, name)
