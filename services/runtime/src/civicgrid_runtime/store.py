@@ -255,8 +255,8 @@ class OutboxRelay:
         from datetime import UTC, datetime
 
         now = datetime.now(UTC)
-        docs = [{"_id": self._marker_id(collection, doc_id, min(entries)), "col": collection.name, "doc": doc_id,
-                 "key": min(entries), "at": now} for doc_id, entries in writes if entries]
+        docs = [{"_id": self._marker_id(collection, doc_id, min(entries)), "schema_version": 1, "col": collection.name,
+                 "doc": doc_id, "key": min(entries), "at": now} for doc_id, entries in writes if entries]
         if docs:
             from pymongo.errors import BulkWriteError
 
