@@ -66,6 +66,11 @@ def raw_event(env: Envelope, data: dict[str, Any] | None = None) -> str:
     return merkle.canonical_json(doc).decode()
 
 
+def delivery_key(d: Delivery) -> tuple[str, int, int]:
+    """Where a message was consumed: its topic, partition and offset."""
+    return d.topic, d.partition, d.offset
+
+
 def record_id(log: str, seq: int) -> str:
     return f"{log}#{seq:012d}"
 
@@ -169,10 +174,12 @@ class AuditLog:
                 out += block
                 at += len(block)
 
-    async def append(self, deliveries: Sequence[Delivery], *, payloads: Mapping[str, dict[str, Any]] | None = None
-                     ) -> int:
+    async def append(self, deliveries: Sequence[Delivery], *,
+                     payloads: Mapping[tuple[str, int, int], dict[str, Any]] | None = None) -> int:
         """Append the deliveries of one topic-partition (in offset order); idempotent by offset.
-        ``payloads``: event id -> payload dumped in JSON mode, where the caller has them already."""
+        ``payloads``: ``delivery_key`` -> payload dumped in JSON mode, where the caller has them already
+        (by delivery, not event id: two messages with one id -- say, an escalation decided twice --
+        are each recorded as they were consumed)."""
         if not deliveries:
             return 0
         log = log_name(deliveries[0].topic, deliveries[0].partition)
@@ -184,7 +191,7 @@ class AuditLog:
         for d in deliveries:
             if d.offset <= last_offset:
                 continue  # already in the log (redelivery)
-            raw = raw_event(d.envelope, payloads.get(d.envelope.id) if payloads else None)
+            raw = raw_event(d.envelope, payloads.get(delivery_key(d)) if payloads else None)
             leaf = merkle.leaf_hash(raw.encode())
             new_chain = merkle.chain_hash(chain, leaf)
             docs.append(record_document(log, {"seq": size, "offset": d.offset, "event_id": d.envelope.id, "raw": raw,

@@ -40,7 +40,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from civicgrid_audit.adapters.auditlog import AuditLog
+from civicgrid_audit.adapters.auditlog import AuditLog, delivery_key
 from civicgrid_audit.adapters.documents import (
     COUNTERS,
     DEADLINES,
@@ -172,7 +172,7 @@ def fold_document(rid: str, doc: dict[str, Any] | None, new_entries: list[dict[s
 
 
 def new_entries_of(doc: dict[str, Any] | None, deliveries: Sequence[Delivery],
-                   payloads: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+                   payloads: dict[tuple[str, int, int], dict[str, Any]]) -> list[dict[str, Any]]:
     """Timeline entries of the deliveries that ``doc`` does not hold yet (by event id)."""
     known = {e["id"] for e in doc["timeline"]} if doc else set()
     out = []
@@ -180,13 +180,13 @@ def new_entries_of(doc: dict[str, Any] | None, deliveries: Sequence[Delivery],
         if d.envelope.id not in known:
             known.add(d.envelope.id)
             out.append(timeline.entry_from_envelope(d.envelope, topic=d.topic, partition=d.partition,
-                                                    offset=d.offset, data=payloads.get(d.envelope.id)))
+                                                    offset=d.offset, data=payloads.get(delivery_key(d))))
     return out
 
 
-def payloads_of(deliveries: Sequence[Delivery]) -> dict[str, dict[str, Any]]:
-    """event id -> payload in JSON mode: dumped once for both the log and the timeline."""
-    return {d.envelope.id: d.envelope.data.model_dump(mode="json") for d in deliveries}
+def payloads_of(deliveries: Sequence[Delivery]) -> dict[tuple[str, int, int], dict[str, Any]]:
+    """``delivery_key`` -> payload in JSON mode: dumped once for both the log and the timeline."""
+    return {delivery_key(d): d.envelope.data.model_dump(mode="json") for d in deliveries}
 
 
 class Projector:
@@ -259,7 +259,8 @@ class Projector:
 
     # ------------------------------------------------------------------ requests
 
-    async def _fold_requests(self, by_request: dict[str, list[Delivery]], payloads: dict[str, dict[str, Any]], *,
+    async def _fold_requests(self, by_request: dict[str, list[Delivery]],
+                             payloads: dict[tuple[str, int, int], dict[str, Any]], *,
                              first_offsets: dict[str, int]) -> dict[str, dict[str, Any]]:
         """Fold the batch into request documents; returns the documents as written (or as found).
 
