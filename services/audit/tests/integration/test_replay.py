@@ -60,10 +60,11 @@ async def test_replay_rebuilds_identical_projections(infra, mongo):
         await svc.runtime.stop()
     s = svc.settings
     live = mongo[live_db]
-    bounds = {}
-    async for head in live["log_heads"].find({}):
-        first = await live["log_records"].find_one({"_id": record_id(head["_id"], 0)})
-        bounds[head["_id"]] = (first["offset"], head["last_offset"] + 1)
+    bounds = {}  # per log, the offsets of its first and last record (the records are the truth, not the heads)
+    for name in await live["log_records"].distinct("log"):
+        first = await live["log_records"].find_one({"_id": record_id(name, 0)})
+        last = await live["log_records"].find({"log": name}).sort("seq", -1).limit(1).to_list(None)
+        bounds[name] = (first["offset"], last[0]["offset"] + 1)
     res = await replay_topics(bootstrap=infra.kafka, db=mongo[rebuilt_db], topic_names=list(CONSUMED_TOPICS),
                               calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), bounds=bounds)
     assert res["events"] >= len(events)
