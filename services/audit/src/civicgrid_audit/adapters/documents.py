@@ -11,7 +11,6 @@ holds it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from civicgrid_audit.domain import timeline
@@ -157,13 +156,3 @@ def _unchanged(collection: str) -> None:
 for _name in (DEADLINES, SERVICES, HEADS, CHECKPOINTS, CLAIMS):
     _unchanged(_name)
 
-
-def is_plain(value: Any) -> bool:
-    """True when ``value`` holds no binary data anywhere (what an operator reads with mongosh)."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return False
-    if isinstance(value, dict):
-        return all(is_plain(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return all(is_plain(v) for v in value)
-    return value is None or isinstance(value, str | int | float | bool | datetime)
