@@ -315,12 +315,7 @@ def start_store() -> None:
     # WAL with synchronous=NORMAL: a commit is atomic and survives the store process being killed
     # (what the fault tests do); only an OS crash or power cut can roll back the last commits.
     # FULL (the default) syncs the WAL on every commit and costs ~30% of update throughput here.
-    # Checkpoints run in store_checkpointer.py, off the commit path: the committing writer that
-    # crosses wal_autocheckpoint copies the log and syncs while holding the database's write turn
-    # (50-160 ms stalls: most of grid's p99 at 200/s with the threshold at 4,000 pages). The
-    # threshold stays as a bound (400 MB of log) should the checkpointer not run.
-    sqlite = os.environ.get("CIVICGRID_STORE_SQLITE_PARAMS",
-                            "_pragma=synchronous(normal)&_pragma=wal_autocheckpoint(100000)")
+    sqlite = os.environ.get("CIVICGRID_STORE_SQLITE_PARAMS", "_pragma=synchronous(normal)")
     cmd = [str(FERRETDB_BIN), f"-listen=127.0.0.1:{STORE_PORT}", f"-data={STATE / 'store-data'}",
            f"-sqlite-params={sqlite}"]
     if os.environ.get("CIVICGRID_STORE_PPROF"):  # e.g. 127.0.0.1:6060, for `go tool pprof`
@@ -330,15 +325,6 @@ def start_store() -> None:
     # (measured on inserts, updates and reads by _id).
     spawn("store", cmd, STATE, env={"GOGC": os.environ.get("CIVICGRID_STORE_GOGC", "400")})
     log(f"store (FerretDB/SQLite) starting on 127.0.0.1:{STORE_PORT} (log: {STATE / 'logs' / 'store.log'})")
-    start_checkpointer()
-
-
-def start_checkpointer() -> None:
-    if running_pid("store-checkpointer"):
-        return
-    (STATE / "store-data").mkdir(parents=True, exist_ok=True)
-    spawn("store-checkpointer", [sys.executable, str(Path(__file__).with_name("store_checkpointer.py")),
-                                 str(STATE / "store-data")], STATE)
 
 
 def wait_kafka(timeout: float = 90.0) -> None:
@@ -431,7 +417,9 @@ def wait_port_free(port: int, timeout: float = 20.0) -> None:
 def endpoints() -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{KAFKA_PORT}",
-        "MONGODB_URL": f"mongodb://127.0.0.1:{STORE_PORT}/",
+        # FerretDB v1 has no retryable writes: its connection string says so (the code leaves the
+        # driver's default on, for MongoDB)
+        "MONGODB_URL": f"mongodb://127.0.0.1:{STORE_PORT}/?retryWrites=false",
         # not OTEL_EXPORTER_OTLP_ENDPOINT: tests and benchmarks export spans only when they ask
         # (tests/e2e/test_trace.py; make run does)
         "CIVICGRID_JAEGER_OTLP_ENDPOINT": f"http://127.0.0.1:{JAEGER_OTLP_PORT}",
@@ -455,7 +443,7 @@ def up() -> None:
 def down() -> None:
     stop("kafka")
     stop("store")
-    stop("store-checkpointer")
+    stop("store-checkpointer")  # started beside the store by earlier versions (ADR 0603)
     stop("jaeger")
     wait_port_free(KAFKA_PORT)
     wait_port_free(STORE_PORT)
@@ -492,7 +480,7 @@ def main() -> None:
     elif args.command == "env":
         print(json.dumps(endpoints()))
     elif args.command == "status":
-        for name in ("kafka", "store", "store-checkpointer", "jaeger"):
+        for name in ("kafka", "store", "jaeger"):
             pid = running_pid(name)
             print(f"{name}: {'running pid ' + str(pid) if pid else 'stopped'}")
     elif args.command == "restart-kafka":

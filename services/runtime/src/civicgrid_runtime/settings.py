@@ -55,7 +55,9 @@ class ServiceSettings(BaseSettings):
         "CIVICGRID_ENV", "production",
         description="'development' accepts the built-in development secrets; anything else refuses them")
     kafka_bootstrap_servers: str = platform_setting("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
-    mongodb_url: str = platform_setting("MONGODB_URL", "mongodb://127.0.0.1:27027/")
+    mongodb_url: str = platform_setting(
+        "MONGODB_URL", "mongodb://127.0.0.1:27027/?retryWrites=false",  # the local embedded store: no retryable writes
+    )
     topic_replication_factor: int = platform_setting("CIVICGRID_TOPIC_REPLICATION_FACTOR", 1, ge=1, le=5,
                                                      description="3 on a real cluster")
     database: str = Field(default="", description="Database name; defaults to civicgrid_<service>")
