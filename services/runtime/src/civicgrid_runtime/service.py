@@ -23,6 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicgrid_contracts import topics
+from civicgrid_runtime.auth import install_auth
 from civicgrid_runtime.bus import BatchHandler, EventConsumer, EventPublisher, ensure_topics
 from civicgrid_runtime.logging import configure_logging, get_logger
 from civicgrid_runtime.problems import install_problem_handlers
@@ -198,7 +199,7 @@ def create_app(*, title: str, version: str, description: str, runtime_factory: C
             log.info("service stopped")
 
     app = FastAPI(title=title, version=version, description=description, lifespan=lifespan)
-    app.state.auth_secret = settings.auth_secret.get_secret_value()
+    install_auth(app, settings)
     install_problem_handlers(app)
     app.include_router(health_router())
     return app

@@ -13,11 +13,64 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEVELOPMENT = "development"
+ACCEPTED_TOKEN_ALGORITHMS = ("RS256", "ES256")
+
+
+class OidcSettings(BaseSettings):
+    """The city's OpenID Connect provider, platform-wide (``CIVICGRID_OIDC_*``); no issuer, no OIDC."""
+
+    model_config = SettingsConfigDict(env_prefix="CIVICGRID_OIDC_", extra="ignore", frozen=True)
+
+    issuer: str = Field(default="", description="Issuer URL exactly as in the provider's tokens ('' = OIDC off)")
+    audience: str = Field(default="civicgrid", description="Accepted 'aud' values, comma-separated")
+    algorithms: str = Field(default="RS256,ES256", description="Accepted signature algorithms (RS256, ES256)")
+    subject_claim: str = Field(default="sub", description="Claim naming the staff member (their staff id)")
+    role_claim: str = Field(default="civicgrid_role", description="Claim carrying the role, if the provider sets one")
+    area_claim: str = Field(default="area", description="Claim carrying the area scope, if the provider sets one")
+    groups_claim: str = Field(default="groups", description="Claim listing the user's groups")
+    role_group_prefix: str = Field(default="civicgrid-role:", description="Group 'civicgrid-role:<role>' grants "
+                                                                          "<role> when the role claim is absent")
+    area_group_prefix: str = Field(default="civicgrid-area:", description="Group 'civicgrid-area:<code>' scopes "
+                                                                          "to <code> when the area claim is absent")
+    leeway_seconds: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat")
+    jwks_cache_seconds: float = Field(default=300, ge=10, le=86400, description="Key set kept this long")
+    jwks_min_refetch_seconds: float = Field(default=30, ge=1, le=3600,
+                                            description="Least time between two key set fetches for unknown kids")
+    http_timeout_seconds: float = Field(default=5, gt=0, le=60)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        loopback = v.startswith(("http://127.0.0.1:", "http://localhost:", "http://[::1]:"))
+        if v and not (v.startswith("https://") or loopback):
+            raise ValueError(f"the issuer must be an https:// URL (plain http only on loopback), got {v!r}")
+        return v
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, v: str) -> str:
+        bad = [a for a in v.split(",") if a.strip() not in ACCEPTED_TOKEN_ALGORITHMS]
+        if bad or not v.strip():
+            raise ValueError(f"only {', '.join(ACCEPTED_TOKEN_ALGORITHMS)} are accepted, got {v!r}")
+        return v
+
+    @property
+    def algorithm_list(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.algorithms.split(","))
+
+    @property
+    def audience_list(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.audience.split(",") if a.strip())
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIVICGRID_", extra="ignore", frozen=True)
 
     service_name: str = "civicgrid"
+    env: Literal["development", "production"] = Field(
+        default="production", validation_alias=AliasChoices("CIVICGRID_ENV"),  # not ENV: sh reads that
+        description="'development' accepts the built-in development secrets; anything else refuses them")
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:19092",
         validation_alias=AliasChoices("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
@@ -57,6 +110,7 @@ class ServiceSettings(BaseSettings):
         default=SecretStr("civicgrid-development-secret-change-me"),
         validation_alias=AliasChoices("auth_secret", "CIVICGRID_AUTH_SECRET"),
     )
+    oidc: OidcSettings = Field(default_factory=OidcSettings, description="Staff sign-in (CIVICGRID_OIDC_*)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 
@@ -75,6 +129,10 @@ class ServiceSettings(BaseSettings):
         if not v.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError(f"expected a mongodb:// URL, got {v!r}")
         return v
+
+    @property
+    def development(self) -> bool:
+        return self.env == DEVELOPMENT
 
     @property
     def database_name(self) -> str:

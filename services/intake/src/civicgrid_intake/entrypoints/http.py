@@ -32,7 +32,7 @@ from civicgrid_intake.entrypoints.schemas import (
     to_read,
 )
 from civicgrid_intake.settings import IntakeSettings
-from civicgrid_runtime.auth import Principal, decode_token, require, require_area
+from civicgrid_runtime.auth import Principal, authenticate, require, require_area
 from civicgrid_runtime.problems import Problem, problem_response, validation_problem
 from civicgrid_runtime.service import create_app
 
@@ -48,7 +48,7 @@ def optional_principal(request: Request,
                        creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal | None:
     if creds is None:
         return None
-    return decode_token(creds.credentials, secret=request.app.state.auth_secret)
+    return authenticate(request, creds.credentials)
 
 
 def resident_token(x_request_token: Annotated[str | None, Header(description="The token returned at submission")]
