@@ -14,6 +14,9 @@ from pymongo import AsyncMongoClient
 
 from civicgrid_runtime.testing import Infrastructure, drop_quietly, resolve_infrastructure, unique
 
+# tests run on the built-in development secrets; outside this mode every service refuses them
+os.environ.setdefault("CIVICGRID_ENV", "development")
+
 _infra: Infrastructure | None = None
 _infra_error: str | None = None
 

@@ -44,7 +44,8 @@ CONSOLE_REDIRECT = "http://127.0.0.1:8100/auth/callback"
 DEMO_PASSWORD = "civicgrid-demo"
 #: bcrypt (cost 10) of DEMO_PASSWORD
 DEMO_PASSWORD_HASH = "$2b$10$P8S/QzjvTnmrpLFJHc6pyeUgn70LEZWfim/dGV8EechAgesQxsyRG"
-SCOPES = f"openid profile email groups offline_access audience:server:client_id:{AUDIENCE}"
+#: comma-separated: the env files the tools write are split on whitespace
+SCOPES = f"openid,profile,email,groups,audience:server:client_id:{AUDIENCE}"
 
 #: the demo staff (grid's load-demo roster for the demo city, district seed 7, plus the roles grid
 #: does not hand out): staff id, role, area scope ("" = the whole district)

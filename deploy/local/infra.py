@@ -1,13 +1,14 @@
 """Real local infrastructure for civicgrid without Docker.
 
-Fetches and caches (outside the clone) Apache Kafka's own jars from Maven Central and a FerretDB
-v1 binary built from the Go module proxy, then runs a single-node KRaft broker and FerretDB on
-SQLite on loopback. Start-up waits for real readiness (broker answers metadata, store answers
+Fetches and caches (outside the clone) Apache Kafka's own jars from Maven Central, a FerretDB v1
+binary and a Dex binary (the local OpenID Connect provider, identity.py) built from the Go module
+proxy, then runs a single-node KRaft broker, FerretDB on SQLite and Dex on loopback. Start-up waits for real readiness (broker answers metadata, store answers
 ``ping``); logs go to files; ``down`` stops with SIGTERM, waits, then SIGKILL, and frees the ports.
 
     python deploy/local/infra.py setup     # fetch/build what is missing (cached)
     python deploy/local/infra.py up        # start kafka + store, wait until ready
     python deploy/local/infra.py down      # stop them
+    python deploy/local/infra.py up-identity | down-identity   # only the identity provider
     python deploy/local/infra.py status
     python deploy/local/infra.py restart-kafka | restart-store   # used by fault tests
 
@@ -26,8 +27,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
+
+import identity
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -123,6 +127,7 @@ def setup_ferretdb() -> None:
 def setup() -> None:
     setup_kafka()
     setup_ferretdb()
+    identity.setup()
 
 
 # --------------------------------------------------------------------------- processes
@@ -357,6 +362,45 @@ def wait_store(timeout: float = 60.0) -> None:
     sys.exit(f"[infra] store not ready after {timeout:.0f}s; see {STATE / 'logs' / 'store.log'}")
 
 
+def start_identity() -> None:
+    if not should_start("identity", identity.DEX_PORT, "CIVICGRID_DEX_PORT"):
+        return
+    config = identity.write_config(STATE / "dex.json")
+    spawn("identity", identity.command(config), STATE)
+    log(f"identity provider (Dex) starting at {identity.issuer()} (log: {STATE / 'logs' / 'identity.log'})")
+
+
+def wait_identity(timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"{identity.issuer()}/.well-known/openid-configuration"
+    while time.monotonic() < deadline:
+        if not running_pid("identity"):
+            tail = (STATE / "logs" / "identity.log").read_text(errors="replace")[-3000:]
+            sys.exit(f"[infra] the identity provider exited during start-up:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    log("identity provider ready (discovery answered)")
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    sys.exit(f"[infra] identity provider not ready after {timeout:.0f}s; see {STATE / 'logs' / 'identity.log'}")
+
+
+def up_identity() -> None:
+    identity.setup()
+    start_identity()
+    wait_identity()
+    (STATE / "identity.env").write_text("".join(f"{k}={v}\n" for k, v in identity.settings_env().items()))
+
+
+def down_identity() -> None:
+    stop("identity")
+    wait_port_free(identity.DEX_PORT)
+    (STATE / "identity.env").unlink(missing_ok=True)
+
+
 def wait_port_free(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while port_open(port) and time.monotonic() < deadline:
@@ -367,6 +411,7 @@ def endpoints() -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{KAFKA_PORT}",
         "MONGODB_URL": f"mongodb://127.0.0.1:{STORE_PORT}/",
+        **identity.settings_env(),
     }
 
 
@@ -374,8 +419,10 @@ def up() -> None:
     setup()
     start_store()
     start_kafka()
+    start_identity()
     wait_store()
     wait_kafka()
+    wait_identity()
     (STATE / "infra.env").write_text("".join(f"{k}={v}\n" for k, v in endpoints().items()))
     for k, v in endpoints().items():
         log(f"{k}={v}")
@@ -385,6 +432,7 @@ def down() -> None:
     stop("kafka")
     stop("store")
     stop("store-checkpointer")
+    down_identity()
     wait_port_free(KAFKA_PORT)
     wait_port_free(STORE_PORT)
     (STATE / "infra.env").unlink(missing_ok=True)
@@ -405,13 +453,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "command",
-        choices=["setup", "up", "down", "status", "reset", "restart-kafka", "restart-store", "env"],
+        choices=["setup", "up", "up-identity", "down-identity", "down", "status", "reset", "restart-kafka", "restart-store", "env"],
     )
     args = parser.parse_args()
     if args.command == "setup":
         setup()
     elif args.command == "up":
         up()
+    elif args.command == "up-identity":
+        up_identity()
+    elif args.command == "down-identity":
+        down_identity()
     elif args.command == "down":
         down()
     elif args.command == "reset":
@@ -419,7 +471,7 @@ def main() -> None:
     elif args.command == "env":
         print(json.dumps(endpoints()))
     elif args.command == "status":
-        for name in ("kafka", "store", "store-checkpointer"):
+        for name in ("kafka", "store", "store-checkpointer", "identity"):
             pid = running_pid(name)
             print(f"{name}: {'running pid ' + str(pid) if pid else 'stopped'}")
     elif args.command == "restart-kafka":

@@ -101,7 +101,7 @@ class TokenVerifier:
         try:
             alg = jwt.get_unverified_header(token).get("alg")
         except jwt.InvalidTokenError as exc:
-            raise _unauthorized("Invalid token", f"The bearer token is not a JWT: {exc}") from None
+            raise _unauthorized("Invalid token", f"The bearer token is not valid: not a JWT ({exc})") from None
         if alg == ALGORITHM:
             if not self.development:
                 raise _unauthorized("Invalid token", "Development tokens (HS256) are accepted only with "
@@ -203,7 +203,8 @@ def mint_token_cli(argv: list[str] | None = None) -> None:
 
 def password_grant(user: str, password: str) -> str:
     """An access token from the provider for a script, by the resource-owner password grant
-    (``CIVICGRID_OIDC_ISSUER``, ``_CLIENT_ID``, ``_CLIENT_SECRET``, ``_SCOPE`` from the environment)."""
+    (``CIVICGRID_OIDC_ISSUER``, ``_CLIENT_ID``, ``_CLIENT_SECRET`` and ``_SCOPE``, comma-separated, from the
+    environment)."""
     from civicgrid_runtime.settings import OidcSettings
 
     oidc = OidcSettings()
@@ -211,7 +212,7 @@ def password_grant(user: str, password: str) -> str:
         raise OSError("CIVICGRID_OIDC_ISSUER is not set")
     token_endpoint = OidcVerifier(oidc).discover()["token_endpoint"]
     form = {"grant_type": "password", "username": user, "password": password,
-            "scope": os.environ.get("CIVICGRID_OIDC_SCOPE", "openid profile groups"),
+            "scope": " ".join(os.environ.get("CIVICGRID_OIDC_SCOPE", "openid,profile,groups").split(",")),
             "client_id": os.environ.get("CIVICGRID_OIDC_CLIENT_ID", "civicgrid-cli")}
     secret = os.environ.get("CIVICGRID_OIDC_CLIENT_SECRET")
     if secret:
