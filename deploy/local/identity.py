@@ -138,3 +138,27 @@ def _which(name: str) -> bool:
     import shutil
 
     return shutil.which(name) is not None
+
+
+def start(port: int, workdir: Path) -> subprocess.Popen:
+    """A provider of its own on ``port`` (tests start a second, untrusted one this way); the caller stops it."""
+    setup()
+    config = write_config(workdir / f"dex-{port}.json", port)
+    log = open(workdir / f"dex-{port}.log", "ab")  # noqa: SIM115 - handed to the child
+    return subprocess.Popen(command(config), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_ready(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the identity provider on port {port} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{issuer(port)}/.well-known/openid-configuration", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the identity provider on port {port} did not answer in {timeout:.0f}s")

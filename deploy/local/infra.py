@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -370,22 +369,13 @@ def start_identity() -> None:
     log(f"identity provider (Dex) starting at {identity.issuer()} (log: {STATE / 'logs' / 'identity.log'})")
 
 
-def wait_identity(timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    url = f"{identity.issuer()}/.well-known/openid-configuration"
-    while time.monotonic() < deadline:
-        if not running_pid("identity"):
-            tail = (STATE / "logs" / "identity.log").read_text(errors="replace")[-3000:]
-            sys.exit(f"[infra] the identity provider exited during start-up:\n{tail}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    log("identity provider ready (discovery answered)")
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    sys.exit(f"[infra] identity provider not ready after {timeout:.0f}s; see {STATE / 'logs' / 'identity.log'}")
+def wait_identity() -> None:
+    try:
+        identity.wait_ready(identity.DEX_PORT)
+    except RuntimeError as exc:
+        tail = (STATE / "logs" / "identity.log").read_text(errors="replace")[-3000:]
+        sys.exit(f"[infra] {exc}:\n{tail}")
+    log("identity provider ready (discovery answered)")
 
 
 def up_identity() -> None:
