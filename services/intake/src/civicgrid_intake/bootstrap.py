@@ -14,6 +14,7 @@ from civicgrid_intake.catalogue import Catalogue
 from civicgrid_intake.entrypoints.consumers import lifecycle_handler
 from civicgrid_intake.handlers import IntakeHandlers
 from civicgrid_intake.settings import IntakeSettings
+from civicgrid_runtime.access import AccessTrail
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.service import Runtime
 
@@ -60,15 +61,17 @@ async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime 
         log.warning(msg)
     rt = runtime or await Runtime.open(settings)
     cols = Collections(rt.db)
-    catalogue_relay = rt.outbox([cols.services])  # small collection: the runtime's sweep is cheap here
+    # small collections: the runtime's sweep is cheap here
+    catalogue_relay = rt.outbox([cols.services, cols.staff_access])
     catalogue = Catalogue(cols.services, catalogue_relay, source=settings.source)
+    access = AccessTrail(cols.staff_access, catalogue_relay, source=settings.source)
     relay = RequestRelay(cols.requests, cols.markers, rt.publisher, batch=settings.flush_batch,
                          sweep_seconds=settings.outbox_sweep_seconds)
     vault = ContactVault(settings.contact_key.get_secret_value(), settings.reporter_key.get_secret_value(),
                          settings.token_key.get_secret_value())
     duplicates = DuplicateIndex(window=timedelta(hours=settings.duplicate_window_hours),
                                 distance_m=settings.duplicate_distance_m)
-    handlers = IntakeHandlers(cols, catalogue, relay, vault, settings, duplicates=duplicates)
+    handlers = IntakeHandlers(cols, catalogue, relay, vault, settings, duplicates=duplicates, access=access)
     feed = None
     if consume:
         rt.consume(list(LIFECYCLE_TOPICS), lifecycle_handler(handlers), merge_partitions=True)

@@ -37,6 +37,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from civicgrid_audit.adapters.access import ACCESS_TYPES, StaffAccessIndex
 from civicgrid_audit.adapters.auditlog import AuditLog
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_audit.domain.calendar import WorkingCalendar
@@ -215,12 +216,14 @@ class Projector:
         self.calendar = calendar
         self.deadlines = db[DEADLINES]
         self.services = db[SERVICES]
+        self.access = StaffAccessIndex(db)
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         #: told of every running clock written (the deadline scanner's schedule), if any
         self.on_deadline: Callable[[str, datetime], None] | None = None
 
     async def ensure_indexes(self) -> None:
         await self.log.ensure_indexes()
+        await self.access.ensure_indexes()
         await self.deadlines.create_index([("active", ASCENDING), ("due_at", ASCENDING)], name="due")
         await self.deadlines.create_index([("area_code", ASCENDING), ("base_due", ASCENDING)], name="area_due")
         await self.deadlines.create_index([("request_id", ASCENDING)], name="request")
@@ -248,9 +251,12 @@ class Projector:
         catalogue = [d for d in deliveries if d.envelope.type == CATALOGUE_TYPE]
         if catalogue:
             await self.apply_catalogue(catalogue)
+        access = [d for d in deliveries if d.envelope.type in ACCESS_TYPES]
+        if access:
+            await self.access.apply(access)
         by_request: dict[str, list[Delivery]] = defaultdict(list)
         for d in deliveries:
-            if d.envelope.type != CATALOGUE_TYPE:
+            if d.envelope.type != CATALOGUE_TYPE and d.envelope.type not in ACCESS_TYPES:
                 by_request[d.envelope.subject].append(d)
         if not by_request:
             return

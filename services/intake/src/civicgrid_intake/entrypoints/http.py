@@ -178,10 +178,12 @@ async def unmerge(request_id: str, body: UnmergeRequest, request: Request,
 
 
 @requests_router.get("/requests/{request_id}/contact", response_model=ContactRead,
-                     summary="Staff: the reporter's contact details (every read is logged)")
-async def contact(request_id: str, request: Request, purpose: Annotated[str | None, Query(max_length=200)] = None,
+                     summary="Staff: the reporter's contact details (every read, with its reason, goes to the audit trail)")
+async def contact(request_id: str, request: Request,
+                  reason: Annotated[str, Query(min_length=3, max_length=200,
+                                               description="Why the details are needed (kept in the audit trail)")],
                   staff: Principal = Depends(require("operator", "grid_worker", "supervisor"))) -> ContactRead:
-    return ContactRead(**await handlers_of(request).read_contact(request_id, staff, purpose))
+    return ContactRead(**await handlers_of(request).read_contact(request_id, staff, reason))
 
 
 @requests_router.get("/requests/{request_id}/contact-access-log", summary="Who read this reporter's contact")
@@ -209,25 +211,42 @@ async def service(code: str, request: Request) -> ServiceRead:
     return ServiceRead(**s.model_dump())
 
 
+ChangeReason = Annotated[str | None, Header(max_length=200, description="Why (kept in the audit trail)")]
+
+
+async def _audited(request: Request, p: Principal, action: str, svc, reason: str | None) -> ServiceRead:
+    await handlers_of(request).access.admin_changed(p, action, svc.code, reason=reason,
+                                                    details={"revision": svc.revision, "active": svc.active})
+    return ServiceRead(**svc.model_dump())
+
+
 @catalogue_router.post("/services", response_model=ServiceRead, status_code=201, summary="Admin: add a service")
-async def create_service(body: ServiceCreate, request: Request, _: Principal = Depends(require("admin"))):
+async def create_service(body: ServiceCreate, request: Request, p: Principal = Depends(require("admin")),
+                         x_change_reason: ChangeReason = None):
     spec = ServiceSpec(**body.model_dump(exclude={"code"}))
-    return ServiceRead(**(await request.app.state.service.catalogue.create(body.code, spec)).model_dump())
+    svc = await request.app.state.service.catalogue.create(body.code, spec)
+    return await _audited(request, p, "catalogue.create", svc, x_change_reason)
 
 
 @catalogue_router.put("/services/{code}", response_model=ServiceRead, summary="Admin: change a service")
-async def update_service(code: str, body: ServiceSpec, request: Request, _: Principal = Depends(require("admin"))):
-    return ServiceRead(**(await request.app.state.service.catalogue.update(code, body)).model_dump())
+async def update_service(code: str, body: ServiceSpec, request: Request, p: Principal = Depends(require("admin")),
+                         x_change_reason: ChangeReason = None):
+    svc = await request.app.state.service.catalogue.update(code, body)
+    return await _audited(request, p, "catalogue.update", svc, x_change_reason)
 
 
 @catalogue_router.delete("/services/{code}", response_model=ServiceRead, summary="Admin: retire a service")
-async def retire_service(code: str, request: Request, _: Principal = Depends(require("admin"))):
-    return ServiceRead(**(await request.app.state.service.catalogue.retire(code)).model_dump())
+async def retire_service(code: str, request: Request, p: Principal = Depends(require("admin")),
+                         x_change_reason: ChangeReason = None):
+    svc = await request.app.state.service.catalogue.retire(code)
+    return await _audited(request, p, "catalogue.retire", svc, x_change_reason)
 
 
 @catalogue_router.post("/services/{code}/reactivate", response_model=ServiceRead)
-async def reactivate_service(code: str, request: Request, _: Principal = Depends(require("admin"))):
-    return ServiceRead(**(await request.app.state.service.catalogue.reactivate(code)).model_dump())
+async def reactivate_service(code: str, request: Request, p: Principal = Depends(require("admin")),
+                             x_change_reason: ChangeReason = None):
+    svc = await request.app.state.service.catalogue.reactivate(code)
+    return await _audited(request, p, "catalogue.reactivate", svc, x_change_reason)
 
 
 # ----------------------------------------------------------------------------- app
