@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from civicgrid_contracts import Envelope, topics
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits
 from civicgrid_runtime.bus import EventConsumer, EventPublisher, ensure_topics
@@ -40,7 +41,7 @@ def make_events(n: int) -> list[Envelope]:
     out = []
     for i in range(n):
         rid = str(uuid.uuid4())
-        p = RequestReceived(
+        p = RequestReceived.starting_clocks(DEFAULT_CALENDAR,
             request_id=rid, service_code="sanitation", service_name="环境卫生 Sanitation", service_group="environment",
             handled_by=("grid",), time_limits=TimeLimits(response_hours=2, resolution_hours=48),
             location=Location(lat=39.9 + (i % 100) * 1e-4, lon=116.3 + (i % 77) * 1e-4, cell="8931aa42a2bffff"),

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.pipeline import KAFKA, MONGO, Observer, audit_caught_up, demo_grids, end_offsets  # noqa: E402
 from civicgrid_contracts import Envelope, topics  # noqa: E402
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR  # noqa: E402
 from civicgrid_contracts.events.intake import RequestReceived  # noqa: E402
 from civicgrid_contracts.values import Location, TimeLimits  # noqa: E402
 from civicgrid_runtime.bus import EventPublisher  # noqa: E402
@@ -49,7 +50,7 @@ async def grid_boxes(p: Platform) -> list[list[float]]:
 def received(rid: str, box: list[float], i: int) -> Envelope:
     min_lon, min_lat, max_lon, max_lat = box
     f = (i % 97) / 97
-    return Envelope.wrap(RequestReceived(
+    return Envelope.wrap(RequestReceived.starting_clocks(DEFAULT_CALENDAR,
         request_id=rid, service_code="sanitation", service_name="Environment and sanitation",
         service_group="environment", time_limits=TimeLimits(response_hours=2, resolution_hours=48),
         location=Location(lat=min_lat + f * (max_lat - min_lat), lon=min_lon + (1 - f) * (max_lon - min_lon)),

@@ -5,12 +5,13 @@ from datetime import UTC, datetime
 import pytest
 
 from civicgrid_contracts import Envelope, MalformedEvent, topics
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits
 
 
 def received(rid="r-1") -> RequestReceived:
-    return RequestReceived(
+    return RequestReceived.starting_clocks(DEFAULT_CALENDAR,
         request_id=rid, service_code="sanitation", service_name="Sanitation",
         time_limits=TimeLimits(response_hours=2, resolution_hours=24), location=Location(lat=39.9, lon=116.3),
         description="rubbish", channel="web", received_at=datetime(2026, 11, 28, 9, tzinfo=UTC),

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from civicgrid_contracts import Envelope, topics
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits
 from civicgrid_runtime import EventPublisher
@@ -37,7 +38,7 @@ ASSIGNED = topics.ASSIGNMENTS.name
 
 
 def received(rid: str, description: str = "blocked drain") -> Envelope:
-    payload = RequestReceived(
+    payload = RequestReceived.starting_clocks(DEFAULT_CALENDAR,
         request_id=rid, service_code="sanitation", service_name="Sanitation",
         time_limits=TimeLimits(response_hours=2, resolution_hours=24), location=Location(lat=39.9, lon=116.3),
         description=description, channel="web", received_at=datetime.now(UTC),

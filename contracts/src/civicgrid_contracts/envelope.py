@@ -64,6 +64,27 @@ def upcaster(event_type: str, from_version: int):
     return wrap
 
 
+def upcast(event_type: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
+    """An event's data of schema ``version`` brought to the current version, through every upcaster
+    on the way (a newer writer's data is returned as it is: unknown fields are ignored)."""
+    from civicgrid_contracts.errors import MalformedEvent
+
+    current = payload_class(event_type).schema_version
+    while version < current:
+        up = _UPCASTERS.get((event_type, version))
+        if up is None:
+            raise MalformedEvent(f"no upcaster for {event_type} v{version}")
+        data = up(data)
+        version += 1
+    return data
+
+
+def has_upcasters(event_type: str, from_version: int) -> bool:
+    """True when data of ``from_version`` can be brought to the current version."""
+    current = payload_class(event_type).schema_version
+    return all((event_type, v) in _UPCASTERS for v in range(from_version, current))
+
+
 def payload_class(event_type: str) -> type[EventPayload]:
     try:
         return _REGISTRY[event_type]
@@ -176,17 +197,7 @@ class Envelope(BaseModel):
             if version != cls_.schema_version:
                 import json
 
-                data = json.loads(value)
-                while version < cls_.schema_version:
-                    up = _UPCASTERS.get((attrs["type"], version))
-                    if up is None:
-                        raise MalformedEvent(f"no upcaster for {attrs['type']} v{version}")
-                    data = up(data)
-                    version += 1
-                if version > cls_.schema_version:
-                    # a newer writer: extra fields are ignored, required ones must still be there
-                    pass
-                payload = cls_.model_validate(data)
+                payload = cls_.model_validate(upcast(attrs["type"], version, json.loads(value)))
             else:
                 payload = cls_.model_validate_json(value)
         except MalformedEvent:
@@ -225,12 +236,16 @@ class Envelope(BaseModel):
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Envelope:
-        payload = payload_class(doc["type"]).model_validate(doc["data"])
+        cls_ = payload_class(doc["type"])
+        data = doc["data"]
+        if doc.get("schemaversion", 1) != cls_.schema_version:
+            data = upcast(doc["type"], doc.get("schemaversion", 1), data)
+        payload = cls_.model_validate(data)
         t = doc["time"]
         if isinstance(t, datetime) and t.tzinfo is None:
             t = t.replace(tzinfo=UTC)  # BSON dates come back naive UTC
         return cls(
             id=doc["id"], source=doc["source"], type=doc["type"], time=t, subject=doc["subject"],
             correlationid=doc["correlationid"], causationid=doc.get("causationid"),
-            schemaversion=doc.get("schemaversion", 1), data=payload,
+            schemaversion=cls_.schema_version, data=payload,
         )

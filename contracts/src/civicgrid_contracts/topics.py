@@ -38,6 +38,10 @@ CATALOGUE = TopicSpec(
     "intake.catalogue.v1", "intake", "The service catalogue: every change to a service",
     partitions=1, key="service code", event_types=("civicgrid.catalogue.service_defined",),
 )
+CALENDAR = TopicSpec(
+    "intake.calendar.v1", "intake", "The working calendar: every version of every year's calendar",
+    partitions=1, key="year", event_types=("civicgrid.calendar.year_defined",),
+)
 ASSIGNMENTS = TopicSpec(
     "grid.assignments.v1", "grid",
     "Assignment and handling: assigned, accepted, noted, volunteers requested, departments "
@@ -70,7 +74,8 @@ STAFF_ACCESS = TopicSpec(
     event_types=("civicgrid.access.contact_read", "civicgrid.access.admin_changed"),
 )
 
-EVENT_TOPICS: tuple[TopicSpec, ...] = (REQUESTS, CATALOGUE, ASSIGNMENTS, VOLUNTEERS, SUPERVISION, STAFF_ACCESS)
+EVENT_TOPICS: tuple[TopicSpec, ...] = (REQUESTS, CATALOGUE, CALENDAR, ASSIGNMENTS, VOLUNTEERS, SUPERVISION,
+                                      STAFF_ACCESS)
 
 
 def dead_letter(consumer_group: str) -> TopicSpec:
@@ -86,6 +91,11 @@ def dead_letter(consumer_group: str) -> TopicSpec:
 CONSUMER_GROUPS = ("intake", "grid", "matching", "audit")
 DEAD_LETTER_TOPICS: tuple[TopicSpec, ...] = tuple(dead_letter(g) for g in CONSUMER_GROUPS)
 ALL_TOPICS: tuple[TopicSpec, ...] = EVENT_TOPICS + DEAD_LETTER_TOPICS
+
+
+def is_request_event(event_type: str) -> bool:
+    """True for events about one request (keyed by its id); False for the catalogue's and the calendar's."""
+    return topic_of(event_type).key == "request id"
 
 
 def topic_of(event_type: str) -> TopicSpec:

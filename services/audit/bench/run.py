@@ -21,15 +21,17 @@ from rich.table import Table
 from civicgrid_audit.adapters.projection import COUNTERS
 from civicgrid_audit.adapters.queries import Queries
 from civicgrid_audit.adapters.replay import default_workers, replay_topics
-from civicgrid_audit.bootstrap import CONSUMED_TOPICS, bootstrap, build_calendar
+from civicgrid_audit.bootstrap import CONSUMED_TOPICS, bootstrap
 from civicgrid_audit.domain import kpi
 from civicgrid_audit.settings import AuditSettings
 from civicgrid_audit.workload import workload
 from civicgrid_contracts import Envelope
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.grid import RequestAssigned
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import AreaPath, Location, TimeLimits
 from civicgrid_runtime.bus import EventPublisher, ensure_topics
+from civicgrid_runtime.calendar import FixedCalendar
 from civicgrid_runtime.service import tune_collector
 from civicgrid_runtime.store import connect
 from civicgrid_runtime.testing import drop_quietly
@@ -116,7 +118,7 @@ async def kpi_latency(s: AuditSettings, requests_total: int = 1_000_000, queries
         await db[COUNTERS].insert_many(ops[i:i + 1000], ordered=False)
     docs = len(ops)
     load = time.perf_counter() - t0
-    q = Queries(db, build_calendar(s))
+    q = Queries(db, FixedCalendar())
     total = 0
     for g in grids:
         total += (await q.counters("grid", g, "2026-01-01", "2026-12-31")).get("received", 0)
@@ -154,7 +156,7 @@ async def escalation_lag(s: AuditSettings, n: int = 20) -> dict:
     area = AreaPath(district="110105", street="110105009", community="110105009001", grid="110105009001001")
     evs = []
     for rid in rids:
-        evs.append(Envelope.wrap(RequestReceived(
+        evs.append(Envelope.wrap(RequestReceived.starting_clocks(DEFAULT_CALENDAR,
             request_id=rid, service_code="S", service_name="s", location=Location(), description="x",
             channel="app", received_at=now, time_limits=TimeLimits(response_hours=3 / 3600, resolution_hours=1000,
                                                                    calendar="calendar")), source="/civicgrid/intake"))
@@ -204,7 +206,7 @@ async def main() -> None:
         rdb = f"audit_bench_replay_{uuid.uuid4().hex[:6]}"
         replays[n] = await replay_topics(
             bootstrap=s.kafka_bootstrap_servers, db=client[rdb], topic_names=list(CONSUMED_TOPICS),
-            calendar=build_calendar(s), signing_key=s.signing_key.get_secret_value(), from_time=since,
+            calendar=FixedCalendar(), signing_key=s.signing_key.get_secret_value(), from_time=since,
             workers=n, mongodb_url=s.mongodb_url)
         await drop_quietly(client, rdb)
         console.print(f"replay in {n} process(es): {replays[n]}")

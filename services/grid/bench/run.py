@@ -24,6 +24,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from civicgrid_contracts import Envelope, topics
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits
 from civicgrid_grid.adapters.mapstore import MapRepository
@@ -159,7 +160,7 @@ class Collector:
 
 def received(city, rng) -> Envelope:
     b = city.buildings_of("", limit=1, seed=int(rng.integers(1 << 30)))[0]
-    p = RequestReceived(request_id=f"bench-{uuid.uuid4().hex[:12]}", service_code="repair", service_name="Repair",
+    p = RequestReceived.starting_clocks(DEFAULT_CALENDAR, request_id=f"bench-{uuid.uuid4().hex[:12]}", service_code="repair", service_name="Repair",
                         time_limits=TimeLimits(response_hours=2, resolution_hours=48),
                         location=Location(lat=b["lat"], lon=b["lon"]), description="bench", channel="web",
                         received_at=datetime.now(UTC))

@@ -5,7 +5,7 @@ tamper-evident trail and lists them per staff member and per request. They say w
 which object, and why -- never the personal data itself (no name, phone, e-mail or address).
 
 ``request_id`` is the object acted on and the Kafka key: the request whose contact was read, or
-the administered object (``catalogue:<code>``, ``map:<version>``, ``staff:<id>``).
+the administered object (``catalogue:<code>``, ``calendar:<year>``, ``map:<version>``, ``roster:<staff id>``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from civicgrid_contracts.envelope import EventPayload, register
 
 AdminAction = Literal[
     "catalogue.create", "catalogue.update", "catalogue.retire", "catalogue.reactivate",
-    "map.import", "map.activate", "roster.duty",
+    "calendar.define", "map.import", "map.activate", "roster.duty",
 ]
 
 
@@ -41,7 +41,7 @@ class ContactRead(StaffAct):
 
 @register
 class AdminChanged(StaffAct):
-    """A staff member changed what the platform runs on: the catalogue, the map or the roster."""
+    """A staff member changed what the platform runs on: the catalogue, the calendar, the map or the roster."""
 
     event_type = "civicgrid.access.admin_changed"
 

@@ -11,15 +11,18 @@ from typing import Any
 
 from pydantic import Field
 
-from civicgrid_contracts.envelope import EventPayload, register
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR, WorkingCalendar, due_at
+from civicgrid_contracts.envelope import EventPayload, register, upcaster
 from civicgrid_contracts.values import Channel, Handler, Location, Priority, Rating, TimeLimits
 
 
 @register
 class RequestReceived(EventPayload):
-    """A resident's request entered the demand list."""
+    """A resident's request entered the demand list. Its response and resolution deadlines are set
+    here, once, by intake (on the working calendar it held at that moment); every reader uses them."""
 
     event_type = "civicgrid.request.received"
+    schema_version = 2
 
     service_code: str
     service_name: str
@@ -37,9 +40,33 @@ class RequestReceived(EventPayload):
     preferred_time: datetime | None = None
     priority: Priority = "normal"
     received_at: datetime
+    response_due: datetime = Field(description="Deadline of the response (acceptance), set when received")
+    resolution_due: datetime = Field(description="Deadline of the resolution, set when received")
     duplicate_of: str | None = Field(
         default=None, description="Set when intake recognised a likely duplicate; a RequestMerged follows and the "
         "request is not assigned on its own unless staff unmerge it")
+
+    @classmethod
+    def starting_clocks(cls, calendar: WorkingCalendar, **fields: Any) -> RequestReceived:
+        """The event with its deadlines set on ``calendar`` from ``received_at`` and ``time_limits``."""
+        limits = TimeLimits.model_validate(fields["time_limits"])
+        return cls(**fields, **received_deadlines(fields["received_at"], limits, calendar))
+
+
+def received_deadlines(received_at: datetime, limits: TimeLimits, calendar: WorkingCalendar) -> dict[str, datetime]:
+    """The response and resolution deadlines a request received at ``received_at`` gets."""
+    return {"response_due": due_at(received_at, limits.response_hours, limits.calendar, calendar),
+            "resolution_due": due_at(received_at, limits.resolution_hours, limits.calendar, calendar)}
+
+
+@upcaster(RequestReceived.event_type, 1)
+def _received_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 carried no deadlines: they are set once here, on the shipped default calendar, so
+    every reader of an old event sees the same instants."""
+    start = data["received_at"]
+    start = datetime.fromisoformat(start) if isinstance(start, str) else start
+    due = received_deadlines(start, TimeLimits.model_validate(data["time_limits"]), DEFAULT_CALENDAR)
+    return {**data, **{k: v.isoformat() for k, v in due.items()}}
 
 
 @register

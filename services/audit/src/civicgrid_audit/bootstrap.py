@@ -8,26 +8,20 @@ from civicgrid_audit.adapters.auditlog import AuditLog, Signer
 from civicgrid_audit.adapters.projection import DEADLINES, Projector
 from civicgrid_audit.adapters.queries import Queries
 from civicgrid_audit.adapters.scanner import DeadlineScanner
-from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_audit.settings import AuditSettings
 from civicgrid_contracts import topics
 from civicgrid_runtime import Runtime
 from civicgrid_runtime.bus import EventConsumer
+from civicgrid_runtime.calendar import CalendarSource
 
 CONSUMED_TOPICS: tuple[str, ...] = tuple(t.name for t in topics.EVENT_TOPICS)
-
-
-def build_calendar(s: AuditSettings) -> WorkingCalendar:
-    return WorkingCalendar.from_strings(timezone=s.timezone, working_days=s.working_days,
-                                        working_hours=s.working_hours, holidays=s.holidays,
-                                        makeup_days=s.makeup_days)
 
 
 @dataclass
 class AuditService:
     runtime: Runtime
     settings: AuditSettings
-    calendar: WorkingCalendar
+    calendar: CalendarSource
     log: AuditLog
     projector: Projector
     scanner: DeadlineScanner
@@ -40,7 +34,7 @@ async def bootstrap(settings: AuditSettings | None = None, *, runtime: Runtime |
                     offset_reset: str = "earliest") -> AuditService:
     s = settings or AuditSettings()
     rt = runtime or await Runtime.open(s)
-    calendar = build_calendar(s)
+    calendar = rt.follow_calendar()  # escalation steps are set on it; the request's own deadlines come in events
     log = AuditLog(rt.db, Signer(s.signing_key.get_secret_value()))
     projector = Projector(rt.db, log, calendar)
     await projector.ensure_indexes()

@@ -16,13 +16,6 @@ class AuditSettings(ServiceSettings):
     service_name: str = "audit"
     http_port: int = Field(default=8104, ge=1, le=65535)
 
-    # -- working calendar (business hours)
-    timezone: str = "Asia/Shanghai"
-    working_days: str = Field(default="1,2,3,4,5", description="ISO weekdays that are working days (1=Monday)")
-    working_hours: str = Field(default="09:00-12:00,13:30-18:00", description="Working periods of a working day")
-    holidays: str = Field(default="", description="Public holidays, comma-separated ISO dates")
-    makeup_days: str = Field(default="", description="Make-up working days (調休), comma-separated ISO dates")
-
     # -- escalation
     scan_seconds: float = Field(default=0.5, gt=0, le=60, description="Deadline scanner period")
     lease_seconds: float = Field(default=30.0, gt=0, le=3600, description="Claim lease of a due deadline")

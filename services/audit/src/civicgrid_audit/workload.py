@@ -11,6 +11,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from civicgrid_contracts import Envelope
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.grid import (
     DepartmentDispatched,
     DepartmentReported,
@@ -55,7 +56,7 @@ def request_events(i: int, start: datetime, rng: random.Random, *, prefix: str =
         out.append(Envelope.wrap(payload, source=source, correlation_id=rid, time=at,
                                  event_id=f"{rid}-{len(out):02d}-{payload.event_type.rsplit('.', 1)[-1]}"))
 
-    add(RequestReceived(request_id=rid, service_code=code, service_name=code, service_group=group,
+    add(RequestReceived.starting_clocks(DEFAULT_CALENDAR, request_id=rid, service_code=code, service_name=code, service_group=group,
                         time_limits=TimeLimits(response_hours=resp_h, resolution_hours=res_h, report_back_hours=24,
                                                calendar="calendar"),
                         location=Location(building_id=area.building), description="synthetic request",

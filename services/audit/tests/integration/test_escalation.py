@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer
 
 from civicgrid_contracts import Envelope
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.grid import RequestAccepted, RequestAssigned
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import AreaPath, Location, TimeLimits
@@ -22,7 +23,7 @@ def received(rid: str, *, response_hours: float = ONE_SECOND) -> list[Envelope]:
     now = datetime.now(UTC)
     area = AreaPath(district="110105", street="110105002", community="110105002001", grid="110105002001003")
     return [
-        Envelope.wrap(RequestReceived(request_id=rid, service_code="S1", service_name="repair",
+        Envelope.wrap(RequestReceived.starting_clocks(DEFAULT_CALENDAR, request_id=rid, service_code="S1", service_name="repair",
                                       time_limits=TimeLimits(response_hours=response_hours, resolution_hours=500,
                                                              calendar="calendar"),
                                       location=Location(), description="x", channel="hotline", received_at=now),

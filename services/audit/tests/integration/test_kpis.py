@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from civicgrid_audit.adapters.export import write_evaluation
 from civicgrid_audit.entrypoints.http import router
 from civicgrid_contracts import Envelope
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.audit import RequestEscalated
 from civicgrid_contracts.events.grid import (
     DepartmentDispatched,
@@ -44,7 +45,7 @@ def scenario(p: str) -> list[Envelope]:
     ev: list[Envelope] = []
 
     def rec(r):
-        ev.append(Envelope.wrap(RequestReceived(
+        ev.append(Envelope.wrap(RequestReceived.starting_clocks(DEFAULT_CALENDAR,
             request_id=r, service_code="S-REPAIR", service_name="repair", location=Location(), description="x",
             channel="app", received_at=T0, time_limits=TimeLimits(response_hours=2, resolution_hours=24,
                                                                   calendar="calendar")), source=I))
@@ -167,9 +168,8 @@ async def test_counters_shared_by_partitions_add_up_when_writers_race(fresh_db):
 
     from civicgrid_audit.adapters.projection import COUNTERS, add_to_counters, legacy_counter_collection
     from civicgrid_audit.adapters.queries import Queries
-    from civicgrid_audit.bootstrap import build_calendar
     from civicgrid_audit.domain import kpi
-    from civicgrid_audit.settings import AuditSettings
+    from civicgrid_runtime.calendar import FixedCalendar
 
     ids = [kpi.counter_id("grid", f"g{i}", "2026-11-02") for i in range(300)]
     counters = fresh_db[COUNTERS]
@@ -182,5 +182,5 @@ async def test_counters_shared_by_partitions_add_up_when_writers_race(fresh_db):
                for d in docs.values())
     await fresh_db[legacy_counter_collection(3)].insert_one(
         {"_id": f"{ids[0]}|p3", "dim": "grid", "key": "g0", "day": "2026-11-02", "m": {"received": 4}})
-    q = Queries(fresh_db, build_calendar(AuditSettings()))
+    q = Queries(fresh_db, FixedCalendar())
     assert (await q.counters("grid", "g0", "2026-11-02", "2026-11-03"))["received"] == 10

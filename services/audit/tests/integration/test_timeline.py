@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from civicgrid_audit.adapters.auditlog import records_of
 from civicgrid_contracts import Envelope
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.grid import RequestAccepted, RequestAssigned, RequestResolved
 from civicgrid_contracts.events.intake import RequestClosed, RequestRated, RequestReceived
 from civicgrid_contracts.values import AreaPath, Location, TimeLimits
@@ -22,7 +23,7 @@ def lifecycle(rid: str, t0: datetime, limits: TimeLimits | None = None) -> list[
     area = AreaPath(district="110105", street="110105001", community="110105001001", grid="110105001001001")
     src_i, src_g = "/civicgrid/intake", "/civicgrid/grid"
     return [
-        Envelope.wrap(RequestReceived(request_id=rid, service_code="S1", service_name="repair",
+        Envelope.wrap(RequestReceived.starting_clocks(DEFAULT_CALENDAR, request_id=rid, service_code="S1", service_name="repair",
                                       time_limits=limits or TimeLimits(response_hours=2, resolution_hours=24),
                                       location=Location(), description="leak", channel="app", received_at=t0),
                       source=src_i),

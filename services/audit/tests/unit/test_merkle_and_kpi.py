@@ -2,8 +2,8 @@ import os
 from datetime import UTC, datetime, timedelta
 
 from civicgrid_audit.domain import kpi, merkle, timeline
-from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_audit.workload import request_events
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 
 
 def test_frontier_root_equals_rfc6962_mth_and_proofs_verify():
@@ -24,30 +24,29 @@ def entries_of(envs):
 def test_fold_is_independent_of_delivery_order():
     import random
 
-    c = WorkingCalendar.from_strings()
     envs = request_events(5, datetime(2026, 10, 1, tzinfo=UTC), random.Random(1))
-    a = timeline.fold(entries_of(envs), c)
+    a = timeline.fold(entries_of(envs))
     shuffled = list(envs)
     random.Random(3).shuffle(shuffled)
-    b = timeline.fold(entries_of(shuffled), c)
+    b = timeline.fold(entries_of(shuffled))
     assert a == b and a["received_at"]
 
 
 def test_contribution_differences_sum_to_the_final_contribution():
     import random
 
-    c = WorkingCalendar.from_strings()
+    c = DEFAULT_CALENDAR
     envs = request_events(2, datetime(2026, 10, 1, tzinfo=UTC), random.Random(4))
     total: dict[str, dict[str, int]] = {}
     seen = []
     old: dict = {}
     for e in envs[::-1]:  # worst order: newest first
         seen.append(e)
-        new = kpi.contributions(timeline.fold(entries_of(seen), c), c)
+        new = kpi.contributions(timeline.fold(entries_of(seen)), c)
         for cid, m in kpi.diff(new, old).items():
             kpi.add_into(total.setdefault(cid, {}), m)
         old = new
-    final = kpi.contributions(timeline.fold(entries_of(envs), c), c)
+    final = kpi.contributions(timeline.fold(entries_of(envs)), c)
     assert {k: {m: v for m, v in d.items() if v} for k, d in total.items() if any(d.values())} == final
 
 

@@ -65,6 +65,7 @@ async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | 
                                staff=StaffRepository(db, cache_seconds=settings.roster_cache_seconds),
                                roster=RosterRepository(db, cache_seconds=settings.roster_cache_seconds),
                                catalogue=CatalogueRepository(db, cache_seconds=settings.roster_cache_seconds),
+                               calendar=runtime.follow_calendar(),
                                default_report_back_hours=settings.default_report_back_hours,
                                tz=ZoneInfo(settings.timezone))
     svc = GridService(settings, runtime, ctx, MapRepository(db), handlers.Commands(ctx),

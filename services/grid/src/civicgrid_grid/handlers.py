@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pymongo import UpdateOne
 
 from civicgrid_contracts import Envelope
+from civicgrid_contracts.calendar import due_at
 from civicgrid_contracts.events.audit import RequestEscalated
 from civicgrid_contracts.events.catalogue import ServiceDefined
 from civicgrid_contracts.events.grid import (
@@ -52,6 +53,7 @@ from civicgrid_grid.domain.assignment import LEVEL_LABEL, Candidate, line_for, p
 from civicgrid_grid.domain.citymap import CityMap, Located
 from civicgrid_runtime import Problem
 from civicgrid_runtime.bus import Delivery, EventPublisher
+from civicgrid_runtime.calendar import CalendarFollower
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import (
     APPLIED,
@@ -97,6 +99,8 @@ class GridContext:
     staff: StaffRepository
     roster: RosterRepository
     catalogue: CatalogueRepository
+    #: the working calendar of the bus: department report-back deadlines are set on it
+    calendar: CalendarFollower
     default_report_back_hours: float = 72.0
     #: the district's time zone: a leave "until 2026-11-28" ends at the end of that day there
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
@@ -256,13 +260,11 @@ def received_event(doc: dict[str, Any]) -> RequestReceived | None:
 
 
 def _received_fields(ev: RequestReceived, env: Envelope) -> dict[str, Any]:
-    tl = ev.time_limits
-    # only re-assignment reads the whole event back; no query filters on it
+    # the deadlines intake set when the request was received: the same instants everywhere; only re-assignment reads the whole event back; no query filters on it
     return {"received": pack_json(ev.model_dump(mode="json")), "correlation_id": env.correlationid,
             "service_code": ev.service_code, "service_group": ev.service_group, "handled_by": list(ev.handled_by),
             "priority": ev.priority, "prio": 0 if ev.priority == "urgent" else 1, "received_at": ev.received_at,
-            "due_response": ev.received_at + timedelta(hours=tl.response_hours),
-            "due_resolution": ev.received_at + timedelta(hours=tl.resolution_hours)}
+            "due_response": ev.response_due, "due_resolution": ev.resolution_due}
 
 
 async def caused_on_assignment(ctx: GridContext, env: Envelope, ev: RequestReceived, o: AssignmentOutcome,
@@ -290,7 +292,7 @@ async def caused_on_assignment(ctx: GridContext, env: Envelope, ev: RequestRecei
         if deps:
             hours = ev.time_limits.report_back_hours or ctx.default_report_back_hours
             dispatch_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{env.id}|dispatch|{discriminator}"))
-            report_by = t + timedelta(hours=hours)
+            report_by = due_at(t, hours, ev.time_limits.calendar, ctx.calendar.calendar)
             evs.append(env.caused(DepartmentDispatched(
                 request_id=rid, dispatch_id=dispatch_id, departments=deps, joint=len(deps) > 1, report_by=report_by,
                 reason=f"service {ev.service_code} needs enforcement", dispatched_at=t), source=ctx.source,
@@ -607,7 +609,9 @@ class Commands:
                                                            for u in unknown])
         t = now()
         dispatch_id = str(uuid.uuid4())
-        report_by = t + timedelta(hours=report_back_hours or self.ctx.default_report_back_hours)
+        rec = received_event(doc)
+        report_by = due_at(t, report_back_hours or self.ctx.default_report_back_hours,
+                           rec.time_limits.calendar if rec else "business", self.ctx.calendar.calendar)
         ev = self._env(doc, DepartmentDispatched(request_id=doc["_id"], dispatch_id=dispatch_id,
                                                  departments=tuple(departments), joint=len(departments) > 1,
                                                  report_by=report_by, reason=reason, dispatched_at=t))

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
 from civicgrid_contracts import Envelope, topics
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits
 from civicgrid_grid.adapters.mapstore import MapRepository
@@ -116,7 +117,7 @@ class Harness:
         if location is None:
             lat, lon = self.point_in(grid)
             location = Location(lat=lat, lon=lon)
-        payload = RequestReceived(
+        payload = RequestReceived.starting_clocks(DEFAULT_CALENDAR,
             request_id=rid, service_code=kw.pop("service_code", "repair"), service_name="Repair",
             time_limits=TimeLimits(response_hours=2, resolution_hours=48, report_back_hours=24),
             location=location, description="test", channel="web", received_at=datetime.now(UTC), **kw)

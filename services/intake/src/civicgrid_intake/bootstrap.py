@@ -10,6 +10,7 @@ from civicgrid_intake.adapters.crypto import ContactVault
 from civicgrid_intake.adapters.duplicate_index import DuplicateFeed, DuplicateIndex
 from civicgrid_intake.adapters.outbox import RequestRelay
 from civicgrid_intake.adapters.repository import Collections
+from civicgrid_intake.calendar_years import CalendarYears
 from civicgrid_intake.catalogue import Catalogue
 from civicgrid_intake.entrypoints.consumers import lifecycle_handler
 from civicgrid_intake.handlers import IntakeHandlers
@@ -28,6 +29,7 @@ class IntakeService:
     settings: IntakeSettings
     cols: Collections
     catalogue: Catalogue
+    calendar_years: CalendarYears
     relay: RequestRelay
     handlers: IntakeHandlers
     duplicate_feed: DuplicateFeed | None = None
@@ -62,21 +64,24 @@ async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime 
     rt = runtime or await Runtime.open(settings)
     cols = Collections(rt.db)
     # small collections: the runtime's sweep is cheap here
-    catalogue_relay = rt.outbox([cols.services, cols.staff_access])
-    catalogue = Catalogue(cols.services, catalogue_relay, source=settings.source)
-    access = AccessTrail(cols.staff_access, catalogue_relay, source=settings.source)
+    admin_relay = rt.outbox([cols.services, cols.calendar_years, cols.staff_access])
+    catalogue = Catalogue(cols.services, admin_relay, source=settings.source)
+    calendar_years = CalendarYears(cols.calendar_years, admin_relay, rt.follow_calendar(), source=settings.source)
+    access = AccessTrail(cols.staff_access, admin_relay, source=settings.source)
     relay = RequestRelay(cols.requests, cols.markers, rt.publisher, batch=settings.flush_batch,
                          sweep_seconds=settings.outbox_sweep_seconds)
     vault = ContactVault(settings.contact_key.get_secret_value(), settings.reporter_key.get_secret_value(),
                          settings.token_key.get_secret_value())
     duplicates = DuplicateIndex(window=timedelta(hours=settings.duplicate_window_hours),
                                 distance_m=settings.duplicate_distance_m)
-    handlers = IntakeHandlers(cols, catalogue, relay, vault, settings, duplicates=duplicates, access=access)
+    handlers = IntakeHandlers(cols, catalogue, relay, vault, settings, duplicates=duplicates, calendar=rt.calendar,
+                              access=access)
     feed = None
     if consume:
         rt.consume(list(LIFECYCLE_TOPICS), lifecycle_handler(handlers), merge_partitions=True)
         feed = DuplicateFeed(duplicates, bootstrap_servers=settings.kafka_bootstrap_servers,
                              topic=topics.REQUESTS.name)
     rt.every(5.0, catalogue.refresh, name="catalogue-refresh")  # other replicas' admin changes
-    return IntakeService(runtime=rt, settings=settings, cols=cols, catalogue=catalogue, relay=relay,
+    return IntakeService(runtime=rt, settings=settings, cols=cols, catalogue=catalogue,
+                         calendar_years=calendar_years, relay=relay,
                          handlers=handlers, duplicate_feed=feed)

@@ -43,11 +43,11 @@ from civicgrid_intake.domain.errors import (
     UnknownService,
 )
 from civicgrid_intake.domain.model import OPEN_STATUSES, StatusState, apply
-from civicgrid_intake.domain.timelimits import expected_resolution
 from civicgrid_intake.settings import IntakeSettings
 from civicgrid_runtime.access import AccessTrail
 from civicgrid_runtime.auth import Principal
 from civicgrid_runtime.cache import DocumentCache
+from civicgrid_runtime.calendar import CalendarFollower
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import OUTBOX, PENDING, update_with_events
 
@@ -96,8 +96,12 @@ def _entry(env: Envelope, status: str, note: str) -> dict[str, Any]:
 
 class IntakeHandlers:
     def __init__(self, cols: Collections, catalogue: Catalogue, relay: RequestRelay, vault: ContactVault,
-                 settings: IntakeSettings, *, duplicates: DuplicateIndex, access: AccessTrail) -> None:
+                 settings: IntakeSettings, *, duplicates: DuplicateIndex, calendar: CalendarFollower,
+                 access: AccessTrail) -> None:
         self.cols = cols
+        #: the working calendar every deadline set here is computed on
+        self.calendar = calendar
+        #: staff reads of contact details, as events for audit's trail
         self.access = access
         self.catalogue = catalogue
         self.relay = relay
@@ -141,16 +145,16 @@ class IntakeHandlers:
             parent = await self._find_duplicate(cmd.service_code, loc.lat, loc.lon, now)
         contact = cmd.contact.model_dump(exclude_none=True) if cmd.contact else {}
         reporter_id = self.vault.reporter_id(phone=contact.get("phone"), email=contact.get("email"))
-        expected = expected_resolution(now, svc.time_limits)
         location = Location(lat=loc.lat, lon=loc.lon, building_id=loc.building_id, address_text=loc.address_text,
                             cell=cell)
-        received = Envelope.wrap(RequestReceived(
-            request_id=rid, service_code=svc.code, service_name=svc.name_en, service_group=svc.group,
+        received = Envelope.wrap(RequestReceived.starting_clocks(
+            self.calendar.calendar, request_id=rid, service_code=svc.code, service_name=svc.name_en, service_group=svc.group,
             handled_by=tuple(svc.handled_by), departments=tuple(svc.departments), needs_volunteer=svc.needs_volunteer,
             time_limits=svc.time_limits, location=location, description=cmd.description, attributes=answers,
             channel=cmd.channel, media_url=cmd.media_url, reporter_id=reporter_id, preferred_time=cmd.preferred_time,
             received_at=now, duplicate_of=parent[0] if parent else None,
         ), source=self.source, event_id=derived_event_id(rid, RequestReceived.event_type), time=now)
+        expected = received.data.resolution_due
         events = [received]
         history = [_entry(received, "received", "Request received")]
         status = "received"
@@ -175,6 +179,7 @@ class IntakeHandlers:
             "account_id": cmd.account_id, "reporter_id": reporter_id,
             "contact_enc": self.vault.encrypt(contact, request_id=rid) if contact else None,
             "received_at": now, "updated_at": now, "expected_at": expected,
+            "response_due": received.data.response_due,
             "time_limits": svc.time_limits.model_dump(), "status": status, "status_notes": history[-1]["note"],
             "agency_responsible": None, "assignee_id": None, "area_code": None, "area_keys": [],
             "open": True, "duplicate_of": parent[0] if parent else None, "followers": 1, "followers_ids": [],

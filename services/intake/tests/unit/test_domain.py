@@ -16,7 +16,6 @@ from civicgrid_intake.adapters.locks import KeyedLocks
 from civicgrid_intake.adapters.repository import cell_of
 from civicgrid_intake.domain.catalogue import DEFAULT_CATALOGUE, AnswerErrors, ServiceSpec, validate_answers
 from civicgrid_intake.domain.model import StatusState, apply, open311_status
-from civicgrid_intake.domain.timelimits import add_business_hours, due_at
 
 SVC = {s.code: s for s in DEFAULT_CATALOGUE}
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)  # Friday 16:00 in Beijing
@@ -48,14 +47,6 @@ def test_default_catalogue_is_complete_and_consistent():
     with pytest.raises(ValueError):
         ServiceSpec(name_zh="x", name_en="x", group="g", handled_by=["department"],
                     time_limits=TimeLimits(response_hours=1, resolution_hours=2))
-
-
-def test_business_hours_skip_nights_lunch_and_weekends():
-    # Friday 16:00 + 4 business hours -> Friday 18:00 (2h) + Monday 09:00..11:00 (2h)
-    assert add_business_hours(T0, 4) == datetime(2026, 11, 30, 3, 0, tzinfo=UTC)  # Monday 11:00 Beijing
-    # Monday 11:00 + 2h -> 12:00 (1h), lunch, 13:00 + 1h -> 14:00 Beijing
-    assert add_business_hours(datetime(2026, 11, 30, 3, 0, tzinfo=UTC), 2) == datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
-    assert due_at(T0, 4, "calendar") == datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def _env(payload):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import h3
 
 from civicgrid_contracts import Envelope
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.intake import RequestMerged, RequestReceived, RequestUnmerged
 from civicgrid_contracts.values import Location, TimeLimits
 from civicgrid_intake.adapters.duplicate_index import DuplicateIndex
@@ -25,7 +26,7 @@ def index(hours: float = 72, distance_m: float = 50) -> DuplicateIndex:
 
 def received(rid: str, lat: float, lon: float, *, at: datetime = NOW, service: str = "sanitation",
              duplicate_of: str | None = None) -> Envelope:
-    return Envelope.wrap(RequestReceived(
+    return Envelope.wrap(RequestReceived.starting_clocks(DEFAULT_CALENDAR,
         request_id=rid, service_code=service, service_name=service, location=Location(lat=lat, lon=lon),
         description="x", channel="app", received_at=at, duplicate_of=duplicate_of,
         time_limits=TimeLimits(response_hours=2, resolution_hours=24)), source="/civicgrid/intake")
@@ -94,7 +95,7 @@ def test_the_same_request_twice_is_indexed_once_and_requests_leave_with_the_wind
 
 def test_a_request_without_a_point_is_not_indexed():
     ix = index()
-    ix.apply(Envelope.wrap(RequestReceived(
+    ix.apply(Envelope.wrap(RequestReceived.starting_clocks(DEFAULT_CALENDAR,
         request_id="no-point", service_code="s", service_name="s", location=Location(address_text="3 Road"),
         description="x", channel="app", received_at=NOW,
         time_limits=TimeLimits(response_hours=2, resolution_hours=24)), source="/civicgrid/intake"))

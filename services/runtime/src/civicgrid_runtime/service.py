@@ -25,6 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from civicgrid_contracts import topics
 from civicgrid_runtime.auth import install_auth
 from civicgrid_runtime.bus import BatchHandler, EventConsumer, EventPublisher, ensure_topics
+from civicgrid_runtime.calendar import CalendarFollower
 from civicgrid_runtime.logging import configure_logging, get_logger
 from civicgrid_runtime.problems import install_problem_handlers
 from civicgrid_runtime.settings import ServiceSettings
@@ -56,6 +57,8 @@ class Runtime:
     background: list[Callable[[], Any]] = field(default_factory=list)
     #: run at stop, after the consumers stopped and before the store closes (e.g. write back caches)
     on_stop: list[Callable[[], Any]] = field(default_factory=list)
+    #: the working calendar, for a service that sets deadlines (``follow_calendar``)
+    calendar: CalendarFollower | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
     started: bool = False
 
@@ -84,6 +87,11 @@ class Runtime:
         self.consumers.append(consumer)
         return consumer
 
+    def follow_calendar(self) -> CalendarFollower:
+        """Hold the working calendar of the bus (read to its end before the consumers start)."""
+        self.calendar = CalendarFollower(self.settings.kafka_bootstrap_servers)
+        return self.calendar
+
     def outbox(self, collections: Sequence[AsyncCollection]) -> OutboxRelay:
         self.relay = OutboxRelay(self.publisher, collections, interval=self.settings.outbox_sweep_seconds)
         return self.relay
@@ -104,6 +112,8 @@ class Runtime:
         self.background.append(loop)
 
     async def start(self) -> None:
+        if self.calendar:
+            await self.calendar.start()
         if self.relay:
             for col in self.relay.collections:
                 await OutboxRelay.ensure_indexes(col)
@@ -132,6 +142,8 @@ class Runtime:
                 log.warning("stop job failed", job=getattr(job, "__qualname__", repr(job)), error=repr(exc))
         if self.relay:
             await self.relay.stop()
+        if self.calendar:
+            await self.calendar.stop()
         await self.publisher.stop()
         await self.client.close()
         self.started = False
@@ -164,6 +176,11 @@ def health_router() -> APIRouter:
         ok = detail["store"] and detail["broker"]
         response.status_code = 200 if ok else 503
         return {"status": "ready" if ok else "not ready", **detail}
+
+    @router.get("/calendar", summary="The working calendar this process computes deadlines with")
+    async def calendar(request: Request) -> dict[str, Any]:
+        rt: Runtime = request.app.state.runtime
+        return rt.calendar.describe() if rt.calendar else {"years": {}, "caught_up": False}
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:

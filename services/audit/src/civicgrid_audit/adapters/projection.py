@@ -40,8 +40,11 @@ from pymongo.errors import BulkWriteError
 from civicgrid_audit.adapters.access import ACCESS_TYPES, StaffAccessIndex
 from civicgrid_audit.adapters.auditlog import AuditLog
 from civicgrid_audit.domain import kpi, timeline
-from civicgrid_audit.domain.calendar import WorkingCalendar
+from civicgrid_contracts import topics
+from civicgrid_contracts.calendar import WorkingCalendar
+from civicgrid_contracts.values import Calendar
 from civicgrid_runtime.bus import Delivery
+from civicgrid_runtime.calendar import CalendarSource
 from civicgrid_runtime.store import (
     PENDING,
     POSITIONS,
@@ -120,6 +123,11 @@ def tag_of(d: Delivery) -> str:
     return f"{d.position_key}@{d.offset:012d}"
 
 
+def clock_kind(deadline: dict[str, Any]) -> Calendar:
+    """Whether a clock counts working hours or wall-clock hours."""
+    return "business" if deadline.get("business", True) else "calendar"
+
+
 def deadline_fields(request_id: str, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Projection-owned fields of each clock of a request."""
     out = {}
@@ -178,7 +186,7 @@ def fold_document(rid: str, doc: dict[str, Any] | None, new_entries: list[dict[s
     makes (its new contribution minus the one ``doc`` recorded). ``kp``: the pending deltas to keep."""
     old = doc or {"_id": rid, "timeline": [], "_v": 0, "_kc": {}}
     entries = timeline.ordered(old["timeline"] + new_entries)
-    state = timeline.fold(entries, calendar)
+    state = timeline.fold(entries)
     contrib = kpi.contributions(state, calendar)
     delta = kpi.diff(contrib, old.get("_kc") or {})
     new_doc = {
@@ -210,7 +218,7 @@ def payloads_of(deliveries: Sequence[Delivery]) -> dict[str, dict[str, Any]]:
 
 
 class Projector:
-    def __init__(self, db: AsyncDatabase, log: AuditLog, calendar: WorkingCalendar) -> None:
+    def __init__(self, db: AsyncDatabase, log: AuditLog, calendar: CalendarSource) -> None:
         self.db = db
         self.log = log
         self.calendar = calendar
@@ -256,7 +264,7 @@ class Projector:
             await self.access.apply(access)
         by_request: dict[str, list[Delivery]] = defaultdict(list)
         for d in deliveries:
-            if d.envelope.type != CATALOGUE_TYPE and d.envelope.type not in ACCESS_TYPES:
+            if topics.is_request_event(d.envelope.type):  # the catalogue's, calendar's and staff access's go to the log only
                 by_request[d.envelope.subject].append(d)
         if not by_request:
             return
@@ -308,7 +316,7 @@ class Projector:
                 stale_before = f"{position}@{first_offsets[position]:012d}"
                 kp = {t: v for t, v in ((doc or {}).get("_kp") or {}).items()
                       if not (t.startswith(position + "@") and t < stale_before)}
-                new_doc, delta = fold_document(rid, doc, new_entries, self.calendar, kp=kp)
+                new_doc, delta = fold_document(rid, doc, new_entries, self.calendar.calendar, kp=kp)
                 if delta:
                     new_doc["_kp"][tag_of(ds[-1])] = delta
                 doc = doc or {"_id": rid, "timeline": [], "_v": 0}

@@ -22,13 +22,15 @@ from civicgrid_audit.adapters.projection import (
     REQUEST_BUCKETS,
     REQUESTS,
     STATE,
+    clock_kind,
     legacy_counter_collection,
     loaded_document,
     request_collection,
 )
 from civicgrid_audit.domain import kpi, timeline
-from civicgrid_audit.domain.calendar import WorkingCalendar
+from civicgrid_contracts.calendar import working_hours_between
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
+from civicgrid_runtime.calendar import CalendarSource
 from civicgrid_runtime.store import find_by_ids
 
 EVALUATED = ("staff", "grid", "community", "department", "property")
@@ -43,7 +45,7 @@ def public_entry(e: dict[str, Any]) -> dict[str, Any]:
 
 
 class Queries:
-    def __init__(self, db: AsyncDatabase, calendar: WorkingCalendar) -> None:
+    def __init__(self, db: AsyncDatabase, calendar: CalendarSource) -> None:
         self.db = db
         self.calendar = calendar
         self._legacy: list[int] | None = None
@@ -55,7 +57,7 @@ class Queries:
         entries = doc["timeline"]
         if as_of is not None:
             entries = [e for e in entries if timeline.parse_time(e["time"]) <= as_of]
-            state = timeline.fold(entries, self.calendar)
+            state = timeline.fold(entries)
         else:
             state = doc["state"]
         return {"request_id": request_id, "as_of": as_of.isoformat() if as_of else None, "state": state,
@@ -70,7 +72,7 @@ class Queries:
             rows.append({
                 "request_id": d["request_id"], "clock": d["clock"], "department": d.get("department"),
                 "area_code": d.get("area_code"), "due_at": due.isoformat(),
-                "overdue_hours": round(self.calendar.hours_between(due, now, business=d.get("business", True)), 2),
+                "overdue_hours": round(working_hours_between(due, now, clock_kind(d), self.calendar.calendar), 2),
                 "overdue_calendar_hours": round((now - due).total_seconds() / 3600, 2),
                 "escalation_steps": max(int(d.get("step", 1)) - 1, int(d.get("seen", 0))),
                 "level": timeline.higher_level(d.get("level"), d.get("esc_level")),

@@ -51,10 +51,10 @@ from civicgrid_audit.adapters.projection import (
     stored_document,
 )
 from civicgrid_audit.domain import kpi, timeline
-from civicgrid_audit.domain.calendar import WorkingCalendar
-from civicgrid_contracts import Envelope, MalformedEvent
+from civicgrid_contracts import Envelope, MalformedEvent, topics
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
 from civicgrid_runtime.bus import Delivery
+from civicgrid_runtime.calendar import CalendarSource
 from civicgrid_runtime.service import tune_collector
 from civicgrid_runtime.store import BULK_CHUNK, bulk_in_chunks, find_by_ids
 
@@ -89,7 +89,7 @@ class CounterWriter:
 class ReplayFold:
     """The events of a replay, folded in memory and written in large batches (single writer)."""
 
-    def __init__(self, db: AsyncDatabase, log: AuditLog, projector: Projector, calendar: WorkingCalendar, *,
+    def __init__(self, db: AsyncDatabase, log: AuditLog, projector: Projector, calendar: CalendarSource, *,
                  max_requests: int = 20_000, log_block: int = 2_000, logs_in_flight: int = 4,
                  counter_sink: Callable[[dict[str, dict[str, int]]], Awaitable[None]] | None = None) -> None:
         self.db = db
@@ -122,7 +122,7 @@ class ReplayFold:
         if catalogue:
             await self.projector.apply_catalogue(catalogue)
         for d in deliveries:
-            if d.envelope.type == CATALOGUE_TYPE:
+            if not topics.is_request_event(d.envelope.type):  # the catalogue's and calendar's: the log only
                 continue
             entries = self._requests.setdefault(d.envelope.subject, {})
             if d.envelope.id not in entries:
@@ -187,7 +187,7 @@ class ReplayFold:
             new = [e for eid, e in entries.items() if eid not in known]
             if not new:
                 continue
-            new_doc, delta = fold_document(rid, doc, new, self.calendar, kp={})
+            new_doc, delta = fold_document(rid, doc, new, self.calendar.calendar, kp={})
             for cid, m in delta.items():
                 kpi.add_into(self._counters[cid], m)
             if doc is None:
@@ -219,7 +219,7 @@ class ReplayFold:
             await self.counter_sink(sums)
 
 
-async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[str], calendar: WorkingCalendar,
+async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[str], calendar: CalendarSource,
                         signing_key: str, from_time: datetime | None = None, batch: int = 5000,
                         max_requests: int = 20_000, on_progress: Callable[[int, int], None] | None = None,
                         workers: int = 1, mongodb_url: str | None = None) -> dict[str, Any]:
@@ -254,7 +254,7 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
 
 
 async def _replay_share(*, bootstrap: str, db: AsyncDatabase, log: AuditLog, topic_names: list[str],
-                        calendar: WorkingCalendar, from_time: datetime | None, batch: int, max_requests: int,
+                        calendar: CalendarSource, from_time: datetime | None, batch: int, max_requests: int,
                         on_progress: Callable[[int, int], None] | None = None, share: tuple[int, int] = (0, 1),
                         ready: Callable[[], None] | None = None,
                         counter_sink: Callable[[dict[str, dict[str, int]]], Awaitable[None]] | None = None

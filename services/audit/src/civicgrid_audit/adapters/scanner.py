@@ -34,12 +34,13 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from civicgrid_audit.adapters.projection import FAR_FUTURE
+from civicgrid_audit.adapters.projection import FAR_FUTURE, clock_kind
 from civicgrid_audit.domain import timeline
-from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_contracts import Envelope
+from civicgrid_contracts.calendar import due_at, working_hours_between
 from civicgrid_contracts.envelope import derived_event_id
 from civicgrid_contracts.events.audit import RequestEscalated
+from civicgrid_runtime.calendar import CalendarSource
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import OutboxRelay, update_with_events
 
@@ -47,7 +48,7 @@ log = get_logger("civicgrid.audit.scanner")
 
 
 class DeadlineScanner:
-    def __init__(self, deadlines: AsyncCollection, relay: OutboxRelay | None, calendar: WorkingCalendar, *,
+    def __init__(self, deadlines: AsyncCollection, relay: OutboxRelay | None, calendar: CalendarSource, *,
                  source: str, lease_seconds: float = 30.0, repeat_hours: float | None = None,
                  instance: str | None = None, reload_seconds: float = 60.0) -> None:
         self.deadlines = deadlines
@@ -120,10 +121,13 @@ class DeadlineScanner:
         return True
 
     def _due_of_step(self, doc: dict[str, Any], step: int) -> datetime:
-        due = timeline.parse_time(doc["base_due"])
+        """When escalation ``step`` (>= the clock's step) falls due: one period after the step before,
+        counted from the step the clock is at, whose due time was set when it was reached and stays,
+        whatever the calendar did since."""
+        due = timeline.parse_time(doc.get("due_at") or doc["base_due"])
         period = self.repeat_hours or doc.get("period_hours") or 24.0
-        for _ in range(step - 1):
-            due = self.calendar.add_hours(due, period, business=doc.get("business", True))
+        for _ in range(step - int(doc.get("step") or 1)):
+            due = due_at(due, period, clock_kind(doc), self.calendar.calendar)
         return due
 
     async def _release(self, doc: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -148,8 +152,8 @@ class DeadlineScanner:
         payload = RequestEscalated(
             request_id=doc["request_id"], escalation_id=escalation_id, clock=doc["clock"], step=step,
             from_level=from_level, to_level=to_level, due_at=due, escalated_at=now,
-            overdue_hours=round(self.calendar.hours_between(timeline.parse_time(doc["base_due"]), now,
-                                                            business=doc.get("business", True)), 3),
+            overdue_hours=round(working_hours_between(timeline.parse_time(doc["base_due"]), now, clock_kind(doc),
+                                                      self.calendar.calendar), 3),
             department=doc.get("department"),
         )
         env = Envelope.wrap(payload, source=self.source, event_id=derived_event_id(escalation_id, payload.event_type),

@@ -31,8 +31,8 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_audit.domain.timeline import parse_time
+from civicgrid_contracts.calendar import WorkingCalendar
 
 DIMENSIONS = ("all", "district", "street", "community", "grid", "staff", "property", "service", "department")
 AREA_DIMENSIONS = ("district", "street", "community", "grid")
@@ -68,7 +68,7 @@ def contributions(state: dict[str, Any], calendar: WorkingCalendar) -> dict[str,
     if not state.get("received_at"):
         return {}
     received = parse_time(state["received_at"])
-    day = received.astimezone(calendar.tz).date().isoformat()
+    day = calendar.local_date(received).isoformat()
     m: dict[str, int] = {"received": 1}
     excluded = state["status"] in ("merged", "rejected")
     if excluded:

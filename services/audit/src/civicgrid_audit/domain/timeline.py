@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from civicgrid_audit.domain.calendar import WorkingCalendar
 from civicgrid_contracts import Envelope
+from civicgrid_contracts.envelope import upcast
 from civicgrid_contracts.values import CHAIN_LEVELS
 
 PREFIX = "civicgrid."
@@ -80,11 +80,14 @@ def ordered(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(entries, key=sort_key)
 
 
+RECEIVED_TYPE = "civicgrid.request.received"
+
+
 def _iso(t: datetime | None) -> str | None:
     return t.astimezone(UTC).isoformat() if t else None
 
 
-def fold(entries: list[dict[str, Any]], calendar: WorkingCalendar, *, as_of: datetime | None = None) -> dict[str, Any]:
+def fold(entries: list[dict[str, Any]], *, as_of: datetime | None = None) -> dict[str, Any]:
     """The current state of a request from its (unordered) entries; ``as_of`` cuts at a moment."""
     s: dict[str, Any] = {
         "status": "unknown", "received_at": None, "service_code": None, "service_group": None,
@@ -107,10 +110,11 @@ def fold(entries: list[dict[str, Any]], calendar: WorkingCalendar, *, as_of: dat
                      service_code=d["service_code"], service_group=d.get("service_group"),
                      handled_by=list(d.get("handled_by") or []), priority=d.get("priority"), channel=d.get("channel"),
                      time_limits=d["time_limits"])
-            tl = d["time_limits"]
-            business = tl.get("calendar", "business") == "business"
-            s["response_due"] = _iso(calendar.add_hours(when, tl["response_hours"], business=business))
-            s["resolution_due"] = _iso(calendar.add_hours(when, tl["resolution_hours"], business=business))
+            if "response_due" not in d:  # an entry stored before deadlines were carried: the event's upcaster
+                d = upcast(RECEIVED_TYPE, 1, d)
+            # the deadlines intake set when the request was received (the same instants in every service)
+            s["response_due"] = _iso(parse_time(d["response_due"]))
+            s["resolution_due"] = _iso(parse_time(d["resolution_due"]))
         elif k == "request.merged":
             s.update(status="merged", merged_into=d["into_request_id"])
         elif k == "request.unmerged":

@@ -106,8 +106,9 @@ def cmd_replay(args) -> int:
     )
 
     from civicgrid_audit.adapters.replay import compare, replay_topics
-    from civicgrid_audit.bootstrap import CONSUMED_TOPICS, build_calendar
+    from civicgrid_audit.bootstrap import CONSUMED_TOPICS
     from civicgrid_runtime.bus import ensure_topics
+    from civicgrid_runtime.calendar import FixedCalendar, read_calendar
     from civicgrid_runtime.service import tune_collector
     from civicgrid_runtime.store import connect
 
@@ -123,6 +124,7 @@ def cmd_replay(args) -> int:
 
     async def run() -> int:
         await ensure_topics(live_settings.kafka_bootstrap_servers)
+        calendar = FixedCalendar(await read_calendar(live_settings.kafka_bootstrap_servers))
         client = connect(live_settings.mongodb_url, app_name="civicgrid-audit-replay")
         try:
             await client.drop_database(target)
@@ -137,7 +139,7 @@ def cmd_replay(args) -> int:
                     progress.update(task, completed=done, total=total, rate=f"{done / secs:,.0f}")
 
                 res = await replay_topics(bootstrap=live_settings.kafka_bootstrap_servers, db=client[target],
-                                          topic_names=list(CONSUMED_TOPICS), calendar=build_calendar(live_settings),
+                                          topic_names=list(CONSUMED_TOPICS), calendar=calendar,
                                           signing_key=live_settings.signing_key.get_secret_value(),
                                           from_time=from_time, batch=args.batch, on_progress=on_progress,
                                           workers=args.workers, mongodb_url=live_settings.mongodb_url)
@@ -168,14 +170,15 @@ def cmd_replay(args) -> int:
 def cmd_evaluate(args) -> int:
     from civicgrid_audit.adapters.export import write_evaluation
     from civicgrid_audit.adapters.queries import Queries
-    from civicgrid_audit.bootstrap import build_calendar
+    from civicgrid_runtime.calendar import FixedCalendar, read_calendar
     from civicgrid_runtime.store import connect
 
     async def run() -> int:
         s = _settings(args)
         client = connect(s.mongodb_url, app_name="civicgrid-audit-evaluate")
         try:
-            ev = await Queries(client[s.database_name], build_calendar(s)).evaluation(args.quarter.upper())
+            calendar = FixedCalendar(await read_calendar(s.kafka_bootstrap_servers))
+            ev = await Queries(client[s.database_name], calendar).evaluation(args.quarter.upper())
         finally:
             await client.close()
         files = write_evaluation(ev, Path(args.out), charts=not args.no_charts)

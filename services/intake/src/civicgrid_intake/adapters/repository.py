@@ -28,6 +28,7 @@ class Collections:
         self.db = db
         self.requests: AsyncCollection = BusyRetrying(db["requests"])  # type: ignore[assignment]
         self.services: AsyncCollection = BusyRetrying(db["services"])  # type: ignore[assignment]
+        self.calendar_years: AsyncCollection = BusyRetrying(db["calendar_years"])  # type: ignore[assignment]
         self.markers: AsyncCollection = BusyRetrying(db["outbox_markers"])  # type: ignore[assignment]
         self.api_keys: AsyncCollection = BusyRetrying(db["open311_api_keys"])  # type: ignore[assignment]
         #: staff reads of contact details and admin changes, each with its event (civicgrid_runtime.access)

@@ -1,4 +1,4 @@
-"""``civicgrid-intake``: serve, load-demo, mint-api-key."""
+"""``civicgrid-intake``: serve, load-demo, mint-api-key, calendar."""
 
 from __future__ import annotations
 
@@ -64,6 +64,42 @@ def _mint(args: argparse.Namespace) -> None:
     print(asyncio.run(_with_service(run)))
 
 
+def _calendar_set(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from civicgrid_contracts.calendar import CalendarYear
+    from civicgrid_intake.domain.errors import IntakeError
+    from civicgrid_intake.entrypoints.schemas import CalendarYearWrite
+
+    body = CalendarYearWrite.model_validate(json.loads(Path(args.file).read_text(encoding="utf-8")))
+
+    async def run(service):
+        defined = await service.calendar_years.set_year(CalendarYear(year=args.year, **body.model_dump()), by=args.by)
+        await service.runtime.relay.sweep()
+        return defined
+
+    try:
+        defined = asyncio.run(_with_service(run))
+    except IntakeError as exc:
+        print(exc.detail, file=sys.stderr)
+        for e in exc.errors or ():
+            print(f"  {e['field']}: {e['message']}", file=sys.stderr)
+        sys.exit(2)
+    print(f"calendar {args.year}: revision {defined.revision} published")
+
+
+def _calendar_show(args: argparse.Namespace) -> None:
+    async def run(service):
+        await service.runtime.calendar.start()
+        return service.runtime.calendar
+
+    follower = asyncio.run(_with_service(run))
+    held = follower.versions.get(args.year)
+    print(f"revision {held.revision if held else 0} ({'set by ' + held.changed_by if held else 'shipped default'})")
+    print(follower.calendar.year(args.year).model_dump_json(indent=2))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="civicgrid-intake", description="civicgrid intake service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +113,17 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("mint-api-key", help="create a new Open311 api_key and print it")
     p.add_argument("--name", default="client", help="who the key is for")
     p.set_defaults(fn=_mint)
+    p = sub.add_parser("calendar", help="the working calendar: show a year, or set it from a JSON file")
+    csub = p.add_subparsers(dest="calendar_command", required=True)
+    c = csub.add_parser("show", help="the calendar of a year as the bus holds it")
+    c.add_argument("--year", type=int, required=True)
+    c.set_defaults(fn=_calendar_show)
+    c = csub.add_parser("set", help="set a year's calendar (JSON: timezone, working_weekdays, periods, holidays, "
+                                    "makeup_workdays, source); published to every service")
+    c.add_argument("--year", type=int, required=True)
+    c.add_argument("--file", required=True)
+    c.add_argument("--by", default="admin-cli", help="who sets it (kept with the version)")
+    c.set_defaults(fn=_calendar_set)
     args = parser.parse_args(argv)
     args.fn(args)
 

@@ -11,16 +11,19 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from civicgrid_contracts.calendar import CalendarYear
 from civicgrid_intake.domain.catalogue import ServiceSpec
 from civicgrid_intake.domain.commands import RateRequest, UnmergeRequest
 from civicgrid_intake.domain.errors import IntakeError
 from civicgrid_intake.domain.model import STATUSES
 from civicgrid_intake.entrypoints import open311
 from civicgrid_intake.entrypoints.schemas import (
+    CalendarYearRead,
+    CalendarYearWrite,
     ContactRead,
     ErasureDone,
     RequestCreate,
@@ -249,6 +252,46 @@ async def reactivate_service(code: str, request: Request, p: Principal = Depends
     return await _audited(request, p, "catalogue.reactivate", svc, x_change_reason)
 
 
+# ----------------------------------------------------------------------------- working calendar
+
+calendar_router = APIRouter(prefix="/api/v1", tags=["working calendar"])
+
+
+def _calendar_read(follower, year: int) -> CalendarYearRead:
+    held = follower.versions.get(year)
+    if held is not None:
+        return CalendarYearRead(calendar=held.calendar, revision=held.revision, changed_at=held.changed_at,
+                                changed_by=held.changed_by)
+    return CalendarYearRead(calendar=follower.calendar.year(year), revision=0,
+                            derived=year not in follower.calendar.years)
+
+
+@calendar_router.get("/calendar", response_model=list[CalendarYearRead],
+                     summary="The working calendar: every year defined, with its revision")
+async def calendar_years(request: Request) -> list[CalendarYearRead]:
+    follower = request.app.state.runtime.calendar
+    return [_calendar_read(follower, y) for y in sorted(set(follower.calendar.years) | set(follower.versions))]
+
+
+@calendar_router.get("/calendar/{year}", response_model=CalendarYearRead,
+                     summary="One year's working calendar (a year nobody defined: the nearest year's week)")
+async def calendar_year(request: Request, year: Annotated[int, Path(ge=2000, le=2200)]) -> CalendarYearRead:
+    return _calendar_read(request.app.state.runtime.calendar, year)
+
+
+@calendar_router.put("/calendar/{year}", response_model=CalendarYearRead,
+                     summary="Admin: set a year's working calendar (a new revision; deadlines already set stay)")
+async def set_calendar_year(request: Request, year: Annotated[int, Path(ge=2000, le=2200)], body: CalendarYearWrite,
+                            who: Principal = Depends(require("admin")),
+                            x_change_reason: ChangeReason = None) -> CalendarYearRead:
+    cal = CalendarYear(year=year, **body.model_dump())  # the body passed the same field rules
+    defined = await request.app.state.service.calendar_years.set_year(cal, by=who.sub)
+    await handlers_of(request).access.admin_changed(who, "calendar.define", str(year), reason=x_change_reason,
+                                                    details={"revision": defined.revision})
+    return CalendarYearRead(calendar=defined.calendar, revision=defined.revision, changed_at=defined.changed_at,
+                            changed_by=defined.changed_by)
+
+
 # ----------------------------------------------------------------------------- app
 
 
@@ -370,6 +413,7 @@ def build_app(settings: IntakeSettings | None = None, *, consume: bool = True) -
     install_error_handlers(app)
     app.include_router(requests_router)
     app.include_router(catalogue_router)
+    app.include_router(calendar_router)
     app.include_router(open311.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -17,10 +17,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from civicgrid_contracts.calendar import OFFICE_ZONE
 from civicgrid_intake.domain.commands import ContactIn, LocationIn, SubmitRequest
 from civicgrid_intake.domain.errors import IntakeError
 from civicgrid_intake.domain.model import OPEN311_CLOSED, OPEN_STATUSES, open311_status
-from civicgrid_intake.domain.timelimits import OFFICE_TZ
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 SPEC_URL = "http://wiki.open311.org/GeoReport_v2"
@@ -99,7 +99,7 @@ def _dt(t: datetime | None) -> str | None:
         return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    return t.astimezone(OFFICE_TZ).isoformat(timespec="seconds")
+    return t.astimezone(OFFICE_ZONE).isoformat(timespec="seconds")
 
 
 def _parse_dt(raw: str | None, name: str, fmt: str) -> datetime | None:
@@ -109,7 +109,7 @@ def _parse_dt(raw: str | None, name: str, fmt: str) -> datetime | None:
         t = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+", 1) if "T" in raw else raw)
     except ValueError:
         raise Open311Error(400, f"{name}: expected a W3C/ISO 8601 date-time, got {raw!r}", fmt) from None
-    return t if t.tzinfo else t.replace(tzinfo=OFFICE_TZ)
+    return t if t.tzinfo else t.replace(tzinfo=OFFICE_ZONE)
 
 
 # ----------------------------------------------------------------------------- shapes

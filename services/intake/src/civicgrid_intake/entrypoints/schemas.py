@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from civicgrid_contracts.calendar import CalendarYear, WorkingPeriod
 from civicgrid_intake.domain.catalogue import ServiceDef, ServiceSpec
 from civicgrid_intake.domain.commands import SubmitRequest
 
@@ -46,7 +47,8 @@ class RequestRead(BaseModel):
     status: str
     status_notes: str | None = None
     agency_responsible: str | None = None
-    expected_at: datetime | None = None
+    expected_at: datetime | None = Field(default=None, description="The resolution deadline, set when received")
+    response_due: datetime | None = Field(default=None, description="The response deadline, set when received")
     received_at: datetime
     updated_at: datetime | None = None
     location: dict[str, Any]
@@ -79,6 +81,31 @@ class ServiceRead(ServiceDef):
     pass
 
 
+class CalendarYearWrite(BaseModel):
+    """A year's working calendar as an administrator sets it (the year is in the path)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str = Field(default=CalendarYear.model_fields["timezone"].default, max_length=64)
+    working_weekdays: tuple[int, ...] = CalendarYear.model_fields["working_weekdays"].default
+    periods: tuple[WorkingPeriod, ...] = Field(default=CalendarYear.model_fields["periods"].default, min_length=1,
+                                               max_length=8)
+    holidays: tuple[date, ...] = Field(default=(), max_length=366)
+    makeup_workdays: tuple[date, ...] = Field(default=(), max_length=366)
+    source: str | None = Field(default=None, max_length=500)
+
+
+class CalendarYearRead(BaseModel):
+    """A year's working calendar as this process computes with it; revision 0: the shipped default,
+    or (with ``derived``) a year nobody defined, worked on the nearest defined year's week."""
+
+    calendar: CalendarYear
+    revision: int
+    derived: bool = False
+    changed_at: datetime | None = None
+    changed_by: str | None = None
+
+
 class ContactRead(BaseModel):
     request_id: str
     contact: dict[str, Any] | None
@@ -96,7 +123,7 @@ def to_read(doc: dict[str, Any], *, parent_status: str | None = None, staff: boo
         request_id=doc["_id"], service_code=doc["service_code"], service_name=doc["service_name"],
         service_name_zh=doc.get("service_name_zh"), status=doc["status"], status_notes=doc.get("status_notes"),
         agency_responsible=doc.get("agency_responsible"), expected_at=doc.get("expected_at"),
-        received_at=doc["received_at"], updated_at=doc.get("updated_at"), location=doc.get("location") or {},
+        response_due=doc.get("response_due"), received_at=doc["received_at"], updated_at=doc.get("updated_at"), location=doc.get("location") or {},
         description=doc.get("description") or "", attributes=doc.get("attributes") or {}, channel=doc["channel"],
         media_url=doc.get("media_url"), preferred_time=doc.get("preferred_time"),
         duplicate_of=doc.get("duplicate_of"), parent_status=parent_status, followers=doc.get("followers", 1),
