@@ -71,7 +71,7 @@ class CalendarFollower:
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
         async with asyncio.timeout(timeout):
-            while any(await consumer.position(tp) < end for tp, end in ends.items()):
+            while any([await consumer.position(tp) < end for tp, end in ends.items()]):  # a list: await in a generator makes an async one
                 await self._read(consumer, 1000)
         self.caught_up = True
         self._task = asyncio.create_task(self._follow(consumer), name="calendar-follower")
