@@ -10,6 +10,7 @@ import pytest_asyncio
 
 from civicgrid_audit.bootstrap import AuditService, bootstrap
 from civicgrid_audit.settings import AuditSettings
+from civicgrid_contracts import topics
 from civicgrid_runtime.testing import eventually as shared_eventually
 from civicgrid_runtime.testing import unique
 
@@ -28,7 +29,7 @@ async def settle(*services: AuditService) -> None:
     deadline = time.monotonic() + 60
     while True:
         assigned = [tp for s in services for tp in s.consumer._consumer.assignment()]
-        if len(assigned) >= 49 and len(set(assigned)) == len(assigned) and all(
+        if len(assigned) >= sum(t.partitions for t in topics.EVENT_TOPICS) and len(set(assigned)) == len(assigned) and all(
                 s.consumer._consumer.assignment() for s in services):
             break
         if time.monotonic() > deadline:

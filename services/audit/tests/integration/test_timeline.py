@@ -1,14 +1,14 @@
 """Timeline order with out-of-order delivery across topics; the same event twice changes nothing;
-'as of' queries; business-hours deadlines over a weekend and a holiday (with the real stack)."""
+'as of' queries; clocks on the deadlines the received event carries (with the real stack)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from civicgrid_audit.adapters.auditlog import records_of
 from civicgrid_contracts import Envelope
-from civicgrid_contracts.calendar import DEFAULT_CALENDAR
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR, OFFICIAL_2026, WorkingCalendar
 from civicgrid_contracts.events.grid import RequestAccepted, RequestAssigned, RequestResolved
 from civicgrid_contracts.events.intake import RequestClosed, RequestRated, RequestReceived
 from civicgrid_contracts.values import AreaPath, Location, TimeLimits
@@ -19,11 +19,12 @@ from .conftest import eventually, settle, start_audit
 SH = ZoneInfo("Asia/Shanghai")
 
 
-def lifecycle(rid: str, t0: datetime, limits: TimeLimits | None = None) -> list[Envelope]:
+def lifecycle(rid: str, t0: datetime, limits: TimeLimits | None = None,
+              calendar: WorkingCalendar = DEFAULT_CALENDAR) -> list[Envelope]:
     area = AreaPath(district="110105", street="110105001", community="110105001001", grid="110105001001001")
     src_i, src_g = "/civicgrid/intake", "/civicgrid/grid"
     return [
-        Envelope.wrap(RequestReceived.starting_clocks(DEFAULT_CALENDAR, request_id=rid, service_code="S1", service_name="repair",
+        Envelope.wrap(RequestReceived.starting_clocks(calendar, request_id=rid, service_code="S1", service_name="repair",
                                       time_limits=limits or TimeLimits(response_hours=2, resolution_hours=24),
                                       location=Location(), description="leak", channel="app", received_at=t0),
                       source=src_i),
@@ -76,17 +77,21 @@ async def test_timeline_order_with_out_of_order_delivery_and_duplicates(audit):
     assert past["state"]["status"] == "accepted" and len(past["timeline"]) == 3
 
 
-async def test_business_hours_deadline_over_weekend_and_holiday(infra, mongo):
+async def test_clocks_run_to_the_deadlines_carried_in_the_event(infra, mongo):
+    """Audit's clocks are the instants intake set in RequestReceived (here on a calendar with a
+    Monday holiday audit itself does not hold), never a computation of its own."""
     db = unique("audit_cal")
     # no scanner: the dates are fixed and now in the past, so it would escalate the clock (moving
     # due_at) before the assertions read it; escalation has its own tests
-    svc = await start_audit(infra, database=db, group=unique("audit_grp"), holidays="2026-11-30", scan=False)
+    svc = await start_audit(infra, database=db, group=unique("audit_grp"), scan=False)
     try:
         await settle(svc)
         rid = unique("REQ")
         friday_5pm = datetime(2026, 11, 27, 17, 0, tzinfo=SH)
+        with_holiday = WorkingCalendar([OFFICIAL_2026.model_copy(
+            update={"holidays": (*OFFICIAL_2026.holidays, date(2026, 11, 30))})])
         rec = lifecycle(rid, friday_5pm.astimezone(UTC),
-                        TimeLimits(response_hours=2, resolution_hours=8, calendar="business"))[0]
+                        TimeLimits(response_hours=2, resolution_hours=8, calendar="business"), with_holiday)[0]
         await svc.runtime.publisher.publish(rec)
 
         async def clocks():
@@ -95,9 +100,9 @@ async def test_business_hours_deadline_over_weekend_and_holiday(infra, mongo):
 
         d = await eventually(clocks)
         # 1 h on Friday (17-18), weekend, Monday holiday, then Tuesday 09:00-10:00
-        assert d["response"]["base_due"] == datetime(2026, 12, 1, 10, 0, tzinfo=SH)
+        assert d["response"]["base_due"] == datetime(2026, 12, 1, 10, 0, tzinfo=SH) == rec.data.response_due
         # 8 h: Friday 1 h + Tuesday 09-12 (3) + 13:30-17:30 (4)
-        assert d["resolution"]["base_due"] == datetime(2026, 12, 1, 17, 30, tzinfo=SH)
+        assert d["resolution"]["base_due"] == datetime(2026, 12, 1, 17, 30, tzinfo=SH) == rec.data.resolution_due
         assert d["response"]["active"] and d["response"]["due_at"] == d["response"]["base_due"]
     finally:
         await svc.runtime.stop()

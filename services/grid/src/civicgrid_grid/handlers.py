@@ -19,6 +19,7 @@ from pymongo import UpdateOne
 
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.calendar import due_at
+from civicgrid_contracts.envelope import upcast
 from civicgrid_contracts.events.audit import RequestEscalated
 from civicgrid_contracts.events.catalogue import ServiceDefined
 from civicgrid_contracts.events.grid import (
@@ -256,7 +257,10 @@ def received_event(doc: dict[str, Any]) -> RequestReceived | None:
     received = doc.get("received")
     if not received:
         return None
-    return RequestReceived.model_validate(unpack_json(received) if isinstance(received, bytes) else received)
+    data = unpack_json(received) if isinstance(received, bytes) else received
+    if "response_due" not in data:  # kept before deadlines were carried: the event's own upcaster
+        data = upcast(RequestReceived.event_type, 1, data)
+    return RequestReceived.model_validate(data)
 
 
 def _received_fields(ev: RequestReceived, env: Envelope) -> dict[str, Any]:

@@ -72,7 +72,10 @@ class Submitted:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    """Now, to the millisecond: what the store keeps of an instant, so that an event and the document
+    written with it hold the same instant (and a deadline computed from it, the same deadline)."""
+    t = datetime.now(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
 def _state_of(doc: dict[str, Any]) -> StatusState:

@@ -24,6 +24,7 @@ class Service:
 async def build(settings: MatchingSettings, *, runtime: Runtime | None = None, consume: bool = True,
                 jobs: bool = True, offset_reset: str = "earliest") -> Service:
     rt = runtime or await Runtime.open(settings)
+    rt.follow_calendar()  # matching sets no deadline; it holds the calendar like every service, for operators
     cols = Collections(rt.db)
     await cols.ensure_indexes()
     relay = rt.outbox([cols.matches, cols.hours])

@@ -61,17 +61,18 @@ class CalendarFollower:
                 "caught_up": self.caught_up}
 
     async def start(self, timeout: float = 60.0) -> None:
+        """Read the topic to the end it has now; then follow it in the background."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     fetch_max_wait_ms=500)
         await consumer.start()
-        self._consumer = consumer
+        self._consumer = consumer  # stopped by ``stop`` even when the catch-up below fails
         parts = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or {0})]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
         async with asyncio.timeout(timeout):
-            while any([await consumer.position(tp) < end for tp, end in ends.items()]):  # a list: await in a generator makes an async one
+            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
                 await self._read(consumer, 1000)
         self.caught_up = True
         self._task = asyncio.create_task(self._follow(consumer), name="calendar-follower")

@@ -54,7 +54,7 @@ from civicgrid_audit.domain import kpi, timeline
 from civicgrid_contracts import Envelope, MalformedEvent, topics
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
 from civicgrid_runtime.bus import Delivery
-from civicgrid_runtime.calendar import CalendarSource
+from civicgrid_runtime.calendar import CalendarSource, FixedCalendar
 from civicgrid_runtime.service import tune_collector
 from civicgrid_runtime.store import BULK_CHUNK, bulk_in_chunks, find_by_ids
 
@@ -230,6 +230,7 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
     if await db[HEADS].find_one({}) is not None or await db[request_collection("")].find_one({}) is not None:
         raise TargetNotEmpty(f"database {db.name} is not empty: replay rebuilds into an empty one")
     log = AuditLog(db, Signer(signing_key))
+    calendar = FixedCalendar(calendar.calendar)  # the calendar as it is now, the same in every process
     if workers > 1:
         if not mongodb_url:
             raise ValueError("a replay in several processes needs mongodb_url")
