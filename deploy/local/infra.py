@@ -235,7 +235,7 @@ def kafka_properties() -> Path:
     return props
 
 
-def java_cmd(main_class: str, *args: str) -> list[str]:
+def java_cmd(main_class: str, *args: str, heap: str = KAFKA_HEAP) -> list[str]:
     log4j = STATE / "log4j2.yaml"
     log4j.write_text(
         "Configuration:\n  Appenders:\n    Console:\n      name: STDOUT\n      PatternLayout:\n"
@@ -244,7 +244,7 @@ def java_cmd(main_class: str, *args: str) -> list[str]:
         "        level: INFO\n"
     )
     return [
-        "java", f"-Xms{KAFKA_HEAP}", f"-Xmx{KAFKA_HEAP}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
         "-cp", f"{KAFKA_LIBS}/*", main_class, *args,
     ]

@@ -8,9 +8,9 @@ start-up with the variable's name.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT = "development"
@@ -62,6 +62,81 @@ class OidcSettings(BaseSettings):
     @property
     def audience_list(self) -> tuple[str, ...]:
         return tuple(a.strip() for a in self.audience.split(",") if a.strip())
+
+
+class KafkaTransportSettings(BaseSettings):
+    """How every Kafka client of the platform connects (``CIVICGRID_KAFKA_*``; docs/adr/0502)."""
+
+    model_config = SettingsConfigDict(env_prefix="CIVICGRID_KAFKA_", extra="ignore", frozen=True)
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    ssl_cafile: str = Field(default="", description="CA bundle (PEM) the brokers' certificates chain to; '' = system")
+    ssl_certfile: str = Field(default="", description="Client certificate (PEM), for brokers that ask for one")
+    ssl_keyfile: str = Field(default="", description="Its private key (PEM)")
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.security_protocol.startswith("SASL_") and not (self.sasl_username and
+                                                              self.sasl_password.get_secret_value()):
+            raise ValueError(f"{self.security_protocol} needs CIVICGRID_KAFKA_SASL_USERNAME and _SASL_PASSWORD")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("CIVICGRID_KAFKA_SSL_CERTFILE and _SSL_KEYFILE go together")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka's producer, consumer and admin client."""
+        opts: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            ctx = create_ssl_context(cafile=self.ssl_cafile or None, certfile=self.ssl_certfile or None,
+                                     keyfile=self.ssl_keyfile or None)
+            ctx.check_hostname = self.ssl_check_hostname
+            opts["ssl_context"] = ctx
+        if self.security_protocol.startswith("SASL_"):
+            opts.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                        sasl_plain_password=self.sasl_password.get_secret_value())
+        return opts
+
+
+class StoreTransportSettings(BaseSettings):
+    """TLS and authentication to MongoDB (``CIVICGRID_MONGODB_*``), beside whatever MONGODB_URL says."""
+
+    model_config = SettingsConfigDict(env_prefix="CIVICGRID_MONGODB_", extra="ignore", frozen=True)
+
+    tls: bool = False
+    tls_ca_file: str = Field(default="", description="CA bundle (PEM) of the servers' certificates; '' = system")
+    tls_certificate_key_file: str = Field(default="", description="Client certificate and key (PEM), for x.509")
+    auth_mechanism: Literal["", "SCRAM-SHA-256", "SCRAM-SHA-1", "MONGODB-X509"] = ""
+    username: str = ""
+    password: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.auth_mechanism == "MONGODB-X509" and not (self.tls and self.tls_certificate_key_file):
+            raise ValueError("MONGODB-X509 needs CIVICGRID_MONGODB_TLS=true and _TLS_CERTIFICATE_KEY_FILE")
+        if self.auth_mechanism.startswith("SCRAM") and not (self.username and self.password.get_secret_value()):
+            raise ValueError(f"{self.auth_mechanism} needs CIVICGRID_MONGODB_USERNAME and _PASSWORD")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for pymongo's client (they override the URL's options of the same name)."""
+        opts: dict[str, Any] = {}
+        if self.tls:
+            opts["tls"] = True
+            if self.tls_ca_file:
+                opts["tlsCAFile"] = self.tls_ca_file
+            if self.tls_certificate_key_file:
+                opts["tlsCertificateKeyFile"] = self.tls_certificate_key_file
+        if self.auth_mechanism:
+            opts["authMechanism"] = self.auth_mechanism
+            if self.auth_mechanism.startswith("SCRAM"):
+                opts.update(username=self.username, password=self.password.get_secret_value())
+        return opts
 
 
 class ServiceSettings(BaseSettings):

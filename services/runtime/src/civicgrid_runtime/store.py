@@ -70,13 +70,15 @@ def unpack_json(blob: bytes) -> Any:
 
 
 def connect(url: str, *, app_name: str) -> AsyncMongoClient:
-    """A client with timeouts that fail fast enough for health checks and retries."""
+    """A client with timeouts that fail fast enough for health checks and retries, and the
+    platform-wide TLS and authentication settings (``CIVICGRID_MONGODB_*``)."""
+    from civicgrid_runtime.settings import StoreTransportSettings
     from civicgrid_runtime.storeprofile import listeners
 
     return AsyncMongoClient(
         url, appname=app_name, tz_aware=True, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000,
         retryWrites=False,  # FerretDB v1 does not support retryable writes; our updates are idempotent
-        event_listeners=listeners(app_name),
+        event_listeners=listeners(app_name), **StoreTransportSettings().client_options(),
     )
 
 
