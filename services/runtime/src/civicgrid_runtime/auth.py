@@ -33,13 +33,13 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from civicgrid_runtime.oidc import InvalidStaffToken, OidcVerifier, ProviderUnavailable
+from civicgrid_runtime.oidc import STAFF_ROLES, InvalidStaffToken, OidcVerifier, ProviderUnavailable
 from civicgrid_runtime.problems import Problem
 from civicgrid_runtime.settings import DEVELOPMENT, ServiceSettings
 
 Role = Literal["resident", "operator", "grid_worker", "supervisor", "department", "volunteer", "auditor", "admin"]
-ROLES: tuple[str, ...] = ("resident", "operator", "grid_worker", "supervisor", "department", "volunteer", "auditor",
-                          "admin")
+#: residents hold development tokens in tests; the identity provider grants only the staff roles
+ROLES: tuple[str, ...] = ("resident", *STAFF_ROLES)
 ALGORITHM = "HS256"
 ISSUER = "civicgrid"
 
