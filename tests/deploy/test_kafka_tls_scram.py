@@ -27,7 +27,7 @@ from tests.support.platform import BIN, ROOT, free_port
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 import secure_kafka  # noqa: E402 - deploy/local is not a package
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from tests.support.platform import ROOT, Platform, free_port
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 import identity  # noqa: E402 - deploy/local is not a package
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.timeout(600)]
 DEV_SECRET = "civicgrid-development-secret-change-me"
 #: one staff endpoint of each service (matching's volunteers have their own)
 ENDPOINTS = [("intake", "/api/v1/requests"), ("grid", "/v1/queue"), ("matching", "/volunteers?limit=5"),

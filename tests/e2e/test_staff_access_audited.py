@@ -15,7 +15,8 @@ from tests.e2e.conftest import token
 from tests.e2e.helpers import eventually, grid_point
 from tests.e2e.test_flows import submit
 
-pytestmark = [pytest.mark.infra]
+# the platform and its demo city take minutes to start on a busy machine
+pytestmark = [pytest.mark.infra, pytest.mark.timeout(900)]
 NAME, PHONE, EMAIL = "王小明", "13800138000", "wang@example.cn"
 
 
