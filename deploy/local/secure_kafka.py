@@ -55,8 +55,9 @@ class SecureBroker:
                 self.proc.wait()
 
 
-def make_certificates(workdir: Path, password: str) -> tuple[Path, Path]:
-    """(CA certificate PEM, broker PKCS#12 keystore) for 127.0.0.1, valid for a day."""
+def make_certificates(workdir: Path, password: str) -> tuple[Path, Path, Path]:
+    """(CA certificate PEM, server PKCS#12 keystore, server key and certificate PEM) for 127.0.0.1,
+    valid for a day; the PEM serves TLS endpoints of other tests (the store's TLS test)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -85,7 +86,12 @@ def make_certificates(workdir: Path, password: str) -> tuple[Path, Path]:
     keystore = workdir / "broker.p12"
     keystore.write_bytes(pkcs12.serialize_key_and_certificates(
         b"broker", broker_key, broker_cert, [ca_cert], serialization.BestAvailableEncryption(password.encode())))
-    return ca_file, keystore
+    server_pem = workdir / "server.pem"
+    server_pem.write_bytes(broker_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption())
+                           + broker_cert.public_bytes(serialization.Encoding.PEM))
+    server_pem.chmod(0o600)
+    return ca_file, keystore, server_pem
 
 
 def properties(workdir: Path, port: int, controller_port: int, keystore: Path, ca_file: Path, store_password: str,
@@ -130,7 +136,7 @@ def start(workdir: Path, port: int, controller_port: int, *, username: str = "ci
     infra.setup_kafka()
     workdir.mkdir(parents=True, exist_ok=True)
     store_password, broker_password, password = (secrets.token_urlsafe(16) for _ in range(3))
-    ca_file, keystore = make_certificates(workdir, store_password)
+    ca_file, keystore, _ = make_certificates(workdir, store_password)
     props = properties(workdir, port, controller_port, keystore, ca_file, store_password, broker_password)
     fmt = subprocess.run(infra.java_cmd(
         "kafka.tools.StorageTool", "format", "-t", uuid.uuid4().hex[:22], "-c", str(props),

@@ -111,6 +111,56 @@ async def test_a_service_publishes_through_the_tls_scram_broker(broker, infra):
             proc.wait()
 
 
+async def test_the_store_client_speaks_tls_when_the_settings_say_so(infra, tmp_path, monkeypatch):
+    """FerretDB here has no TLS listener, so a TLS terminator on loopback (server certificate from
+    a CA made here) stands in front of the real store: ``connect`` must verify the certificate
+    against CIVICGRID_MONGODB_TLS_CA_FILE and then reach the store through it."""
+    import asyncio
+    import ssl
+
+    from civicgrid_runtime.store import connect, ping
+
+    ca_file, _, server_pem = secure_kafka.make_certificates(tmp_path, "unused-password")
+    store_host, store_port = infra.mongodb.removeprefix("mongodb://").split("/")[0].rsplit(":", 1)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(server_pem)
+
+    async def pipe(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def forward(client_reader, client_writer):
+        store_reader, store_writer = await asyncio.open_connection(store_host, int(store_port))
+        await asyncio.gather(pipe(client_reader, store_writer), pipe(store_reader, client_writer),
+                             return_exceptions=True)
+
+    server = await asyncio.start_server(forward, "127.0.0.1", 0, ssl=tls)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        monkeypatch.setenv("CIVICGRID_MONGODB_TLS", "true")
+        monkeypatch.setenv("CIVICGRID_MONGODB_TLS_CA_FILE", str(ca_file))
+        client = connect(f"mongodb://127.0.0.1:{port}/?directConnection=true", app_name="tls-test")
+        try:
+            assert await ping(client["tls_test"])
+        finally:
+            await client.close()
+        (tmp_path / "other").mkdir()
+        other_ca, _, _ = secure_kafka.make_certificates(tmp_path / "other", "unused-password")
+        monkeypatch.setenv("CIVICGRID_MONGODB_TLS_CA_FILE", str(other_ca))  # a CA that did not sign it
+        client = connect(f"mongodb://127.0.0.1:{port}/?directConnection=true", app_name="tls-test")
+        try:
+            assert not await ping(client["tls_test"])
+        finally:
+            await client.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 def test_transport_settings_need_their_credentials_and_map_to_client_options(tmp_path):
     with pytest.raises(ValueError, match="SASL_USERNAME"):
         KafkaTransportSettings(security_protocol="SASL_SSL")
