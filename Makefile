@@ -10,13 +10,15 @@ UV    ?= $(CACHE)/uv-$(UV_VERSION)/bin/uv
 INFRA := $(PY) deploy/local/infra.py
 export UV_LINK_MODE := copy
 
-.PHONY: help setup deps infra-setup up down status run test faults bench lint schemas clean-data
+.PHONY: help setup deps infra-setup tools up down status run test faults bench lint chart-topics schemas clean-data
 
 help:
 	@echo "make run     - start Kafka, the store and all four services with a demo city (Ctrl-C stops)"
 	@echo "make test    - set up what is missing, start the infrastructure, run the whole suite, stop"
 	@echo "make bench   - benchmarks (foundation + every service + full pipeline)"
 	@echo "make up/down - start/stop only Kafka and the store;  make lint;  make schemas"
+	@echo "make lint    - ruff, and the Helm chart (kubeconform -strict) and docker-compose.yml validated offline"
+	@echo "make chart-topics - regenerate the chart's topic list from contracts/' registry"
 
 # --- installation ------------------------------------------------------------------------------
 
@@ -29,7 +31,11 @@ deps: $(UV)
 infra-setup: deps
 	$(INFRA) setup
 
-setup: deps infra-setup
+# helm and kubeconform for `make lint`, built once from the Go module proxy (cached in $(CACHE)/bin)
+tools:
+	bash deploy/local/tools.sh
+
+setup: deps infra-setup tools
 
 # --- infrastructure ----------------------------------------------------------------------------
 
@@ -56,7 +62,7 @@ run: setup
 
 # tests and benchmarks keep their own broker and store data (.run/test, .run/bench): the events they
 # publish never reach the demo's topics and consumer groups in .run
-test: setup
+test: lint setup
 	CIVICGRID_STATE_DIR=$(CURDIR)/.run/test bash deploy/local/with-infra.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 faults: setup
@@ -68,8 +74,12 @@ bench: setup
 	@if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}$${MONGODB_URL:-}" ]; then CIVICGRID_STATE_DIR=$(CURDIR)/.run/bench $(INFRA) reset; fi
 	CIVICGRID_STATE_DIR=$(CURDIR)/.run/bench bash deploy/local/with-infra.sh $(PY) bench/run_all.py
 
-lint: deps
+lint: deps tools
 	$(PY) -m ruff check contracts services tests bench deploy
+	$(PY) deploy/validate.py
+
+chart-topics: deps
+	$(PY) deploy/helm/chart_registry.py
 
 schemas: deps
 	$(PY) -m civicgrid_contracts.schemas generate

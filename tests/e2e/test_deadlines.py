@@ -106,7 +106,12 @@ async def deadlines_everywhere(client, platform, rid: str) -> dict[str, dict[str
         r = await client.get(f"{grid}/v1/requests/{rid}", headers=ADMIN)
         return r.json() if r.status_code == 200 and r.json().get("assignee_id") else None
 
-    work = await eventually(assigned, what="assignment")
+    try:
+        work = await eventually(assigned, what="assignment")
+    except AssertionError as exc:  # say where the request stands in intake and grid
+        seen_by_intake = (await client.get(f"{intake}/api/v1/requests/{rid}", headers=ADMIN)).text
+        seen_by_grid = (await client.get(f"{grid}/v1/requests/{rid}", headers=ADMIN)).text
+        raise AssertionError(f"{exc}\nintake: {seen_by_intake[:600]}\ngrid: {seen_by_grid[:600]}") from None
     worker = token("grid_worker", sub=work["assignee_id"], area=work["grid"])
     queue = (await client.get(f"{grid}/v1/queue", headers=worker)).json()
     entry = next(q for q in queue if q["request_id"] == rid)
@@ -211,7 +216,8 @@ async def test_a_calendar_change_reaches_every_service_and_leaves_set_deadlines_
         # the deadline set before the change stays, everywhere
         assert agreed(await deadlines_everywhere(client, platform, first["request_id"])) == before_change
         # a clock started after it runs on the new calendar
-        second = await submit(client, platform, point, "deadline_business")
+        elsewhere = await grid_point(client, platform.url("grid"), index=9)  # not a duplicate of the first
+        second = await submit(client, platform, elsewhere, "deadline_business")
         seen = await deadlines_everywhere(client, platform, second["request_id"])
         due = agreed(seen)
         new_cal = working(changed)

@@ -18,7 +18,7 @@ SECRET = "test-secret-that-is-long-enough-for-hs256!"
 
 def test_bad_configuration_fails_loudly_naming_the_variable(monkeypatch):
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "not a server list")
-    with pytest.raises(ValidationError, match="kafka_bootstrap_servers"):
+    with pytest.raises(ValidationError, match="KAFKA_BOOTSTRAP_SERVERS"):
         ServiceSettings()
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     monkeypatch.setenv("CIVICGRID_HTTP_PORT", "99999")

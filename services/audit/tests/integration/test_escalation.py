@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY
 
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.calendar import DEFAULT_CALENDAR
@@ -67,6 +68,7 @@ async def test_escalation_climbs_two_levels_and_stops_when_accepted(infra, mongo
     db = unique("audit_esc")
     svc = await start_audit(infra, database=db, group=unique("audit_grp"), repeat_hours=ONE_SECOND * 2)
     since = datetime.now(UTC)
+    delays_before = REGISTRY.get_sample_value("civicgrid_escalation_delay_seconds_count") or 0
     try:
         await settle(svc)
         rid = unique("ESC")
@@ -82,6 +84,8 @@ async def test_escalation_climbs_two_levels_and_stops_when_accepted(infra, mongo
         assert [(e["step"], e["from_level"], e["to_level"]) for e in esc[:2]] == [
             (1, "grid", "community"), (2, "community", "street")]
         assert esc[0]["escalation_id"] == f"{rid}|response|1"
+        # the escalation-lag alert's metric saw both
+        assert REGISTRY.get_sample_value("civicgrid_escalation_delay_seconds_count") >= delays_before + 2
         # the supervisor's lists show it (district-wide scope)
         assert any(r["request_id"] == rid for r in await svc.queries.overdue(""))
         assert any(r["request_id"] == rid for r in await svc.queries.escalated("110105002"))

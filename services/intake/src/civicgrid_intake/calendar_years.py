@@ -46,7 +46,11 @@ class CalendarYears:
         key = str(cal.year)
         current = await self.col.find_one({"_id": key}, {"revision": 1})
         revision = (current or {}).get("revision", 0)
-        defined = CalendarYearDefined(request_id=key, calendar=cal, revision=revision + 1,
+        # the bus's revision counts too: a version the followers hold (e.g. published by an intake
+        # whose database was since replaced) must never be outnumbered by an older one
+        on_bus = self.follower.versions[cal.year].revision if self.follower and cal.year in self.follower.versions \
+            else 0
+        defined = CalendarYearDefined(request_id=key, calendar=cal, revision=max(revision, on_bus) + 1,
                                       changed_at=datetime.now(UTC), changed_by=by)
         doc = await update_with_events(
             self.col, self.relay, filter={"_id": key, "revision": revision}, upsert=revision == 0,

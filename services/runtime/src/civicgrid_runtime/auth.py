@@ -203,8 +203,7 @@ def mint_token_cli(argv: list[str] | None = None) -> None:
 
 def password_grant(user: str, password: str) -> str:
     """An access token from the provider for a script, by the resource-owner password grant
-    (``CIVICGRID_OIDC_ISSUER``, ``_CLIENT_ID``, ``_CLIENT_SECRET`` and ``_SCOPE``, comma-separated, from the
-    environment)."""
+    (``CIVICGRID_OIDC_ISSUER``, ``_CLIENT_ID``, ``_CLIENT_SECRET`` and ``_SCOPE`` from the environment)."""
     from civicgrid_runtime.settings import OidcSettings
 
     oidc = OidcSettings()
@@ -212,11 +211,9 @@ def password_grant(user: str, password: str) -> str:
         raise OSError("CIVICGRID_OIDC_ISSUER is not set")
     token_endpoint = OidcVerifier(oidc).discover()["token_endpoint"]
     form = {"grant_type": "password", "username": user, "password": password,
-            "scope": " ".join(os.environ.get("CIVICGRID_OIDC_SCOPE", "openid,profile,groups").split(",")),
-            "client_id": os.environ.get("CIVICGRID_OIDC_CLIENT_ID", "civicgrid-cli")}
-    secret = os.environ.get("CIVICGRID_OIDC_CLIENT_SECRET")
-    if secret:
-        form["client_secret"] = secret
+            "scope": " ".join(oidc.scope.split(",")), "client_id": oidc.client_id}
+    if oidc.client_secret.get_secret_value():
+        form["client_secret"] = oidc.client_secret.get_secret_value()
     req = urllib.request.Request(token_endpoint, data=urllib.parse.urlencode(form).encode(), method="POST",
                                  headers={"Accept": "application/json"})
     with urllib.request.urlopen(req, timeout=oidc.http_timeout_seconds) as r:  # noqa: S310 - the issuer's endpoint

@@ -14,3 +14,12 @@ HANDLER_SECONDS = Histogram(
 )
 CONSUMER_LAG = Gauge("civicgrid_consumer_lag", "Messages behind the high watermark", ["group", "topic", "partition"])
 OUTBOX_PENDING = Gauge("civicgrid_outbox_pending_documents", "Documents with events not yet published", ["collection"])
+DEPENDENCY_UP = Gauge("civicgrid_dependency_up", "1 if the dependency answered the last readiness check, else 0",
+                      ["dependency"])
+ESCALATION_BACKLOG_SECONDS = Gauge(
+    "civicgrid_escalation_backlog_seconds",
+    "How long the oldest due clock this replica schedules has waited for its escalation (0: none is due)")
+ESCALATION_DELAY = Histogram(
+    "civicgrid_escalation_delay_seconds", "From a clock's due time to the write of its escalation",
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)

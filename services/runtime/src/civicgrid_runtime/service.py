@@ -27,6 +27,7 @@ from civicgrid_runtime.auth import install_auth
 from civicgrid_runtime.bus import BatchHandler, EventConsumer, EventPublisher, ensure_topics
 from civicgrid_runtime.calendar import CalendarFollower
 from civicgrid_runtime.logging import configure_logging, get_logger
+from civicgrid_runtime.metrics import DEPENDENCY_UP
 from civicgrid_runtime.problems import install_problem_handlers
 from civicgrid_runtime.settings import ServiceSettings
 from civicgrid_runtime.store import OutboxRelay, connect, ping
@@ -151,6 +152,8 @@ class Runtime:
     async def readiness(self) -> dict[str, Any]:
         store_ok = await ping(self.db)
         broker_ok = await self.publisher.ping()
+        DEPENDENCY_UP.labels("store").set(int(store_ok))  # what the unreachable-store/broker alerts read
+        DEPENDENCY_UP.labels("broker").set(int(broker_ok))
         lag = {}
         for c in self.consumers:
             lag.update({f"{c.group_id}/{t}": n for t, n in c.lag().items()})

@@ -1,17 +1,42 @@
 """Settings from the environment (pydantic-settings), one prefix per service.
 
 Every service subclasses ``ServiceSettings`` with its own ``env_prefix`` (``INTAKE_``, ``GRID_``...).
-The two infrastructure addresses are also read unprefixed (``KAFKA_BOOTSTRAP_SERVERS``,
-``MONGODB_URL``) so one exported pair configures the whole platform. A bad value fails loudly at
-start-up with the variable's name.
+Platform-wide settings have one name that every service reads the same way, whatever its prefix
+(``platform_setting``): the infrastructure addresses ``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URL``,
+``CIVICGRID_TOPIC_REPLICATION_FACTOR`` and ``CIVICGRID_AUTH_SECRET``. A bad value, or a variable
+under the service's own prefix or ``CIVICGRID_`` that no setting reads (a typo, or a platform-wide
+setting given under a service's prefix), fails loudly at start-up with the variable's name.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLATFORM_PREFIX = "CIVICGRID_"
+
+#: civicgrid-prefixed variables read outside the settings: the local infrastructure (deploy/local), where
+#: the services listen (the demo's simulator and the console), the test harness and benchmarks, fault
+#: injection (``faults``) and store profiling (``storeprofile``)
+READ_OUTSIDE_SETTINGS = frozenset({
+    "CIVICGRID_STATE_DIR", "CIVICGRID_CACHE_DIR", "CIVICGRID_KAFKA_PORT", "CIVICGRID_KAFKA_CONTROLLER_PORT",
+    "CIVICGRID_KAFKA_HEAP", "CIVICGRID_STORE_PORT", "CIVICGRID_STORE_GOGC", "CIVICGRID_STORE_SQLITE_PARAMS",
+    "CIVICGRID_STORE_PPROF", "CIVICGRID_STORE_PROFILE", "CIVICGRID_CRASH_AT", "CIVICGRID_TEST_INFRA_BANNER",
+    "CIVICGRID_KEEP_E2E_DATA", "MATCHING_BENCH_BATCH", "MATCHING_BENCH_SWEEP",
+    "CIVICGRID_INTAKE_URL", "CIVICGRID_GRID_URL", "CIVICGRID_MATCHING_URL", "CIVICGRID_AUDIT_URL",
+    "CIVICGRID_DEX_PORT",
+})
+
+
+def platform_setting(env_name: str, default: Any, **kwargs: Any) -> Any:
+    """A setting of the whole platform: read from ``env_name`` alone, by every service alike (a
+    service's prefix does not apply; given under it, the variable is refused at start)."""
+    return Field(default=default, validation_alias=env_name, **kwargs)
+
 
 DEVELOPMENT = "development"
 ACCEPTED_TOKEN_ALGORITHMS = ("RS256", "ES256")
@@ -38,6 +63,9 @@ class OidcSettings(BaseSettings):
     jwks_min_refetch_seconds: float = Field(default=30, ge=1, le=3600,
                                             description="Least time between two key set fetches for unknown kids")
     http_timeout_seconds: float = Field(default=5, gt=0, le=60)
+    client_id: str = Field(default="civicgrid-cli", description="civicgrid-token --oidc: the client it signs in as")
+    client_secret: SecretStr = Field(default=SecretStr(""), description="civicgrid-token --oidc: that client's secret")
+    scope: str = Field(default="openid,profile,groups", description="civicgrid-token --oidc: scopes, comma-separated")
 
     @field_validator("issuer")
     @classmethod
@@ -140,21 +168,17 @@ class StoreTransportSettings(BaseSettings):
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CIVICGRID_", extra="ignore", frozen=True)
+    # validate_by_name: code and tests still pass platform settings by field name
+    model_config = SettingsConfigDict(env_prefix=PLATFORM_PREFIX, extra="ignore", frozen=True, validate_by_name=True)
 
     service_name: str = "civicgrid"
     env: Literal["development", "production"] = Field(
         default="production", validation_alias=AliasChoices("CIVICGRID_ENV"),  # not ENV: sh reads that
         description="'development' accepts the built-in development secrets; anything else refuses them")
-    kafka_bootstrap_servers: str = Field(
-        default="127.0.0.1:19092",
-        validation_alias=AliasChoices("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
-    )
-    mongodb_url: str = Field(
-        default="mongodb://127.0.0.1:27027/",
-        validation_alias=AliasChoices("mongodb_url", "MONGODB_URL"),
-    )
-    topic_replication_factor: int = Field(default=1, ge=1, le=5, description="3 on a real cluster")
+    kafka_bootstrap_servers: str = platform_setting("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    mongodb_url: str = platform_setting("MONGODB_URL", "mongodb://127.0.0.1:27027/")
+    topic_replication_factor: int = platform_setting("CIVICGRID_TOPIC_REPLICATION_FACTOR", 1, ge=1, le=5,
+                                                     description="3 on a real cluster")
     database: str = Field(default="", description="Database name; defaults to civicgrid_<service>")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
@@ -181,13 +205,22 @@ class ServiceSettings(BaseSettings):
                     "fetches on idle topics cost the broker and each service about a tenth of a core")
     consumer_instance: str = Field(default="", description="Stable member id for static group membership")
     outbox_sweep_seconds: float = Field(default=1.0, gt=0, le=600)
-    auth_secret: SecretStr = Field(
-        default=SecretStr("civicgrid-development-secret-change-me"),
-        validation_alias=AliasChoices("auth_secret", "CIVICGRID_AUTH_SECRET"),
-    )
+    auth_secret: SecretStr = platform_setting("CIVICGRID_AUTH_SECRET", SecretStr("civicgrid-development-secret-change-me"))
     oidc: OidcSettings = Field(default_factory=OidcSettings, description="Staff sign-in (CIVICGRID_OIDC_*)")
+    kafka_transport: KafkaTransportSettings = Field(default_factory=KafkaTransportSettings,
+                                                    description="TLS and SASL to Kafka (CIVICGRID_KAFKA_*)")
+    store_transport: StoreTransportSettings = Field(default_factory=StoreTransportSettings,
+                                                    description="TLS and authentication to MongoDB (CIVICGRID_MONGODB_*)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+
+    @model_validator(mode="after")
+    def _no_unread_variables(self) -> ServiceSettings:
+        unread = sorted(unread_variables(type(self), os.environ))
+        if unread:
+            raise ValueError(f"{', '.join(unread)}: no setting reads this variable (a misspelt name, or a "
+                             f"platform-wide setting given under a service's prefix); remove or rename it")
+        return self
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
@@ -221,3 +254,29 @@ class ServiceSettings(BaseSettings):
     def source(self) -> str:
         """CloudEvents ``source`` of everything this service publishes."""
         return f"/civicgrid/{self.service_name}"
+
+
+def variables_read(settings_class: type[BaseSettings]) -> set[str]:
+    """The environment variables a settings class reads (upper case, as compared), those of settings
+    nested in it included (each under its own prefix)."""
+    prefix = settings_class.model_config.get("env_prefix", "").upper()
+    names: set[str] = set()
+    for name, field in settings_class.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings):
+            names |= variables_read(field.annotation)
+        elif isinstance(field.validation_alias, str):
+            names.add(field.validation_alias.upper())
+        elif isinstance(field.validation_alias, AliasChoices):
+            names |= {c.upper() for c in field.validation_alias.choices if isinstance(c, str)}
+        else:
+            names.add((prefix + name).upper())
+    return names
+
+
+def unread_variables(settings_class: type[BaseSettings], environ: Mapping[str, str]) -> set[str]:
+    """Variables under the class's own prefix or the platform's that nothing reads. Other services'
+    prefixes are left to them: one environment (``make run``, a test run) may carry every service's."""
+    prefixes = {settings_class.model_config.get("env_prefix", "").upper(), PLATFORM_PREFIX}
+    known = variables_read(settings_class) | READ_OUTSIDE_SETTINGS
+    return {name for name in (n.upper() for n in environ)
+            if name.startswith(tuple(prefixes)) and name not in known}

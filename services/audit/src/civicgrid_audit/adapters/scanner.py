@@ -42,6 +42,7 @@ from civicgrid_contracts.envelope import derived_event_id
 from civicgrid_contracts.events.audit import RequestEscalated
 from civicgrid_runtime.calendar import CalendarSource
 from civicgrid_runtime.logging import get_logger
+from civicgrid_runtime.metrics import ESCALATION_BACKLOG_SECONDS, ESCALATION_DELAY
 from civicgrid_runtime.store import OutboxRelay, update_with_events
 
 log = get_logger("civicgrid.audit.scanner")
@@ -79,9 +80,11 @@ class DeadlineScanner:
 
     async def scan(self, *, now: datetime | None = None, limit: int = 500) -> int:
         """Escalate every due clock (up to ``limit``); returns how many escalations this replica made."""
+        t = now or datetime.now(UTC)
+        oldest_due = self._heap[0][0] if self._heap else t
+        ESCALATION_BACKLOG_SECONDS.set(max(0.0, (t - oldest_due).total_seconds()))
         if self._loaded_at is None or time.monotonic() - self._loaded_at > self.reload_seconds:
             await self.reload()
-        t = now or datetime.now(UTC)
         ids: list[str] = []
         while self._heap and self._heap[0][0] <= t and len(ids) < limit:
             _, did = heapq.heappop(self._heap)
@@ -171,6 +174,7 @@ class DeadlineScanner:
             await self.claims.delete_one({"_id": escalation_id})
             return False
         await self.claims.update_one({"_id": escalation_id}, {"$set": {"done": True}})
+        ESCALATION_DELAY.observe(max(0.0, (now - due).total_seconds()))
         self.schedule(doc["_id"], next_due)
         log.info("escalated", request_id=doc["request_id"], clock=doc["clock"], step=step, to_level=to_level)
         return True
