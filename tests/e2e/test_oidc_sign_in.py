@@ -68,7 +68,9 @@ def providers(tmp_path_factory):
 def oidc_platform(infra, providers):
     trusted, _ = providers
     env = {k: v for k, v in identity.settings_env(trusted).items() if k.startswith("CIVICGRID_OIDC_")}
-    p = Platform(infra.kafka, infra.mongodb, extra_env={**env, "CIVICGRID_ENV": "development"})
+    # no request is submitted here: intake need not read back its duplicate window before serving
+    p = Platform(infra.kafka, infra.mongodb, extra_env={**env, "CIVICGRID_ENV": "development",
+                                                        "INTAKE_DUPLICATE_CATCH_UP_SECONDS": "1"})
     try:
         p.start(demo=False)
         yield p
