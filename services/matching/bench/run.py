@@ -10,6 +10,7 @@
    average distance within 20 % of nearest-first).
 
 Run: KAFKA_BOOTSTRAP_SERVERS=... MONGODB_URL=... .venv/bin/python services/matching/bench/run.py
+     [--quick | --smoke]   (--smoke: tiny numbers, to check that it runs)
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import simulation  # the bench's own fairness simulation (beside this file)
 
 from civicgrid_contracts import Envelope, topics
 from civicgrid_contracts.events.grid import VolunteerRequested
 from civicgrid_contracts.values import Location
-from civicgrid_matching.domain import simulation
 from civicgrid_matching.domain.index import MatchQuery, VolunteerIndex
 from civicgrid_matching.domain.model import DAYS
+from civicgrid_matching.domain.volunteer import Qualification, Volunteer
 from civicgrid_runtime.testing import start_group_at_end, unique
 
 SKILLS = ("elderly_home_care", "after_school_care", "disability_assistance", "small_repairs", "legal_advice",
@@ -45,20 +47,22 @@ PATTERNS = [
 ]
 
 
-def volunteer_docs(n: int, rng: np.random.Generator, span_km: float) -> list[dict]:
+def bench_volunteers(n: int, rng: np.random.Generator, span_km: float) -> list[Volunteer]:
     lat = ANCHOR[0] + rng.random(n) * span_km / 111.2
     lon = ANCHOR[1] + rng.random(n) * span_km / 85.3
     far = datetime(2030, 1, 1, tzinfo=UTC)
-    docs = []
+    now = datetime.now(UTC).replace(microsecond=0)
+    out = []
     for i in range(n):
         skills = [SKILLS[j] for j in rng.choice(len(SKILLS), size=int(rng.integers(1, 4)), replace=False)]
-        docs.append({"_id": f"bench-v{i:06d}", "lat": float(lat[i]), "lon": float(lon[i]), "skills": skills,
-                     "availability": PATTERNS[int(rng.integers(len(PATTERNS)))], "on_duty": bool(rng.random() < .9),
-                     "weekly_hours_cap": 10.0, "community": f"c-{i % 40:02d}", "name": f"bench {i}",
-                     "qualifications": {"first_aid": {"expires_at": far, "verified_by": "bench",
-                                                      "verified_at": far}} if rng.random() < .5 else {},
-                     "stats": {}, "ratings": {}, "serves": {}})
-    return docs
+        v = Volunteer(id=f"bench-v{i:06d}", name=f"bench {i}", community=f"c-{i % 40:02d}", lat=float(lat[i]),
+                      lon=float(lon[i]), created_at=now, updated_at=now, created_by="bench", skills=skills,
+                      availability=PATTERNS[int(rng.integers(len(PATTERNS)))], on_duty=bool(rng.random() < .9),
+                      weekly_hours_cap=10.0)
+        if rng.random() < .5:
+            v.qualifications["first_aid"] = Qualification("first_aid", "bench", far, far)
+        out.append(v)
+    return out
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -70,8 +74,8 @@ def bench_latency(n: int = 100_000, queries: int = 2_000) -> dict:
     rng = np.random.default_rng(1)
     index = VolunteerIndex(ZoneInfo("Asia/Shanghai"), capacity=n)
     t0 = time.perf_counter()
-    for d in volunteer_docs(n, rng, span_km=30):
-        index.upsert(d)
+    for v in bench_volunteers(n, rng, span_km=30):
+        index.upsert(v)
     build_s = time.perf_counter() - t0
     base = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)  # a Monday 09:00 local
     qs = []
@@ -114,7 +118,9 @@ def bench_latency(n: int = 100_000, queries: int = 2_000) -> dict:
 async def bench_end_to_end(requests: int = 3_000, volunteers: int = 20_000) -> dict:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from civicgrid_matching.adapters.documents import volunteer_doc
     from civicgrid_matching.bootstrap import CONSUMED, build
+    from civicgrid_matching.handlers import consumed, sync
     from civicgrid_matching.settings import MatchingSettings
 
     kafka = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
@@ -126,13 +132,14 @@ async def bench_end_to_end(requests: int = 3_000, volunteers: int = 20_000) -> d
     service = await build(settings, jobs=False)
     m = service.matching
     rng = np.random.default_rng(2)
-    docs = volunteer_docs(volunteers, rng, span_km=5)
+    docs = []
+    for v in bench_volunteers(volunteers, rng, span_km=5):
+        v.version = 1
+        docs.append(volunteer_doc(v))
     now = datetime.now(UTC)
-    for d in docs:
-        d["created_at"] = d["updated_at"] = now
-    for i in range(0, len(docs), 2000):
-        await m.cols.volunteers.insert_many(docs[i:i + 2000])
-    await m.refresh_index()
+    for i in range(0, len(docs), 2000):  # bulk: registering 20,000 one by one would dominate the run
+        await m.store.db.volunteers.insert_many(docs[i:i + 2000])
+    await sync.refresh_index(m)
     out_topic = topics.VOLUNTEERS.name
     tail = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
     await tail.start()
@@ -164,7 +171,7 @@ async def bench_end_to_end(requests: int = 3_000, volunteers: int = 20_000) -> d
     direct = [Envelope.wrap(VolunteerRequested(**{**e.data.model_dump(), "request_id": e.subject + "-direct"}),
                             source="/civicgrid/grid") for e in envs[:1000]]
     t0 = time.perf_counter()
-    await m.match_new_requests(direct)
+    await consumed.match_new_requests(m, direct)
     direct_per_s = len(direct) / (time.perf_counter() - t0)
     wanted = {e.subject for e in envs}
     seen: set[str] = set()
@@ -236,13 +243,16 @@ async def raw_kafka_round_trip(kafka: str, n: int) -> float:
 
 def main() -> None:
     quick = "--quick" in sys.argv
+    smoke = "--smoke" in sys.argv  # tiny numbers: checks the bench runs, measures nothing
     print("matching bench: latency (in-memory index) ...", flush=True)
-    lat = bench_latency(queries=500 if quick else 2_000)
+    lat = bench_latency(n=2_000 if smoke else 100_000, queries=50 if smoke else 500 if quick else 2_000)
     print("matching bench: end to end through Kafka and the store ...", flush=True)
-    e2e = asyncio.run(bench_end_to_end(requests=1_000 if quick else 3_000))
+    e2e = asyncio.run(bench_end_to_end(requests=100 if smoke else 1_000 if quick else 3_000,
+                                       volunteers=500 if smoke else 20_000))
     print("matching bench: fairness simulation ...", flush=True)
-    fair = simulation.run("fair")
-    near = simulation.run("nearest")
+    size = {"requests": 1_000, "volunteers": 200} if smoke else {}
+    fair = simulation.run("fair", **size)
+    near = simulation.run("nearest", **size)
     ratio = fair.mean_distance_m / near.mean_distance_m
     rows = [
         ("match latency p50, 1 request vs 100,000 volunteers", f"{lat['p50']:.3f} ms", "-",

@@ -62,6 +62,32 @@ async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
 class Harness:
     def __init__(self, app, client: httpx.AsyncClient, settings: MatchingSettings) -> None:
         self.app, self.http, self.settings = app, client, settings
+        #: ids of the events this service published: the topics are shared, and other matching
+        #: services running on the machine (other tests' platforms) answer the same requests
+        self.sent: set[str] = set()
+        publisher = self.publisher
+        send = publisher.publish_many
+
+        async def publish_many(envelopes, *, topic=None):
+            self.sent.update(e.id for e in envelopes)
+            await send(envelopes, topic=topic)
+
+        publisher.publish_many = publish_many
+
+    async def events(self, infra, rid: str, since, type_: str | None = None, *, distinct: bool = True
+                     ) -> list[Envelope]:
+        """This service's events about ``rid`` on its topic since ``since``, as the broker has them
+        (``distinct``: one per id)."""
+        from civicgrid_contracts import topics
+        from civicgrid_runtime.testing import read_topic
+
+        recs = await read_topic(infra.kafka, topics.VOLUNTEERS.name, since=since, timeout=0.5)
+        envs = [Envelope.from_kafka(r.value, r.headers) for r in recs if r.key == rid.encode()]
+        # one per id: ids derive from the cause, so another matching service answering the same
+        # request publishes some of the very same ids (and every reader drops such a repeat)
+        unique = {e.id: e for e in reversed(envs)} if distinct else {}
+        return [e for e in envs if (not distinct or unique[e.id] is e) and e.id in self.sent
+                and (type_ is None or e.type == type_)]
 
     @property
     def service(self):
@@ -80,11 +106,48 @@ class Harness:
             r = await self.http.post("/volunteers", json=b, headers=staff())
             assert r.status_code == 201, r.text
 
-    async def match_doc(self, rid: str, status: str | None = None, timeout: float = 20.0) -> dict:
+    async def match(self, rid: str, status: str | None = None, timeout: float = 20.0):
+        """The request's match (the aggregate, read through the store adapter), once it exists
+        (and has ``status``)."""
         async def get():
-            d = await self.m.cols.matches.find_one({"_id": rid})
-            return d if d and (status is None or d["status"] == status) else None
+            m = await self.m.store.matches.get(rid)
+            return m if m and (status is None or m.status == status) else None
 
         return await wait_for(get, timeout)
 
+    @property
+    def db(self):
+        return self.m.store.db
 
+
+
+
+class Clock:
+    """A settable clock for handlers on the fake store."""
+
+    def __init__(self, t: datetime | None = None) -> None:
+        self.t = t or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, **kw) -> None:
+        self.t += timedelta(**kw)
+
+
+def on_fake(**overrides):
+    """Matching's handlers on the in-memory store, with a settable clock (``ctx.clock``)."""
+    from civicgrid_matching.adapters.memory import MemoryStore
+    from civicgrid_matching.bootstrap import compose
+
+    settings = MatchingSettings(**{"offers_at_once": 1, "offer_ttl_seconds": 600, **overrides})
+    ctx = compose(settings, MemoryStore(settings.source))
+    ctx.clock = Clock()
+    return ctx
+
+
+def delivery(env: Envelope, offset: int = 0):
+    from civicgrid_contracts import topics
+    from civicgrid_runtime.bus import Delivery
+
+    return Delivery(env, topics.ASSIGNMENTS.name, 0, offset)

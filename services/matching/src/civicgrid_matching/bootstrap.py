@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from civicgrid_contracts import topics
-from civicgrid_matching.adapters.store import Collections
+from civicgrid_matching.adapters.mongo import MongoStore
 from civicgrid_matching.domain.index import VolunteerIndex
-from civicgrid_matching.handlers import Matching
+from civicgrid_matching.handlers import Matching, bookings, consumed, offers, sync
+from civicgrid_matching.ports import Store
 from civicgrid_matching.settings import MatchingSettings
 from civicgrid_runtime.service import Runtime
 
@@ -21,22 +22,26 @@ class Service:
     matching: Matching
 
 
+def compose(settings: MatchingSettings, store: Store) -> Matching:
+    """The handlers' context on any store (the MongoDB adapter here, the in-memory fake in tests)."""
+    return Matching(store, VolunteerIndex(ZoneInfo(settings.timezone)), settings)
+
+
 async def build(settings: MatchingSettings, *, runtime: Runtime | None = None, consume: bool = True,
                 jobs: bool = True, offset_reset: str = "earliest") -> Service:
     rt = runtime or await Runtime.open(settings)
-    rt.follow_calendar()  # matching sets no deadline; it holds the calendar like every service, for operators
-    cols = Collections(rt.db)
-    await cols.ensure_indexes()
-    relay = rt.outbox([cols.matches, cols.hours])
-    m = Matching(cols, relay, VolunteerIndex(ZoneInfo(settings.timezone)), settings)
-    await m.load()
+    rt.follow_calendar()  # no deadline is set here, but every service holds the one calendar of the bus
+    relay = rt.outbox([rt.db[name] for name in MongoStore.OUTBOX])
+    store = MongoStore(rt.db, relay, settings.source)
+    await store.ensure_indexes()
+    ctx = compose(settings, store)
+    await sync.load(ctx)
     if consume:
         # per partition (not merged): the partitions' batches run concurrently, so one's ranking
-        # (CPU) overlaps another's store and broker round trips; merged, the bench ran ~15% slower
-        rt.consume(list(CONSUMED), m.handle_batch, auto_offset_reset=offset_reset)
+        # (CPU) overlaps another's store and broker round trips
+        rt.consume(list(CONSUMED), lambda batch: consumed.handle_batch(ctx, batch), auto_offset_reset=offset_reset)
     if jobs:
-        rt.every(settings.expiry_scan_seconds, m.expire_offers, name="offer-expiry")
-        rt.every(settings.index_refresh_seconds, m.refresh_index, name="index-refresh")
-        rt.every(60, m.reconcile_holds, name="reconcile-holds")
-        rt.every(5, m.republish_batches, name="republish-batches")
-    return Service(rt, m)
+        rt.every(settings.expiry_scan_seconds, lambda: offers.expire_offers(ctx), name="offer-expiry")
+        rt.every(settings.index_refresh_seconds, lambda: sync.refresh_index(ctx), name="index-refresh")
+        rt.every(60, lambda: bookings.reconcile_holds(ctx), name="reconcile-holds")
+    return Service(rt, ctx)

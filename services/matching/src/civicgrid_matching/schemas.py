@@ -147,3 +147,9 @@ class PreviewRequest(BaseModel):
     recurring_weekly: bool = False
     resident_ref: str | None = None
     limit: int = Field(default=10, ge=1, le=100)
+
+
+class RosterRow(VolunteerCreate):
+    """One line of a roster file: a registration and the qualification codes verified with it."""
+
+    qualifications: list[str] = Field(default_factory=list)

@@ -27,8 +27,8 @@ async def test_hours_delivery_correction_and_reports(infra, harness):
                                     community="c-07"))
     env = requested()
     await h.publisher.publish(env)
-    doc = await h.match_doc(env.subject, "open")
-    oid = next(iter(doc["offers"]))
+    m = await h.match(env.subject, "open")
+    oid = m.offers[0].offer_id
     assert (await h.http.post(f"/me/offers/{oid}/accept", headers=as_volunteer("h-1"))).status_code == 200
     # someone else cannot log hours on it
     r = await h.http.post(f"/me/assignments/{env.subject}/check-in", headers=as_volunteer("intruder"))
@@ -63,7 +63,7 @@ async def test_hours_delivery_correction_and_reports(infra, harness):
     # the resident's rating reaches the volunteer's record
     await h.publisher.publish(Envelope.wrap(RequestRated(request_id=env.subject, rating="basically_satisfied",
                                                          rated_at=datetime.now(UTC)), source="/civicgrid/intake"))
-    await wait_for(lambda: h.m.cols.hours.find_one({"_id": entry_id, "rating": "basically_satisfied"}))
+    await wait_for(lambda: h.db.hours.find_one({"_id": entry_id, "rating": "basically_satisfied"}))
     month = body["month"]
     rep = (await h.http.get(f"/reports/service-times?month={month}", headers=staff())).json()
     assert rep["by_community"] == [{"community": "c-01", "person_times": 1, "hours": 2.5, "volunteers": 1}]
@@ -88,18 +88,18 @@ async def test_no_show_lowers_reliability_and_reoffers(infra, harness):
     await h.register(volunteer_body("n-1", north_m=100), volunteer_body("n-2", north_m=400))
     env = requested()
     await h.publisher.publish(env)
-    doc = await h.match_doc(env.subject, "open")
-    assert (await h.http.post(f"/me/offers/{next(iter(doc['offers']))}/accept",
+    m = await h.match(env.subject, "open")
+    assert (await h.http.post(f"/me/offers/{m.offers[0].offer_id}/accept",
                               headers=as_volunteer("n-1"))).status_code == 200
     r = await h.http.post(f"/matches/{env.subject}/no-show", headers=staff())
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "open"
-    doc = await h.m.cols.matches.find_one({"_id": env.subject})
-    assert doc["offered_to"] == ["n-2"]
+    m = await h.m.store.matches.get(env.subject)
+    assert m.offered_to == ["n-2"]
     vol = (await h.http.get("/volunteers/n-1", headers=staff())).json()
     assert vol["stats"]["no_shows"] == 1
-    sched = await h.m.cols.schedules.find_one({"_id": "n-1"})
-    assert {b["state"] for b in sched["busy"].values()} == {"released"}
+    sched = await h.m.store.schedules.get("n-1")
+    assert {b.state for b in sched.bookings} == {"released"}
 
 
 async def test_staff_api_needs_staff_and_validates(infra, harness):

@@ -14,8 +14,9 @@ from civicgrid_contracts.events.catalogue import ServiceDefined
 from civicgrid_contracts.events.grid import RequestResolved
 from civicgrid_contracts.events.intake import RequestRated
 from civicgrid_contracts.values import TimeLimits
+from civicgrid_matching.handlers import consumed
 from civicgrid_runtime.bus import header
-from civicgrid_runtime.testing import end_offsets, read_topic
+from civicgrid_runtime.testing import end_offsets
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
@@ -23,12 +24,6 @@ from matching_helpers import as_volunteer, next_weekday, requested, staff, volun
 
 pytestmark = pytest.mark.infra
 OUT = topics.VOLUNTEERS.name
-
-
-async def events_for(infra, rid: str, since, type_: str | None = None) -> list[Envelope]:
-    recs = await read_topic(infra.kafka, OUT, since=since, timeout=0.5)
-    envs = [Envelope.from_kafka(r.value, r.headers) for r in recs if r.key == rid.encode()]
-    return [e for e in envs if type_ is None or e.type == type_]
 
 
 async def test_right_volunteer_chosen_and_ranking_explained(infra, harness):
@@ -39,9 +34,9 @@ async def test_right_volunteer_chosen_and_ranking_explained(infra, harness):
     since = await end_offsets(infra.kafka, OUT)
     env = requested()
     await h.publisher.publish(env)
-    doc = await h.match_doc(env.subject, "open")
-    (offer,) = doc["offers"].values()
-    assert offer["volunteer_id"] == "v-near"
+    m = await h.match(env.subject, "open")
+    (offer,) = m.offers
+    assert offer.volunteer_id == "v-near"
     r = await h.http.get(f"/matches/{env.subject}", headers=staff())
     body = r.json()
     assert "distance" in body["formula"] and "fairness" in body["formula"]
@@ -54,7 +49,7 @@ async def test_right_volunteer_chosen_and_ranking_explained(infra, harness):
     ranked = [c["volunteer_id"] for c in r.json()["candidates"]]
     assert ranked == ["v-near", "v-mid", "v-far"]
     assert r.json()["candidates"][0]["score"] > r.json()["candidates"][1]["score"]
-    offered = await wait_for(lambda: events_for(infra, env.subject, since, "civicgrid.volunteer.offered"))
+    offered = await wait_for(lambda: h.events(infra, env.subject, since, "civicgrid.volunteer.offered"))
     assert offered[0].data.volunteer_id == "v-near" and offered[0].causationid == env.id
     assert "Name" not in offered[0].data.model_dump_json()  # no personal data in events
 
@@ -68,7 +63,7 @@ async def test_qualification_gating(infra, harness):
                          time_limits=TimeLimits(response_hours=4, resolution_hours=48), revision=1,
                          changed_at=datetime.now(UTC))
     await h.publisher.publish(Envelope.wrap(svc, source="/civicgrid/intake"))
-    await wait_for(lambda: h.m.cols.services.find_one({"_id": code}))
+    await wait_for(lambda: h.m.store.catalogue.all())
     await h.register(volunteer_body("q-none", north_m=50, skills=[code]),
                      volunteer_body("q-expired", north_m=100, skills=[code]),
                      volunteer_body("q-valid", north_m=1500, skills=[code]))
@@ -81,8 +76,8 @@ async def test_qualification_gating(infra, harness):
     assert r.status_code == 200
     env = requested(service=code, at=when)
     await h.publisher.publish(env)
-    doc = await h.match_doc(env.subject, "open")
-    assert [o["volunteer_id"] for o in doc["offers"].values()] == ["q-valid"]
+    m = await h.match(env.subject, "open")
+    assert [o.volunteer_id for o in m.offers] == ["q-valid"]
 
 
 async def test_availability_windows_and_exceptions(infra, harness):
@@ -99,13 +94,13 @@ async def test_availability_windows_and_exceptions(infra, harness):
         volunteer_body("a-ok", north_m=700, availability=monday_morning))
     env = requested(at=monday_10, hours=2)
     await h.publisher.publish(env)
-    doc = await h.match_doc(env.subject, "open")
-    assert [o["volunteer_id"] for o in doc["offers"].values()] == ["a-ok"]
+    m = await h.match(env.subject, "open")
+    assert [o.volunteer_id for o in m.offers] == ["a-ok"]
     # outside everyone's window: unmatched, with the reason
     env2 = requested(at=next_weekday(2, 22), hours=1)
     await h.publisher.publish(env2)
-    doc2 = await h.match_doc(env2.subject, "unmatched")
-    assert doc2["winner"] is None
+    m2 = await h.match(env2.subject, "unmatched")
+    assert m2.winner is None
 
 
 async def test_unmatched_is_reported(infra, harness):
@@ -113,8 +108,8 @@ async def test_unmatched_is_reported(infra, harness):
     since = await end_offsets(infra.kafka, OUT)
     env = requested(service="legal_advice")
     await h.publisher.publish(env)
-    await h.match_doc(env.subject, "unmatched")
-    (ev,) = await wait_for(lambda: events_for(infra, env.subject, since, "civicgrid.volunteer.unmatched"))
+    await h.match(env.subject, "unmatched")
+    (ev,) = await wait_for(lambda: h.events(infra, env.subject, since, "civicgrid.volunteer.unmatched"))
     assert "no eligible volunteer" in ev.data.reason and ev.data.candidates_considered == 0
 
 
@@ -124,23 +119,23 @@ async def test_redelivered_events_change_nothing(infra, harness):
     since = await end_offsets(infra.kafka, OUT)
     env = requested()
     await h.publisher.publish(env)
-    doc = await h.match_doc(env.subject, "open")
+    m = await h.match(env.subject, "open")
     await h.publisher.publish(env)  # at-least-once: the same event again
-    await h.m.on_volunteer_requested(env)  # and once more, straight into the handler
+    await consumed.on_volunteer_requested(h.m, env)  # and once more, straight into the handler
     await asyncio.sleep(1.0)
-    again = await h.m.cols.matches.find_one({"_id": env.subject})
-    assert again["v"] == doc["v"] and again["offers"] == doc["offers"]
-    offered = await events_for(infra, env.subject, since, "civicgrid.volunteer.offered")
+    again = await h.m.store.matches.get(env.subject)
+    assert again.version == m.version and again.offers == m.offers
+    offered = await h.events(infra, env.subject, since, "civicgrid.volunteer.offered")
     assert len({e.id for e in offered}) == 1
     # accept, then a rating delivered twice counts once
-    (oid,) = doc["offers"]
-    r = await h.http.post(f"/me/offers/{oid}/accept", headers=as_volunteer("r-1"))
+    (offer,) = m.offers
+    r = await h.http.post(f"/me/offers/{offer.offer_id}/accept", headers=as_volunteer("r-1"))
     assert r.status_code == 200, r.text
     rated = Envelope.wrap(RequestRated(request_id=env.subject, rating="satisfied", rated_at=datetime.now(UTC)),
                           source="/civicgrid/intake")
     await h.publisher.publish(rated)
     await h.publisher.publish(rated)
-    await wait_for(lambda: h.m.cols.matches.find_one({"_id": env.subject, "rating": "satisfied"}))
+    await wait_for(lambda: h.db.matches.find_one({"_id": env.subject, "rating": "satisfied"}))
     await asyncio.sleep(0.5)
     r = await h.http.get("/volunteers/r-1", headers=staff())
     assert r.json()["rating_count"] == 1 and r.json()["rating_mean"] == 1.0
@@ -152,12 +147,12 @@ async def test_resolved_request_withdraws_open_offers(infra, harness_k3):
     since = await end_offsets(infra.kafka, OUT)
     env = requested()
     await h.publisher.publish(env)
-    await h.match_doc(env.subject, "open")
+    await h.match(env.subject, "open")
     await h.publisher.publish(env.caused(RequestResolved(request_id=env.subject, staff_id="s", resolution_note="done",
                                                          resolved_at=datetime.now(UTC)), source="/civicgrid/grid"))
-    doc = await h.match_doc(env.subject, "closed")
-    assert {o["status"] for o in doc["offers"].values()} == {"withdrawn"}
-    withdrawn = await wait_for(lambda: events_for(infra, env.subject, since, "civicgrid.volunteer.offer_withdrawn"))
+    m = await h.match(env.subject, "closed")
+    assert {o.status for o in m.offers} == {"withdrawn"}
+    withdrawn = await wait_for(lambda: h.events(infra, env.subject, since, "civicgrid.volunteer.offer_withdrawn"))
     assert len(withdrawn) == 3
     r = await h.http.get("/me/offers", headers=as_volunteer("w-1"))
     assert r.json() == []
@@ -165,14 +160,14 @@ async def test_resolved_request_withdraws_open_offers(infra, harness_k3):
 
 
 async def test_crash_between_batch_insert_and_publish_is_republished_once(infra, harness):
-    """The batched fast path writes only the documents (state and what it caused); if the process
-    dies before publishing, the request, never committed, comes again and the very same events are
-    published from the document. A marker an older version left is still swept."""
+    """The batched path writes only the matches, each keeping the events it caused; if the
+    process dies before publishing, the request, never committed, comes again and the very same
+    events are published from the stored match (the runtime's ``insert_caused``)."""
     h = harness
     await h.register(volunteer_body("b-1", north_m=100))
     since = await end_offsets(infra.kafka, OUT)
     env = requested()
-    publisher = h.m.relay._publisher  # noqa: SLF001
+    publisher = h.m.store.matches.relay._publisher  # noqa: SLF001
 
     class Died(Exception):
         pass
@@ -184,32 +179,24 @@ async def test_crash_between_batch_insert_and_publish_is_republished_once(infra,
     publisher.publish_many = die
     try:
         with pytest.raises(Died):
-            await h.m.match_new_requests([env])
+            await consumed.match_new_requests(h.m, [env])
     finally:
         publisher.publish_many = real
-    assert await h.m.cols.batches.count_documents({}) == 0, "no marker: the redelivery is the outbox"
-    assert await events_for(infra, env.subject, since) == []
-    stored = await h.m.cols.matches.find_one({"_id": env.subject})
-    # what a version that wrote markers left behind, swept as before
-    await h.m.cols.batches.insert_one({"_id": stored["_batch"], "ids": [env.subject],
-                                       "at": datetime.now(UTC) - timedelta(minutes=1)})
-    assert await h.m.republish_batches(older_than=timedelta(0)) == 1
-    assert await h.m.cols.batches.count_documents({}) == 0
+    assert await h.events(infra, env.subject, since) == []
+    stored = await h.m.store.matches.get(env.subject)
     await h.publisher.publish(env)  # the consumer sees the request again (it was never committed)
+    offered = await wait_for(lambda: h.events(infra, env.subject, since, "civicgrid.volunteer.offered"))
     await asyncio.sleep(1.0)
-    offered = await wait_for(lambda: events_for(infra, env.subject, since, "civicgrid.volunteer.offered"))
-    await asyncio.sleep(1.0)
-    offered = await events_for(infra, env.subject, since, "civicgrid.volunteer.offered")
-    assert len(offered) == 2, "published by the sweep, then again for the redelivered request"
-    assert len({e.id for e in offered}) == 1 and offered[0].data.volunteer_id == "b-1"
-    doc = await h.m.cols.matches.find_one({"_id": env.subject})
-    assert doc["v"] == 1 and doc["_applied"] == [env.id]
+    offered = await h.events(infra, env.subject, since, "civicgrid.volunteer.offered", distinct=False)
+    assert len(offered) == 1 and offered[0].data.volunteer_id == "b-1"
+    again = await h.m.store.matches.get(env.subject)
+    assert again.version == stored.version == 1 and again.applied == [env.id]
 
 
 async def test_grid_publishes_assigned_before_requested_and_the_batched_path_still_takes_it(infra, harness):
     """On grid's topic a RequestAssigned comes just before the VolunteerRequested of the same
-    request; matching ignores it, and the request still takes the batched path (one insert, its
-    document marked with the batch) instead of the one-by-one path."""
+    request; matching ignores it, and the request still takes the batched path (its match is
+    inserted with the events it caused) instead of the one-by-one path."""
     from civicgrid_contracts.events.grid import RequestAssigned
     from civicgrid_contracts.values import AreaPath
     from civicgrid_runtime.bus import Delivery
@@ -220,7 +207,7 @@ async def test_grid_publishes_assigned_before_requested_and_the_batched_path_sti
     assigned = env.caused(RequestAssigned(
         request_id=env.subject, area=AreaPath(community="c-01"), assignee_id="s-1", holder="A", reason="A: on duty",
         map_version=1, assigned_at=datetime.now(UTC)), source="/civicgrid/grid")
-    await h.m.handle_batch([Delivery(assigned, topics.ASSIGNMENTS.name, 0, 0),
-                            Delivery(env, topics.ASSIGNMENTS.name, 0, 1)])
-    doc = await h.m.cols.matches.find_one({"_id": env.subject})
-    assert doc["_batch"] and doc["_applied"] == [env.id] and doc["offers"]
+    await consumed.handle_batch(h.m, [Delivery(assigned, topics.ASSIGNMENTS.name, 0, 0),
+                                      Delivery(env, topics.ASSIGNMENTS.name, 0, 1)])
+    doc = await h.db.matches.find_one({"_id": env.subject})
+    assert doc["_caused"] and doc["_applied"] == [env.id] and doc["offers"] and doc["version"] == 1

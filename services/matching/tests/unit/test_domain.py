@@ -3,12 +3,14 @@ and the fairness simulation (10,000 requests vs 2,000 equally qualified voluntee
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from civicgrid_matching.domain import scoring, simulation
+from civicgrid_matching.domain import scoring
 from civicgrid_matching.domain.index import MatchQuery, VolunteerIndex
 from civicgrid_matching.domain.model import (
     booked_hours_in_week,
@@ -18,6 +20,11 @@ from civicgrid_matching.domain.model import (
     week_key,
     windows_to_slots,
 )
+from civicgrid_matching.domain.schedule import BOOKED, Booking
+from civicgrid_matching.domain.volunteer import Volunteer
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+import simulation  # noqa: E402 - the fairness simulation lives with the bench that reports it
 
 TZ = ZoneInfo("Asia/Shanghai")
 MON_09 = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)  # Monday 09:00 in Beijing
@@ -42,7 +49,7 @@ def test_overlaps_one_off_and_weekly():
 
 
 def test_booked_hours_per_week_count_recurring_from_their_start():
-    bookings = [{"s": MON_09, "h": 2, "w": True}, {"s": MON_09 + timedelta(days=2), "h": 1.5, "w": False}]
+    bookings = [booking(MON_09, 2, True), booking(MON_09 + timedelta(days=2), 1.5, False)]
     wk = week_key(MON_09, TZ)
     nxt = week_key(MON_09 + timedelta(days=7), TZ)
     prev = week_key(MON_09 - timedelta(days=7), TZ)
@@ -63,18 +70,26 @@ def _index(docs):
     return ix
 
 
+def booking(start, hours, weekly, request_id="r"):
+    return Booking(request_id, start, hours, weekly, BOOKED, start)
+
+
 def _vol(vid, north_m, **kw):
-    d = {"_id": vid, "lat": 39.9 + north_m / 111_195, "lon": 116.3, "skills": ["elderly_care_home"],
+    d = {"name": vid, "lat": 39.9 + north_m / 111_195, "lon": 116.3, "skills": ["elderly_care_home"], "community": "c",
          "availability": [{"day": "mon", "start": "08:00", "end": "18:00"}], "weekly_hours_cap": 10, "on_duty": True}
     d.update(kw)
-    return d
+    record = {k: d.pop(k) for k in ("ratings", "serves") if k in d}
+    v = Volunteer.register(vid, d, by="test", now=MON_09)
+    for k, value in record.items():
+        setattr(v, k, value)
+    return v
 
 
 def test_ranking_weighs_distance_fairness_rating_and_continuity():
     ix = _index([_vol("near", 100), _vol("busy-near", 90), _vol("far", 1500),
                  _vol("liked", 300, ratings={"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}),
                  _vol("serving", 2000, serves={"res-1": "r-0"})])
-    ix.set_bookings("busy-near", [{"s": MON_09 - timedelta(days=3), "h": 12, "w": False}], now=MON_09)
+    ix.set_bookings("busy-near", [booking(MON_09 - timedelta(days=3), 12, False)], now=MON_09)
     q = MatchQuery(lat=39.9, lon=116.3, service_code="elderly_care_home", start=MON_09, hours=2)
     res = ix.match(q, limit=5)
     order = [c.volunteer_id for c in res.candidates]

@@ -19,16 +19,16 @@ import numpy as np
 
 from civicgrid_matching.domain import scoring
 from civicgrid_matching.domain.model import (
-    RATING_POINTS,  # noqa: F401 - re-exported for callers computing points
     SLOTS_PER_WEEK,
     as_utc,
     booked_hours_in_week,
-    key_safe,
     needed_slot_range,
     overlaps,
     week_key,
     windows_to_slots,
 )
+from civicgrid_matching.domain.schedule import Booking
+from civicgrid_matching.domain.volunteer import Volunteer
 
 EARTH_R = 6_371_008.8
 
@@ -143,48 +143,47 @@ class VolunteerIndex:
             self.pos[vid] = i
         return i
 
-    def upsert(self, doc: dict) -> None:
-        """Put a volunteer document (as stored) into the index."""
-        i = self._row(doc["_id"])
-        self.lat[i], self.lon[i] = doc["lat"], doc["lon"]
-        self.on_duty[i] = bool(doc.get("on_duty", True))
-        self.hours_cap[i] = float(doc.get("weekly_hours_cap", 0))
-        self.avail[:, i] = windows_to_slots(doc.get("availability", []))
-        skills = set(doc.get("skills", []))
+    def upsert(self, v: Volunteer) -> None:
+        """Put a volunteer (as the registry holds them) into the index."""
+        i = self._row(v.id)
+        self.lat[i], self.lon[i] = v.lat, v.lon
+        self.on_duty[i] = bool(v.on_duty)
+        self.hours_cap[i] = float(v.weekly_hours_cap)
+        self.avail[:, i] = windows_to_slots(v.availability)
+        skills = set(v.skills)
         for code in skills - self.skills.keys():
             self.skills[code] = np.zeros(self._cap, dtype=bool)
         for code, arr in self.skills.items():
             arr[i] = code in skills
-        quals = doc.get("qualifications", {}) or {}
-        for code in quals.keys() - self.quals.keys():
+        for code in v.qualifications.keys() - self.quals.keys():
             self.quals[code] = np.zeros(self._cap)
         for code, arr in self.quals.items():
-            q = quals.get(code)
-            arr[i] = as_utc(q["expires_at"]).timestamp() if q and q.get("expires_at") else (
-                math.inf if q else 0.0)
-        exc = [(as_utc(e["start"]).timestamp(), as_utc(e["end"]).timestamp()) for e in doc.get("exceptions", [])]
+            q = v.qualifications.get(code)
+            arr[i] = (as_utc(q.expires_at).timestamp() if q.expires_at else math.inf) if q else 0.0
+        exc = [(as_utc(e["start"]).timestamp(), as_utc(e["end"]).timestamp()) for e in v.exceptions]
         if exc:
             self.exceptions[i] = exc
         else:
             self.exceptions.pop(i, None)
-        ratings = list((doc.get("ratings") or {}).values())
+        ratings = list(v.ratings.values())
         self.rating[i] = scoring.rating_score(float(sum(ratings)), float(len(ratings)))
-        st = doc.get("stats") or {}
+        st = v.stats
         self.reliability[i] = scoring.reliability_score(st.get("completed", 0), st.get("no_shows", 0),
                                                         st.get("declines", 0), st.get("expiries", 0))
-        for ref in (doc.get("serves") or {}):
+        for ref in v.serves:
             self.serves.setdefault(ref, set()).add(i)
 
-    def set_bookings(self, vid: str, bookings: list[dict], now: datetime | None = None) -> None:
-        """Replace a volunteer's current bookings (``{"s", "h", "w"}``; released ones excluded)."""
+    def set_bookings(self, vid: str, bookings: list[Booking], now: datetime | None = None) -> None:
+        """Replace a volunteer's current bookings (released ones excluded)."""
         i = self.pos.get(vid)
         if i is None:
             return
+        bookings = [b for b in bookings if b.active]
         self.bookings[i] = bookings
         now = now or datetime.now(UTC)
         since = now - timedelta(days=self.weights.recent_days)
-        self.recent_hours[i] = sum(float(b["h"]) for b in bookings if since <= as_utc(b["s"]) <= now + timedelta(
-            days=7) or (b.get("w") and as_utc(b["s"]) <= now))
+        self.recent_hours[i] = sum(float(b.hours) for b in bookings if since <= as_utc(b.start) <= now + timedelta(
+            days=7) or (b.weekly and as_utc(b.start) <= now))
         for wk, arr in self._week_booked.items():
             arr[i] = booked_hours_in_week(bookings, wk, self.tz)
 
@@ -251,7 +250,7 @@ class VolunteerIndex:
             return MatchResult([], funnel)
         cont = np.zeros(len(idx), dtype=np.float32)
         if q.resident_ref:
-            serving = self.serves.get(key_safe(q.resident_ref))
+            serving = self.serves.get(q.resident_ref)
             if serving:
                 cont = np.isin(idx, np.fromiter(serving, dtype=np.int64)).astype(np.float32)
         recent = self.recent_hours[idx]
@@ -272,7 +271,7 @@ class VolunteerIndex:
                 continue
             if any(a < end_ts and s_ts < b for a, b in self.exceptions.get(i, ())):
                 continue
-            if any(overlaps(b["s"], b["h"], b.get("w", False), start, q.hours, q.recurring)
+            if any(overlaps(b.start, b.hours, b.weekly, start, q.hours, q.recurring)
                    for b in self.bookings.get(i, ())):
                 continue
             c = {k: float(v[j]) for k, v in comps.items()}

@@ -21,14 +21,6 @@ _HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 RATING_POINTS = {"satisfied": 1.0, "basically_satisfied": 0.7, "unsatisfied": 0.0}
 
 
-class DomainError(Exception):
-    """A rule of the domain refused the command; ``code`` is machine readable."""
-
-    def __init__(self, code: str, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
-
-
 def parse_hhmm(s: str) -> int:
     """'08:30' -> minutes since midnight ('24:00' allowed as an end)."""
     m = _HHMM.match(s)
@@ -92,14 +84,14 @@ def overlaps(a_start: datetime, a_hours: float, a_weekly: bool, b_start: datetim
     return False
 
 
-def booked_hours_in_week(bookings: Iterable[dict], week: str, tz: ZoneInfo) -> float:
-    """Hours of bookings (``{"s": datetime, "h": hours, "w": weekly}``) falling in ISO ``week``;
+def booked_hours_in_week(bookings: Iterable, week: str, tz: ZoneInfo) -> float:
+    """Hours of bookings (anything with ``start``, ``hours``, ``weekly``) falling in ISO ``week``;
     a weekly booking counts in its first week and every week after."""
     total = 0.0
     for b in bookings:
-        wk = week_key(as_utc(b["s"]), tz)
-        if wk == week or (b.get("w") and wk < week):
-            total += float(b["h"])
+        wk = week_key(as_utc(b.start), tz)
+        if wk == week or (b.weekly and wk < week):
+            total += float(b.hours)
     return total
 
 
@@ -111,8 +103,3 @@ def gini(values: Sequence[float]) -> float:
         return 0.0
     cum = np.cumsum(x)
     return float((n + 1 - 2 * (cum / cum[-1]).sum()) / n)
-
-
-def key_safe(s: str) -> str:
-    """A string usable as a document field name (no '.', no leading '$')."""
-    return s.replace(".", "\uff0e").replace("$", "\uff04")

@@ -1,4 +1,4 @@
-"""``civicgrid-matching``: serve | load-demo | report."""
+"""``civicgrid-matching``: serve | import-volunteers | load-demo | report."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from pathlib import Path
 
 from civicgrid_matching.settings import MatchingSettings
 
+#: the demo city's roster (written by deploy/local/demo_volunteers.py), relative to the repository
+DEMO_ROSTER = Path("deploy/local/demo/volunteers.jsonl")
+
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="civicgrid-matching", description="civicgrid volunteer matching")
@@ -17,7 +20,12 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("serve", help="HTTP API + consumers + background jobs until SIGINT/SIGTERM")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
-    d = sub.add_parser("load-demo", help="register demo volunteers around the demo city (idempotent)")
+    i = sub.add_parser("import-volunteers", help="register a roster (JSON lines: a registration each, plus "
+                                                 "'qualifications': codes verified for a year); idempotent")
+    i.add_argument("roster", type=Path)
+    i.add_argument("--count", type=int, help="only the first N rows")
+    d = sub.add_parser("load-demo", help="import the demo city's roster (idempotent)")
+    d.add_argument("--roster", type=Path, default=Path(os.environ.get("MATCHING_DEMO_ROSTER", DEMO_ROSTER)))
     d.add_argument("--count", type=int, default=300)
     r = sub.add_parser("report", help="write each work unit's monthly report as CSV and JSON")
     r.add_argument("--month", required=True, help="YYYY-MM")
@@ -36,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
         from civicgrid_runtime.service import serve
 
         serve(build_app(settings), settings)
-    elif args.cmd == "load-demo":
-        print(json.dumps(asyncio.run(_load_demo(settings, args.count))))
+    elif args.cmd in ("import-volunteers", "load-demo"):
+        print(json.dumps(asyncio.run(_import(settings, args.roster, args.count))))
     elif args.cmd == "report":
         print(json.dumps(asyncio.run(_report(settings, args.month, Path(args.out)))))
 
@@ -52,21 +60,24 @@ async def _with_service(settings: MatchingSettings, fn):
         await service.runtime.stop()
 
 
-async def _load_demo(settings: MatchingSettings, count: int) -> dict:
-    from civicgrid_matching.demo import load_demo
+async def _import(settings: MatchingSettings, roster: Path, count: int | None) -> dict:
+    from civicgrid_matching.handlers import registry
+    from civicgrid_matching.schemas import RosterRow
 
-    return await _with_service(settings, lambda m: load_demo(m, count))
+    lines = [line for line in roster.read_text(encoding="utf-8").splitlines() if line.strip()][:count]
+    rows = [RosterRow.model_validate_json(line) for line in lines]
+    return await _with_service(settings, lambda ctx: registry.import_roster(ctx, rows, "roster-import"))
 
 
 async def _report(settings: MatchingSettings, month: str, out: Path) -> dict:
     from civicgrid_matching.domain import reports
-    from civicgrid_matching.entrypoints.http import _work_unit
+    from civicgrid_matching.handlers import queries
 
-    async def run(m):
+    async def run(ctx):
         out.mkdir(parents=True, exist_ok=True)
         written = []
-        for unit in sorted(u for u in await m.cols.volunteers.distinct("work_unit") if u):
-            rep = await _work_unit(m, unit, month)
+        for unit in await queries.work_units(ctx):
+            rep = await queries.work_unit_report(ctx, unit, month)
             stem = out / f"{month}_{''.join(c if c.isalnum() else '_' for c in unit)}"
             stem.with_suffix(".json").write_text(json.dumps(rep, ensure_ascii=False, indent=2))
             stem.with_suffix(".csv").write_text(reports.to_csv(rep))

@@ -1,4 +1,4 @@
-"""The fairness simulation: many requests against equally qualified volunteers, using the very
+"""The fairness simulation (a tool of the bench, not of the service): many requests against equally qualified volunteers, using the very
 same index and scoring code as the service, compared with nearest-first.
 
 Every request is given to the top-ranked volunteer (who accepts) and the hours credit that
@@ -17,6 +17,7 @@ import numpy as np
 from civicgrid_matching.domain import scoring
 from civicgrid_matching.domain.index import MatchQuery, VolunteerIndex
 from civicgrid_matching.domain.model import DAYS, gini
+from civicgrid_matching.domain.volunteer import Volunteer
 
 ANCHOR = (39.90, 116.30)
 SPAN_DEG = (0.045, 0.059)  # ~5 km north, ~5 km east
@@ -33,12 +34,14 @@ class FairnessResult:
     max_hours: float
 
 
-def _volunteers(rng: np.random.Generator, n: int) -> list[dict]:
+def _volunteers(rng: np.random.Generator, n: int) -> list[Volunteer]:
     full_week = [{"day": d, "start": "00:00", "end": "24:00"} for d in DAYS]
     lat = ANCHOR[0] + rng.random(n) * SPAN_DEG[0]
     lon = ANCHOR[1] + rng.random(n) * SPAN_DEG[1]
-    return [{"_id": f"v{i:05d}", "lat": float(lat[i]), "lon": float(lon[i]), "skills": ["elderly_care_home"],
-             "availability": full_week, "on_duty": True, "weekly_hours_cap": 10_000} for i in range(n)]
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    return [Volunteer(id=f"v{i:05d}", name=f"v{i}", community="sim", lat=float(lat[i]), lon=float(lon[i]),
+                      created_at=t, updated_at=t, skills=["elderly_care_home"], availability=full_week,
+                      weekly_hours_cap=10_000) for i in range(n)]
 
 
 def run(policy: str, *, requests: int = 10_000, volunteers: int = 2_000, seed: int = 7,
@@ -49,8 +52,8 @@ def run(policy: str, *, requests: int = 10_000, volunteers: int = 2_000, seed: i
     else:
         w = weights or scoring.Weights()
     index = VolunteerIndex(ZoneInfo("Asia/Shanghai"), w, capacity=volunteers)
-    for doc in _volunteers(rng, volunteers):
-        index.upsert(doc)
+    for v in _volunteers(rng, volunteers):
+        index.upsert(v)
     rlat = ANCHOR[0] + rng.random(requests) * SPAN_DEG[0]
     rlon = ANCHOR[1] + rng.random(requests) * SPAN_DEG[1]
     rhours = rng.choice([1.0, 1.5, 2.0, 3.0], size=requests)

@@ -1,16 +1,17 @@
-"""Demo volunteers around the demo city (anchored at lat 39.90, lon 116.30, ~5 km north and east)."""
+"""The demo city's volunteer roster (anchored at lat 39.90, lon 116.30, ~5 km north and east),
+written as JSON lines that ``civicgrid-matching load-demo`` (or ``import-volunteers``) registers.
+
+    .venv/bin/python deploy/local/demo_volunteers.py [--count 300] > deploy/local/demo/volunteers.jsonl
+
+The roster is committed (deterministic: fixed seed), so loading the demo needs no generator.
+"""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import argparse
+import json
 
 import numpy as np
-from pymongo.errors import DuplicateKeyError
-
-from civicgrid_matching import registry
-from civicgrid_matching.domain.model import DomainError
-from civicgrid_matching.handlers import Matching
-from civicgrid_matching.schemas import QualificationVerify, VolunteerCreate
 
 ANCHOR = (39.90, 116.30)
 #: skills are the codes of intake's default catalogue (the services volunteers give)
@@ -34,7 +35,8 @@ PATTERNS = {
 }
 
 
-def demo_volunteers(n: int = 300, seed: int = 2026) -> list[tuple[VolunteerCreate, list[str]]]:
+def demo_volunteers(n: int = 300, seed: int = 2026) -> list[dict]:
+    """Roster rows: a volunteer's registration plus ``qualifications`` (codes verified for a year)."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
@@ -44,29 +46,26 @@ def demo_volunteers(n: int = 300, seed: int = 2026) -> list[tuple[VolunteerCreat
         skills = sorted(set(rng.choice(SKILLS, size=int(rng.integers(1, 4)), replace=False).tolist()))
         party = bool(rng.random() < 0.6)
         pattern = list(PATTERNS)[int(rng.integers(len(PATTERNS)))]
-        body = VolunteerCreate(
-            id=f"demo-vol-{i + 1:04d}",
-            name=SURNAMES[int(rng.integers(len(SURNAMES)))] + GIVEN[int(rng.integers(len(GIVEN)))]
+        row = {
+            "id": f"demo-vol-{i + 1:04d}",
+            "name": SURNAMES[int(rng.integers(len(SURNAMES)))] + GIVEN[int(rng.integers(len(GIVEN)))]
             + GIVEN[int(rng.integers(len(GIVEN)))],
-            phone=f"139{int(rng.integers(10**7, 10**8))}", community=community, lat=lat, lon=lon, skills=skills,
-            availability=PATTERNS[pattern], weekly_hours_cap=float(rng.choice([4, 6, 8, 10])),
-            languages=["zh"] + (["en"] if rng.random() < 0.2 else []), party_member=party,
-            work_unit=UNITS[int(rng.integers(len(UNITS)))] if party else None)
-        quals = sorted({QUALS[s] for s in skills if s in QUALS and rng.random() < 0.8})
-        out.append((body, quals))
+            "phone": f"139{int(rng.integers(10**7, 10**8))}", "community": community, "lat": lat, "lon": lon,
+            "skills": skills, "availability": PATTERNS[pattern], "weekly_hours_cap": float(rng.choice([4, 6, 8, 10])),
+            "languages": ["zh"] + (["en"] if rng.random() < 0.2 else []), "party_member": party,
+            "work_unit": UNITS[int(rng.integers(len(UNITS)))] if party else None}
+        row["qualifications"] = sorted({QUALS[s] for s in skills if s in QUALS and rng.random() < 0.8})
+        out.append(row)
     return out
 
 
-async def load_demo(m: Matching, n: int = 300) -> dict[str, int]:
-    created = existing = 0
-    for body, quals in demo_volunteers(n):
-        try:
-            await registry.register(m, body, "demo-loader")
-            created += 1
-        except (DomainError, DuplicateKeyError):
-            existing += 1
-            continue
-        for q in quals:
-            await registry.verify_qualification(m, body.id, QualificationVerify(
-                code=q, expires_on=date.today() + timedelta(days=365), evidence="demo"), "demo-loader")
-    return {"created": created, "already_there": existing}
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=300)
+    args = ap.parse_args()
+    for row in demo_volunteers(args.count):
+        print(json.dumps(row, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
