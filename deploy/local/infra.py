@@ -1,13 +1,15 @@
 """Real local infrastructure for civicgrid without Docker.
 
-Fetches and caches (outside the clone) Apache Kafka's own jars from Maven Central and a FerretDB
-v1 binary and a Jaeger v2 binary built from the Go module proxy, then runs a single-node KRaft
-broker, FerretDB on SQLite and Jaeger (OTLP in, traces in memory, query API and UI) on loopback. Start-up waits for real readiness (broker answers metadata, store answers
+Fetches and caches (outside the clone) Apache Kafka's own jars from Maven Central, a FerretDB v1
+binary, a Jaeger v2 binary and a Dex binary (the local OpenID Connect provider, identity.py) built
+from the Go module proxy, then runs a single-node KRaft broker, FerretDB on SQLite, Jaeger (OTLP in,
+traces in memory, query API and UI) and Dex on loopback. Start-up waits for real readiness (broker answers metadata, store answers
 ``ping``); logs go to files; ``down`` stops with SIGTERM, waits, then SIGKILL, and frees the ports.
 
     python deploy/local/infra.py setup     # fetch/build what is missing (cached)
     python deploy/local/infra.py up        # start kafka + store + jaeger, wait until ready
     python deploy/local/infra.py down      # stop them
+    python deploy/local/infra.py up-identity | down-identity   # only the identity provider
     python deploy/local/infra.py status
     python deploy/local/infra.py restart-kafka | restart-store   # used by fault tests
 
@@ -28,6 +30,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
+
+import identity
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -157,6 +161,7 @@ def setup() -> None:
     setup_kafka()
     setup_ferretdb()
     setup_jaeger()
+    identity.setup()
 
 
 # --------------------------------------------------------------------------- processes
@@ -265,7 +270,7 @@ def kafka_properties() -> Path:
     return props
 
 
-def java_cmd(main_class: str, *args: str) -> list[str]:
+def java_cmd(main_class: str, *args: str, heap: str = KAFKA_HEAP) -> list[str]:
     log4j = STATE / "log4j2.yaml"
     log4j.write_text(
         "Configuration:\n  Appenders:\n    Console:\n      name: STDOUT\n      PatternLayout:\n"
@@ -274,7 +279,7 @@ def java_cmd(main_class: str, *args: str) -> list[str]:
         "        level: INFO\n"
     )
     return [
-        "java", f"-Xms{KAFKA_HEAP}", f"-Xmx{KAFKA_HEAP}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
         "-cp", f"{KAFKA_LIBS}/*", main_class, *args,
     ]
@@ -406,6 +411,34 @@ def wait_jaeger(timeout: float = 60.0) -> None:
             pass
         time.sleep(0.3)
     sys.exit(f"[infra] jaeger not ready after {timeout:.0f}s; see {STATE / 'logs' / 'jaeger.log'}")
+def start_identity() -> None:
+    if not should_start("identity", identity.DEX_PORT, "CIVICGRID_DEX_PORT"):
+        return
+    config = identity.write_config(STATE / "dex.json")
+    spawn("identity", identity.command(config), STATE)
+    log(f"identity provider (Dex) starting at {identity.issuer()} (log: {STATE / 'logs' / 'identity.log'})")
+
+
+def wait_identity() -> None:
+    try:
+        identity.wait_ready(identity.DEX_PORT)
+    except RuntimeError as exc:
+        tail = (STATE / "logs" / "identity.log").read_text(errors="replace")[-3000:]
+        sys.exit(f"[infra] {exc}:\n{tail}")
+    log("identity provider ready (discovery answered)")
+
+
+def up_identity() -> None:
+    identity.setup()
+    start_identity()
+    wait_identity()
+    (STATE / "identity.env").write_text("".join(f"{k}={v}\n" for k, v in identity.settings_env().items()))
+
+
+def down_identity() -> None:
+    stop("identity")
+    wait_port_free(identity.DEX_PORT)
+    (STATE / "identity.env").unlink(missing_ok=True)
 
 
 def wait_port_free(port: int, timeout: float = 20.0) -> None:
@@ -424,6 +457,7 @@ def endpoints() -> dict[str, str]:
         # (tests/e2e/test_trace.py; make run does)
         "CIVICGRID_JAEGER_OTLP_ENDPOINT": f"http://127.0.0.1:{JAEGER_OTLP_PORT}",
         "CIVICGRID_JAEGER_URL": f"http://127.0.0.1:{JAEGER_UI_PORT}",
+        **identity.settings_env(),
     }
 
 
@@ -432,9 +466,11 @@ def up() -> None:
     start_store()
     start_kafka()
     start_jaeger()
+    start_identity()
     wait_store()
     wait_kafka()
     wait_jaeger()
+    wait_identity()
     (STATE / "infra.env").write_text("".join(f"{k}={v}\n" for k, v in endpoints().items()))
     for k, v in endpoints().items():
         log(f"{k}={v}")
@@ -445,6 +481,7 @@ def down() -> None:
     stop("store")
     stop("store-checkpointer")  # started beside the store by earlier versions (ADR 0603)
     stop("jaeger")
+    down_identity()
     wait_port_free(KAFKA_PORT)
     wait_port_free(STORE_PORT)
     wait_port_free(JAEGER_UI_PORT)
@@ -466,13 +503,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "command",
-        choices=["setup", "up", "down", "status", "reset", "restart-kafka", "restart-store", "env"],
+        choices=["setup", "up", "up-identity", "down-identity", "down", "status", "reset", "restart-kafka", "restart-store", "env"],
     )
     args = parser.parse_args()
     if args.command == "setup":
         setup()
     elif args.command == "up":
         up()
+    elif args.command == "up-identity":
+        up_identity()
+    elif args.command == "down-identity":
+        down_identity()
     elif args.command == "down":
         down()
     elif args.command == "reset":
@@ -480,7 +521,7 @@ def main() -> None:
     elif args.command == "env":
         print(json.dumps(endpoints()))
     elif args.command == "status":
-        for name in ("kafka", "store", "jaeger"):
+        for name in ("kafka", "store", "jaeger", "identity"):
             pid = running_pid(name)
             print(f"{name}: {'running pid ' + str(pid) if pid else 'stopped'}")
     elif args.command == "restart-kafka":

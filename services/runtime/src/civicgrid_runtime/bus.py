@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -83,10 +84,20 @@ def is_transient(exc: BaseException) -> bool:
 # ----------------------------------------------------------------------------------- topics
 
 
+@functools.cache
+def kafka_client_options() -> dict[str, Any]:
+    """Security options of every Kafka client of this process (TLS, SASL/SCRAM): the platform-wide
+    ``CIVICGRID_KAFKA_*`` settings, read once (``KafkaTransportSettings``)."""
+    from civicgrid_runtime.settings import KafkaTransportSettings
+
+    return KafkaTransportSettings().client_options()
+
+
 async def ensure_topics(bootstrap_servers: str, specs: Iterable[topics.TopicSpec] = topics.ALL_TOPICS, *,
                         replication_factor: int = 1) -> None:
     """Create the registry's topics that do not exist yet (idempotent; safe from every service)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000,
+                                **kafka_client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -126,6 +137,7 @@ class EventPublisher:
             linger_ms=linger_ms,
             max_batch_size=256 * 1024,
             request_timeout_ms=30000,
+            **kafka_client_options(),
         )
         self._started = False
 
@@ -243,6 +255,7 @@ class EventConsumer:
         self._transient = transient
         self._dlq = topics.dead_letter(group_id).name
         self._consumer = AIOKafkaConsumer(
+            **kafka_client_options(),
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
             group_instance_id=instance_id or None,

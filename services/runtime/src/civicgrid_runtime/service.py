@@ -23,6 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicgrid_contracts import topics
+from civicgrid_runtime.auth import install_auth
 from civicgrid_runtime.bus import BatchHandler, EventConsumer, EventPublisher, ensure_topics
 from civicgrid_runtime.calendar import CalendarFollower
 from civicgrid_runtime.logging import configure_logging, get_logger
@@ -227,7 +228,7 @@ def create_app(*, title: str, version: str, description: str, runtime_factory: C
     # every operation documents the problem-details answers it may give (a route may add its own)
     app = FastAPI(title=title, version=version, description=description, lifespan=lifespan, docs_url=None,
                   redoc_url=None, responses=problem_responses())
-    app.state.auth_secret = settings.auth_secret.get_secret_value()
+    install_auth(app, settings)
     install_problem_handlers(app)
     install_protection(app, max_body_bytes=settings.max_body_bytes, console_origin=settings.console_origin,
                        oversize_response=oversize_response)

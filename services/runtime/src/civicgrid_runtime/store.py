@@ -70,14 +70,16 @@ def unpack_json(blob: bytes) -> Any:
 
 
 def connect(url: str, *, app_name: str) -> AsyncMongoClient:
-    """A client with timeouts that fail fast enough for health checks and retries. Retryable writes
-    are the driver's default and stay on (MongoDB retries a write once across a failover); a store
+    """A client with timeouts that fail fast enough for health checks and retries, and the
+    platform-wide TLS and authentication settings (``CIVICGRID_MONGODB_*``). Retryable writes are
+    the driver's default and stay on (MongoDB retries a write once across a failover); a store
     without them (FerretDB v1) says so in its connection string (``?retryWrites=false``)."""
+    from civicgrid_runtime.settings import StoreTransportSettings
     from civicgrid_runtime.storeprofile import listeners
 
     return AsyncMongoClient(
         url, appname=app_name, tz_aware=True, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000,
-        event_listeners=listeners(app_name),
+        event_listeners=listeners(app_name), **StoreTransportSettings().client_options(),
     )
 
 

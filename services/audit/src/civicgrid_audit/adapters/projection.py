@@ -40,6 +40,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from civicgrid_audit.adapters.access import ACCESS_TYPES, StaffAccessIndex
 from civicgrid_audit.adapters.auditlog import AuditLog, delivery_key
 from civicgrid_audit.adapters.documents import (
     COUNTERS,
@@ -204,6 +205,7 @@ class Projector:
         self.calendar = calendar
         self.deadlines = db[DEADLINES]
         self.services = db[SERVICES]
+        self.access = StaffAccessIndex(db)
         #: told of every running clock written (the deadline scanner's schedule), if any
         self.on_deadline: Callable[[str, datetime], None] | None = None
 
@@ -212,6 +214,7 @@ class Projector:
         # the supervision list of escalated open requests, most late first (by area prefix)
         await self.db[request_collection("")].create_index(
             [("open", ASCENDING), ("escalation_count", ASCENDING), ("late_since", ASCENDING)], name="escalated")
+        await self.access.ensure_indexes()
         await self.deadlines.create_index([("active", ASCENDING), ("due_at", ASCENDING)], name="due")
         await self.deadlines.create_index([("area_code", ASCENDING), ("base_due", ASCENDING)], name="area_due")
         await self.deadlines.create_index([("request_id", ASCENDING)], name="request")
@@ -230,9 +233,12 @@ class Projector:
         catalogue = [d for d in deliveries if d.envelope.type == CATALOGUE_TYPE]
         if catalogue:
             await self.apply_catalogue(catalogue)
+        access = [d for d in deliveries if d.envelope.type in ACCESS_TYPES]
+        if access:
+            await self.access.apply(access)
         by_request: dict[str, list[Delivery]] = defaultdict(list)
         for d in deliveries:
-            if topics.is_request_event(d.envelope.type):  # the catalogue's and calendar's go to the log only
+            if topics.is_request_event(d.envelope.type):  # the catalogue's, calendar's and staff access's go to the log only
                 by_request[d.envelope.subject].append(d)
         if not by_request:
             return

@@ -51,7 +51,7 @@ from civicgrid_audit.adapters.projection import (
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_contracts import Envelope, MalformedEvent, topics
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
-from civicgrid_runtime.bus import Delivery
+from civicgrid_runtime.bus import Delivery, kafka_client_options
 from civicgrid_runtime.calendar import CalendarSource, FixedCalendar
 from civicgrid_runtime.service import tune_collector
 from civicgrid_runtime.store import BULK_CHUNK, bulk_in_chunks, find_by_ids
@@ -268,6 +268,7 @@ async def _replay_share(*, bootstrap: str, db: AsyncDatabase, log: AuditLog, top
     projector = Projector(db, log, calendar)
     fold = ReplayFold(db, log, projector, calendar, max_requests=max_requests, counter_sink=counter_sink)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                **kafka_client_options(),
                                 max_poll_records=batch, fetch_max_bytes=64 * 1024 * 1024,
                                 max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_wait_ms=100)
     await consumer.start()
