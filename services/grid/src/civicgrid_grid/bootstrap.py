@@ -34,12 +34,10 @@ class GridService:
         current = await self.maps.current_version()
         if current is None or (self.ctx.city is not None and self.ctx.city.version == current):
             return False
-        async with self.ctx._city_lock:
-            if self.ctx.city is not None and self.ctx.city.version == current:
-                return False
-            city = await self.maps.load(current)
-            self.ctx.city = city
-            log.info("map version loaded", version=current, **(city.counts() if city else {}))
+        # no lock: two callers loading the same version at once (start-up) only load it twice
+        city = await self.maps.load(current)
+        self.ctx.city = city
+        log.info("map version loaded", version=current, **(city.counts() if city else {}))
         return True
 
 
@@ -56,8 +54,8 @@ async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | 
     runtime = runtime or await Runtime.open(settings, create_topics=create_topics)
     db = runtime.db
     requests = RequestRepository(db)
-    relay = runtime.outbox([requests.col])
-    ctx = handlers.GridContext(source=settings.source, publisher=runtime.publisher, relay=relay, requests=requests,
+    requests.relay = runtime.outbox([requests.col])
+    ctx = handlers.GridContext(source=settings.source, requests=requests,
                                staff=StaffRepository(db, cache_seconds=settings.roster_cache_seconds),
                                roster=RosterRepository(db, cache_seconds=settings.roster_cache_seconds),
                                catalogue=CatalogueRepository(db, cache_seconds=settings.roster_cache_seconds),

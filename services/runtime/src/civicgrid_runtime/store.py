@@ -152,7 +152,8 @@ MARKERS = "_outbox_markers"
 #: batch intents an earlier version wrote before inserting new documents, and the field naming a
 #: document's intent (intake's markers use the same field for their token)
 INTENTS, INTENT_FIELD = "_outbox_batches", "_ob"
-#: the events a document written by ``OutboxRelay.insert_caused`` caused (packed)
+#: the events a document written by ``OutboxRelay.insert_caused`` caused (plain event documents;
+#: packed with ``pack_json`` by earlier versions, still read)
 CAUSED = "_caused"
 #: operations per bulk write round trip (bounded so one batch cannot hold the store for long)
 BULK_CHUNK = 500
@@ -188,7 +189,8 @@ async def insert_new(collection: AsyncCollection, docs: list[dict[str, Any]]) ->
 
 def caused_events(docs: Iterable[dict[str, Any]]) -> list[Envelope]:
     """The events ``OutboxRelay.insert_caused`` kept in these documents."""
-    return [Envelope.from_document(e) for d in docs if d.get(CAUSED) for e in unpack_json(d[CAUSED])]
+    return [Envelope.from_document(e) for d in docs if d.get(CAUSED)
+            for e in (unpack_json(d[CAUSED]) if isinstance(d[CAUSED], bytes) else d[CAUSED])]
 
 
 def intent_items(intent: dict[str, Any]) -> list[dict[str, Any]]:
@@ -335,7 +337,7 @@ class OutboxRelay:
         items = [(doc, list(evs)) for doc, evs in items]
         for doc, evs in items:
             if evs:
-                doc[CAUSED] = pack_json([e.to_document() for e in evs])
+                doc[CAUSED] = [e.to_document() for e in evs]
         duplicate = await insert_new(collection, [doc for doc, _ in items])
         if crash_point_name:
             crash_point(crash_point_name)
