@@ -29,8 +29,8 @@ from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits
 from civicgrid_grid.adapters.mapstore import MapRepository
 from civicgrid_grid.adapters.repos import RosterRepository, StaffRepository
-from civicgrid_grid.domain.citygen import generate
-from civicgrid_grid.domain.roster import build_roster
+from civicgrid_grid.demo.citygen import generate
+from civicgrid_grid.demo.roster import build_roster
 from civicgrid_runtime.bus import EventPublisher, ensure_topics
 from civicgrid_runtime.store import connect
 from civicgrid_runtime.testing import drop_quietly

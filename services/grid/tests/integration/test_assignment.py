@@ -10,7 +10,7 @@ import pytest
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.audit import RequestEscalated
 from civicgrid_contracts.values import Location
-from civicgrid_grid.domain.roster import staff_ids_for_grid
+from civicgrid_grid.demo.roster import staff_ids_for_grid
 from civicgrid_runtime.testing import eventually
 
 pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from civicgrid_grid.domain.roster import staff_ids_for_grid
+from civicgrid_grid.demo.roster import staff_ids_for_grid
 
 from .conftest import TEST_LIMIT
 

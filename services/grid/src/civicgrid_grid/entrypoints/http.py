@@ -12,8 +12,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from civicgrid_grid.bootstrap import GridService, bootstrap
-from civicgrid_grid.domain.citygen import to_geojson
 from civicgrid_grid.domain.errors import ChangedMeanwhile, GridError, NotAllowed, NotFound, UnknownReference
+from civicgrid_grid.domain.geojson import to_geojson
 from civicgrid_grid.domain.request import RequestCase
 from civicgrid_grid.domain.validation import MapRejected, parse_and_validate
 from civicgrid_grid.settings import GridSettings
