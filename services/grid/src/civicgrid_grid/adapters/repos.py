@@ -19,6 +19,7 @@ from civicgrid_contracts import Envelope
 from civicgrid_grid.domain.assignment import Staff
 from civicgrid_grid.domain.documents import (
     APPLIED,
+    RETIRED_FIELDS,
     FIRST_SCHEMA_VERSION,
     case_from_document,
     case_to_document,
@@ -91,6 +92,8 @@ class RequestRepository:
             filt[APPLIED] = {"$ne": cause_id}
             doc[APPLIED] = [*doc[APPLIED], cause_id]
         doc["version"] = case.version + 1
+        if not case.version:  # written before versions: drop the retired fields of that shape
+            return filt, {"$set": doc, "$unset": {f: "" for f in RETIRED_FIELDS}}
         return filt, {"$set": doc}
 
     async def save(self, case: RequestCase, events: Sequence[Envelope] = (), *,

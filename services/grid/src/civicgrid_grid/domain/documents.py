@@ -61,6 +61,8 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 _UPCASTERS = {1: _v1_to_v2}
+#: fields of older shapes that the current one no longer has (removed when such a document is saved)
+RETIRED_FIELDS = ("received",)
 
 
 def upcast_request(doc: dict[str, Any]) -> dict[str, Any]:
