@@ -19,8 +19,8 @@ from civicgrid_contracts import Envelope
 from civicgrid_grid.domain.assignment import Staff
 from civicgrid_grid.domain.documents import (
     APPLIED,
-    RETIRED_FIELDS,
     FIRST_SCHEMA_VERSION,
+    RETIRED_FIELDS,
     case_from_document,
     case_to_document,
 )
