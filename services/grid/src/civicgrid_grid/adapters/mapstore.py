@@ -82,6 +82,9 @@ class MapRepository:
         doc = await self.meta.find_one({"_id": "current"})
         return int(doc["version"]) if doc else None
 
+    async def version_info(self, version: int) -> dict | None:
+        return await self.versions.find_one({"_id": version})
+
     async def list_versions(self) -> list[dict]:
         return await self.versions.find({}, sort=[("_id", -1)]).to_list(100)
 

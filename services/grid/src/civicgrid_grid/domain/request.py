@@ -75,8 +75,8 @@ class Holder:
 
 
 @dataclass
-class RequestCase:
-    """One request as grid handles it. Field names are the stored document's (see README)."""
+class RequestState:
+    """What grid knows of one request. Field names are the stored document's (see README)."""
 
     id: str
     status: str
@@ -128,6 +128,11 @@ class RequestCase:
     # not stored: what the last actions caused
     events: list[EventPayload] = field(default_factory=list, repr=False)
     releases: list[str] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class RequestCase(RequestState):
+    """One request's handling: the rules of each action and the events it causes."""
 
     # ------------------------------------------------------------------ rules
     @property

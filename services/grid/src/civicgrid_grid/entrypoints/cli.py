@@ -58,7 +58,7 @@ async def load_demo(settings: GridSettings, size: str, seed: int, *, force: bool
         await maps.ensure_indexes()
         source = f"demo {size} seed {seed}"
         current = await maps.current_version()
-        info = await maps.versions.find_one({"_id": current}) if current else None
+        info = await maps.version_info(current) if current else None
         city = generate(size, seed)
         if info and info.get("source") == source and not force:
             version = current
