@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from civicgrid_contracts.calendar import DEFAULT_CALENDAR, due_at
-from civicgrid_grid.domain.documents import (
+from civicgrid_grid.adapters.documents import (
     SCHEMA_VERSION,
     case_from_document,
     case_to_document,

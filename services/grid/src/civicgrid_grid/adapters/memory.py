@@ -9,14 +9,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from civicgrid_contracts import Envelope
-from civicgrid_grid.adapters.repos import plan_reservations
-from civicgrid_grid.domain.assignment import Staff
-from civicgrid_grid.domain.documents import (
+from civicgrid_grid.adapters.documents import (
     APPLIED,
     FIRST_SCHEMA_VERSION,
     case_from_document,
     case_to_document,
 )
+from civicgrid_grid.adapters.repos import plan_reservations
+from civicgrid_grid.domain.assignment import Staff
 from civicgrid_grid.domain.request import OPEN, RequestCase
 from civicgrid_grid.domain.roster import post_id
 

@@ -16,14 +16,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from civicgrid_contracts import Envelope
-from civicgrid_grid.domain.assignment import Staff
-from civicgrid_grid.domain.documents import (
+from civicgrid_grid.adapters.documents import (
     APPLIED,
     FIRST_SCHEMA_VERSION,
     RETIRED_FIELDS,
     case_from_document,
     case_to_document,
 )
+from civicgrid_grid.domain.assignment import Staff
 from civicgrid_grid.domain.request import OPEN, RequestCase
 from civicgrid_grid.domain.roster import post_id
 from civicgrid_runtime.cache import DocumentCache

@@ -23,6 +23,7 @@ from civicgrid_contracts.events.grid import (
     RequestTransferred,
     VolunteerRequested,
 )
+from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import AreaPath, Location
 from civicgrid_grid.domain.errors import NotAllowed, NotFound
 
@@ -312,3 +313,14 @@ class RequestCase(RequestState):
             resolution_note=f"volunteer {volunteer_id} delivered {hours:g} h" + (f": {note}" if note else ""),
             resolved_at=at))
         self._release_load()
+
+
+def received_fields(ev: RequestReceived, correlation_id: str | None) -> dict[str, Any]:
+    """The named fields a request document keeps of its ``RequestReceived``."""
+    return {"correlation_id": correlation_id, "service_code": ev.service_code, "service_group": ev.service_group,
+            "handled_by": list(ev.handled_by), "departments": list(ev.departments),
+            "needs_volunteer": ev.needs_volunteer, "priority": ev.priority,
+            "location": ev.location.model_dump(), "reporter_id": ev.reporter_id, "preferred_time": ev.preferred_time,
+            "time_limits": ev.time_limits.model_dump(), "received_at": ev.received_at,
+            # the deadlines intake set when the request was received: the same instants everywhere
+            "due_response": ev.response_due, "due_resolution": ev.resolution_due, "duplicate_of": ev.duplicate_of}

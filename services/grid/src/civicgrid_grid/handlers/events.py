@@ -20,8 +20,7 @@ from civicgrid_contracts.events.intake import (
 from civicgrid_contracts.events.matching import ServiceDelivered, VolunteerAccepted, VolunteerUnmatched
 from civicgrid_contracts.values import CHAIN_LEVELS
 from civicgrid_grid.domain.assignment import LEVEL_LABEL, line_for
-from civicgrid_grid.domain.documents import received_fields
-from civicgrid_grid.domain.request import Holder, RequestCase
+from civicgrid_grid.domain.request import Holder, RequestCase, received_fields
 from civicgrid_grid.handlers.assigning import assign, decide_many, locate_request, read_roster, staff_ids
 from civicgrid_grid.handlers.context import GridContext, apply_event, envelopes, now
 from civicgrid_runtime.bus import Delivery

@@ -16,7 +16,7 @@ from typing import Any
 
 from civicgrid_contracts.envelope import upcast
 from civicgrid_contracts.events.intake import RequestReceived
-from civicgrid_grid.domain.request import Dispatch, RequestCase
+from civicgrid_grid.domain.request import Dispatch, RequestCase, received_fields
 
 SCHEMA_VERSION = 2
 #: the shape of grid's other collections (staff, posts, chain, departments, services, maps): one so
@@ -26,17 +26,6 @@ FIRST_SCHEMA_VERSION = 1
 APPLIED = "_applied"
 _NOT_STORED = {"id", "events", "releases", "applied"}
 _STORED = [f.name for f in fields(RequestCase) if f.name not in _NOT_STORED]
-
-
-def received_fields(ev: RequestReceived, correlation_id: str | None) -> dict[str, Any]:
-    """The named fields a request document keeps of its ``RequestReceived``."""
-    return {"correlation_id": correlation_id, "service_code": ev.service_code, "service_group": ev.service_group,
-            "handled_by": list(ev.handled_by), "departments": list(ev.departments),
-            "needs_volunteer": ev.needs_volunteer, "priority": ev.priority,
-            "location": ev.location.model_dump(), "reporter_id": ev.reporter_id, "preferred_time": ev.preferred_time,
-            "time_limits": ev.time_limits.model_dump(), "received_at": ev.received_at,
-            # the deadlines intake set when the request was received: the same instants everywhere
-            "due_response": ev.response_due, "due_resolution": ev.resolution_due, "duplicate_of": ev.duplicate_of}
 
 
 def _unpack(blob: bytes) -> dict[str, Any]:
