@@ -56,14 +56,12 @@ async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | 
     requests = RequestRepository(db)
     requests.relay = runtime.outbox([requests.col])
     ctx = handlers.GridContext(source=settings.source, requests=requests,
-                               staff=StaffRepository(db, cache_seconds=settings.roster_cache_seconds),
-                               roster=RosterRepository(db, cache_seconds=settings.roster_cache_seconds),
-                               catalogue=CatalogueRepository(db, cache_seconds=settings.roster_cache_seconds),
+                               staff=StaffRepository(db), roster=RosterRepository(db),
+                               catalogue=CatalogueRepository(db),
                                calendar=runtime.follow_calendar(),
                                default_report_back_hours=settings.default_report_back_hours,
                                tz=ZoneInfo(settings.timezone))
     svc = GridService(settings, runtime, ctx, MapRepository(db), handlers.Commands(ctx))
-    runtime.on_stop += [ctx.roster.close, ctx.catalogue.close, ctx.staff.close]
     await ensure_indexes(svc)
     await svc.refresh_map()
     if consumers:

@@ -76,9 +76,8 @@ async def _mongo_stores(db) -> Stores:
     requests = RequestRepository(db)
     requests.relay = OutboxRelay(publisher, [requests.col])
     await requests.ensure_indexes()
-    # no read caches here: the suite is about what the store itself does
-    return Stores(requests, StaffRepository(db, cache_seconds=0), RosterRepository(db, cache_seconds=0),
-                  CatalogueRepository(db, cache_seconds=0), publisher.published, db)
+    return Stores(requests, StaffRepository(db), RosterRepository(db), CatalogueRepository(db), publisher.published,
+                  db)
 
 
 def new_case(rid: str, **kw) -> RequestCase:

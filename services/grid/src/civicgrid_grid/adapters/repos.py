@@ -26,7 +26,6 @@ from civicgrid_grid.adapters.documents import (
 from civicgrid_grid.domain.assignment import Staff
 from civicgrid_grid.domain.request import OPEN, RequestCase
 from civicgrid_grid.domain.roster import post_id
-from civicgrid_runtime.cache import DocumentCache
 from civicgrid_runtime.store import (
     CAUSED,
     OUTBOX,
@@ -133,13 +132,8 @@ class StaffRepository:
     (the staff document's version), so concurrent writers -- this process's or another replica's --
     cannot overshoot: the loser reads again."""
 
-    def __init__(self, db: AsyncDatabase, *, cache_seconds: float = 2.0) -> None:
+    def __init__(self, db: AsyncDatabase) -> None:
         self.col = db["staff"]
-        # see README "Read caches": a stale entry only costs a failed guarded write and a re-read
-        self._cached = DocumentCache(self.col, max_age=cache_seconds)
-
-    async def close(self) -> None:
-        await self._cached.close()
 
     async def ensure_indexes(self) -> None:
         await self.col.create_index([("area", ASCENDING)], name="area")
@@ -147,7 +141,7 @@ class StaffRepository:
     async def read_many(self, ids: Sequence[str]) -> dict[str, dict]:
         if not ids:
             return {}
-        return await self._cached.get_many(list(ids))
+        return await find_by_ids(self.col, ids)
 
     @staticmethod
     def staff_of(d: dict) -> Staff:
@@ -176,12 +170,7 @@ class StaffRepository:
                    for sid, rids in plan.items()]
             res = await self.col.bulk_write(ops, ordered=False)
             if res.modified_count == len(ops):
-                granted |= {(sid, rid) for sid, rids in plan.items() for rid in rids}
-                for sid, rids in plan.items():
-                    self._cached.amend(sid, lambda d, rids=rids: d and {
-                        **d, "load": int(d.get("load", 0)) + len(rids), "holding": [*(d.get("holding") or []), *rids]})
-                return granted
-            self._cached.invalidate(plan)
+                return granted | {(sid, rid) for sid, rids in plan.items() for rid in rids}
             # another writer changed someone meanwhile: re-read and grant what is held now
             held = {sid: set(d.get("holding") or []) for sid, d in (await find_by_ids(self.col, plan,
                                                                                      {"holding": 1})).items()}
@@ -191,17 +180,14 @@ class StaffRepository:
     async def release(self, sid: str | None, rid: str) -> None:
         if not sid:
             return
-        try:
-            for _attempt in range(ATTEMPTS):
-                d = await self.col.find_one({"_id": sid, "holding": rid}, {"load": 1})
-                if d is None:
-                    return  # not held (released already, or never reserved)
-                res = await self.col.update_one({"_id": sid, "load": d["load"], "holding": rid},
-                                                {"$inc": {"load": -1}, "$pull": {"holding": rid}})
-                if res.modified_count:
-                    return
-        finally:
-            self._cached.invalidate([sid])
+        for _attempt in range(ATTEMPTS):
+            d = await self.col.find_one({"_id": sid, "holding": rid}, {"load": 1})
+            if d is None:
+                return  # not held (released already, or never reserved)
+            res = await self.col.update_one({"_id": sid, "load": d["load"], "holding": rid},
+                                            {"$inc": {"load": -1}, "$pull": {"holding": rid}})
+            if res.modified_count:
+                return
         raise RuntimeError(f"releasing load of {sid} kept conflicting")
 
     async def set_duty(self, sid: str, *, duty: str, leave_until: str | None, limit: int | None) -> dict | None:
@@ -209,11 +195,7 @@ class StaffRepository:
         fields: dict[str, Any] = {"duty": duty, "leave_until": leave_until}
         if limit is not None:
             fields["limit"] = limit
-        try:
-            return await self.col.find_one_and_update({"_id": sid}, {"$set": fields},
-                                                      return_document=ReturnDocument.AFTER)
-        finally:
-            self._cached.invalidate([sid])
+        return await self.col.find_one_and_update({"_id": sid}, {"$set": fields}, return_document=ReturnDocument.AFTER)
 
     async def upsert_many(self, docs: Sequence[dict]) -> None:
         """Roster loading: create or replace profile fields, keeping live load counters."""
@@ -221,10 +203,7 @@ class StaffRepository:
                          {"$set": {**{k: v for k, v in d.items() if k not in ("_id", "load", "holding")},
                                    "schema_version": FIRST_SCHEMA_VERSION},
                           "$setOnInsert": {"load": 0, "holding": []}}, upsert=True) for d in docs]
-        try:
-            await bulk_in_chunks(self.col, ops)
-        finally:
-            self._cached.invalidate()
+        await bulk_in_chunks(self.col, ops)
 
 
 def plan_reservations(wants: Sequence[tuple[str, str, bool]], docs: dict[str, dict],
@@ -251,17 +230,10 @@ class RosterRepository:
     """Posts (A/B holders of a line of work in an area), the chain holders per level and area, and
     the departments."""
 
-    def __init__(self, db: AsyncDatabase, *, cache_seconds: float = 2.0) -> None:
+    def __init__(self, db: AsyncDatabase) -> None:
         self.posts = db["posts"]
         self.chain = db["chain"]
         self.departments = db["departments"]
-        # see README "Read caches": a roster import reaches assignment after at most cache_seconds
-        self._cached_posts = DocumentCache(self.posts, max_age=cache_seconds)
-        self._cached_chain = DocumentCache(self.chain, max_age=cache_seconds)
-
-    async def close(self) -> None:
-        await self._cached_posts.close()
-        await self._cached_chain.close()
 
     async def ensure_indexes(self) -> None:
         await self.posts.create_index([("area", ASCENDING)], name="area")
@@ -270,13 +242,13 @@ class RosterRepository:
                         ) -> dict[tuple[str, str], dict]:
         if not areas:
             return {}
-        docs = await self._cached_posts.get_many(sorted({post_id(a, line) for a in areas for line in lines}))
+        docs = await find_by_ids(self.posts, sorted({post_id(a, line) for a in areas for line in lines}))
         return {(d["area"], d["line"]): d for d in docs.values()}
 
     async def chain_for(self, keys: Sequence[str]) -> dict[str, str]:
         if not keys:
             return {}
-        return {k: d["staff_id"] for k, d in (await self._cached_chain.get_many(list(keys))).items()}
+        return {k: d["staff_id"] for k, d in (await find_by_ids(self.chain, keys)).items()}
 
     async def known_departments(self, ids: Sequence[str]) -> set[str]:
         return {d["_id"] async for d in self.departments.find({"_id": {"$in": list(ids)}}, {"_id": 1})}
@@ -289,39 +261,27 @@ class RosterRepository:
         ops = [UpdateOne({"_id": d["_id"]}, {"$set": {**{k: v for k, v in d.items() if k != "_id"},
                                                      "schema_version": FIRST_SCHEMA_VERSION}}, upsert=True)
                for d in docs]
-        try:
-            await bulk_in_chunks(col, ops)
-        finally:
-            self._cached_posts.invalidate()
-            self._cached_chain.invalidate()
+        await bulk_in_chunks(col, ops)
 
 
 class CatalogueRepository:
     """The service catalogue as grid needs it (last revision wins)."""
 
-    def __init__(self, db: AsyncDatabase, *, cache_seconds: float = 2.0) -> None:
+    def __init__(self, db: AsyncDatabase) -> None:
         self.col = db["services"]
-        # see README "Read caches": another replica's change shows within cache_seconds
-        self._cached = DocumentCache(self.col, max_age=cache_seconds)
-
-    async def close(self) -> None:
-        await self._cached.close()
 
     async def apply(self, doc: dict) -> bool:
         doc = {**doc, "schema_version": FIRST_SCHEMA_VERSION}
+        res = await self.col.update_one({"_id": doc["_id"], "revision": {"$lt": doc["revision"]}}, {"$set": doc})
+        if res.matched_count:
+            return True
         try:
-            res = await self.col.update_one({"_id": doc["_id"], "revision": {"$lt": doc["revision"]}}, {"$set": doc})
-            if res.matched_count:
-                return True
-            try:
-                await self.col.insert_one(doc)  # the unique _id claims the first revision
-                return True
-            except DuplicateKeyError:
-                return False  # an equal or newer revision is already there
-        finally:
-            self._cached.invalidate([doc["_id"]])
+            await self.col.insert_one(doc)  # the unique _id claims the first revision
+            return True
+        except DuplicateKeyError:
+            return False  # an equal or newer revision is already there
 
     async def get_many(self, codes: Sequence[str]) -> dict[str, dict]:
         if not codes:
             return {}
-        return await self._cached.get_many(list(codes))
+        return await find_by_ids(self.col, codes)
