@@ -14,6 +14,7 @@ from civicgrid_grid.adapters.repos import (
     RosterRepository,
     StaffRepository,
 )
+from civicgrid_grid.domain.ports import CatalogueStore, RequestStore, RosterStore, StaffStore
 from civicgrid_grid.settings import GridSettings
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.service import Runtime
@@ -41,28 +42,42 @@ class GridService:
         return True
 
 
-async def ensure_indexes(svc: GridService) -> None:
-    await svc.maps.ensure_indexes()
-    await svc.ctx.staff.ensure_indexes()
-    await svc.ctx.roster.ensure_indexes()
-    await svc.ctx.requests.ensure_indexes()
+@dataclass
+class GridStores:
+    """The adapters grid runs on: bootstrap's parameter (the MongoDB-protocol ones by default)."""
+
+    requests: RequestStore
+    staff: StaffStore
+    roster: RosterStore
+    catalogue: CatalogueStore
+    maps: MapRepository
+
+    async def ensure_indexes(self) -> None:
+        for store in (self.maps, self.staff, self.roster, self.requests):
+            ensure = getattr(store, "ensure_indexes", None)  # the in-memory fakes have none
+            if ensure is not None:
+                await ensure()
 
 
-async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | None = None,
-                    consumers: bool = True, create_topics: bool = True) -> GridService:
-    settings = settings or GridSettings()
-    runtime = runtime or await Runtime.open(settings, create_topics=create_topics)
+def store_adapters(runtime: Runtime) -> GridStores:
     db = runtime.db
     requests = RequestRepository(db)
     requests.relay = runtime.outbox([requests.col])
-    ctx = handlers.GridContext(source=settings.source, requests=requests,
-                               staff=StaffRepository(db), roster=RosterRepository(db),
-                               catalogue=CatalogueRepository(db),
-                               calendar=runtime.follow_calendar(),
+    return GridStores(requests, StaffRepository(db), RosterRepository(db), CatalogueRepository(db), MapRepository(db))
+
+
+async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | None = None,
+                    stores: GridStores | None = None, consumers: bool = True,
+                    create_topics: bool = True) -> GridService:
+    settings = settings or GridSettings()
+    runtime = runtime or await Runtime.open(settings, create_topics=create_topics)
+    stores = stores or store_adapters(runtime)
+    ctx = handlers.GridContext(source=settings.source, requests=stores.requests, staff=stores.staff,
+                               roster=stores.roster, catalogue=stores.catalogue, calendar=runtime.follow_calendar(),
                                default_report_back_hours=settings.default_report_back_hours,
                                tz=ZoneInfo(settings.timezone))
-    svc = GridService(settings, runtime, ctx, MapRepository(db), handlers.Commands(ctx))
-    await ensure_indexes(svc)
+    svc = GridService(settings, runtime, ctx, stores.maps, handlers.Commands(ctx))
+    await stores.ensure_indexes()
     await svc.refresh_map()
     if consumers:
         by_topic = {topics.REQUESTS.name: handlers.handle_requests, topics.CATALOGUE.name: handlers.handle_catalogue,
