@@ -1,6 +1,6 @@
 """Load limits under 1,000 concurrent requests. Independent of the other modules and of their order:
-its own grid service and database (the module's harness), a community no other test uses, and it
-counts only the events of its own requests."""
+its own grid service, consumer group and database (the module's harness), and it counts only the
+events of its own requests."""
 
 from __future__ import annotations
 

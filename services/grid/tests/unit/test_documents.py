@@ -55,3 +55,12 @@ def test_the_current_shape_round_trips_and_carries_no_received_blob():
     assert doc["schema_version"] == SCHEMA_VERSION and "received" not in doc
     assert upcast_request(doc) == doc
     assert case_from_document(doc) == case
+
+
+def test_events_kept_packed_by_an_earlier_version_are_still_published_again():
+    from civicgrid_runtime.store import caused_events
+
+    env = received(city().grids.codes[0], rid="r1")
+    packed = {"_caused": pack_json([env.to_document()])}
+    plain = {"_caused": [env.to_document()]}
+    assert [e.id for e in caused_events([packed, plain])] == [env.id, env.id]
