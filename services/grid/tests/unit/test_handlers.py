@@ -150,3 +150,27 @@ async def test_escalation_reopen_close_and_volunteer_delivery():
     await handle_requests(ctx, delivered(closed))
     assert (await ctx.requests.get(env.subject)).status == "closed"
     assert (await ctx.staff.get(case.load_holder))["load"] == 0
+
+
+async def test_an_event_that_loses_a_race_is_applied_again_on_a_fresh_read_with_its_load_counted_once():
+    ctx, commands = await fake_grid()
+    env = received(grid(10), duplicate_of="req-first")
+    await handle_requests(ctx, delivered(env))
+    save, raced = ctx.requests.save, []
+
+    async def racing_save(case, events=(), *, cause_id=None):
+        if not raced:  # a staff member's write lands between the handler's read and its write
+            raced.append(True)
+            other = await ctx.requests.get(case.id)
+            other.attention.append("looked at")
+            await save(other)
+        return await save(case, events, cause_id=cause_id)
+
+    ctx.requests.save = racing_save
+    un = Envelope.wrap(RequestUnmerged(request_id=env.subject, from_request_id="req-first", staff_id="s",
+                                       reason="elsewhere"), source="/t")
+    await handle_requests(ctx, delivered(un))
+    case = await ctx.requests.get(env.subject)
+    assert case.status == "assigned" and case.attention == ["looked at"] and case.applied[-1] == un.id
+    holder = await ctx.staff.get(case.load_holder)
+    assert holder["holding"] == [env.subject] and holder["load"] == 1

@@ -133,13 +133,18 @@ async def release_redecided(ctx: GridContext, decided: dict[str, str | None]) ->
 
 
 async def on_unmerged(ctx: GridContext, env: Envelope) -> None:
+    reserved: list[str] = []
+
     async def change(case: RequestCase) -> None:
+        while reserved:  # an earlier attempt reserved load, then lost its write to another writer
+            await ctx.staff.release(reserved.pop(), case.id)
         if case.unmerged():
             city = ctx.require_city()
             loc = city.locate(lat=case.location.get("lat"), lon=case.location.get("lon"),
                               building_id=case.location.get("building_id"),
                               address_text=case.location.get("address_text"))
             [holder] = await decide_many(ctx, [(case.id, loc, line_for(case.service_group, case.service_code))])
+            reserved.extend([holder.load_holder] if holder.load_holder else [])
             catalogue = (await ctx.catalogue.get_many([case.service_code])).get(case.service_code, {})
             assign(ctx, case, holder, catalogue, dispatch_seed=env.id)
     await apply_event(ctx, env, change)
