@@ -70,18 +70,18 @@ async def apply_merged(ctx: GridContext, envs: list[Envelope]) -> None:
     if not envs:
         return
     cases = await ctx.requests.get_many([e.subject for e in envs])
-    first: list[tuple[RequestCase, str]] = []
+    first: dict[str, tuple[RequestCase, str]] = {}
     rest: list[Envelope] = []
     for env in envs:
         case = cases.get(env.subject)
         if case is None or env.id in case.applied:
             continue
-        if any(c.id == case.id for c, _ in first):
+        if case.id in first:
             rest.append(env)
             continue
         case.merged()
-        first.append((case, env.id))
-    await ctx.requests.save_many(first)
+        first[case.id] = (case, env.id)
+    await ctx.requests.save_many(list(first.values()))
     for env in rest:
         await apply_event(ctx, env, _merged)
 
