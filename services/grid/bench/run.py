@@ -29,8 +29,8 @@ from civicgrid_contracts.events.intake import RequestReceived
 from civicgrid_contracts.values import Location, TimeLimits
 from civicgrid_grid.adapters.mapstore import MapRepository
 from civicgrid_grid.adapters.repos import RosterRepository, StaffRepository
-from civicgrid_grid.domain.citygen import generate
-from civicgrid_grid.domain.roster import build_roster
+from civicgrid_grid.demo.citygen import generate
+from civicgrid_grid.demo.roster import build_roster
 from civicgrid_runtime.bus import EventPublisher, ensure_topics
 from civicgrid_runtime.store import connect
 from civicgrid_runtime.testing import drop_quietly
@@ -38,7 +38,6 @@ from civicgrid_runtime.testing import drop_quietly
 KAFKA = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
 MONGO = os.environ["MONGODB_URL"]
 rows: list[tuple[str, str, str, str]] = []
-RATE_SAMPLES = 2000  # 10 s at 200 requests/s
 
 
 def row(name: str, goal: str, measured: str, note: str = "") -> None:
@@ -267,26 +266,27 @@ async def bench_end_to_end() -> None:
         row(f"assignments/s end to end (burst of {n:,})", ">= 2,000/s", f"{got / (last - t):,.0f}/s",
             f"({got}/{n} assigned; grid as its own process)")
 
-        # latency at 200 requests/s for 10 s, in the steady state (the burst's after-effects, such as
-        # the deletion of its intents, are over)
-        await asyncio.sleep(2)
-        sent: dict[str, float] = {}
-        ids = []
-        t0 = time.perf_counter()
-        for i in range(RATE_SAMPLES):
-            target = t0 + i / 200
-            delay = target - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            e = received(city, rng)
-            sent[e.subject] = time.time()
-            ids.append(e.subject)
-            await pub.publish(e)
-        got = await col.wait(ids, timeout=60)
-        lat = [(col.seen[i] - sent[i]) * 1000 for i in ids if i in col.seen]
-        row(f"p99 received->assigned at 200 req/s ({RATE_SAMPLES // 200} s)", "< 50 ms",
-            f"p99 {np.percentile(lat, 99):,.0f} ms (p50 {np.percentile(lat, 50):,.0f} ms)",
-            f"({got}/{RATE_SAMPLES} assigned; from publish to the broker's time of the assignment)")
+        # latency at 20 requests/s (the figure: a district's busiest hour is far below it) and
+        # at 200 requests/s, each for 10 s, in the steady state (the burst's after-effects are over)
+        for rate, goal in ((20, "< 200 ms"), (200, "< 50 ms")):
+            await asyncio.sleep(2)
+            samples = rate * 10
+            sent: dict[str, float] = {}
+            ids = []
+            t0 = time.perf_counter()
+            for i in range(samples):
+                delay = t0 + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                e = received(city, rng)
+                sent[e.subject] = time.time()
+                ids.append(e.subject)
+                await pub.publish(e)
+            got = await col.wait(ids, timeout=60)
+            lat = [(col.seen[i] - sent[i]) * 1000 for i in ids if i in col.seen]
+            row(f"p99 received->assigned at {rate} req/s (10 s)", goal,
+                f"p99 {np.percentile(lat, 99):,.0f} ms (p50 {np.percentile(lat, 50):,.0f} ms)",
+                f"({got}/{samples} assigned; from publish to the broker's time of the assignment)")
     finally:
         await col.consumer.stop()
         col.task.cancel()

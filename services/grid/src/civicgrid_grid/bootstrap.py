@@ -14,6 +14,7 @@ from civicgrid_grid.adapters.repos import (
     RosterRepository,
     StaffRepository,
 )
+from civicgrid_grid.domain.ports import CatalogueStore, RequestStore, RosterStore, StaffStore
 from civicgrid_grid.settings import GridSettings
 from civicgrid_runtime.access import AccessTrail
 from civicgrid_runtime.logging import get_logger
@@ -37,41 +38,50 @@ class GridService:
         current = await self.maps.current_version()
         if current is None or (self.ctx.city is not None and self.ctx.city.version == current):
             return False
-        async with self.ctx._city_lock:
-            if self.ctx.city is not None and self.ctx.city.version == current:
-                return False
-            city = await self.maps.load(current)
-            self.ctx.city = city
-            log.info("map version loaded", version=current, **(city.counts() if city else {}))
+        # no lock: two callers loading the same version at once (start-up) only load it twice
+        city = await self.maps.load(current)
+        self.ctx.city = city
+        log.info("map version loaded", version=current, **(city.counts() if city else {}))
         return True
 
 
-async def ensure_indexes(svc: GridService) -> None:
-    await svc.maps.ensure_indexes()
-    await svc.ctx.staff.ensure_indexes()
-    await svc.ctx.roster.ensure_indexes()
-    await svc.ctx.requests.ensure_indexes()
+@dataclass
+class GridStores:
+    """The adapters grid runs on: bootstrap's parameter (the MongoDB-protocol ones by default)."""
+
+    requests: RequestStore
+    staff: StaffStore
+    roster: RosterStore
+    catalogue: CatalogueStore
+    maps: MapRepository
+
+    async def ensure_indexes(self) -> None:
+        for store in (self.maps, self.staff, self.roster, self.requests):
+            ensure = getattr(store, "ensure_indexes", None)  # the in-memory fakes have none
+            if ensure is not None:
+                await ensure()
+
+
+def store_adapters(runtime: Runtime) -> GridStores:
+    db = runtime.db
+    requests = RequestRepository(db)
+    requests.relay = runtime.outbox([requests.col, AccessTrail.collection(db)])  # admin changes go out too
+    return GridStores(requests, StaffRepository(db), RosterRepository(db), CatalogueRepository(db), MapRepository(db))
 
 
 async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | None = None,
-                    consumers: bool = True, create_topics: bool = True) -> GridService:
+                    stores: GridStores | None = None, consumers: bool = True,
+                    create_topics: bool = True) -> GridService:
     settings = settings or GridSettings()
     runtime = runtime or await Runtime.open(settings, create_topics=create_topics)
-    db = runtime.db
-    requests = RequestRepository(db)
-    access_col = AccessTrail.collection(db)
-    relay = runtime.outbox([requests.col, access_col])
-    ctx = handlers.GridContext(source=settings.source, publisher=runtime.publisher, relay=relay, requests=requests,
-                               staff=StaffRepository(db, cache_seconds=settings.roster_cache_seconds),
-                               roster=RosterRepository(db, cache_seconds=settings.roster_cache_seconds),
-                               catalogue=CatalogueRepository(db, cache_seconds=settings.roster_cache_seconds),
-                               calendar=runtime.follow_calendar(),
+    stores = stores or store_adapters(runtime)
+    ctx = handlers.GridContext(source=settings.source, requests=stores.requests, staff=stores.staff,
+                               roster=stores.roster, catalogue=stores.catalogue, calendar=runtime.follow_calendar(),
                                default_report_back_hours=settings.default_report_back_hours,
                                tz=ZoneInfo(settings.timezone))
-    svc = GridService(settings, runtime, ctx, MapRepository(db), handlers.Commands(ctx),
-                      AccessTrail(access_col, relay, source=settings.source))
-    runtime.on_stop += [ctx.roster.close, ctx.catalogue.close, ctx.staff.close]
-    await ensure_indexes(svc)
+    access = AccessTrail(AccessTrail.collection(runtime.db), runtime.relay, source=settings.source)
+    svc = GridService(settings, runtime, ctx, stores.maps, handlers.Commands(ctx), access)
+    await stores.ensure_indexes()
     await svc.refresh_map()
     if consumers:
         by_topic = {topics.REQUESTS.name: handlers.handle_requests, topics.CATALOGUE.name: handlers.handle_catalogue,

@@ -18,10 +18,6 @@ class GridSettings(ServiceSettings):
     # assignment writes one load update per person per batch, whatever the batch's size: a backlog
     # handled in larger batches costs the store far less per request (at a steady rate they stay small)
     consumer_max_batch: int = Field(default=2000, ge=1, le=10000)
-    roster_cache_seconds: float = Field(
-        default=2.0, ge=0, description="How long posts, chain holders and catalogue entries read once are used without "
-                                       "reading again (another replica's roster import or catalogue change "
-                                       "reaches assignment after at most this long)")
     map_refresh_seconds: float = Field(default=5.0, gt=0, description="How often to look for a new map version")
     default_load_limit: int = Field(default=20, ge=1)
     default_report_back_hours: float = Field(default=72.0, gt=0)

@@ -22,8 +22,8 @@ from civicgrid_contracts.values import Location, TimeLimits
 from civicgrid_grid.adapters.mapstore import MapRepository
 from civicgrid_grid.adapters.repos import RosterRepository, StaffRepository
 from civicgrid_grid.bootstrap import bootstrap
-from civicgrid_grid.domain.citygen import generate
-from civicgrid_grid.domain.roster import build_roster
+from civicgrid_grid.demo.citygen import generate
+from civicgrid_grid.demo.roster import build_roster
 from civicgrid_grid.entrypoints.http import map_router, work_router
 from civicgrid_grid.settings import GridSettings
 from civicgrid_runtime.auth import mint_token

@@ -10,7 +10,7 @@ import pytest
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.audit import RequestEscalated
 from civicgrid_contracts.values import Location
-from civicgrid_grid.domain.roster import staff_ids_for_grid
+from civicgrid_grid.demo.roster import staff_ids_for_grid
 from civicgrid_runtime.testing import eventually
 
 pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]
@@ -25,8 +25,8 @@ async def test_a_holder_is_assigned_with_map_version(harness):
     assert (a.assignee_id, a.holder, a.area.grid) == (a_id, "A", g)
     assert a.reason == "A: on duty"
     assert a.map_version == harness.city.version
-    doc = await harness.svc.ctx.requests.get(env.subject)
-    assert doc["status"] == "assigned" and doc["load_holder"] == a_id
+    case = await harness.svc.ctx.requests.get(env.subject)
+    assert case.status == "assigned" and case.load_holder == a_id
 
 
 async def test_b_when_a_on_leave(harness):

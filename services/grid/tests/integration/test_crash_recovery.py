@@ -16,8 +16,8 @@ import pytest
 from civicgrid_contracts import topics
 from civicgrid_grid.adapters.mapstore import MapRepository
 from civicgrid_grid.adapters.repos import RosterRepository, StaffRepository
-from civicgrid_grid.domain.citygen import generate
-from civicgrid_grid.domain.roster import build_roster, staff_ids_for_grid
+from civicgrid_grid.demo.citygen import generate
+from civicgrid_grid.demo.roster import build_roster, staff_ids_for_grid
 from civicgrid_grid.handlers import CRASH_AFTER_ASSIGNMENT
 from civicgrid_runtime.bus import EventPublisher, ensure_topics
 from civicgrid_runtime.store import CAUSED

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from civicgrid_grid.domain.roster import staff_ids_for_grid
+from civicgrid_grid.demo.roster import staff_ids_for_grid
 
 pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]
 

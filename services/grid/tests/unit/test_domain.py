@@ -8,8 +8,9 @@ from datetime import date
 
 import pytest
 
+from civicgrid_grid.demo.citygen import generate
 from civicgrid_grid.domain.assignment import Staff, line_for, plan, reason_text
-from civicgrid_grid.domain.citygen import generate, to_geojson
+from civicgrid_grid.domain.geojson import to_geojson
 from civicgrid_grid.domain.validation import MapRejected, parse_and_validate
 
 TODAY = date(2026, 11, 28)

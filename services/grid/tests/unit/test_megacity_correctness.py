@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from civicgrid_grid.domain.citygen import generate
+from civicgrid_grid.demo.citygen import generate
 
 
 def crossing_number(px: np.ndarray, py: np.ndarray, ring: np.ndarray) -> np.ndarray:

@@ -192,10 +192,9 @@ async def insert_new(collection: AsyncCollection, docs: list[dict[str, Any]]) ->
 
 
 def caused_events(docs: Iterable[dict[str, Any]]) -> list[Envelope]:
-    """The events ``OutboxRelay.insert_caused`` kept in these documents (plain, or packed as
-    documents written before were)."""
+    """The events ``OutboxRelay.insert_caused`` kept in these documents."""
     return [Envelope.from_document(e) for d in docs if d.get(CAUSED)
-            for e in (d[CAUSED] if isinstance(d[CAUSED], list) else unpack_json(d[CAUSED]))]
+            for e in (unpack_json(d[CAUSED]) if isinstance(d[CAUSED], bytes) else d[CAUSED])]
 
 
 def intent_items(intent: dict[str, Any]) -> list[dict[str, Any]]:

@@ -18,6 +18,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from civicgrid_grid.domain.citymap import CityMap, Layer
 
+#: every map collection's documents carry it; map_chunks keeps geometry as WKB and typed arrays
+#: (docs/adr/0801: plain arrays measured 4x slower to load and broke the megacity's load)
+SCHEMA_VERSION = 1
 AREA_CHUNK = 2000
 BUILDING_CHUNK = 50_000
 
@@ -32,7 +35,8 @@ class MapRepository:
         await self.chunks.create_index([("version", 1), ("layer", 1), ("seq", 1)], name="version_layer_seq")
 
     async def next_version(self) -> int:
-        doc = await self.meta.find_one_and_update({"_id": "version_seq"}, {"$inc": {"n": 1}}, upsert=True,
+        doc = await self.meta.find_one_and_update({"_id": "version_seq"}, {"$inc": {"n": 1}, "$set": {"schema_version": SCHEMA_VERSION}},
+                                                  upsert=True,
                                                   return_document=ReturnDocument.AFTER)
         return int(doc["n"])
 
@@ -44,14 +48,14 @@ class MapRepository:
             wkb = shapely.to_wkb(layer.polygons)
             for seq, start in enumerate(range(0, len(layer.codes), AREA_CHUNK)):
                 end = start + AREA_CHUNK
-                docs.append({"_id": f"{version}:{kind}:{seq}", "version": version, "layer": kind, "seq": seq,
+                docs.append({"_id": f"{version}:{kind}:{seq}", "schema_version": SCHEMA_VERSION, "version": version, "layer": kind, "seq": seq,
                              "codes": layer.codes[start:end], "names": layer.names[start:end],
                              "extra": [e or {} for e in (layer.extra[start:end] if layer.extra else [])],
                              "wkb": [bytes(b) for b in wkb[start:end]]})
         n = len(city.bld_codes)
         for seq, start in enumerate(range(0, n, BUILDING_CHUNK)):
             sl = slice(start, start + BUILDING_CHUNK)
-            docs.append({"_id": f"{version}:building:{seq}", "version": version, "layer": "building", "seq": seq,
+            docs.append({"_id": f"{version}:building:{seq}", "schema_version": SCHEMA_VERSION, "version": version, "layer": "building", "seq": seq,
                          "codes": city.bld_codes[sl].astype(np.int64).tobytes(),
                          "lon": city.bld_lon[sl].astype(np.float64).tobytes(),
                          "lat": city.bld_lat[sl].astype(np.float64).tobytes(),
@@ -59,7 +63,7 @@ class MapRepository:
                          "units": city.bld_units[sl].astype(np.int16).tobytes()})
         for i in range(0, len(docs), 20):
             await self.chunks.insert_many(docs[i:i + 20], ordered=False)
-        await self.versions.insert_one({"_id": version, "complete": True, "counts": city.counts(),
+        await self.versions.insert_one({"_id": version, "schema_version": SCHEMA_VERSION, "complete": True, "counts": city.counts(),
                                         "extent": list(city.extent()), "source": source,
                                         "created_at": datetime.now(UTC)})
         if activate:
@@ -71,11 +75,15 @@ class MapRepository:
         v = await self.versions.find_one({"_id": version, "complete": True})
         if v is None:
             raise KeyError(version)
-        await self.meta.update_one({"_id": "current"}, {"$set": {"version": version}}, upsert=True)
+        await self.meta.update_one({"_id": "current"}, {"$set": {"version": version, "schema_version": SCHEMA_VERSION}},
+                                   upsert=True)
 
     async def current_version(self) -> int | None:
         doc = await self.meta.find_one({"_id": "current"})
         return int(doc["version"]) if doc else None
+
+    async def version_info(self, version: int) -> dict | None:
+        return await self.versions.find_one({"_id": version})
 
     async def list_versions(self) -> list[dict]:
         return await self.versions.find({}, sort=[("_id", -1)]).to_list(100)

@@ -1,56 +1,147 @@
-"""Store repositories of the grid service: staff (with atomic load counters), posts, the chain,
-departments, the service catalogue and the request (assignment) documents."""
+"""MongoDB-protocol adapters of grid's storage port (``domain.ports``): requests (through the
+runtime's outbox), staff (load counters), the roster and the service catalogue.
+
+One concurrency rule everywhere: a write is a single-document update guarded by what was read
+(a request's ``version``, a staff member's ``load``), or an insert claiming a unique ``_id``. No
+locks: on MongoDB (and the project's FerretDB build) a single-document update is atomic."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from civicgrid_contracts import Envelope
+from civicgrid_grid.adapters.documents import (
+    APPLIED,
+    FIRST_SCHEMA_VERSION,
+    RETIRED_FIELDS,
+    case_from_document,
+    case_to_document,
+)
 from civicgrid_grid.domain.assignment import Staff
+from civicgrid_grid.domain.request import OPEN, RequestCase
 from civicgrid_grid.domain.roster import post_id
-from civicgrid_runtime.cache import DocumentCache
-from civicgrid_runtime.store import find_by_ids
+from civicgrid_runtime.store import (
+    CAUSED,
+    OUTBOX,
+    OutboxRelay,
+    bulk_in_chunks,
+    find_by_ids,
+    update_with_events,
+)
+
+#: staff documents' fields the load reservation reads
+LOAD_FIELDS = {"load": 1, "limit": 1, "holding": 1}
+#: a guarded write that keeps losing to other writers gives up after this many reads
+ATTEMPTS = 5
+
+
+def version_guard(version: int) -> dict[str, Any]:
+    """Filter fragment: the document is still at ``version`` (0: written before versions)."""
+    return {"version": version} if version else {"version": {"$exists": False}}
+
+
+def _ignore_duplicates(exc: BulkWriteError) -> None:
+    if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+        raise exc
+
+
+class RequestRepository:
+    """Request documents: the aggregate's state, its applied-event guard and its outbox."""
+
+    def __init__(self, db: AsyncDatabase, relay: OutboxRelay | None = None) -> None:
+        self.col = db["requests"]
+        self.relay = relay
+
+    async def ensure_indexes(self) -> None:
+        await self.col.create_index([("assignee_id", ASCENDING), ("status", ASCENDING)], name="assignee_status")
+        await self.col.create_index([("dispatched_to", ASCENDING), ("status", ASCENDING)], name="dispatched_status")
+        await self.col.create_index([("area.grid", ASCENDING), ("status", ASCENDING), ("due_resolution", ASCENDING)],
+                                    name="grid_status_due")
+
+    async def get(self, rid: str) -> RequestCase | None:
+        doc = await self.col.find_one({"_id": rid}, {OUTBOX: 0, CAUSED: 0})
+        return case_from_document(doc) if doc else None
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, RequestCase]:
+        if not ids:
+            return {}
+        docs = await find_by_ids(self.col, ids, {OUTBOX: 0, CAUSED: 0})
+        return {rid: case_from_document(d) for rid, d in docs.items()}
+
+    async def insert_new(self, items: Sequence[tuple[RequestCase, Sequence[Envelope]]], *,
+                         crash_point_name: str | None = None) -> set[str]:
+        docs = []
+        for case, events in items:
+            case.version = 1
+            docs.append((case_to_document(case), list(events)))
+        assert self.relay is not None, "a request repository that publishes needs the outbox relay"
+        return set(await self.relay.insert_caused(self.col, docs, crash_point_name=crash_point_name))
+
+    def _guarded(self, case: RequestCase, cause_id: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        filt = {"_id": case.id, **version_guard(case.version)}
+        doc = case_to_document(case)
+        del doc["_id"]
+        if cause_id is not None:
+            filt[APPLIED] = {"$ne": cause_id}
+            doc[APPLIED] = [*doc[APPLIED], cause_id]
+        doc["version"] = case.version + 1
+        if not case.version:  # written before versions: drop the retired fields of that shape
+            return filt, {"$set": doc, "$unset": {f: "" for f in RETIRED_FIELDS}}
+        return filt, {"$set": doc}
+
+    async def save(self, case: RequestCase, events: Sequence[Envelope] = (), *,
+                   cause_id: str | None = None) -> bool:
+        filt, update = self._guarded(case, cause_id)
+        res = await update_with_events(self.col, self.relay, filter=filt, update=update, events=events)
+        if res is None:
+            return False
+        case.version += 1
+        if cause_id is not None:
+            case.applied.append(cause_id)
+        return True
+
+    async def save_many(self, cases: Sequence[tuple[RequestCase, str]]) -> None:
+        ops = [UpdateOne(*self._guarded(case, cause_id)) for case, cause_id in cases]
+        try:
+            await bulk_in_chunks(self.col, ops)
+        except BulkWriteError as exc:
+            _ignore_duplicates(exc)
+
+    async def _open(self, filt: dict[str, Any], limit: int) -> list[RequestCase]:
+        cursor = self.col.find({**filt, "status": {"$in": list(OPEN)}}, {OUTBOX: 0, CAUSED: 0, APPLIED: 0})
+        docs = await cursor.sort([("prio", 1), ("due_response", 1)]).to_list(limit)
+        return [case_from_document(d) for d in docs]
+
+    async def open_held_by(self, assignee_id: str, *, limit: int = 1000) -> list[RequestCase]:
+        return await self._open({"assignee_id": assignee_id}, limit)
+
+    async def open_dispatched_to(self, department: str, *, limit: int = 1000) -> list[RequestCase]:
+        return await self._open({"dispatched_to": department}, limit)
 
 
 class StaffRepository:
-    """Staff documents. ``load`` is a single-document counter guarded by the limit, and ``holding``
-    records which requests hold a unit of load, so a redelivered assignment never counts twice and a
-    release never frees what was not reserved.
+    """Staff documents. ``load`` is a counter guarded by the limit, and ``holding`` lists the
+    requests holding a unit of it, so a redelivered assignment never counts twice and a release
+    never frees what was not reserved. Every counter write is conditional on the ``load`` just read
+    (the staff document's version), so concurrent writers -- this process's or another replica's --
+    cannot overshoot: the loser reads again."""
 
-    Every counter write is conditional on the ``load`` value just read (optimistic concurrency, so
-    replicas cannot overshoot on a store that applies single-document updates atomically), and is
-    also serialised per person inside this process: FerretDB v1 on SQLite loses concurrent updates to
-    one document (measured: 200 concurrent ``$inc`` leave 12), so the lock is what makes the limit
-    hold there.
-    """
-
-    def __init__(self, db: AsyncDatabase, *, cache_seconds: float = 2.0) -> None:
+    def __init__(self, db: AsyncDatabase) -> None:
         self.col = db["staff"]
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        # every batch of assignments reads its candidates' documents. This process's reservations
-        # are applied to the entries held (the write was conditional on the load they show); its
-        # other writes drop them; another replica's change shows within cache_seconds, and a load
-        # it changed makes the conditional write fail, which reads afresh
-        self._cached = DocumentCache(self.col, max_age=cache_seconds)
-
-    async def close(self) -> None:
-        await self._cached.close()
 
     async def ensure_indexes(self) -> None:
         await self.col.create_index([("area", ASCENDING)], name="area")
 
-    async def read_many(self, ids: list[str]) -> dict[str, dict]:
-        """Staff documents (with ``holding``; from the cache), for ``reserve_many``'s first attempt."""
+    async def read_many(self, ids: Sequence[str]) -> dict[str, dict]:
         if not ids:
             return {}
-        return await self._cached.get_many(ids)
+        return await find_by_ids(self.col, ids)
 
     @staticmethod
     def staff_of(d: dict) -> Staff:
@@ -60,201 +151,137 @@ class StaffRepository:
     async def get(self, sid: str) -> dict | None:
         return await self.col.find_one({"_id": sid})
 
-    @contextlib.asynccontextmanager
-    async def _locked(self, sids):
-        locks = [self._locks[s] for s in sorted(set(sids))]
-        for lk in locks:
-            await lk.acquire()
-        try:
-            yield
-        finally:
-            for lk in reversed(locks):
-                lk.release()
-
-    async def reserve_many(self, wants: list[tuple[str, str, bool]], *,
+    async def reserve_many(self, wants: Sequence[tuple[str, str, bool]], *,
                            read: dict[str, dict] | None = None) -> set[tuple[str, str]]:
-        """Reserve one unit of load per (staff id, request id, limited) in order; returns the granted
-        pairs. A pair already held (redelivery) is granted without counting again. ``read``: the
-        documents as just read by the caller, tried first (each write is conditional on the load
-        read, so a stale one only costs a retry)."""
         if not wants:
             return set()
         sids = sorted({w[0] for w in wants})
         granted: set[tuple[str, str]] = set()
-        async with self._locked(sids):
-            for _attempt in range(5):
-                if read is not None and all(sid in read for sid in sids):
-                    docs, read = read, None
-                else:
-                    docs = await find_by_ids(self.col, sids, {"load": 1, "limit": 1, "holding": 1})
-                plan: dict[str, list[str]] = defaultdict(list)
-                pending: list[tuple[str, str, bool]] = []
-                for sid, rid, limited in wants:
-                    if (sid, rid) in granted:
-                        continue
-                    d = docs.get(sid)
-                    if d is None:
-                        continue
-                    if rid in (d.get("holding") or []):
-                        granted.add((sid, rid))
-                        continue
-                    load = int(d.get("load", 0)) + len(plan[sid])
-                    if limited and load >= int(d.get("limit", 0)):
-                        continue
-                    if rid not in plan[sid]:
-                        plan[sid].append(rid)
-                        pending.append((sid, rid, limited))
-                if not plan:
-                    return granted
-                ops = [UpdateOne({"_id": sid, "load": int(docs[sid].get("load", 0))},
-                                 {"$inc": {"load": len(rids)}, "$push": {"holding": {"$each": rids}}})
-                       for sid, rids in plan.items()]
-                res = await self.col.bulk_write(ops, ordered=False)
-                if res.modified_count == len(ops):
-                    granted |= {(sid, rid) for sid, rids in plan.items() for rid in rids}
-                    for sid, rids in plan.items():
-                        self._cached.amend(sid, lambda d, rids=rids: d and {
-                            **d, "load": int(d.get("load", 0)) + len(rids), "holding": [*(d.get("holding") or []),
-                                                                                       *rids]})
-                    return granted
-                self._cached.invalidate(plan)
-                # another writer changed someone meanwhile: re-read and grant what is held now
-                held = {sid: set(d.get("holding") or [])
-                        for sid, d in (await find_by_ids(self.col, plan, {"holding": 1})).items()}
-                granted |= {(sid, rid) for sid, rids in plan.items() for rid in rids if rid in held.get(sid, ())}
+        for _attempt in range(ATTEMPTS):
+            if read is not None and all(sid in read for sid in sids):
+                docs, read = read, None
+            else:
+                docs = await find_by_ids(self.col, sids, LOAD_FIELDS)
+            plan = plan_reservations(wants, docs, granted)
+            if not plan:
+                return granted
+            ops = [UpdateOne({"_id": sid, "load": int(docs[sid].get("load", 0))},
+                             {"$inc": {"load": len(rids)}, "$push": {"holding": {"$each": rids}}})
+                   for sid, rids in plan.items()]
+            res = await self.col.bulk_write(ops, ordered=False)
+            if res.modified_count == len(ops):
+                return granted | {(sid, rid) for sid, rids in plan.items() for rid in rids}
+            # another writer changed someone meanwhile: re-read and grant what is held now
+            held = {sid: set(d.get("holding") or []) for sid, d in (await find_by_ids(self.col, plan,
+                                                                                     {"holding": 1})).items()}
+            granted |= {(sid, rid) for sid, rids in plan.items() for rid in rids if rid in held.get(sid, ())}
         raise RuntimeError("load reservation kept conflicting; retrying the batch")
-
-    async def reserve(self, sid: str, rid: str, *, limit: int = 0, limited: bool = True) -> bool:
-        return (sid, rid) in await self.reserve_many([(sid, rid, limited)])
 
     async def release(self, sid: str | None, rid: str) -> None:
         if not sid:
             return
-        async with self._locked([sid]):
-            await self.col.update_one({"_id": sid, "holding": rid}, {"$inc": {"load": -1}, "$pull": {"holding": rid}})
-            self._cached.invalidate([sid])
+        for _attempt in range(ATTEMPTS):
+            d = await self.col.find_one({"_id": sid, "holding": rid}, {"load": 1})
+            if d is None:
+                return  # not held (released already, or never reserved)
+            res = await self.col.update_one({"_id": sid, "load": d["load"], "holding": rid},
+                                            {"$inc": {"load": -1}, "$pull": {"holding": rid}})
+            if res.modified_count:
+                return
+        raise RuntimeError(f"releasing load of {sid} kept conflicting")
 
     async def set_duty(self, sid: str, *, duty: str, leave_until: str | None, limit: int | None) -> dict | None:
+        # profile fields only: commutes with the load writes, so it needs no guard
         fields: dict[str, Any] = {"duty": duty, "leave_until": leave_until}
         if limit is not None:
             fields["limit"] = limit
-        async with self._locked([sid]):
-            try:
-                return await self.col.find_one_and_update({"_id": sid}, {"$set": fields},
-                                                          return_document=ReturnDocument.AFTER)
-            finally:
-                self._cached.invalidate([sid])
+        return await self.col.find_one_and_update({"_id": sid}, {"$set": fields}, return_document=ReturnDocument.AFTER)
 
-    async def upsert_many(self, docs: list[dict]) -> None:
-        """Demo/roster loading: create or replace profile fields, keeping live load counters."""
-        ops = [UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k not in ("_id", "load", "holding")},
-                                             "$setOnInsert": {"load": 0, "holding": []}}, upsert=True) for d in docs]
-        try:
-            for i in range(0, len(ops), 1000):
-                await self.col.bulk_write(ops[i:i + 1000], ordered=False)
-        finally:
-            self._cached.invalidate()
+    async def upsert_many(self, docs: Sequence[dict]) -> None:
+        """Roster loading: create or replace profile fields, keeping live load counters."""
+        ops = [UpdateOne({"_id": d["_id"]},
+                         {"$set": {**{k: v for k, v in d.items() if k not in ("_id", "load", "holding")},
+                                   "schema_version": FIRST_SCHEMA_VERSION},
+                          "$setOnInsert": {"load": 0, "holding": []}}, upsert=True) for d in docs]
+        await bulk_in_chunks(self.col, ops)
+
+
+def plan_reservations(wants: Sequence[tuple[str, str, bool]], docs: dict[str, dict],
+                      granted: set[tuple[str, str]]) -> dict[str, list[str]]:
+    """Which requests each person takes in this write: in order, within their limit (held ones are
+    granted at once, into ``granted``)."""
+    plan: dict[str, list[str]] = defaultdict(list)
+    for sid, rid, limited in wants:
+        d = docs.get(sid)
+        if (sid, rid) in granted or d is None:
+            continue
+        if rid in (d.get("holding") or []):
+            granted.add((sid, rid))
+            continue
+        load = int(d.get("load", 0)) + len(plan[sid])
+        if limited and load >= int(d.get("limit", 0)):
+            continue
+        if rid not in plan[sid]:
+            plan[sid].append(rid)
+    return plan
 
 
 class RosterRepository:
     """Posts (A/B holders of a line of work in an area), the chain holders per level and area, and
     the departments."""
 
-    def __init__(self, db: AsyncDatabase, *, cache_seconds: float = 2.0) -> None:
+    def __init__(self, db: AsyncDatabase) -> None:
         self.posts = db["posts"]
         self.chain = db["chain"]
         self.departments = db["departments"]
-        # every batch of assignments reads the posts and chain of its grids, and they change only
-        # when a roster is imported
-        self._cached_posts = DocumentCache(self.posts, max_age=cache_seconds)
-        self._cached_chain = DocumentCache(self.chain, max_age=cache_seconds)
-
-    async def close(self) -> None:
-        await self._cached_posts.close()
-        await self._cached_chain.close()
 
     async def ensure_indexes(self) -> None:
         await self.posts.create_index([("area", ASCENDING)], name="area")
 
-    async def posts_for(self, areas: list[str], lines: Iterable[str] = ("general", "care")) -> dict[tuple[str, str], dict]:
-        """The posts of these areas for these lines of work, read by id (``post_id``)."""
+    async def posts_for(self, areas: Sequence[str], lines: Iterable[str] = ("general", "care")
+                        ) -> dict[tuple[str, str], dict]:
         if not areas:
             return {}
-        docs = await self._cached_posts.get_many(sorted({post_id(a, line) for a in areas for line in lines}))
+        docs = await find_by_ids(self.posts, sorted({post_id(a, line) for a in areas for line in lines}))
         return {(d["area"], d["line"]): d for d in docs.values()}
 
-    async def chain_for(self, keys: list[str]) -> dict[str, str]:
+    async def chain_for(self, keys: Sequence[str]) -> dict[str, str]:
         if not keys:
             return {}
-        return {k: d["staff_id"] for k, d in (await self._cached_chain.get_many(keys)).items()}
+        return {k: d["staff_id"] for k, d in (await find_by_ids(self.chain, keys)).items()}
 
-    async def upsert(self, col_name: str, docs: list[dict]) -> None:
-        col = getattr(self, col_name)
-        ops = [UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k != "_id"}}, upsert=True)
+    async def known_departments(self, ids: Sequence[str]) -> set[str]:
+        return {d["_id"] async for d in self.departments.find({"_id": {"$in": list(ids)}}, {"_id": 1})}
+
+    async def list_departments(self) -> list[dict[str, Any]]:
+        return await self.departments.find({}, {"schema_version": 0}).sort("_id", 1).to_list(None)
+
+    async def upsert(self, kind: str, docs: Sequence[dict]) -> None:
+        col = {"posts": self.posts, "chain": self.chain, "departments": self.departments}[kind]
+        ops = [UpdateOne({"_id": d["_id"]}, {"$set": {**{k: v for k, v in d.items() if k != "_id"},
+                                                     "schema_version": FIRST_SCHEMA_VERSION}}, upsert=True)
                for d in docs]
-        try:
-            for i in range(0, len(ops), 1000):
-                await col.bulk_write(ops[i:i + 1000], ordered=False)
-        finally:
-            self._cached_posts.invalidate()
-            self._cached_chain.invalidate()
+        await bulk_in_chunks(col, ops)
 
 
 class CatalogueRepository:
     """The service catalogue as grid needs it (last revision wins)."""
 
-    def __init__(self, db: AsyncDatabase, *, cache_seconds: float = 2.0) -> None:
+    def __init__(self, db: AsyncDatabase) -> None:
         self.col = db["services"]
-        # every batch of assignments reads its services' entries; another replica's change to one
-        # shows within cache_seconds, this process's own at once
-        self._cached = DocumentCache(self.col, max_age=cache_seconds)
-
-    async def close(self) -> None:
-        await self._cached.close()
 
     async def apply(self, doc: dict) -> bool:
+        doc = {**doc, "schema_version": FIRST_SCHEMA_VERSION}
+        res = await self.col.update_one({"_id": doc["_id"], "revision": {"$lt": doc["revision"]}}, {"$set": doc})
+        if res.matched_count:
+            return True
         try:
-            res = await self.col.update_one({"_id": doc["_id"], "revision": {"$lt": doc["revision"]}},
-                                            {"$set": doc})
-            if res.matched_count:
-                return True
-            try:
-                await self.col.insert_one(doc)
-                return True
-            except DuplicateKeyError:
-                return False  # an equal or newer revision is already there
-        finally:
-            self._cached.invalidate([doc["_id"]])
+            await self.col.insert_one(doc)  # the unique _id claims the first revision
+            return True
+        except DuplicateKeyError:
+            return False  # an equal or newer revision is already there
 
-    async def get_many(self, codes: list[str]) -> dict[str, dict]:
+    async def get_many(self, codes: Sequence[str]) -> dict[str, dict]:
         if not codes:
             return {}
-        return await self._cached.get_many(codes)
-
-
-class RequestRepository:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self.col = db["requests"]
-
-    async def ensure_indexes(self) -> None:
-        await self.col.create_index([("assignee_id", ASCENDING), ("status", ASCENDING)], name="assignee_status")
-        await self.col.create_index([("area.grid", ASCENDING)], name="grid")
-
-    async def get_many(self, ids: list[str]) -> dict[str, dict]:
-        if not ids:
-            return {}
-        return await find_by_ids(self.col, ids, {"_outbox": 0})
-
-    async def get(self, rid: str) -> dict | None:
-        return await self.col.find_one({"_id": rid}, {"_outbox": 0, "_applied": 0})
-
-    async def bulk_guarded(self, ops: list[UpdateOne]) -> None:
-        """Write guarded upserts; a duplicate key means another delivery already applied the event."""
-        if not ops:
-            return
-        try:
-            await self.col.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
-            if others:
-                raise
+        return await find_by_ids(self.col, codes)

@@ -47,8 +47,9 @@ async def load_demo(settings: GridSettings, size: str, seed: int, *, force: bool
     """Generate and import a demo city with staff, posts, chain, departments and property companies."""
     from civicgrid_grid.adapters.mapstore import MapRepository
     from civicgrid_grid.adapters.repos import RosterRepository, StaffRepository
-    from civicgrid_grid.domain.citygen import generate, to_geojson
-    from civicgrid_grid.domain.roster import build_roster
+    from civicgrid_grid.demo.citygen import generate
+    from civicgrid_grid.demo.roster import build_roster
+    from civicgrid_grid.domain.geojson import to_geojson
     from civicgrid_grid.domain.validation import parse_and_validate
     from civicgrid_runtime.auth import mint_token
 
@@ -58,7 +59,7 @@ async def load_demo(settings: GridSettings, size: str, seed: int, *, force: bool
         await maps.ensure_indexes()
         source = f"demo {size} seed {seed}"
         current = await maps.current_version()
-        info = await maps.versions.find_one({"_id": current}) if current else None
+        info = await maps.version_info(current) if current else None
         city = generate(size, seed)
         if info and info.get("source") == source and not force:
             version = current
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.cmd == "generate-city":
-        from civicgrid_grid.domain.citygen import generate, to_geojson
+        from civicgrid_grid.demo.citygen import generate
+        from civicgrid_grid.domain.geojson import to_geojson
 
         t = time.perf_counter()
         city = generate(args.size, args.seed)

@@ -1,5 +1,6 @@
 """HTTP API of the grid service: the map (public reads, admin import), staff work queues and the
-actions on a request. Views are thin: they check the caller and call ``Commands``."""
+actions on a request. Views are thin: they check the caller and call ``Commands``; the domain's
+refusals (``domain.errors``) become problem details in ``GridRoute``."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from civicgrid_grid.bootstrap import GridService, bootstrap
-from civicgrid_grid.domain.citygen import to_geojson
+from civicgrid_grid.domain.errors import ChangedMeanwhile, GridError, NotAllowed, NotFound, UnknownReference
+from civicgrid_grid.domain.geojson import to_geojson
+from civicgrid_grid.domain.request import RequestCase
 from civicgrid_grid.domain.validation import MapRejected, parse_and_validate
-from civicgrid_grid.handlers import OPEN
 from civicgrid_grid.settings import GridSettings
 from civicgrid_runtime import Problem, create_app
 from civicgrid_runtime.auth import Principal, require, require_area
@@ -126,34 +129,58 @@ def svc_of(request: Request) -> GridService:
     return request.app.state.service
 
 
-def request_read(doc: dict) -> RequestRead:
-    area = doc.get("area") or {}
-    return RequestRead(request_id=doc["_id"], status=doc.get("status", "?"), priority=doc.get("priority"),
-                       service_code=doc.get("service_code"), due_response=doc.get("due_response"),
-                       due_resolution=doc.get("due_resolution"), grid=area.get("grid"), holder=doc.get("holder"),
-                       reason=doc.get("reason"), attention=doc.get("attention") or [],
-                       assignee_id=doc.get("assignee_id"), level=doc.get("level"), post_id=doc.get("post_id"),
-                       map_version=doc.get("map_version"), area=area, handled_by=doc.get("handled_by") or [],
-                       dispatches=doc.get("dispatches") or {}, notes=doc.get("notes") or [],
-                       transfers=doc.get("transfers") or [], escalations=doc.get("escalations") or [])
+def request_read(case: RequestCase) -> RequestRead:
+    return RequestRead(request_id=case.id, status=case.status, priority=case.priority, service_code=case.service_code,
+                       due_response=case.due_response, due_resolution=case.due_resolution,
+                       grid=case.area.get("grid"), holder=case.holder, reason=case.reason, attention=case.attention,
+                       assignee_id=case.assignee_id, level=case.level, post_id=case.post_id,
+                       map_version=case.map_version, area=case.area, handled_by=case.handled_by,
+                       dispatches={k: vars(d) for k, d in case.dispatches.items()}, notes=case.notes,
+                       transfers=case.transfers, escalations=case.escalations)
 
 
-def area_code(doc: dict) -> str | None:
-    a = doc.get("area") or {}
-    return a.get("grid") or a.get("community") or a.get("street")
+def problem_of(exc: GridError) -> Problem:
+    """The one translation of the domain's refusals to HTTP."""
+    if isinstance(exc, UnknownReference):
+        return Problem(422, f"Unknown {exc.what}", exc.message, type_="validation-error",
+                       errors=[{"field": exc.field, "message": f"unknown {v}"} for v in exc.values])
+    if isinstance(exc, NotFound):
+        return Problem(404, "Not found", exc.message)
+    if isinstance(exc, NotAllowed | ChangedMeanwhile):
+        return Problem(409, "Conflict", exc.message, type_="conflict")
+    return Problem(400, "Refused", exc.message)
 
 
-async def scoped(request: Request, rid: str, p: Principal) -> dict:
-    doc = await svc_of(request).commands.load(rid)
+class GridRoute(APIRoute):
+    """Routes whose domain errors answer as problem details."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def translated(request):
+            try:
+                return await handler(request)
+            except GridError as exc:
+                raise problem_of(exc) from None
+
+        return translated
+
+
+def area_code(case: RequestCase) -> str | None:
+    return case.area.get("grid") or case.area.get("community") or case.area.get("street")
+
+
+async def scoped(request: Request, rid: str, p: Principal) -> RequestCase:
+    case = await svc_of(request).commands.load(rid)
     if p.role == "department":
-        if p.sub not in (doc.get("dispatched_to") or []):
+        if p.sub not in case.dispatched_to:
             raise Problem(403, "Not dispatched to you", f"Request {rid} was not dispatched to {p.sub}.",
                           type_="forbidden")
-        return doc
-    if p.role == "grid_worker" and doc.get("assignee_id") == p.sub:
-        return doc
-    require_area(p, area_code(doc))
-    return doc
+        return case
+    if p.role == "grid_worker" and case.assignee_id == p.sub:
+        return case
+    require_area(p, area_code(case))
+    return case
 
 
 def city_or_503(svc: GridService):
@@ -165,7 +192,7 @@ def city_or_503(svc: GridService):
 # ------------------------------------------------------------------------------------ routers
 ChangeReason = Annotated[str | None, Header(max_length=200, description="Why (kept in the audit trail)")]
 
-map_router = APIRouter(prefix="/v1/map", tags=["map"])
+map_router = APIRouter(prefix="/v1/map", tags=["map"], route_class=GridRoute)
 
 
 @map_router.get("", response_model=MapInfo, summary="The current map version, its size and extent")
@@ -251,7 +278,7 @@ async def activate(request: Request, version: int, p: Principal = Depends(requir
     return {"current": version}
 
 
-work_router = APIRouter(prefix="/v1", tags=["work"])
+work_router = APIRouter(prefix="/v1", tags=["work"], route_class=GridRoute)
 
 
 @work_router.get("/queue", response_model=list[QueueItem], summary="My queue, by priority and deadline")
@@ -273,12 +300,9 @@ async def staff_queue(request: Request, staff_id: str,
 
 
 async def _queue(request: Request, who: str, *, department: bool = False) -> list[QueueItem]:
-    col = svc_of(request).ctx.requests.col
-    filt = {"dispatched_to": who} if department else {"assignee_id": who}
-    filt["status"] = {"$in": list(OPEN)}
-    docs = await col.find(filt, {"_outbox": 0, "_applied": 0, "received": 0, "_caused": 0}).sort(
-        [("prio", 1), ("due_response", 1)]).to_list(1000)
-    return [QueueItem(**request_read(d).model_dump(include=set(QueueItem.model_fields))) for d in docs]
+    requests = svc_of(request).ctx.requests
+    cases = await (requests.open_dispatched_to(who) if department else requests.open_held_by(who))
+    return [QueueItem(**request_read(c).model_dump(include=set(QueueItem.model_fields))) for c in cases]
 
 
 @work_router.get("/requests/{rid}", response_model=RequestRead)
@@ -389,7 +413,7 @@ async def set_duty(request: Request, staff_id: str, body: DutyUpdate,
 
 @work_router.get("/departments", summary="Departments and what they enforce")
 async def departments(request: Request) -> list[dict[str, Any]]:
-    return await svc_of(request).ctx.roster.departments.find({}).sort("_id", 1).to_list(None)
+    return await svc_of(request).ctx.roster.list_departments()
 
 
 def build_app(settings: GridSettings | None = None) -> FastAPI:

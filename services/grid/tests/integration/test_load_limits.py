@@ -1,4 +1,6 @@
-"""Load limits under 1,000 concurrent requests (runs last: it leaves a backlog of outbox clean-up)."""
+"""Load limits under 1,000 concurrent requests. Independent of the other modules and of their order:
+its own grid service, consumer group and database (the module's harness), and it counts only the
+events of its own requests."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import time
 
 import pytest
 
-from civicgrid_grid.domain.roster import staff_ids_for_grid
+from civicgrid_grid.demo.roster import staff_ids_for_grid
 
 from .conftest import TEST_LIMIT
 
