@@ -6,7 +6,9 @@ Phases (each bounded in time, loopback only):
 2. maximum rate for ``PIPELINE_MAX_SECONDS`` (default 60): sustained requests/s from submission to
    the audit trail (counted when supervision's consumer group has caught up with every event);
 3. throughout: CPU and memory of every process (services, Kafka, store), consumer lag; and a
-   py-spy profile of the slowest service during the maximum-rate phase.
+   py-spy profile of the slowest service during the maximum-rate phase;
+4. what one request costs over both phases (CPU per process, store documents, events and bytes per
+   topic), written to ``.run/bench/costs.json`` (``BENCH_COSTS_FILE``) for ``bench/capacity.py``.
 
 Hop times come from the broker's own timestamps of the events each service publishes, so the
 measurement adds nothing to the services' work. "Audited" is when audit's consumer group has
@@ -34,6 +36,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import costs  # noqa: E402
 from bench.httpload import Connection, post_json  # noqa: E402
 from bench.processes import cpu_seconds, infrastructure  # noqa: E402
 from civicgrid_contracts import topics  # noqa: E402
@@ -47,6 +50,7 @@ FIXED_RATE = float(os.environ.get("PIPELINE_FIXED_RATE", "200"))
 FIXED_SECONDS = float(os.environ.get("PIPELINE_FIXED_SECONDS", "20"))
 MAX_SECONDS = float(os.environ.get("PIPELINE_MAX_SECONDS", "60"))
 MAX_CONCURRENCY = int(os.environ.get("PIPELINE_CONCURRENCY", "64"))
+COSTS_FILE = Path(os.environ.get("BENCH_COSTS_FILE", ROOT / ".run" / "bench" / "costs.json"))
 SECRET = "civicgrid-development-secret-change-me"
 #: leaf frames of a thread that is waiting, not working (left out of the profile's shares)
 IDLE_FRAMES = ("Selector.select", "Condition.wait", "Queue.get", "Event.wait")
@@ -66,6 +70,7 @@ class Observer:
     def __init__(self) -> None:
         self.first: dict[str, dict[str, float]] = defaultdict(dict)
         self.count = 0
+        self.tally = costs.TopicTally()
         self.stop = asyncio.Event()
 
     async def run(self, start: dict) -> None:
@@ -83,6 +88,7 @@ class Observer:
                         rid = (r.key or b"").decode()
                         self.first[rid].setdefault(et, r.timestamp / 1000.0)
                         self.count += 1
+                        self.tally.add(r.topic, r.key, r.value, r.headers)
         finally:
             await c.stop()
 
@@ -217,13 +223,25 @@ def hop_table(title: str, obs: Observer, submitted: dict[str, float]) -> Table:
     return t
 
 
+def database_bytes(p: Platform) -> dict[str, int]:
+    """Data and index bytes of each service's database (``dbStats``)."""
+    from pymongo import MongoClient
+
+    client = MongoClient(MONGO)
+    try:
+        return {svc: int(client[p.database(svc)].command("dbStats")["totalSize"]) for svc in p.services}
+    finally:
+        client.close()
+
+
 def processes(p: Platform) -> dict[str, psutil.Process]:
     return {**{name: psutil.Process(sp.proc.pid) for name, sp in p.services.items()}, **infrastructure(STATE)}
 
 
 async def main() -> None:
     console.print(f"[bold]full-pipeline benchmark[/bold]: Kafka {KAFKA}, store {MONGO}")
-    p = Platform(KAFKA, MONGO, extra_env={"AUDIT_CHECKPOINT_SECONDS": "600"})
+    profile = STATE / "bench-store-profile" / time.strftime("%Y%m%d-%H%M%S")
+    p = Platform(KAFKA, MONGO, extra_env={"AUDIT_CHECKPOINT_SECONDS": "600", "CIVICGRID_STORE_PROFILE": str(profile)})
     await asyncio.to_thread(p.start)
     try:
         load = Load(p)
@@ -234,6 +252,9 @@ async def main() -> None:
         procs["load generator (this bench)"] = psutil.Process()
         for pr in procs.values():
             pr.cpu_percent(None)
+        await asyncio.sleep(6)  # every process has written its store profile since the demo load
+        cost_start = (time.monotonic(), cpu_seconds(procs), costs.store_profile(profile),
+                      await asyncio.to_thread(database_bytes, p))
 
         # phase 1: fixed rate
         obs = Observer()
@@ -277,7 +298,8 @@ async def main() -> None:
                 break
             await asyncio.sleep(1)
         e2e_elapsed = time.monotonic() - t0
-        cpu = {n: (v - cpu_before[n]) / e2e_elapsed * 100 for n, v in cpu_seconds(procs).items()}
+        cpu_end = cpu_seconds(procs)
+        cpu = {n: (v - cpu_before[n]) / e2e_elapsed * 100 for n, v in cpu_end.items()}
         rss = {n: pr.memory_info().rss / 2**20 for n, pr in procs.items()}
         obs.stop.set()
         await otask
@@ -325,6 +347,22 @@ async def main() -> None:
             console.print(pt)
         print(f"RESULT pipeline fixed_rate={len(fixed_submitted) / fixed_elapsed:.0f} "
               f"sustained_e2e={n_max / e2e_elapsed:.0f}")
+        await asyncio.sleep(6)  # the store profiles' next write covers the whole run
+        measured = set(fixed_submitted) | set(load.submitted)
+        started, cpu_start, profile_start, bytes_start = cost_start
+        bytes_end = await asyncio.to_thread(database_bytes, p)
+        doc = costs.costs(
+            requests=len(measured), seconds=time.monotonic() - started,
+            cpu={n: v - cpu_start[n] for n, v in cpu_end.items() if n in cpu_start and n != "load generator (this bench)"},
+            profile_before=profile_start, profile_after=costs.store_profile(profile),
+            db_growth={svc: bytes_end[svc] - bytes_start.get(svc, 0) for svc in bytes_end},
+            topics=obs.tally.per_request(measured),
+            run={"bench": "bench/pipeline.py", "fixed_rate": FIXED_RATE, "fixed_seconds": FIXED_SECONDS,
+                 "max_seconds": MAX_SECONDS, "concurrency": MAX_CONCURRENCY, "kafka": KAFKA, "store": MONGO,
+                 "sustained_e2e_per_second": round(n_max / e2e_elapsed, 1)})
+        costs.write(COSTS_FILE, doc)
+        console.print(f"per-request costs of {len(measured)} requests written to {COSTS_FILE} "
+                      f"(python -m bench.capacity {COSTS_FILE} writes docs/capacity.md)")
     finally:
         p.stop()
 

@@ -2,7 +2,9 @@
 
 Runs the foundation benchmark, then each service's ``services/<svc>/bench/run.py`` that exists,
 then the full-pipeline benchmark (``bench/pipeline.py``) and the scaling one (``bench/scaling.py``).
-Each prints its own table; a failing part is reported and the others still run.
+Each prints its own table; a failing part is reported and the others still run. The pipeline
+benchmark writes what one request cost (``.run/bench/costs.json``); from it, ``docs/capacity.md`` is
+written again at the end (``bench/capacity.py``).
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def main() -> int:
     if WARM_UP_SECONDS > 0:
         print(f"warming the broker and the store up for {WARM_UP_SECONDS:.0f} s ...", flush=True)
         asyncio.run(warm_up(WARM_UP_SECONDS))
+    started = time.time()
     only = set(sys.argv[1:])
     failed = []
     for part in PARTS:
@@ -102,6 +105,9 @@ def main() -> int:
         print(f"----- {name}: exit {code} in {time.monotonic() - t:.0f}s", flush=True)
         if code != 0:
             failed.append(str(name))
+    costs = Path(os.environ.get("BENCH_COSTS_FILE", ROOT / ".run" / "bench" / "costs.json"))
+    if costs.exists() and costs.stat().st_mtime > started:
+        subprocess.run([sys.executable, "-m", "bench.capacity", str(costs)], cwd=ROOT, check=False)
     if failed:
         print("benchmarks that failed: " + ", ".join(failed))
     return 1 if failed else 0

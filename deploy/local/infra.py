@@ -1,13 +1,15 @@
 """Real local infrastructure for civicgrid without Docker.
 
-Fetches and caches (outside the clone) Apache Kafka's own jars from Maven Central and a FerretDB
-v1 binary built from the Go module proxy, then runs a single-node KRaft broker and FerretDB on
-SQLite on loopback. Start-up waits for real readiness (broker answers metadata, store answers
+Fetches and caches (outside the clone) Apache Kafka's own jars from Maven Central, a FerretDB v1
+binary, a Jaeger v2 binary and a Dex binary (the local OpenID Connect provider, identity.py) built
+from the Go module proxy, then runs a single-node KRaft broker, FerretDB on SQLite, Jaeger (OTLP in,
+traces in memory, query API and UI) and Dex on loopback. Start-up waits for real readiness (broker answers metadata, store answers
 ``ping``); logs go to files; ``down`` stops with SIGTERM, waits, then SIGKILL, and frees the ports.
 
     python deploy/local/infra.py setup     # fetch/build what is missing (cached)
-    python deploy/local/infra.py up        # start kafka + store, wait until ready
+    python deploy/local/infra.py up        # start kafka + store + jaeger, wait until ready
     python deploy/local/infra.py down      # stop them
+    python deploy/local/infra.py up-identity | down-identity   # only the identity provider
     python deploy/local/infra.py status
     python deploy/local/infra.py restart-kafka | restart-store   # used by fault tests
 
@@ -28,6 +30,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
+
+import identity
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -51,12 +55,27 @@ def ferretdb_patches() -> list[Path]:
 
 
 FERRETDB_BIN = CACHE / "bin" / f"civicgrid-ferretdb-1.24.2-{_wrapper_digest()}"
+JAEGER_VERSION = "1.76.0"  # the module's version; its cmd/jaeger is Jaeger v2, a Collector build
+JAEGER_DIR = HERE / "jaeger"
+
+
+def _jaeger_digest() -> str:
+    import hashlib
+
+    return hashlib.sha256((JAEGER_DIR / "go.mod").read_bytes() + (JAEGER_DIR / "go.sum").read_bytes()).hexdigest()[:12]
+
+
+JAEGER_BIN = CACHE / "bin" / f"civicgrid-jaeger-{JAEGER_VERSION}-{_jaeger_digest()}"
 
 # below Linux's ephemeral range (32768-60999): a client reconnecting in a loop to a stopped
 # broker could otherwise connect to itself on the broker's own port and keep it from restarting
 KAFKA_PORT = int(os.environ.get("CIVICGRID_KAFKA_PORT", "19092"))
 CONTROLLER_PORT = int(os.environ.get("CIVICGRID_KAFKA_CONTROLLER_PORT", "19093"))
 STORE_PORT = int(os.environ.get("CIVICGRID_STORE_PORT", "27027"))
+#: Jaeger's usual ports: its UI and query API, OTLP over HTTP, the query API over gRPC
+JAEGER_UI_PORT = int(os.environ.get("CIVICGRID_JAEGER_UI_PORT", "16686"))
+JAEGER_OTLP_PORT = int(os.environ.get("CIVICGRID_JAEGER_OTLP_PORT", "4318"))
+JAEGER_QUERY_GRPC_PORT = int(os.environ.get("CIVICGRID_JAEGER_QUERY_GRPC_PORT", "16685"))
 KAFKA_HEAP = os.environ.get("CIVICGRID_KAFKA_HEAP", "768m")
 
 
@@ -120,9 +139,29 @@ def setup_ferretdb() -> None:
     shutil.rmtree(build, ignore_errors=True)
 
 
+def setup_jaeger() -> None:
+    if JAEGER_BIN.exists():
+        log(f"jaeger binary cached at {JAEGER_BIN}")
+        return
+    if not shutil.which("go"):
+        sys.exit("[infra] Go is needed to build Jaeger from the Go module proxy")
+    log(f"building Jaeger v2 (module v{JAEGER_VERSION}) from the Go module proxy (first run only, a few minutes)...")
+    JAEGER_BIN.parent.mkdir(parents=True, exist_ok=True)
+    # `go install ...@version` refuses Jaeger's module (its go.mod has a replace directive): a small
+    # module of our own (deploy/local/jaeger) names it as a tool and carries that replace. Its UI
+    # assets are built from a separate repository and are not in the module: the query API and a
+    # placeholder page are served.
+    tmp = JAEGER_BIN.with_suffix(".tmp")
+    subprocess.run(["go", "build", "-trimpath", "-o", str(tmp), "github.com/jaegertracing/jaeger/cmd/jaeger"],
+                   cwd=JAEGER_DIR, check=True, env=dict(os.environ, CGO_ENABLED="0"))
+    tmp.replace(JAEGER_BIN)
+
+
 def setup() -> None:
     setup_kafka()
     setup_ferretdb()
+    setup_jaeger()
+    identity.setup()
 
 
 # --------------------------------------------------------------------------- processes
@@ -231,7 +270,7 @@ def kafka_properties() -> Path:
     return props
 
 
-def java_cmd(main_class: str, *args: str) -> list[str]:
+def java_cmd(main_class: str, *args: str, heap: str = KAFKA_HEAP) -> list[str]:
     log4j = STATE / "log4j2.yaml"
     log4j.write_text(
         "Configuration:\n  Appenders:\n    Console:\n      name: STDOUT\n      PatternLayout:\n"
@@ -240,7 +279,7 @@ def java_cmd(main_class: str, *args: str) -> list[str]:
         "        level: INFO\n"
     )
     return [
-        "java", f"-Xms{KAFKA_HEAP}", f"-Xmx{KAFKA_HEAP}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
         "-cp", f"{KAFKA_LIBS}/*", main_class, *args,
     ]
@@ -281,12 +320,7 @@ def start_store() -> None:
     # WAL with synchronous=NORMAL: a commit is atomic and survives the store process being killed
     # (what the fault tests do); only an OS crash or power cut can roll back the last commits.
     # FULL (the default) syncs the WAL on every commit and costs ~30% of update throughput here.
-    # Checkpoints run in store_checkpointer.py, off the commit path: the committing writer that
-    # crosses wal_autocheckpoint copies the log and syncs while holding the database's write turn
-    # (50-160 ms stalls: most of grid's p99 at 200/s with the threshold at 4,000 pages). The
-    # threshold stays as a bound (400 MB of log) should the checkpointer not run.
-    sqlite = os.environ.get("CIVICGRID_STORE_SQLITE_PARAMS",
-                            "_pragma=synchronous(normal)&_pragma=wal_autocheckpoint(100000)")
+    sqlite = os.environ.get("CIVICGRID_STORE_SQLITE_PARAMS", "_pragma=synchronous(normal)")
     cmd = [str(FERRETDB_BIN), f"-listen=127.0.0.1:{STORE_PORT}", f"-data={STATE / 'store-data'}",
            f"-sqlite-params={sqlite}"]
     if os.environ.get("CIVICGRID_STORE_PPROF"):  # e.g. 127.0.0.1:6060, for `go tool pprof`
@@ -296,15 +330,6 @@ def start_store() -> None:
     # (measured on inserts, updates and reads by _id).
     spawn("store", cmd, STATE, env={"GOGC": os.environ.get("CIVICGRID_STORE_GOGC", "400")})
     log(f"store (FerretDB/SQLite) starting on 127.0.0.1:{STORE_PORT} (log: {STATE / 'logs' / 'store.log'})")
-    start_checkpointer()
-
-
-def start_checkpointer() -> None:
-    if running_pid("store-checkpointer"):
-        return
-    (STATE / "store-data").mkdir(parents=True, exist_ok=True)
-    spawn("store-checkpointer", [sys.executable, str(Path(__file__).with_name("store_checkpointer.py")),
-                                 str(STATE / "store-data")], STATE)
 
 
 def wait_kafka(timeout: float = 90.0) -> None:
@@ -357,6 +382,65 @@ def wait_store(timeout: float = 60.0) -> None:
     sys.exit(f"[infra] store not ready after {timeout:.0f}s; see {STATE / 'logs' / 'store.log'}")
 
 
+def start_jaeger() -> None:
+    if not should_start("jaeger", JAEGER_UI_PORT, "CIVICGRID_JAEGER_UI_PORT"):
+        return
+    if port_open(JAEGER_OTLP_PORT):
+        sys.exit(f"[infra] port {JAEGER_OTLP_PORT} is taken by another process; set CIVICGRID_JAEGER_OTLP_PORT")
+    ports = {"CIVICGRID_JAEGER_UI_PORT": str(JAEGER_UI_PORT), "CIVICGRID_JAEGER_OTLP_PORT": str(JAEGER_OTLP_PORT),
+             "CIVICGRID_JAEGER_QUERY_GRPC_PORT": str(JAEGER_QUERY_GRPC_PORT)}
+    spawn("jaeger", [str(JAEGER_BIN), f"--config={JAEGER_DIR / 'config.yaml'}"], STATE, env=ports)
+    log(f"jaeger starting: UI http://127.0.0.1:{JAEGER_UI_PORT}, OTLP http://127.0.0.1:{JAEGER_OTLP_PORT} "
+        f"(log: {STATE / 'logs' / 'jaeger.log'})")
+
+
+def wait_jaeger(timeout: float = 60.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not running_pid("jaeger"):
+            tail = (STATE / "logs" / "jaeger.log").read_text(errors="replace")[-3000:]
+            sys.exit(f"[infra] jaeger exited during start-up:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{JAEGER_UI_PORT}/api/services", timeout=2) as r:
+                if r.status == 200 and port_open(JAEGER_OTLP_PORT):
+                    log("jaeger ready (query API answered)")
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    sys.exit(f"[infra] jaeger not ready after {timeout:.0f}s; see {STATE / 'logs' / 'jaeger.log'}")
+def start_identity() -> None:
+    if not should_start("identity", identity.DEX_PORT, "CIVICGRID_DEX_PORT"):
+        return
+    config = identity.write_config(STATE / "dex.json")
+    spawn("identity", identity.command(config), STATE)
+    log(f"identity provider (Dex) starting at {identity.issuer()} (log: {STATE / 'logs' / 'identity.log'})")
+
+
+def wait_identity() -> None:
+    try:
+        identity.wait_ready(identity.DEX_PORT)
+    except RuntimeError as exc:
+        tail = (STATE / "logs" / "identity.log").read_text(errors="replace")[-3000:]
+        sys.exit(f"[infra] {exc}:\n{tail}")
+    log("identity provider ready (discovery answered)")
+
+
+def up_identity() -> None:
+    identity.setup()
+    start_identity()
+    wait_identity()
+    (STATE / "identity.env").write_text("".join(f"{k}={v}\n" for k, v in identity.settings_env().items()))
+
+
+def down_identity() -> None:
+    stop("identity")
+    wait_port_free(identity.DEX_PORT)
+    (STATE / "identity.env").unlink(missing_ok=True)
+
+
 def wait_port_free(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while port_open(port) and time.monotonic() < deadline:
@@ -366,7 +450,14 @@ def wait_port_free(port: int, timeout: float = 20.0) -> None:
 def endpoints() -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{KAFKA_PORT}",
-        "MONGODB_URL": f"mongodb://127.0.0.1:{STORE_PORT}/",
+        # FerretDB v1 has no retryable writes: its connection string says so (the code leaves the
+        # driver's default on, for MongoDB)
+        "MONGODB_URL": f"mongodb://127.0.0.1:{STORE_PORT}/?retryWrites=false",
+        # not OTEL_EXPORTER_OTLP_ENDPOINT: tests and benchmarks export spans only when they ask
+        # (tests/e2e/test_trace.py; make run does)
+        "CIVICGRID_JAEGER_OTLP_ENDPOINT": f"http://127.0.0.1:{JAEGER_OTLP_PORT}",
+        "CIVICGRID_JAEGER_URL": f"http://127.0.0.1:{JAEGER_UI_PORT}",
+        **identity.settings_env(),
     }
 
 
@@ -374,8 +465,12 @@ def up() -> None:
     setup()
     start_store()
     start_kafka()
+    start_jaeger()
+    start_identity()
     wait_store()
     wait_kafka()
+    wait_jaeger()
+    wait_identity()
     (STATE / "infra.env").write_text("".join(f"{k}={v}\n" for k, v in endpoints().items()))
     for k, v in endpoints().items():
         log(f"{k}={v}")
@@ -384,9 +479,12 @@ def up() -> None:
 def down() -> None:
     stop("kafka")
     stop("store")
-    stop("store-checkpointer")
+    stop("store-checkpointer")  # started beside the store by earlier versions (ADR 0603)
+    stop("jaeger")
+    down_identity()
     wait_port_free(KAFKA_PORT)
     wait_port_free(STORE_PORT)
+    wait_port_free(JAEGER_UI_PORT)
     (STATE / "infra.env").unlink(missing_ok=True)
 
 
@@ -405,13 +503,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "command",
-        choices=["setup", "up", "down", "status", "reset", "restart-kafka", "restart-store", "env"],
+        choices=["setup", "up", "up-identity", "down-identity", "down", "status", "reset", "restart-kafka", "restart-store", "env"],
     )
     args = parser.parse_args()
     if args.command == "setup":
         setup()
     elif args.command == "up":
         up()
+    elif args.command == "up-identity":
+        up_identity()
+    elif args.command == "down-identity":
+        down_identity()
     elif args.command == "down":
         down()
     elif args.command == "reset":
@@ -419,7 +521,7 @@ def main() -> None:
     elif args.command == "env":
         print(json.dumps(endpoints()))
     elif args.command == "status":
-        for name in ("kafka", "store", "store-checkpointer"):
+        for name in ("kafka", "store", "jaeger", "identity"):
             pid = running_pid(name)
             print(f"{name}: {'running pid ' + str(pid) if pid else 'stopped'}")
     elif args.command == "restart-kafka":

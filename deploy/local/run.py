@@ -1,6 +1,6 @@
 """`make run`: the whole platform on this machine with a demo city.
 
-Starts Kafka and the store (deploy/local/infra.py), every service that exists as its own process
+Starts Kafka, the store and the identity provider (deploy/local/infra.py), every service that exists as its own process
 (logs in .run/logs/<service>.log), waits until each answers /health/ready, loads the demo city
 (map, staff, departments, catalogue, volunteers), prints where everything listens, then -- unless
 ``--no-simulate`` -- drives a simulated day with a live terminal view. Ctrl-C stops everything
@@ -46,6 +46,8 @@ def infra(cmd: str) -> None:
 def service_env(infra_env: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ, **infra_env)
     env.setdefault("CIVICGRID_ENV", "development")  # the demo runs on the built-in development secrets
+    # every span to the local Jaeger (unless another collector is named)
+    env.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", infra_env["CIVICGRID_JAEGER_OTLP_ENDPOINT"])
     for svc, port in SERVICES.items():
         env.setdefault(f"{svc.upper()}_HTTP_PORT", str(port))
     return env
@@ -133,8 +135,15 @@ def main() -> int:
             print(f"  {svc:<16} http://127.0.0.1:{port}  (API docs /docs, health /health/ready, metrics /metrics)")
         if "intake" in procs:
             print(f"  Open311          http://127.0.0.1:{SERVICES['intake']}/open311/v2/discovery.json")
+        print(f"  traces (Jaeger)  {infra_env['CIVICGRID_JAEGER_URL']}  (query API /api/traces?service=civicgrid-intake; "
+              "README: following one request)")
         print(f"  logs             {STATE / 'logs'}")
-        print("  tokens           .venv/bin/civicgrid-token --role supervisor --sub demo")
+        if infra_env.get("CIVICGRID_OIDC_ISSUER"):
+            print(f"  sign-in (OIDC)   {infra_env['CIVICGRID_OIDC_ISSUER']}  (Dex; demo staff <staff id>@civicgrid.local, "
+                  "password civicgrid-demo)")
+            print(f"  tokens           set -a; . {STATE / 'infra.env'}; set +a; "
+                  ".venv/bin/civicgrid-token --oidc --user admin@civicgrid.local --password civicgrid-demo")
+        print("  dev tokens       .venv/bin/civicgrid-token --role supervisor --sub demo  (CIVICGRID_ENV=development)")
         print("Ctrl-C stops everything.\n")
         simulator = ROOT / "deploy" / "local" / "simulate.py"
         if not args.no_simulate and simulator.exists():

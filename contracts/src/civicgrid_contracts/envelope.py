@@ -3,7 +3,8 @@
 Modelled on CloudEvents 1.0 attributes and carried in the Kafka *binary* binding: attributes in
 ``ce_*`` headers, the payload alone as the JSON value, the key = subject = request id. Any
 CloudEvents-aware tool can therefore read our topics. Extension attributes: ``correlationid``,
-``causationid`` and ``schemaversion``.
+``causationid`` and ``schemaversion``, and the CloudEvents distributed-tracing extension's
+``traceparent`` / ``tracestate`` (W3C trace context; set by the runtime, not by domain code).
 """
 
 from __future__ import annotations
@@ -120,6 +121,11 @@ class Envelope(BaseModel):
     correlationid: str
     causationid: str | None = None
     schemaversion: int = 1
+    #: W3C trace context (CloudEvents distributed-tracing extension): transport metadata, not the
+    #: event's content, so ``to_document`` leaves it out unless asked (an audit trail's hash must not
+    #: change with the span that happened to carry the event)
+    traceparent: str | None = None
+    tracestate: str | None = None
     data: EventPayload
 
     @classmethod
@@ -175,6 +181,10 @@ class Envelope(BaseModel):
         ]
         if self.causationid:
             headers.append(("ce_causationid", self.causationid.encode()))
+        if self.traceparent:
+            headers.append(("ce_traceparent", self.traceparent.encode()))
+            if self.tracestate:
+                headers.append(("ce_tracestate", self.tracestate.encode()))
         return self.subject.encode(), self.data.model_dump_json().encode(), headers
 
     @classmethod
@@ -216,13 +226,16 @@ class Envelope(BaseModel):
             correlationid=attrs["correlationid"],
             causationid=attrs.get("causationid"),
             schemaversion=cls_.schema_version,
+            traceparent=attrs.get("traceparent"),
+            tracestate=attrs.get("tracestate"),
             data=payload,
         )
 
-    def to_document(self, *, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    def to_document(self, *, data: dict[str, Any] | None = None, with_trace: bool = False) -> dict[str, Any]:
         """Plain dict for storing in a document (outbox, audit log). ``data``: the payload dumped in
-        JSON mode, where the caller has it already."""
-        return {
+        JSON mode, where the caller has it already; ``with_trace``: keep the trace context too (an
+        outbox does, so the relay's later publish continues the trace)."""
+        doc = {
             "id": self.id,
             "source": self.source,
             "type": self.type,
@@ -233,6 +246,11 @@ class Envelope(BaseModel):
             "schemaversion": self.schemaversion,
             "data": data if data is not None else self.data.model_dump(mode="json"),
         }
+        if with_trace and self.traceparent:
+            doc["traceparent"] = self.traceparent
+            if self.tracestate:
+                doc["tracestate"] = self.tracestate
+        return doc
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Envelope:
@@ -247,5 +265,6 @@ class Envelope(BaseModel):
         return cls(
             id=doc["id"], source=doc["source"], type=doc["type"], time=t, subject=doc["subject"],
             correlationid=doc["correlationid"], causationid=doc.get("causationid"),
-            schemaversion=cls_.schema_version, data=payload,
+            schemaversion=cls_.schema_version, traceparent=doc.get("traceparent"),
+            tracestate=doc.get("tracestate"), data=payload,
         )

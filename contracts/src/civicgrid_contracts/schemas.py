@@ -147,7 +147,7 @@ def asyncapi() -> dict[str, Any]:
                 "headers": {"type": "object", "properties": {
                     h: {"type": "string"} for h in (
                         "ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time", "ce_subject",
-                        "ce_correlationid", "ce_causationid", "ce_schemaversion")
+                        "ce_correlationid", "ce_causationid", "ce_schemaversion", "ce_traceparent", "ce_tracestate")
                 }},
                 "payload": {"$ref": f"schemas/{file_name(cls)}"},
                 "bindings": {"kafka": {"key": {"type": "string", "description": spec.key}}},

@@ -67,7 +67,15 @@ SUPERVISION = TopicSpec(
     event_types=("civicgrid.request.escalated",),
 )
 
-EVENT_TOPICS: tuple[TopicSpec, ...] = (REQUESTS, CATALOGUE, CALENDAR, ASSIGNMENTS, VOLUNTEERS, SUPERVISION)
+STAFF_ACCESS = TopicSpec(
+    "staff.access.v1", "intake, grid",
+    "Staff reads of residents' contact details and administrative changes (who, what, why; never the data)",
+    partitions=3, key="request id or administered object",
+    event_types=("civicgrid.access.contact_read", "civicgrid.access.admin_changed"),
+)
+
+EVENT_TOPICS: tuple[TopicSpec, ...] = (REQUESTS, CATALOGUE, CALENDAR, ASSIGNMENTS, VOLUNTEERS, SUPERVISION,
+                                      STAFF_ACCESS)
 
 
 def dead_letter(consumer_group: str) -> TopicSpec:

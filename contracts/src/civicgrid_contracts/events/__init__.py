@@ -1,3 +1,3 @@
 """Event payloads, one module per stream. Importing this package registers every event type."""
 
-from civicgrid_contracts.events import audit, calendar, catalogue, grid, intake, matching  # noqa: F401
+from civicgrid_contracts.events import access, audit, calendar, catalogue, grid, intake, matching  # noqa: F401

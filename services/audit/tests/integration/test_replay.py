@@ -1,19 +1,17 @@
 """Replay: run a workload through the live service, rebuild into a fresh database from the topics,
 compare: identical. Then drop the live database, rebuild it by replay, compare again.
 
-The live service starts at the topics' end and the replay starts at the same moment (``--from``,
-offsets_for_times), so the test does not depend on how much history other suites left on the
-broker."""
+The live service starts at the topics' end; the replays read exactly the offsets the live trail
+holds (``bounds``: from its first record to its last, per log), so the test depends neither on how
+much history other suites left on the broker nor on what they publish meanwhile (the topics are
+shared)."""
 
 from __future__ import annotations
-
-import asyncio
-from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from civicgrid_audit.adapters.auditlog import log_name
+from civicgrid_audit.adapters.auditlog import log_name, record_id
 from civicgrid_audit.adapters.replay import TargetNotEmpty, compare, replay_topics
 from civicgrid_audit.bootstrap import CONSUMED_TOPICS
 from civicgrid_audit.workload import workload
@@ -41,9 +39,6 @@ async def test_replay_rebuilds_identical_projections(infra, mongo):
     svc = await start_audit(infra, database=live_db, group=unique("audit_grp"), scan=False)
     try:
         await settle(svc)
-        await asyncio.sleep(1.0)
-        since = datetime.now(UTC)
-        await asyncio.sleep(0.2)
         before = await end_offsets(infra)
         prefix = unique("RPL") + "-"
         events = [e for evs in workload(60, seed=11, prefix=prefix) for e in evs]
@@ -64,8 +59,14 @@ async def test_replay_rebuilds_identical_projections(infra, mongo):
     finally:
         await svc.runtime.stop()
     s = svc.settings
+    live = mongo[live_db]
+    bounds = {}  # per log, the offsets of its first and last record (the records are the truth, not the heads)
+    for name in await live["log_records"].distinct("log"):
+        first = await live["log_records"].find_one({"_id": record_id(name, 0)})
+        last = await live["log_records"].find({"log": name}).sort("seq", -1).limit(1).to_list(None)
+        bounds[name] = (first["offset"], last[0]["offset"] + 1)
     res = await replay_topics(bootstrap=infra.kafka, db=mongo[rebuilt_db], topic_names=list(CONSUMED_TOPICS),
-                              calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), from_time=since)
+                              calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), bounds=bounds)
     assert res["events"] >= len(events)
     report = await compare(mongo[live_db], mongo[rebuilt_db])
     assert report["identical"], report
@@ -79,14 +80,14 @@ async def test_replay_rebuilds_identical_projections(infra, mongo):
     # seen again after their flush are read back and folded further
     small = unique("audit_small")
     await replay_topics(bootstrap=infra.kafka, db=mongo[small], topic_names=list(CONSUMED_TOPICS),
-                        calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), from_time=since,
+                        calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), bounds=bounds,
                         max_requests=7)
     in_steps = await compare(mongo[rebuilt_db], mongo[small])
     assert in_steps["identical"], in_steps
     # in two processes, each the single writer of half the partition numbers: the same documents
     parallel = unique("audit_parallel")
     res2 = await replay_topics(bootstrap=infra.kafka, db=mongo[parallel], topic_names=list(CONSUMED_TOPICS),
-                               calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), from_time=since,
+                               calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), bounds=bounds,
                                workers=2, mongodb_url=infra.mongodb)
     assert (res2["events"], res2["workers"]) == (res["events"], 2)
     in_two = await compare(mongo[rebuilt_db], mongo[parallel])
@@ -94,12 +95,12 @@ async def test_replay_rebuilds_identical_projections(infra, mongo):
     await drop_quietly(mongo, parallel)
     with pytest.raises(TargetNotEmpty):  # replay rebuilds into an empty database only
         await replay_topics(bootstrap=infra.kafka, db=mongo[small], topic_names=list(CONSUMED_TOPICS),
-                            calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), from_time=since)
+                            calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), bounds=bounds)
     await drop_quietly(mongo, small)
     # the live database lost: drop it, replay into it again, compare with the first rebuild
     await drop_quietly(mongo, live_db)
     await replay_topics(bootstrap=infra.kafka, db=mongo[live_db], topic_names=list(CONSUMED_TOPICS),
-                        calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), from_time=since)
+                        calendar=svc.calendar, signing_key=s.signing_key.get_secret_value(), bounds=bounds)
     again = await compare(mongo[rebuilt_db], mongo[live_db])
     assert again["identical"], again
     await drop_quietly(mongo, live_db)

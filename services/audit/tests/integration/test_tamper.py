@@ -1,5 +1,6 @@
-"""Tamper evidence: for each of alter, delete, insert and reorder on a stored audit record, verify
-names the kind and the record; an intact log verifies, with its signed checkpoint."""
+"""Tamper evidence: for each of alter, delete, insert and reorder on stored audit records (one
+document each), verify names the kind and the record; an intact log verifies, with its signed
+checkpoint; every log of a trail is verified in one pass; logs stored in older shapes are read."""
 
 from __future__ import annotations
 
@@ -8,19 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from civicgrid_audit.adapters.auditlog import (
-    AuditLog,
-    Signer,
-    block_contents,
-    log_name,
-    record_id,
-    records_of,
-)
+from civicgrid_audit.adapters.auditlog import AuditLog, Signer, log_name, record_id
+from civicgrid_audit.adapters.documents import RECORD_FIELDS
 from civicgrid_audit.domain import merkle
 from civicgrid_audit.settings import AuditSettings
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.grid import RequestAccepted
 from civicgrid_runtime.bus import Delivery
+from civicgrid_runtime.store import pack_json, unpack_json
 
 N = 10
 
@@ -46,22 +42,25 @@ async def build(log: AuditLog, topic: str) -> str:
 
 
 async def get(log: AuditLog, name: str, seq: int) -> dict:
-    async for r in log.stored_records(name):
-        if r["seq"] == seq:
-            return r
-    raise AssertionError(f"no record {seq}")
+    doc = await log.records.find_one({"_id": record_id(name, seq)})
+    assert doc is not None, f"no record {seq}"
+    return doc
 
 
-async def edit(log: AuditLog, name: str, seq: int, change) -> None:
-    """Change the stored block that holds record ``seq`` as someone with write access to the store
-    could: ``change`` edits its list of records in place, and the block is written back."""
-    async for doc in log.records.find({"log": name}):
-        records = records_of(doc)
-        if any(r["seq"] == seq for r in records):
-            change(records)
-            await log.records.update_one({"_id": doc["_id"]}, {"$set": block_contents(records)})
-            return
-    raise AssertionError(f"no block holds record {seq}")
+async def edit(log: AuditLog, name: str, change) -> None:
+    """Rewrite the log's stored records as someone with write access to the store could: ``change``
+    edits the list of records (in seq order) in place, and the records are stored again, one
+    document each under the id of the sequence number they claim (a second one with a suffix)."""
+    records = await log.records.find({"log": name}).sort("seq", 1).to_list(None)
+    change(records)
+    await log.records.delete_many({"log": name})
+    seen: set[str] = set()
+    for r in records:
+        _id = record_id(name, r["seq"])
+        while _id in seen:
+            _id += "-again"
+        seen.add(_id)
+        await log.records.insert_one({**r, "log": name, "_id": _id})
 
 
 def at(records: list[dict], seq: int) -> int:
@@ -85,7 +84,7 @@ async def test_altered_record_is_named(trail):
         raw["data"]["staff_id"] = "someone-else"
         r["raw"] = merkle.canonical(raw).decode()
 
-    await edit(trail, name, 4, alter)
+    await edit(trail, name, alter)
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "altered" and r["problem"]["seq"] == 4
 
@@ -107,14 +106,14 @@ async def test_altered_record_with_recomputed_hashes_is_caught_by_the_signed_che
             r.update(leaf=leaf.hex(), prev=chain.hex(), chain=new_chain.hex())
             chain = new_chain
 
-    await edit(trail, name, 4, forge)
+    await edit(trail, name, forge)
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "altered" and "checkpoint" in r["problem"]["detail"]
 
 
 async def test_deleted_record_is_named(trail):
     name = await build(trail, "tamper.delete")
-    await edit(trail, name, 4, lambda records: records.pop(at(records, 4)))
+    await trail.records.delete_one({"_id": record_id(name, 4)})
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "removed" and r["problem"]["seq"] == 4
 
@@ -128,14 +127,14 @@ async def test_deleted_and_renumbered_record_is_named(trail):
         for r in records[i:]:
             r["seq"] -= 1
 
-    await edit(trail, name, 4, delete_and_renumber)
+    await edit(trail, name, delete_and_renumber)
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "removed" and r["problem"]["seq"] == 4
 
 
 async def test_deleted_tail_is_caught_by_the_signed_checkpoint(trail):
     name = await build(trail, "tamper.tail")
-    await edit(trail, name, N - 1, lambda records: records.pop(at(records, N - 1)))
+    await trail.records.delete_one({"_id": record_id(name, N - 1)})
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "removed" and r["problem"]["seq"] == N - 1
 
@@ -153,7 +152,7 @@ async def test_inserted_record_is_named(trail):
         records.insert(i, {"seq": 4, "offset": 103, "event_id": "forged", "raw": text, "leaf": leaf.hex(),
                            "prev": prev.hex(), "chain": merkle.chain_hash(prev, leaf).hex()})
 
-    await edit(trail, name, 4, insert)
+    await edit(trail, name, insert)
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "inserted" and r["problem"]["seq"] == 4
 
@@ -165,32 +164,74 @@ async def test_reordered_records_are_named(trail):
         i, j = at(records, 4), at(records, 5)
         records[i], records[j] = {**records[j], "seq": 4}, {**records[i], "seq": 5}
 
-    await edit(trail, name, 4, swap)
+    await edit(trail, name, swap)
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "reordered" and r["problem"]["seq"] == 4
 
 
-async def test_a_removed_block_is_named(trail):
-    name = await build(trail, "tamper.block")
-    await trail.records.delete_one({"_id": record_id(name, 4)})  # the block of records 4-9
+async def test_a_removed_run_of_records_is_named(trail):
+    name = await build(trail, "tamper.run")
+    await trail.records.delete_many({"log": name, "seq": {"$gte": 4}})
     r = await trail.verify(name)
     assert not r["ok"] and r["problem"]["kind"] == "removed" and r["problem"]["seq"] == 4
 
 
-async def test_records_stored_one_per_document_before_blocks_are_read_and_continued(trail):
-    name = await build(trail, "tamper.legacy")
-    for doc in await trail.records.find({"log": name}).to_list(None):  # the layout before blocks
-        await trail.records.delete_one({"_id": doc["_id"]})
-        for r in records_of(doc):
-            await trail.records.insert_one({"_id": record_id(name, r["seq"]), **r})
+async def test_every_log_is_verified_in_one_pass_naming_each_tampered_one(trail):
+    names = [await build(trail, f"tamper.all{i}") for i in range(3)]
+    await trail.records.delete_one({"_id": record_id(names[1], 6)})
+    read = []
+    results = {r["log"]: r for r in await trail.verify_all(on_document=lambda: read.append(1))}
+    assert len(read) == 3 * N - 1, "each stored record is read once"
+    assert results[names[0]]["ok"] and results[names[2]]["ok"]
+    assert results[names[1]]["problem"]["kind"] == "removed" and results[names[1]]["problem"]["seq"] == 6
+
+
+async def test_every_record_is_a_plain_document_an_operator_can_find_by_event_id(trail):
+    name = await build(trail, "tamper.plain")
+    doc = await trail.records.find_one({"event_id": "tamper.plain-3"})
+    assert doc["_id"] == record_id(name, 3) and doc["schema_version"] == 2
+    assert {"log", *RECORD_FIELDS} <= set(doc) and doc["prev"] == (await get(trail, name, 2))["chain"]
+    assert doc["leaf"] == merkle.leaf_hash(doc["raw"].encode()).hex()
+    assert "event_id" in {i["name"] async for i in await trail.records.list_indexes()}
+
+
+def block_of_version_1(name: str, records: list[dict]) -> dict:
+    """A log document as version 1 wrote it: up to 256 consecutive records packed in one block."""
+    return {"_id": record_id(name, records[0]["seq"]), "log": name, "seq": records[0]["seq"], "n": len(records),
+            "ids": [r["event_id"] for r in records], "records": pack_json([[r[f] for f in RECORD_FIELDS]
+                                                                            for r in records])}
+
+
+@pytest.mark.parametrize("shape", ["records before versions", "blocks of version 1", "both"])
+async def test_logs_stored_in_older_shapes_are_read_verified_and_continued(trail, shape):
+    topic = "tamper.legacy." + shape.replace(" ", "_")
+    name = await build(trail, topic)
+    records = await trail.records.find({"log": name}).sort("seq", 1).to_list(None)
+    await trail.records.delete_many({"log": name})
+    for r in records:
+        del r["schema_version"]
+    if shape == "records before versions":
+        await trail.records.insert_many(records)
+    elif shape == "blocks of version 1":
+        await trail.records.insert_many([block_of_version_1(name, records[:6]), block_of_version_1(name, records[6:])])
+    else:
+        await trail.records.insert_many([block_of_version_1(name, records[:6]), *records[6:]])
     assert (await trail.verify(name))["ok"]
-    assert (await trail.inclusion("tamper.legacy-6"))["verified"]
-    successor = AuditLog(trail.db, trail.signer)  # reads the head, folds nothing, appends a block after
-    await trail.records.database["log_heads"].delete_many({"_id": name})
+    assert (await trail.inclusion(f"{topic}-4"))["verified"]
+    assert (await trail.inclusion(f"{topic}-8"))["verified"]
+    successor = AuditLog(trail.db, trail.signer)  # no head: folds the older records, appends after them
+    await trail.heads.delete_many({"_id": name})
     ds = [Delivery(Envelope.wrap(RequestAccepted(request_id=f"R{i}", staff_id="s", accepted_at=datetime(
-        2026, 11, 3, tzinfo=UTC)), source="/civicgrid/grid", event_id=f"legacy-{i}"), "tamper.legacy", 0, 100 + i)
+        2026, 11, 3, tzinfo=UTC)), source="/civicgrid/grid", event_id=f"legacy-{i}"), topic, 0, 100 + i)
           for i in range(N - 2, N + 3)]
     assert await successor.append(ds) == 3
     await successor.checkpoint()
     r = await successor.verify(name)
     assert r["ok"] and r["size"] == N + 3 and r["checkpoints_checked"] == 2
+    if shape != "records before versions":  # a block: tampering inside it is still named
+        block = await trail.records.find_one({"_id": record_id(name, 0)})
+        rows = [dict(zip(RECORD_FIELDS, row, strict=True)) for row in unpack_json(block["records"])]
+        rows[2]["raw"] = rows[2]["raw"].replace("s2", "forged")
+        await trail.records.replace_one({"_id": block["_id"]}, block_of_version_1(name, rows))
+        r = await successor.verify(name)
+        assert r["problem"]["kind"] == "altered" and r["problem"]["seq"] == 2

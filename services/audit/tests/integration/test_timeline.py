@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from civicgrid_audit.adapters.auditlog import records_of
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.calendar import DEFAULT_CALENDAR, OFFICIAL_2026, WorkingCalendar
 from civicgrid_contracts.events.grid import RequestAccepted, RequestAssigned, RequestResolved
@@ -50,28 +49,34 @@ async def test_timeline_order_with_out_of_order_delivery_and_duplicates(audit):
     await pub.publish_many([clo, rat, rec])
     await pub.publish_many([rec, asg, acc, res, rat, clo])
 
+    mine = {e.id for e in (rec, asg, acc, res, rat, clo)}
+
+    def own(timeline: list[dict]) -> list[dict]:
+        """This test's entries (the topics are shared: another platform's grid may react to the request)."""
+        return [e for e in timeline if e["id"] in mine]
+
     async def complete():
         doc = await audit.queries.request(rid)
-        return doc if doc and len(doc["timeline"]) == 6 and doc["state"]["status"] == "closed" else None
+        return doc if doc and len(own(doc["timeline"])) == 6 and doc["state"]["status"] == "closed" else None
 
     doc = await eventually(complete)
-    assert [e["type"] for e in doc["timeline"]] == ["request.received", "request.assigned", "request.accepted",
-                                                   "request.resolved", "request.rated", "request.closed"]
-    assert [e["service"] for e in doc["timeline"]] == ["intake", "grid", "grid", "grid", "intake", "intake"]
-    assert doc["timeline"][2]["who"] == "staff-1"
+    entries = own(doc["timeline"])
+    assert [e["type"] for e in entries] == ["request.received", "request.assigned", "request.accepted",
+                                            "request.resolved", "request.rated", "request.closed"]
+    assert [e["service"] for e in entries] == ["intake", "grid", "grid", "grid", "intake", "intake"]
+    assert entries[2]["who"] == "staff-1"
     st = doc["state"]
     assert st["accepted_at"] == (t0 + timedelta(minutes=30)).isoformat() and st["rating"] == "satisfied"
     # the timeline holds each event once; the trail keeps every message consumed (each was published
     # twice; the second copies may still be on their way when the projection is already complete)
     async def trail_has_both_copies():
         ids = [e.id for e in (rec, acc, clo)]
-        n = sum(r["event_id"] in ids for block in await audit.runtime.db["log_records"].find(
-            {"ids": {"$in": ids}}).to_list(None) for r in records_of(block))
+        n = await audit.runtime.db["log_records"].count_documents({"event_id": {"$in": ids}})
         assert n <= 6, f"{n} records for 3 events published twice"
         return n == 6
 
     await eventually(trail_has_both_copies)
-    assert len((await audit.queries.request(rid))["timeline"]) == 6, "the copies added nothing to the timeline"
+    assert len(own((await audit.queries.request(rid))["timeline"])) == 6, "the copies added nothing to the timeline"
     # "as of": just after acceptance the request was accepted, not resolved
     past = await audit.queries.request(rid, as_of=t0 + timedelta(hours=1))
     assert past["state"]["status"] == "accepted" and len(past["timeline"]) == 3

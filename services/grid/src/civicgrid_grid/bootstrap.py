@@ -15,6 +15,7 @@ from civicgrid_grid.adapters.repos import (
     StaffRepository,
 )
 from civicgrid_grid.settings import GridSettings
+from civicgrid_runtime.access import AccessTrail
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.service import Runtime
 
@@ -28,6 +29,8 @@ class GridService:
     ctx: handlers.GridContext
     maps: MapRepository
     commands: handlers.Commands
+    #: admin changes (map, roster) as events for audit's trail
+    access: AccessTrail
 
     async def refresh_map(self) -> bool:
         """Load the current map version if it changed (the swap is one reference assignment)."""
@@ -56,7 +59,8 @@ async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | 
     runtime = runtime or await Runtime.open(settings, create_topics=create_topics)
     db = runtime.db
     requests = RequestRepository(db)
-    relay = runtime.outbox([requests.col])
+    access_col = AccessTrail.collection(db)
+    relay = runtime.outbox([requests.col, access_col])
     ctx = handlers.GridContext(source=settings.source, publisher=runtime.publisher, relay=relay, requests=requests,
                                staff=StaffRepository(db, cache_seconds=settings.roster_cache_seconds),
                                roster=RosterRepository(db, cache_seconds=settings.roster_cache_seconds),
@@ -64,7 +68,8 @@ async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | 
                                calendar=runtime.follow_calendar(),
                                default_report_back_hours=settings.default_report_back_hours,
                                tz=ZoneInfo(settings.timezone))
-    svc = GridService(settings, runtime, ctx, MapRepository(db), handlers.Commands(ctx))
+    svc = GridService(settings, runtime, ctx, MapRepository(db), handlers.Commands(ctx),
+                      AccessTrail(access_col, relay, source=settings.source))
     runtime.on_stop += [ctx.roster.close, ctx.catalogue.close, ctx.staff.close]
     await ensure_indexes(svc)
     await svc.refresh_map()

@@ -15,6 +15,7 @@ from civicgrid_intake.catalogue import Catalogue
 from civicgrid_intake.entrypoints.consumers import lifecycle_handler
 from civicgrid_intake.handlers import IntakeHandlers
 from civicgrid_intake.settings import IntakeSettings
+from civicgrid_runtime.access import AccessTrail
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.ratelimit import RateLimiter
 from civicgrid_runtime.service import Runtime
@@ -61,16 +62,18 @@ async def bootstrap(settings: IntakeSettings | None = None, *, runtime: Runtime 
     rt = runtime or await Runtime.open(settings)
     cols = Collections(rt.db)
     # small collections: the runtime's sweep is cheap here
-    admin_relay = rt.outbox([cols.services, cols.calendar_years])
+    admin_relay = rt.outbox([cols.services, cols.calendar_years, cols.staff_access])
     catalogue = Catalogue(cols.services, admin_relay, source=settings.source)
     calendar_years = CalendarYears(cols.calendar_years, admin_relay, rt.follow_calendar(), source=settings.source)
+    access = AccessTrail(cols.staff_access, admin_relay, source=settings.source)
     relay = RequestRelay(cols.requests, cols.markers, rt.publisher, batch=settings.flush_batch,
                          sweep_seconds=settings.outbox_sweep_seconds)
     vault = ContactVault(settings.contact_key.get_secret_value(), settings.reporter_key.get_secret_value(),
                          settings.token_key.get_secret_value())
     duplicates = DuplicateIndex(window=timedelta(hours=settings.duplicate_window_hours),
                                 distance_m=settings.duplicate_distance_m)
-    handlers = IntakeHandlers(cols, catalogue, relay, vault, settings, duplicates=duplicates, calendar=rt.calendar)
+    handlers = IntakeHandlers(cols, catalogue, relay, vault, settings, duplicates=duplicates, calendar=rt.calendar,
+                              access=access)
     feed = None
     if consume:
         rt.consume(list(LIFECYCLE_TOPICS), lifecycle_handler(handlers), merge_partitions=True)

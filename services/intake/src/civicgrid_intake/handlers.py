@@ -44,6 +44,7 @@ from civicgrid_intake.domain.errors import (
 )
 from civicgrid_intake.domain.model import OPEN_STATUSES, StatusState, apply
 from civicgrid_intake.settings import IntakeSettings
+from civicgrid_runtime.access import AccessTrail
 from civicgrid_runtime.auth import Principal
 from civicgrid_runtime.cache import DocumentCache
 from civicgrid_runtime.calendar import CalendarFollower
@@ -98,10 +99,13 @@ def _entry(env: Envelope, status: str, note: str) -> dict[str, Any]:
 
 class IntakeHandlers:
     def __init__(self, cols: Collections, catalogue: Catalogue, relay: RequestRelay, vault: ContactVault,
-                 settings: IntakeSettings, *, duplicates: DuplicateIndex, calendar: CalendarFollower) -> None:
+                 settings: IntakeSettings, *, duplicates: DuplicateIndex, calendar: CalendarFollower,
+                 access: AccessTrail) -> None:
         self.cols = cols
         #: the working calendar every deadline set here is computed on
         self.calendar = calendar
+        #: staff reads of contact details, as events for audit's trail
+        self.access = access
         self.catalogue = catalogue
         self.relay = relay
         self.vault = vault
@@ -388,22 +392,21 @@ class IntakeHandlers:
                                 at=_aware(doc["received_at"]), merged=False)
         return out
 
-    async def read_contact(self, rid: str, staff: Principal, purpose: str | None) -> dict[str, Any]:
+    async def read_contact(self, rid: str, staff: Principal, reason: str) -> dict[str, Any]:
+        """The reporter's contact details; the read is recorded (who, why) and on its way to audit first."""
         doc = await self.cols.requests.find_one({"_id": rid}, {"contact_enc": 1, "area_code": 1,
                                                                "contact_erased_at": 1})
         if doc is None:
             raise NotFound(f"no request {rid!r}")
         if not staff.covers(doc.get("area_code")):  # a community supervisor's scope too, not only a grid worker's
             raise Forbidden(f"Request {rid} is not in your area {staff.area!r}.")
-        now = _now()
-        await self.cols.access_log.insert_one({"request_id": rid, "staff_id": staff.sub, "role": staff.role,
-                                               "area": staff.area, "purpose": purpose, "at": now})
+        erased = bool(doc.get("contact_erased_at"))
+        event = await self.access.contact_read(staff, rid, reason, erased=erased)
         contact = self.vault.decrypt(doc["contact_enc"], request_id=rid) if doc.get("contact_enc") else None
-        return {"request_id": rid, "contact": contact, "erased": bool(doc.get("contact_erased_at")),
-                "logged_at": now.isoformat()}
+        return {"request_id": rid, "contact": contact, "erased": erased, "logged_at": event.time.isoformat()}
 
     async def access_log(self, rid: str) -> list[dict[str, Any]]:
-        return await self.cols.access_log.find({"request_id": rid}, {"_id": 0}).sort("at", 1).to_list(None)
+        return await self.access.contact_reads(rid)
 
     # ------------------------------------------------------------------ lifecycle events
 

@@ -332,16 +332,23 @@ async def test_contact_read_is_role_scoped_and_logged_and_erasable(ctx):
     assert "Zhang" not in str(raw) and "1111" not in str(raw) and "example.cn" not in str(raw)  # encrypted at rest
     url = f"/api/v1/requests/{rid}/contact"
     assert (await ctx.client.get(url, headers=tok)).status_code == 401
-    assert (await ctx.client.get(url, headers=ctx.token("volunteer"))).status_code == 403
-    assert (await ctx.client.get(url, headers=ctx.token("grid_worker", area="999"))).status_code == 403
-    r = await ctx.client.get(url + "?purpose=callback", headers=ctx.token("operator", sub="op-9"))
+    assert (await ctx.client.get(url + "?reason=callback", headers=ctx.token("volunteer"))).status_code == 403
+    assert (await ctx.client.get(url + "?reason=callback", headers=ctx.token("grid_worker", area="999"))
+            ).status_code == 403
+    r = await ctx.client.get(url, headers=ctx.token("operator"))  # no reason, no read
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "reason"
+    r = await ctx.client.get(url + "?reason=callback", headers=ctx.token("operator", sub="op-9"))
     assert r.status_code == 200 and r.json()["contact"] == {"name": "Zhang San", "phone": phone, "email": email}
     log = (await ctx.client.get(url + "-access-log", headers=ctx.token("auditor"))).json()
-    assert [(e["staff_id"], e["role"], e["purpose"]) for e in log] == [("op-9", "operator", "callback")]
+    assert [(e["staff_id"], e["role"], e["reason"]) for e in log] == [("op-9", "operator", "callback")]
+    # the read went out as an event that names who and why, never the details themselves
+    stored = await ctx.db["staff_access"].find_one({"subject": rid})
+    assert stored["type"] == "civicgrid.access.contact_read" and "Zhang" not in str(stored)
+    assert phone not in str(stored) and email not in str(stored)
     # the resident asks for erasure: contact gone, history kept
     r = await ctx.client.post(f"/api/v1/requests/{rid}/erasure", headers=tok)
     assert r.status_code == 200
-    r = await ctx.client.get(url, headers=ctx.token("supervisor"))
+    r = await ctx.client.get(url + "?reason=follow-up", headers=ctx.token("supervisor"))
     assert r.json()["contact"] is None and r.json()["erased"] is True
     d = (await ctx.client.get(f"/api/v1/requests/{rid}", headers=tok)).json()
     assert d["contact_on_file"] is False and d["history"][0]["type"] == "civicgrid.request.received"

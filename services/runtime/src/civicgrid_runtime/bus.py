@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -49,7 +50,8 @@ from pymongo.errors import (
 )
 
 from civicgrid_contracts import Envelope, MalformedEvent, topics
-from civicgrid_runtime.logging import bound_contextvars, get_logger
+from civicgrid_runtime import tracing
+from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERED,
@@ -82,10 +84,20 @@ def is_transient(exc: BaseException) -> bool:
 # ----------------------------------------------------------------------------------- topics
 
 
+@functools.cache
+def kafka_client_options() -> dict[str, Any]:
+    """Security options of every Kafka client of this process (TLS, SASL/SCRAM): the platform-wide
+    ``CIVICGRID_KAFKA_*`` settings, read once (``KafkaTransportSettings``)."""
+    from civicgrid_runtime.settings import KafkaTransportSettings
+
+    return KafkaTransportSettings().client_options()
+
+
 async def ensure_topics(bootstrap_servers: str, specs: Iterable[topics.TopicSpec] = topics.ALL_TOPICS, *,
                         replication_factor: int = 1) -> None:
     """Create the registry's topics that do not exist yet (idempotent; safe from every service)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000,
+                                **kafka_client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -125,6 +137,7 @@ class EventPublisher:
             linger_ms=linger_ms,
             max_batch_size=256 * 1024,
             request_timeout_ms=30000,
+            **kafka_client_options(),
         )
         self._started = False
 
@@ -142,15 +155,22 @@ class EventPublisher:
         await self.publish_many([envelope], topic=topic)
 
     async def publish_many(self, envelopes: Sequence[Envelope], *, topic: str | None = None) -> None:
-        """Send all, then wait for every acknowledgement (batched by the producer)."""
-        futures = []
-        for env in envelopes:
-            name = topic or topics.topic_of(env.type).name
-            key, value, headers = env.to_kafka()
-            futures.append((name, await self._producer.send(name, value=value, key=key, headers=headers)))
-        for name, fut in futures:
-            await fut
-            EVENTS_PUBLISHED.labels(name).inc()
+        """Send all, then wait for every acknowledgement (batched by the producer); each event's
+        ``publish`` span lasts until its acknowledgement."""
+        futures, spans = [], []
+        try:
+            for env in envelopes:
+                name = topic or topics.topic_of(env.type).name
+                span, (key, value, headers) = tracing.start_publish(name, env)
+                spans.append(span)
+                futures.append((name, await self._producer.send(name, value=value, key=key, headers=headers)))
+            for name, fut in futures:
+                await fut
+                EVENTS_PUBLISHED.labels(name).inc()
+        except BaseException as exc:
+            tracing.end_publish(spans, exc)
+            raise
+        tracing.end_publish(spans)
 
     async def send_raw(self, topic: str, *, key: bytes | None, value: bytes | None,
                        headers: list[tuple[str, bytes]]) -> None:
@@ -235,6 +255,7 @@ class EventConsumer:
         self._transient = transient
         self._dlq = topics.dead_letter(group_id).name
         self._consumer = AIOKafkaConsumer(
+            **kafka_client_options(),
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
             group_instance_id=instance_id or None,
@@ -525,7 +546,8 @@ class EventConsumer:
                 deliveries.append(Delivery(env, rec.topic, rec.partition, rec.offset))
         started = time.perf_counter()
         try:
-            await self._call_with_patience(deliveries)
+            with tracing.handling(self.group_id, deliveries[0].topic, deliveries):
+                await self._call_with_patience(deliveries)
         except Exception as exc:  # noqa: BLE001 - retried partition by partition
             log.info("merged batch failed; retrying per partition", topic=deliveries[0].topic, error=repr(exc))
             return await self._each_partition(parts)
@@ -549,7 +571,8 @@ class EventConsumer:
             return
         started = time.perf_counter()
         try:
-            await self._call_with_patience(deliveries)
+            with tracing.handling(self.group_id, tp.topic, deliveries):
+                await self._call_with_patience(deliveries)
         except Exception as exc:  # noqa: BLE001 - an application error somewhere in the batch
             HANDLER_FAILURES.labels(self.group_id, tp.topic, type(exc).__name__).inc()
             log.info("batch failed; retrying one by one", topic=tp.topic, partition=tp.partition, error=repr(exc))
@@ -583,15 +606,18 @@ class EventConsumer:
     async def _handle_one(self, d: Delivery, *, records_by_offset: dict[int, ConsumerRecord]) -> None:
         last: BaseException | None = None
         for attempt in range(1, self._max_attempts + 1):
-            with bound_contextvars(event_id=d.envelope.id, correlation_id=d.envelope.correlationid):
-                try:
-                    await self._call_with_patience([d])
-                    EVENTS_CONSUMED.labels(self.group_id, d.topic, d.envelope.type).inc()
-                    return
-                except Exception as exc:  # noqa: BLE001
-                    last = exc
-                    HANDLER_FAILURES.labels(self.group_id, d.topic, type(exc).__name__).inc()
-                    log.warning("handler failed", attempt=attempt, error=repr(exc), type=d.envelope.type)
+            try:
+                with tracing.handling(self.group_id, d.topic, [d]):
+                    try:
+                        await self._call_with_patience([d])
+                    except Exception as exc:
+                        log.warning("handler failed", attempt=attempt, error=repr(exc), type=d.envelope.type)
+                        raise
+                EVENTS_CONSUMED.labels(self.group_id, d.topic, d.envelope.type).inc()
+                return
+            except Exception as exc:  # noqa: BLE001 - retried, then dead-lettered
+                last = exc
+                HANDLER_FAILURES.labels(self.group_id, d.topic, type(exc).__name__).inc()
             if attempt < self._max_attempts:
                 delay = min(self._backoff * 2 ** (attempt - 1), self._max_backoff)
                 await asyncio.sleep(delay * (0.5 + random.random()))
@@ -618,7 +644,8 @@ class EventConsumer:
                 delay = min(delay * 2, self._max_backoff)
         DEAD_LETTERED.labels(self.group_id, rec.topic).inc()
         log.error("message dead-lettered", topic=rec.topic, partition=rec.partition, offset=rec.offset,
-                  reason=reason)
+                  reason=reason, event_id=header(rec.headers or (), "ce_id"),
+                  correlation_id=header(rec.headers or (), "ce_correlationid"))
 
 
 class _DropFetchedOnRebalance(ConsumerRebalanceListener):

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from civicgrid_contracts import Envelope, MalformedEvent, topics
 from civicgrid_contracts.calendar import DEFAULT_CALENDAR, WorkingCalendar, calendar_defects
 from civicgrid_contracts.events.calendar import CalendarYearDefined
+from civicgrid_runtime.bus import kafka_client_options
 from civicgrid_runtime.logging import get_logger
 
 log = get_logger("civicgrid.calendar")
@@ -62,7 +63,7 @@ class CalendarFollower:
 
     async def start(self, timeout: float = 60.0) -> None:
         """Read the topic to the end it has now; then follow it in the background."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None, **kafka_client_options(),
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     fetch_max_wait_ms=500)
         await consumer.start()

@@ -1,4 +1,5 @@
-"""Structured JSON logs (structlog) carrying the event id and correlation id of what is handled."""
+"""Structured JSON logs (structlog). Every line carries the current trace and span id; while a
+consumer handles an event, its event id, correlation id and request id too (``tracing.handling``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from structlog.contextvars import bind_contextvars, bound_contextvars, clear_con
 
 
 def configure_logging(*, service: str, level: str = "INFO", json: bool = True) -> None:
+    from civicgrid_runtime.tracing import log_trace_ids
+
     processors = [
         structlog.contextvars.merge_contextvars,
+        log_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),

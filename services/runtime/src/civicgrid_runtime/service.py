@@ -23,6 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicgrid_contracts import topics
+from civicgrid_runtime.auth import install_auth
 from civicgrid_runtime.bus import BatchHandler, EventConsumer, EventPublisher, ensure_topics
 from civicgrid_runtime.calendar import CalendarFollower
 from civicgrid_runtime.logging import configure_logging, get_logger
@@ -31,6 +32,7 @@ from civicgrid_runtime.problems import install_problem_handlers, problem_respons
 from civicgrid_runtime.protection import OversizeResponse, install_docs, install_protection, problem_413
 from civicgrid_runtime.settings import ServiceSettings
 from civicgrid_runtime.store import OutboxRelay, connect, ping
+from civicgrid_runtime.tracing import configure_tracing, instrument_app, shutdown_tracing
 
 #: the collector's thresholds once a service has started. The default (a young collection every
 #: 700 allocations) suits small scripts; a service that builds and drops pydantic models, BSON and
@@ -226,7 +228,7 @@ def create_app(*, title: str, version: str, description: str, runtime_factory: C
     # every operation documents the problem-details answers it may give (a route may add its own)
     app = FastAPI(title=title, version=version, description=description, lifespan=lifespan, docs_url=None,
                   redoc_url=None, responses=problem_responses())
-    app.state.auth_secret = settings.auth_secret.get_secret_value()
+    install_auth(app, settings)
     install_problem_handlers(app)
     install_protection(app, max_body_bytes=settings.max_body_bytes, console_origin=settings.console_origin,
                        oversize_response=oversize_response)
@@ -261,11 +263,16 @@ def _document_naive_times_as_partial_time(app: FastAPI) -> None:
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run the app under uvicorn (uvloop, httptools) until SIGINT/SIGTERM; shut down cleanly."""
     configure_logging(service=settings.service_name, level=settings.log_level, json=settings.log_json)
+    configure_tracing(settings.service_name, otlp_endpoint=settings.otlp_endpoint)
+    instrument_app(app)
     config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, loop="uvloop", http="httptools",
                             log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10)
     # Server.run builds the loop the config names; asyncio.run(server.serve()) would quietly run
     # on the standard loop (uvicorn >= 0.36 chooses the loop through a loop factory in run)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        shutdown_tracing()  # what is still buffered goes out
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

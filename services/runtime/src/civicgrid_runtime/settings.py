@@ -37,6 +37,8 @@ READ_OUTSIDE_SETTINGS = frozenset({
     "CIVICGRID_STORE_PPROF", "CIVICGRID_STORE_PROFILE", "CIVICGRID_CRASH_AT", "CIVICGRID_TEST_INFRA_BANNER",
     "CIVICGRID_KEEP_E2E_DATA", "CIVICGRID_FUZZ_EXAMPLES", "CIVICGRID_FUZZ_SEED", "MATCHING_BENCH_BATCH", "MATCHING_BENCH_SWEEP",
     "CIVICGRID_INTAKE_URL", "CIVICGRID_GRID_URL", "CIVICGRID_MATCHING_URL", "CIVICGRID_AUDIT_URL",
+    "CIVICGRID_DEX_PORT", "CIVICGRID_JAEGER_URL", "CIVICGRID_JAEGER_OTLP_ENDPOINT", "CIVICGRID_JAEGER_UI_PORT",
+    "CIVICGRID_JAEGER_OTLP_PORT", "CIVICGRID_JAEGER_QUERY_GRPC_PORT",
 })
 
 
@@ -44,6 +46,135 @@ def platform_setting(env_name: str, default: Any, **kwargs: Any) -> Any:
     """A setting of the whole platform: read from ``env_name`` alone, by every service alike (a
     service's prefix does not apply; given under it, the variable is refused at start)."""
     return Field(default=default, validation_alias=env_name, **kwargs)
+
+
+DEVELOPMENT = "development"
+ACCEPTED_TOKEN_ALGORITHMS = ("RS256", "ES256")
+
+
+class OidcSettings(BaseSettings):
+    """The city's OpenID Connect provider, platform-wide (``CIVICGRID_OIDC_*``); no issuer, no OIDC."""
+
+    model_config = SettingsConfigDict(env_prefix="CIVICGRID_OIDC_", extra="ignore", frozen=True)
+
+    issuer: str = Field(default="", description="Issuer URL exactly as in the provider's tokens ('' = OIDC off)")
+    audience: str = Field(default="civicgrid", description="Accepted 'aud' values, comma-separated")
+    algorithms: str = Field(default="RS256,ES256", description="Accepted signature algorithms (RS256, ES256)")
+    subject_claim: str = Field(default="sub", description="Claim naming the staff member (their staff id)")
+    role_claim: str = Field(default="civicgrid_role", description="Claim carrying the role, if the provider sets one")
+    area_claim: str = Field(default="area", description="Claim carrying the area scope, if the provider sets one")
+    groups_claim: str = Field(default="groups", description="Claim listing the user's groups")
+    role_group_prefix: str = Field(default="civicgrid-role:", description="Group 'civicgrid-role:<role>' grants "
+                                                                          "<role> when the role claim is absent")
+    area_group_prefix: str = Field(default="civicgrid-area:", description="Group 'civicgrid-area:<code>' scopes "
+                                                                          "to <code> when the area claim is absent")
+    leeway_seconds: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat")
+    jwks_cache_seconds: float = Field(default=300, ge=10, le=86400, description="Key set kept this long")
+    jwks_min_refetch_seconds: float = Field(default=30, ge=1, le=3600,
+                                            description="Least time between two key set fetches for unknown kids")
+    http_timeout_seconds: float = Field(default=5, gt=0, le=60)
+    client_id: str = Field(default="civicgrid-cli", description="civicgrid-token --oidc: the client it signs in as")
+    client_secret: SecretStr = Field(default=SecretStr(""), description="civicgrid-token --oidc: that client's secret")
+    scope: str = Field(default="openid,profile,groups", description="civicgrid-token --oidc: scopes, comma-separated")
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        loopback = v.startswith(("http://127.0.0.1:", "http://localhost:", "http://[::1]:"))
+        if v and not (v.startswith("https://") or loopback):
+            raise ValueError(f"the issuer must be an https:// URL (plain http only on loopback), got {v!r}")
+        return v
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, v: str) -> str:
+        bad = [a for a in v.split(",") if a.strip() not in ACCEPTED_TOKEN_ALGORITHMS]
+        if bad or not v.strip():
+            raise ValueError(f"only {', '.join(ACCEPTED_TOKEN_ALGORITHMS)} are accepted, got {v!r}")
+        return v
+
+    @property
+    def algorithm_list(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.algorithms.split(","))
+
+    @property
+    def audience_list(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.audience.split(",") if a.strip())
+
+
+class KafkaTransportSettings(BaseSettings):
+    """How every Kafka client of the platform connects (``CIVICGRID_KAFKA_*``; docs/adr/0502)."""
+
+    model_config = SettingsConfigDict(env_prefix="CIVICGRID_KAFKA_", extra="ignore", frozen=True)
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    ssl_cafile: str = Field(default="", description="CA bundle (PEM) the brokers' certificates chain to; '' = system")
+    ssl_certfile: str = Field(default="", description="Client certificate (PEM), for brokers that ask for one")
+    ssl_keyfile: str = Field(default="", description="Its private key (PEM)")
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.security_protocol.startswith("SASL_") and not (self.sasl_username and
+                                                              self.sasl_password.get_secret_value()):
+            raise ValueError(f"{self.security_protocol} needs CIVICGRID_KAFKA_SASL_USERNAME and _SASL_PASSWORD")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("CIVICGRID_KAFKA_SSL_CERTFILE and _SSL_KEYFILE go together")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka's producer, consumer and admin client."""
+        opts: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            ctx = create_ssl_context(cafile=self.ssl_cafile or None, certfile=self.ssl_certfile or None,
+                                     keyfile=self.ssl_keyfile or None)
+            ctx.check_hostname = self.ssl_check_hostname
+            opts["ssl_context"] = ctx
+        if self.security_protocol.startswith("SASL_"):
+            opts.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                        sasl_plain_password=self.sasl_password.get_secret_value())
+        return opts
+
+
+class StoreTransportSettings(BaseSettings):
+    """TLS and authentication to MongoDB (``CIVICGRID_MONGODB_*``), beside whatever MONGODB_URL says."""
+
+    model_config = SettingsConfigDict(env_prefix="CIVICGRID_MONGODB_", extra="ignore", frozen=True)
+
+    tls: bool = False
+    tls_ca_file: str = Field(default="", description="CA bundle (PEM) of the servers' certificates; '' = system")
+    tls_certificate_key_file: str = Field(default="", description="Client certificate and key (PEM), for x.509")
+    auth_mechanism: Literal["", "SCRAM-SHA-256", "SCRAM-SHA-1", "MONGODB-X509"] = ""
+    username: str = ""
+    password: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.auth_mechanism == "MONGODB-X509" and not (self.tls and self.tls_certificate_key_file):
+            raise ValueError("MONGODB-X509 needs CIVICGRID_MONGODB_TLS=true and _TLS_CERTIFICATE_KEY_FILE")
+        if self.auth_mechanism.startswith("SCRAM") and not (self.username and self.password.get_secret_value()):
+            raise ValueError(f"{self.auth_mechanism} needs CIVICGRID_MONGODB_USERNAME and _PASSWORD")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for pymongo's client (they override the URL's options of the same name)."""
+        opts: dict[str, Any] = {}
+        if self.tls:
+            opts["tls"] = True
+            if self.tls_ca_file:
+                opts["tlsCAFile"] = self.tls_ca_file
+            if self.tls_certificate_key_file:
+                opts["tlsCertificateKeyFile"] = self.tls_certificate_key_file
+        if self.auth_mechanism:
+            opts["authMechanism"] = self.auth_mechanism
+            if self.auth_mechanism.startswith("SCRAM"):
+                opts.update(username=self.username, password=self.password.get_secret_value())
+        return opts
 
 
 class ServiceSettings(BaseSettings):
@@ -55,7 +186,9 @@ class ServiceSettings(BaseSettings):
         "CIVICGRID_ENV", "production",
         description="'development' accepts the built-in development secrets; anything else refuses them")
     kafka_bootstrap_servers: str = platform_setting("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
-    mongodb_url: str = platform_setting("MONGODB_URL", "mongodb://127.0.0.1:27027/")
+    mongodb_url: str = platform_setting(
+        "MONGODB_URL", "mongodb://127.0.0.1:27027/?retryWrites=false",  # the local embedded store: no retryable writes
+    )
     topic_replication_factor: int = platform_setting("CIVICGRID_TOPIC_REPLICATION_FACTOR", 1, ge=1, le=5,
                                                      description="3 on a real cluster")
     database: str = Field(default="", description="Database name; defaults to civicgrid_<service>")
@@ -84,12 +217,22 @@ class ServiceSettings(BaseSettings):
                     "fetches on idle topics cost the broker and each service about a tenth of a core")
     consumer_instance: str = Field(default="", description="Stable member id for static group membership")
     outbox_sweep_seconds: float = Field(default=1.0, gt=0, le=600)
-    auth_secret: SecretStr = platform_setting("CIVICGRID_AUTH_SECRET", SecretStr(DEV_AUTH_SECRET),
-                                              description="HS256 key signing staff bearer tokens")
+    auth_secret: SecretStr = platform_setting(
+        "CIVICGRID_AUTH_SECRET", SecretStr(DEV_AUTH_SECRET),
+        description="HS256 key of development staff tokens (accepted only in development mode)")
     console_origin: str = platform_setting("CIVICGRID_CONSOLE_ORIGIN", "http://127.0.0.1:8100",
                                            description="The one browser origin CORS lets call the APIs")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024,
                                 description="Largest request body; larger ones get 413 before anything is parsed")
+    otlp_endpoint: str = platform_setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "",
+        description="Where spans go, OTLP over HTTP (the standard variable, read by every service); no span is "
+                    "recorded when unset (trace context still flows in events and logs)")
+    oidc: OidcSettings = Field(default_factory=OidcSettings, description="Staff sign-in (CIVICGRID_OIDC_*)")
+    kafka_transport: KafkaTransportSettings = Field(default_factory=KafkaTransportSettings,
+                                                    description="TLS and SASL to Kafka (CIVICGRID_KAFKA_*)")
+    store_transport: StoreTransportSettings = Field(default_factory=StoreTransportSettings,
+                                                    description="TLS and authentication to MongoDB (CIVICGRID_MONGODB_*)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 

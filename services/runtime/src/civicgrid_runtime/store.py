@@ -24,7 +24,6 @@ still publishes what one left behind.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -40,6 +39,7 @@ from civicgrid_contracts import Envelope
 from civicgrid_runtime.bus import Delivery, EventPublisher
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.metrics import OUTBOX_PENDING
+from civicgrid_runtime.tracing import stamped
 
 log = get_logger("civicgrid.store")
 
@@ -70,13 +70,16 @@ def unpack_json(blob: bytes) -> Any:
 
 
 def connect(url: str, *, app_name: str) -> AsyncMongoClient:
-    """A client with timeouts that fail fast enough for health checks and retries."""
+    """A client with timeouts that fail fast enough for health checks and retries, and the
+    platform-wide TLS and authentication settings (``CIVICGRID_MONGODB_*``). Retryable writes are
+    the driver's default and stay on (MongoDB retries a write once across a failover); a store
+    without them (FerretDB v1) says so in its connection string (``?retryWrites=false``)."""
+    from civicgrid_runtime.settings import StoreTransportSettings
     from civicgrid_runtime.storeprofile import listeners
 
     return AsyncMongoClient(
         url, appname=app_name, tz_aware=True, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000,
-        retryWrites=False,  # FerretDB v1 does not support retryable writes; our updates are idempotent
-        event_listeners=listeners(app_name),
+        event_listeners=listeners(app_name), **StoreTransportSettings().client_options(),
     )
 
 
@@ -129,8 +132,9 @@ def _outbox_key(env: Envelope, index: int) -> str:
 
 
 def outbox_entries(events: Sequence[Envelope]) -> dict[str, dict[str, Any]]:
-    """Outbox entries (ordered key -> stored event) for one write."""
-    return {_outbox_key(e, i): e.to_document() for i, e in enumerate(events)}
+    """Outbox entries (ordered key -> stored event, with the trace context of where it was created,
+    which the relay's publish continues) for one write."""
+    return {_outbox_key(e, i): stamped(e).to_document(with_trace=True) for i, e in enumerate(events)}
 
 
 def outbox_push(events: Sequence[Envelope] | dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -205,42 +209,12 @@ async def bulk_in_chunks(collection: AsyncCollection, ops: list) -> None:
         await collection.bulk_write(ops[i:i + BULK_CHUNK], ordered=False)
 
 
-class DocumentLocks:
-    """In-process mutual exclusion per document.
-
-    FerretDB v1 applies an update by reading the document, changing it in Go and writing it back,
-    without holding a lock across the three steps: two concurrent updates of one document can both
-    pass a conditional filter, or one can silently undo the other (measured here: concurrent
-    ``$inc`` losing increments, a relay's ``$unset`` racing a handler's ``$set``). MongoDB does not
-    do this, nor does the project's patched FerretDB build (README, "The local store"); the locks
-    keep the code correct on an unpatched one. Serialising the updates of one document inside the process removes the race between
-    a service's own writers (consumer, HTTP actions, relay); one request's consumer-driven writes
-    come from one partition owner, so they are not concurrent across replicas.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[tuple[str, Any], asyncio.Lock] = {}
-        self._users: dict[tuple[str, Any], int] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, collection: AsyncCollection, doc_ids: Iterable[Any]):
-        keys = sorted({(collection.full_name, i) for i in doc_ids}, key=repr)  # one order: no deadlock
-        for k in keys:
-            self._users[k] = self._users.get(k, 0) + 1
-            lock = self._locks.setdefault(k, asyncio.Lock())
-            await lock.acquire()
-        try:
-            yield
-        finally:
-            for k in keys:
-                self._locks[k].release()
-                self._users[k] -= 1
-                if not self._users[k]:
-                    del self._users[k], self._locks[k]
-
-
-#: one registry per process (documents are shared by every writer of the process)
-document_locks = DocumentLocks()
+# Concurrent writes have ONE rule (docs/adr/0601): every write that can race names its guard in its
+# own filter -- a version (``_v``), an applied-event or position check, a claim's holder -- and the
+# store applies the filter and the change to one document atomically (MongoDB does; the embedded
+# store does with its patch 0003, tested in tests/runtime/test_store_guarantees.py); creating a
+# document races on its unique ``_id`` (a claim). No in-process locks: they never held across
+# replicas anyway.
 
 
 # --------------------------------------------------------------------------- relay
@@ -288,8 +262,8 @@ class OutboxRelay:
         from datetime import UTC, datetime
 
         now = datetime.now(UTC)
-        docs = [{"_id": self._marker_id(collection, doc_id, min(entries)), "col": collection.name, "doc": doc_id,
-                 "key": min(entries), "at": now} for doc_id, entries in writes if entries]
+        docs = [{"_id": self._marker_id(collection, doc_id, min(entries)), "schema_version": 1, "col": collection.name,
+                 "doc": doc_id, "key": min(entries), "at": now} for doc_id, entries in writes if entries]
         if docs:
             from pymongo.errors import BulkWriteError
 
@@ -307,11 +281,10 @@ class OutboxRelay:
         await self._publisher.publish_many([env for _, evs in work for _, env in evs])
         # remove exactly the published entries, then clear the flag only where nothing new arrived
         # meanwhile (the filter checks emptiness); a few round trips per batch, not per document
-        async with document_locks.hold(collection, [i for i, _ in work]):
-            await bulk_in_chunks(collection, [
-                UpdateOne({"_id": i}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}}) for i, evs in work])
-            await bulk_in_chunks(collection, [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: ""}})
-                                              for i, _ in work])
+        await bulk_in_chunks(collection, [
+            UpdateOne({"_id": i}, {"$unset": {f"{OUTBOX}.{k}": "" for k, _ in evs}}) for i, evs in work])
+        await bulk_in_chunks(collection, [UpdateOne({"_id": i, OUTBOX: {}}, {"$unset": {PENDING: ""}})
+                                          for i, _ in work])
         await bulk_in_chunks(self._markers(collection), [
             DeleteOne({"_id": self._marker_id(collection, i, k)}) for i, evs in work for k, _ in evs])
         return sum(len(evs) for _, evs in work)
@@ -338,7 +311,7 @@ class OutboxRelay:
         items = [(doc, list(evs)) for doc, evs in items]
         for doc, evs in items:
             if evs:
-                doc[CAUSED] = [e.to_document() for e in evs]
+                doc[CAUSED] = [stamped(e).to_document(with_trace=True) for e in evs]
         duplicate = await insert_new(collection, [doc for doc, _ in items])
         if crash_point_name:
             crash_point(crash_point_name)
@@ -435,11 +408,9 @@ async def update_with_events(
     if entries and relay is not None:
         await relay.mark(collection, [(filter["_id"], entries)])
     try:
-        async with document_locks.hold(collection, [filter["_id"]] if "_id" in filter else []):
-            doc = await collection.find_one_and_update(
-                filter, merge_updates(update, outbox_push(entries)), upsert=upsert,
-                return_document=ReturnDocument.AFTER,
-            )
+        doc = await collection.find_one_and_update(
+            filter, merge_updates(update, outbox_push(entries)), upsert=upsert, return_document=ReturnDocument.AFTER,
+        )
     except DuplicateKeyError as exc:
         # an upsert whose guard did not match an existing document: it was already applied
         if upsert and "_id" in filter and await collection.find_one({"_id": filter["_id"]}, {"_id": 1}):

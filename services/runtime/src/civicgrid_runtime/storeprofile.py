@@ -3,9 +3,10 @@
 Set ``CIVICGRID_STORE_PROFILE`` to a folder and every client made by ``store.connect`` records,
 through PyMongo's command monitoring, each command's shape -- command, collection, the field names
 of its filter -- with its count and total/max duration, and writes them every few seconds to
-``<folder>/<app>-<pid>.json``. ``python -m civicgrid_runtime.storeprofile <folder>`` prints the
-shapes that took the most time across all processes. The benchmarks use it to name the queries
-that load the store.
+``<folder>/<app>-<pid>.json``, with the documents each shape read and wrote (from the replies:
+a cursor's batch, a write's count). ``python -m civicgrid_runtime.storeprofile <folder>`` prints
+the shapes that took the most time across all processes. The benchmarks use it to name the queries
+that load the store and to count the documents a request reads and writes (bench/costs.py).
 """
 
 from __future__ import annotations
@@ -41,12 +42,28 @@ def command_shape(name: str, body: dict[str, Any]) -> str:
     return f"{name} {collection} {{{','.join(keys)}}}" if isinstance(collection, str) else name
 
 
+def documents(name: str, reply: dict[str, Any]) -> tuple[int, int]:
+    """(documents read, documents written) by one successful command, from its reply."""
+    if name in ("find", "aggregate", "getMore"):
+        cursor = reply.get("cursor") or {}
+        return len(cursor.get("firstBatch") or cursor.get("nextBatch") or ()), 0
+    if name == "findAndModify":
+        changed = (reply.get("lastErrorObject") or {}).get("n", 0)
+        return (1 if reply.get("value") is not None else 0), changed
+    if name == "update":
+        return 0, int(reply.get("nModified", 0)) + len(reply.get("upserted") or ())
+    if name in ("insert", "delete"):
+        return 0, int(reply.get("n", 0))
+    return 0, 0
+
+
 class StoreProfile(monitoring.CommandListener):
     def __init__(self, path: Path, *, interval: float = 5.0) -> None:
         self.path = path
         self.interval = interval
         self._started: dict[int, str] = {}
-        self._stats: dict[str, list[float]] = {}  # shape -> [count, total seconds, max seconds]
+        #: shape -> [count, total seconds, max seconds, documents read, documents written]
+        self._stats: dict[str, list[float]] = {}
         self._lock = threading.Lock()
         self._last_write = time.monotonic()
 
@@ -54,27 +71,29 @@ class StoreProfile(monitoring.CommandListener):
         self._started[event.request_id] = command_shape(event.command_name, event.command)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        self._record(event)
+        self._record(event, documents(event.command_name, event.reply))
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        self._record(event)
+        self._record(event, (0, 0))
 
-    def _record(self, event) -> None:
+    def _record(self, event, docs: tuple[int, int]) -> None:
         shape = self._started.pop(event.request_id, event.command_name)
         seconds = event.duration_micros / 1e6
         with self._lock:
-            s = self._stats.setdefault(shape, [0, 0.0, 0.0])
+            s = self._stats.setdefault(shape, [0, 0.0, 0.0, 0, 0])
             s[0] += 1
             s[1] += seconds
             s[2] = max(s[2], seconds)
+            s[3] += docs[0]
+            s[4] += docs[1]
         if time.monotonic() - self._last_write > self.interval:
             self.write()
 
     def write(self) -> None:
         self._last_write = time.monotonic()
         with self._lock:
-            data = {k: {"count": v[0], "seconds": round(v[1], 4), "max_ms": round(v[2] * 1000, 2)}
-                    for k, v in self._stats.items()}
+            data = {k: {"count": v[0], "seconds": round(v[1], 4), "max_ms": round(v[2] * 1000, 2),
+                        "docs_read": v[3], "docs_written": v[4]} for k, v in self._stats.items()}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1))
         tmp.replace(self.path)

@@ -77,13 +77,22 @@ def resolve_infrastructure() -> Infrastructure:
         state = Path(os.environ.get("CIVICGRID_STATE_DIR", root / ".run"))
         env = dict(line.split("=", 1) for line in (state / "infra.env").read_text().split())
         infra = Infrastructure(env["KAFKA_BOOTSTRAP_SERVERS"], env["MONGODB_URL"], "local processes")
-    check(infra)
+    infra = check(infra)
     os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["MONGODB_URL"] = infra.kafka, infra.mongodb
     return infra
 
 
-def check(infra: Infrastructure) -> None:
-    """Prove both are real and reachable; raise with a clear message otherwise."""
+def without_retryable_writes(url: str) -> str:
+    """``url`` saying ``retryWrites=false`` (what the embedded store needs; the code never switches
+    retryable writes off, so on MongoDB they stay on)."""
+    if "retrywrites=" in url.lower():
+        return url
+    return url + ("&" if "?" in url else ("?" if url.endswith("/") else "/?")) + "retryWrites=false"
+
+
+def check(infra: Infrastructure) -> Infrastructure:
+    """Prove both are real and reachable; raise with a clear message otherwise. Returns them, the
+    store's address saying ``retryWrites=false`` when it is the embedded store (FerretDB)."""
     client = MongoClient(infra.mongodb, serverSelectionTimeoutMS=5000)
     try:
         build = client.admin.command("buildInfo")
@@ -115,6 +124,9 @@ def check(infra: Infrastructure) -> None:
               f"from {infra.origin}")
     print(banner, file=sys.stderr)
     os.environ["CIVICGRID_TEST_INFRA_BANNER"] = banner
+    if "ferretdb" in str(build).lower():
+        return Infrastructure(infra.kafka, without_retryable_writes(infra.mongodb), infra.origin)
+    return infra
 
 
 def unique(prefix: str) -> str:

@@ -5,17 +5,21 @@ partition's in offset order (what the runtime's merging consumer hands a batch h
 replay feeds it) -- and is idempotent:
 
 1. append them to the audit log of their partition (tamper-evident trail);
-2. fold new entries into each request document (optimistic concurrency on ``_v``: events of one
-   request arrive on the same partition number of several topics); the same single-document write
-   stores the request's new KPI contribution (``_kc``) and the *difference* as a pending delta
-   tagged with the delivery's partition and offset (``_kp``);
+2. fold new entries into each request document (a write guarded by the document's version ``_v``:
+   events of one request arrive on the same partition number of several topics, whose batches run
+   side by side); the same single-document write stores the request's new KPI contribution
+   (``kpi_contribution``) and the *difference* as a pending delta tagged with the delivery's
+   partition and offset (``kpi_pending``);
 3. apply pending deltas of each partition to the counter documents (one per counter, shared by all
    partitions) with ``$inc``, skipping those at or below the counter's recorded position for that
    partition (``_pos``, read first; a partition has a single writer): a delta is applied exactly
    once even when a crash makes the batch come again; the request's next write from that partition
    drops them;
-4. upsert the request's time-limit clocks into ``deadlines`` (projection-owned fields only; the
-   escalation step and next due time belong to the scanner).
+4. write the request's time-limit clocks into ``deadlines`` (projection-owned fields only, guarded
+   by the request version they come from; the escalation step and next due time belong to the
+   scanner).
+
+No lock: every write is guarded in its own filter (the runtime's one concurrency rule, ADR 0601).
 
 One batch for all partitions of a topic makes each step one round trip for the whole batch (the
 log appends one per partition, side by side) instead of one per partition.
@@ -24,7 +28,6 @@ log appends one per partition, side by side) instead of one per partition.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 import zlib
 from collections import defaultdict
@@ -32,12 +35,22 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from civicgrid_audit.adapters.auditlog import AuditLog
+from civicgrid_audit.adapters.access import ACCESS_TYPES, StaffAccessIndex
+from civicgrid_audit.adapters.auditlog import AuditLog, delivery_key
+from civicgrid_audit.adapters.documents import (
+    COUNTERS,
+    DEADLINES,
+    REQUESTS,
+    SERVICES,
+    request_summary,
+    stamped,
+    upcast,
+)
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_contracts import topics
 from civicgrid_contracts.calendar import WorkingCalendar
@@ -45,16 +58,12 @@ from civicgrid_contracts.values import Calendar
 from civicgrid_runtime.bus import Delivery
 from civicgrid_runtime.calendar import CalendarSource
 from civicgrid_runtime.store import (
-    PENDING,
     POSITIONS,
     bulk_in_chunks,
     find_by_ids,
     insert_new,
-    pack_json,
-    unpack_json,
 )
 
-REQUESTS, COUNTERS, DEADLINES, SERVICES = "requests", "kpi_counters", "deadlines", "services"
 #: Request documents are spread over this many collections (``requests_00`` ...). It was 64 while
 #: the local store's updates scanned their whole collection; with its ``_id`` index used
 #: (deploy/local/ferretdb, patch 0001) one collection is best: a batch is one read and one bulk
@@ -85,33 +94,33 @@ async def add_to_counters(counters: AsyncCollection, sums: dict[str, dict[str, i
     docs = []
     for cid in new:
         dim, key, day = kpi.split_counter_id(cid)
-        doc = {"_id": cid, "dim": dim, "key": key, "day": day, "m": {k: v for k, v in sums[cid].items() if v}}
+        doc = stamped(COUNTERS, {"_id": cid, "dim": dim, "key": key, "day": day,
+                                 "m": {k: v for k, v in sums[cid].items() if v}})
         if positions.get(cid):
             doc[POSITIONS] = dict(positions[cid])
         docs.append(doc)
     taken = await insert_new(counters, docs) if docs else set()
     ops = []
     for cid in [c for c in sums if c in existing] + [new[i] for i in sorted(taken)]:
-        update: dict[str, Any] = {}
         inc = {f"m.{k}": v for k, v in sums[cid].items() if v}
-        if inc:
-            update["$inc"] = inc
-        if positions.get(cid):
-            update["$set"] = {f"{POSITIONS}.{p}": off for p, off in positions[cid].items()}
-        if update:
+        if inc or positions.get(cid):
+            update: dict[str, Any] = {"$set": stamped(COUNTERS, {
+                f"{POSITIONS}.{p}": off for p, off in (positions.get(cid) or {}).items()})}
+            if inc:
+                update["$inc"] = inc
             ops.append(UpdateOne({"_id": cid}, update))
     if ops:
         await bulk_in_chunks(counters, ops)
 
 
 async def read_requests(db: AsyncDatabase, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Request documents by id, from their collections, unpacked (``loaded_document``)."""
+    """Request documents by id, from their collections, in today's shape (``upcast``)."""
     groups: dict[str, list[str]] = defaultdict(list)
     for rid in request_ids:
         groups[request_collection(rid)].append(rid)
     found: dict[str, dict[str, Any]] = {}
     for cname, rids in groups.items():
-        found.update({rid: loaded_document(doc) for rid, doc in (await find_by_ids(db[cname], rids)).items()})
+        found.update({rid: upcast(cname, doc) for rid, doc in (await find_by_ids(db[cname], rids)).items()})
     return found
 
 CATALOGUE_TYPE = "civicgrid.catalogue.service_defined"
@@ -149,57 +158,30 @@ def deadline_fields(request_id: str, state: dict[str, Any]) -> dict[str, dict[st
     return out
 
 
-#: a request document's timeline and KPI contribution, stored as one compressed JSON blob: a fraction
-#: of the bytes of the plain subdocuments, and the store's cost of a write grows with its bytes
-#: (FerretDB re-encodes every field); only the filtered fields stay plain, for the queries
-BODY = "_body"
-#: the request's state, packed on its own (the supervision lists read it without the timeline): no
-#: query filters inside it, and its forty-odd fields had cost the store 180 us a document written
-#: against 70 packed, measured
-STATE = "_state"
-
-
 def stored_document(doc: dict[str, Any]) -> dict[str, Any]:
-    """The request document as written: ``timeline`` and ``_kc`` packed into ``BODY``, ``state``
-    into ``STATE``."""
-    out = {k: v for k, v in doc.items() if k not in ("timeline", "_kc", "_prev_state", "state")}
-    out[BODY] = pack_json({"timeline": doc["timeline"], "_kc": doc["_kc"]})
-    out[STATE] = pack_json(doc["state"])
-    return out
-
-
-def loaded_document(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The request document as read, with ``timeline``, ``_kc`` and ``state`` unpacked (in place);
-    documents written before they were packed are read as they are."""
-    if doc is not None:
-        if BODY in doc:
-            doc.update(unpack_json(doc.pop(BODY)))
-        if STATE in doc:
-            doc["state"] = unpack_json(doc.pop(STATE))
-    return doc
+    """The request document as written (plain: its timeline, state and KPI contribution as named
+    fields, beside the summary the supervision lists query)."""
+    return stamped(REQUESTS, {k: v for k, v in doc.items() if k != "_prev_state"})
 
 
 def fold_document(rid: str, doc: dict[str, Any] | None, new_entries: list[dict[str, Any]],
                   calendar: WorkingCalendar, *, kp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The request document after ``new_entries`` (entries not in ``doc`` yet), and the KPI delta it
     makes (its new contribution minus the one ``doc`` recorded). ``kp``: the pending deltas to keep."""
-    old = doc or {"_id": rid, "timeline": [], "_v": 0, "_kc": {}}
+    old = doc or {"_id": rid, "timeline": [], "_v": 0, "kpi_contribution": {}}
     entries = timeline.ordered(old["timeline"] + new_entries)
     state = timeline.fold(entries)
     contrib = kpi.contributions(state, calendar)
-    delta = kpi.diff(contrib, old.get("_kc") or {})
+    delta = kpi.diff(contrib, old.get("kpi_contribution") or {})
     new_doc = {
-        "_id": rid, "timeline": entries, "state": state, "status": state["status"],
-        "area_code": state.get("area_code") or "",
-        "open": state["status"] not in ("resolved", "closed", "rejected", "merged"),
-        "escalation_count": len(state["escalations"]), "_kc": contrib, "_kp": kp,
-        "_v": old["_v"] + 1, "_w": uuid.uuid4().hex,
+        "_id": rid, **request_summary(state), "state": state, "timeline": entries, "kpi_contribution": contrib,
+        "kpi_pending": kp, "_v": old["_v"] + 1, "_w": uuid.uuid4().hex,
     }
     return new_doc, delta
 
 
 def new_entries_of(doc: dict[str, Any] | None, deliveries: Sequence[Delivery],
-                   payloads: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+                   payloads: dict[tuple[str, int, int], dict[str, Any]]) -> list[dict[str, Any]]:
     """Timeline entries of the deliveries that ``doc`` does not hold yet (by event id)."""
     known = {e["id"] for e in doc["timeline"]} if doc else set()
     out = []
@@ -207,13 +189,13 @@ def new_entries_of(doc: dict[str, Any] | None, deliveries: Sequence[Delivery],
         if d.envelope.id not in known:
             known.add(d.envelope.id)
             out.append(timeline.entry_from_envelope(d.envelope, topic=d.topic, partition=d.partition,
-                                                    offset=d.offset, data=payloads.get(d.envelope.id)))
+                                                    offset=d.offset, data=payloads.get(delivery_key(d))))
     return out
 
 
-def payloads_of(deliveries: Sequence[Delivery]) -> dict[str, dict[str, Any]]:
-    """event id -> payload in JSON mode: dumped once for both the log and the timeline."""
-    return {d.envelope.id: d.envelope.data.model_dump(mode="json") for d in deliveries}
+def payloads_of(deliveries: Sequence[Delivery]) -> dict[tuple[str, int, int], dict[str, Any]]:
+    """``delivery_key`` -> payload in JSON mode: dumped once for both the log and the timeline."""
+    return {delivery_key(d): d.envelope.data.model_dump(mode="json") for d in deliveries}
 
 
 class Projector:
@@ -223,12 +205,16 @@ class Projector:
         self.calendar = calendar
         self.deadlines = db[DEADLINES]
         self.services = db[SERVICES]
-        self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.access = StaffAccessIndex(db)
         #: told of every running clock written (the deadline scanner's schedule), if any
         self.on_deadline: Callable[[str, datetime], None] | None = None
 
     async def ensure_indexes(self) -> None:
         await self.log.ensure_indexes()
+        # the supervision list of escalated open requests, most late first (by area prefix)
+        await self.db[request_collection("")].create_index(
+            [("open", ASCENDING), ("escalation_count", ASCENDING), ("late_since", ASCENDING)], name="escalated")
+        await self.access.ensure_indexes()
         await self.deadlines.create_index([("active", ASCENDING), ("due_at", ASCENDING)], name="due")
         await self.deadlines.create_index([("area_code", ASCENDING), ("base_due", ASCENDING)], name="area_due")
         await self.deadlines.create_index([("request_id", ASCENDING)], name="request")
@@ -236,18 +222,9 @@ class Projector:
     # ------------------------------------------------------------------ entry point
 
     async def apply(self, deliveries: Sequence[Delivery]) -> None:
-        """See the module docstring. Topic-partitions with the same *number* carry the same requests
-        (co-partitioned topics), so they are applied one at a time in this process: FerretDB v1 does not
-        apply update filters atomically, so the ``_v`` check alone cannot stop two concurrent writers.
-        A batch holds the locks of all its partition numbers, taken in order."""
+        """See the module docstring."""
         if not deliveries:
             return
-        async with contextlib.AsyncExitStack() as held:
-            for part in sorted({d.partition for d in deliveries}):
-                await held.enter_async_context(self._locks[part])
-            await self._apply(deliveries)
-
-    async def _apply(self, deliveries: Sequence[Delivery]) -> None:
         payloads = payloads_of(deliveries)
         by_partition: dict[int, list[Delivery]] = defaultdict(list)
         for d in deliveries:
@@ -256,9 +233,12 @@ class Projector:
         catalogue = [d for d in deliveries if d.envelope.type == CATALOGUE_TYPE]
         if catalogue:
             await self.apply_catalogue(catalogue)
+        access = [d for d in deliveries if d.envelope.type in ACCESS_TYPES]
+        if access:
+            await self.access.apply(access)
         by_request: dict[str, list[Delivery]] = defaultdict(list)
         for d in deliveries:
-            if topics.is_request_event(d.envelope.type):  # the catalogue's and calendar's go to the log only
+            if topics.is_request_event(d.envelope.type):  # the catalogue's, calendar's and staff access's go to the log only
                 by_request[d.envelope.subject].append(d)
         if not by_request:
             return
@@ -273,20 +253,28 @@ class Projector:
     # ------------------------------------------------------------------ catalogue
 
     async def apply_catalogue(self, deliveries: list[Delivery]) -> None:
-        ops = []
+        """Keep each service's latest definition: an update guarded by the revision (an older one
+        changes nothing), or the insert of a service not seen yet (its unique ``_id``: should another
+        writer insert it first, the guarded update is tried again). No upsert: the embedded store's
+        answer to an upsert that hits a duplicate key makes pymongo raise ``KeyError('nModified')``."""
         for d in deliveries:
             data = d.envelope.data.model_dump(mode="json")
-            ops.append(UpdateOne({"_id": data["service_code"], "revision": {"$lt": data["revision"]}},
-                                 {"$set": {"revision": data["revision"], "definition": data}}, upsert=True))
-        for op in ops:  # last revision wins; an older one hits the unique _id and is ignored
-            try:
-                await self.services.bulk_write([op])
-            except BulkWriteError:
-                pass
+            fields = stamped(SERVICES, {"revision": data["revision"], "definition": data})
+            for _attempt in range(2):
+                res = await self.services.update_one(
+                    {"_id": data["service_code"], "revision": {"$lt": data["revision"]}}, {"$set": fields})
+                if res.matched_count or await self.services.find_one({"_id": data["service_code"]}, {"_id": 1}):
+                    break  # applied, or a newer (or the same) revision is there
+                try:
+                    await self.services.insert_one({"_id": data["service_code"], **fields})
+                    break
+                except DuplicateKeyError:
+                    continue
 
     # ------------------------------------------------------------------ requests
 
-    async def _fold_requests(self, by_request: dict[str, list[Delivery]], payloads: dict[str, dict[str, Any]], *,
+    async def _fold_requests(self, by_request: dict[str, list[Delivery]],
+                             payloads: dict[tuple[str, int, int], dict[str, Any]], *,
                              first_offsets: dict[str, int]) -> dict[str, dict[str, Any]]:
         """Fold the batch into request documents; returns the documents as written (or as found).
 
@@ -308,11 +296,11 @@ class Projector:
                     continue
                 position = ds[0].position_key
                 stale_before = f"{position}@{first_offsets[position]:012d}"
-                kp = {t: v for t, v in ((doc or {}).get("_kp") or {}).items()
+                kp = {t: v for t, v in ((doc or {}).get("kpi_pending") or {}).items()
                       if not (t.startswith(position + "@") and t < stale_before)}
                 new_doc, delta = fold_document(rid, doc, new_entries, self.calendar.calendar, kp=kp)
                 if delta:
-                    new_doc["_kp"][tag_of(ds[-1])] = delta
+                    new_doc["kpi_pending"][tag_of(ds[-1])] = delta
                 doc = doc or {"_id": rid, "timeline": [], "_v": 0}
                 written[rid] = (new_doc, doc)
                 if doc["_v"] == 0:
@@ -353,7 +341,7 @@ class Projector:
         for position, docs in by_position.items():
             prefix = position + "@"
             for doc in docs.values():
-                for tag, delta in (doc.get("_kp") or {}).items():
+                for tag, delta in (doc.get("kpi_pending") or {}).items():
                     if tag.startswith(prefix):
                         deltas.append((position, int(tag[len(prefix):]), delta))
         if not deltas:
@@ -374,12 +362,15 @@ class Projector:
     # ------------------------------------------------------------------ deadlines
 
     async def write_clocks(self, docs: dict[str, dict[str, Any]]) -> None:
-        """Keep ``deadlines`` to the *running* clocks (the scanner's schedule and the overdue list): upsert
-        changed running clocks, delete the ones that stopped (a request's past clocks stay in its state).
-        A redelivered batch (no change) rewrites all clocks of its requests, in case a crash came between
-        the request write and this one. Writers of one request's clocks are serialized by the partition
-        lock in ``apply`` (co-partitioned topics)."""
-        ops: list[UpdateOne | DeleteOne] = []
+        """Write the clocks of these requests to ``deadlines``: every clock a request has is one document,
+        ``active`` while it runs (the scanner's schedule and the overdue list read only those); a stopped
+        clock stays, inactive, as the record of its request version (``_rv``). Each write is guarded by
+        that version, so batches of several topics folding the same request side by side leave the
+        clocks of its newest version, whichever writes last; a clock is inserted where none exists (a
+        unique ``_id``: another writer's insert makes this one a guarded update). A redelivered batch
+        (no change) rewrites all clocks of its requests, in case a crash came between the request write
+        and this one."""
+        changed: dict[str, tuple[int, dict[str, Any]]] = {}
         running: list[tuple[str, datetime]] = []
         for rid, doc in docs.items():
             if not doc.get("state"):
@@ -388,19 +379,23 @@ class Projector:
             known = "_prev_state" in doc
             old = deadline_fields(rid, doc["_prev_state"]) if known and doc["_prev_state"] else {}
             for did, fields in new.items():
-                if old.get(did) == fields:
+                if known and old.get(did) == fields:
                     continue
+                changed[did] = (doc["_v"], fields)
                 if fields["active"]:
-                    ops.append(UpdateOne({"_id": did}, {"$set": {**fields, "_rv": doc["_v"]},
-                                                        "$setOnInsert": {"step": 1, "due_at": fields["base_due"],
-                                                                         "esc_level": None}}, upsert=True))
                     running.append((did, fields["base_due"]))
-                elif not known or old.get(did, {}).get("active"):
-                    # stopped: gone from the schedule, unless an escalation of it still waits in its
-                    # outbox (the scanner's write and publish); that one stays, inactive, for the relay
-                    ops.append(DeleteOne({"_id": did, PENDING: {"$exists": False}}))
-        if ops:
-            await self.deadlines.bulk_write(ops, ordered=False)
-            if self.on_deadline:
-                for did, base_due in running:
-                    self.on_deadline(did, base_due)
+        if not changed:
+            return
+        existing = set(await find_by_ids(self.deadlines, list(changed), {"_id": 1}))
+        new_docs = [stamped(DEADLINES, {"_id": did, **fields, "_rv": v, "step": 1, "due_at": fields["base_due"],
+                                        "esc_level": None})
+                    for did, (v, fields) in changed.items() if did not in existing]
+        taken = await insert_new(self.deadlines, new_docs) if new_docs else set()
+        update = [did for did in changed if did in existing] + [new_docs[i]["_id"] for i in sorted(taken)]
+        await bulk_in_chunks(self.deadlines, [
+            UpdateOne({"_id": did, "$or": [{"_rv": {"$lt": changed[did][0]}}, {"_rv": {"$exists": False}}]},
+                      {"$set": stamped(DEADLINES, {**changed[did][1], "_rv": changed[did][0]})})
+            for did in update])
+        if self.on_deadline:
+            for did, base_due in running:
+                self.on_deadline(did, base_due)

@@ -16,17 +16,8 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicgrid_audit.adapters.projection import (
-    COUNTERS,
-    DEADLINES,
-    REQUEST_BUCKETS,
-    REQUESTS,
-    STATE,
-    clock_kind,
-    legacy_counter_collection,
-    loaded_document,
-    request_collection,
-)
+from civicgrid_audit.adapters.documents import COUNTERS, DEADLINES, upcast
+from civicgrid_audit.adapters.projection import clock_kind, legacy_counter_collection, request_collection
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_contracts.calendar import working_hours_between
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
@@ -51,7 +42,8 @@ class Queries:
         self._legacy: list[int] | None = None
 
     async def request(self, request_id: str, *, as_of: datetime | None = None) -> dict[str, Any] | None:
-        doc = loaded_document(await self.db[request_collection(request_id)].find_one({"_id": request_id}))
+        name = request_collection(request_id)
+        doc = upcast(name, await self.db[name].find_one({"_id": request_id}))
         if doc is None:
             return None
         entries = doc["timeline"]
@@ -81,21 +73,24 @@ class Queries:
         return rows
 
     async def escalated(self, area: str, *, now: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Open requests escalated at least once, most late first: one indexed query on the request
+        documents' plain summary fields (``escalated`` index), never their timelines. Documents of an
+        older shape (no ``schema_version``, their summary not written yet) are read in full and
+        upcast."""
         now = now or datetime.now(UTC)
+        requests = self.db[request_collection("")]
+        wanted = {"open": True, "escalation_count": {"$gt": 0}, **_area_filter(area)}
+        docs = await requests.find({**wanted, "schema_version": {"$exists": True}}, {
+            "status": 1, "area_code": 1, "escalation_count": 1, "escalated_to": 1, "last_escalated_clock": 1,
+            "late_since": 1, "schema_version": 1}).sort("late_since", ASCENDING).limit(limit).to_list(None)
+        older = await requests.find({**wanted, "schema_version": {"$exists": False}}).to_list(None)
         rows = []
-        docs = []
-        for b in range(REQUEST_BUCKETS):
-            docs += await self.db[f"{REQUESTS}_{b:02d}"].find(
-                {"escalation_count": {"$gt": 0}, "open": True, **_area_filter(area)}, {"state": 1, STATE: 1, "area_code": 1}
-            ).to_list(None)
-        for d in docs:
-            st = loaded_document(d)["state"]
-            first_due = min(timeline.parse_time(e["due_at"]) for e in st["escalations"])
-            last = max(st["escalations"], key=lambda e: (e["escalated_at"], e["step"]))
-            rows.append({"request_id": d["_id"], "area_code": d.get("area_code"), "status": st["status"],
-                         "escalations": len(st["escalations"]), "level": last["to_level"],
-                         "last_clock": last["clock"], "late_since": first_due.isoformat(),
-                         "late_hours": round((now - first_due).total_seconds() / 3600, 2)})
+        for d in docs + [upcast(requests.name, d) for d in older]:
+            late_since = timeline.parse_time(d["late_since"])
+            rows.append({"request_id": d["_id"], "area_code": d.get("area_code"), "status": d["status"],
+                         "escalations": d["escalation_count"], "level": d["escalated_to"],
+                         "last_clock": d["last_escalated_clock"], "late_since": late_since.isoformat(),
+                         "late_hours": round((now - late_since).total_seconds() / 3600, 2)})
         rows.sort(key=lambda r: -r["late_hours"])
         return rows[:limit]
 
@@ -113,11 +108,12 @@ class Queries:
         ids = [kpi.counter_id(dim, key, b) for b in kpi.buckets_for(start, end)]
 
         async def shard(p: int) -> list[dict[str, Any]]:
-            return list((await find_by_ids(self.db[legacy_counter_collection(p)], [f"{c}|p{p}" for c in ids],
-                                           {"m": 1})).values())
+            name = legacy_counter_collection(p)
+            return [upcast(name, d) for d in (await find_by_ids(self.db[name], [f"{c}|p{p}" for c in ids],
+                                                                {"m": 1})).values()]
 
         async def current() -> list[dict[str, Any]]:
-            return list((await find_by_ids(self.db[COUNTERS], ids, {"m": 1})).values())
+            return [upcast(COUNTERS, d) for d in (await find_by_ids(self.db[COUNTERS], ids, {"m": 1})).values()]
 
         total: dict[str, int] = {}
         for docs in await asyncio.gather(current(), *(shard(p) for p in await self._legacy_shards())):
@@ -141,6 +137,7 @@ class Queries:
             months = {b for b in kpi.buckets_for(start, end)}  # a quarter is three month buckets
             for name in [COUNTERS] + [legacy_counter_collection(p) for p in await self._legacy_shards()]:
                 async for c in self.db[name].find({"dim": dim, "day": {"$in": sorted(months)}}, {"m": 1, "key": 1}):
+                    c = upcast(name, c)
                     kpi.add_into(sums[c["key"]], c.get("m") or {})
             rows = []
             for key, m in sums.items():

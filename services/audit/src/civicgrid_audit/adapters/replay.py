@@ -26,25 +26,23 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo import InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicgrid_audit.adapters.auditlog import (
+from civicgrid_audit.adapters.auditlog import AuditLog, Signer, delivery_key, log_name, record_id, records_of
+from civicgrid_audit.adapters.documents import (
     CHECKPOINTS,
+    COUNTERS,
+    DEADLINES,
     HEADS,
     RECORDS,
-    AuditLog,
-    Signer,
-    record_id,
-    records_of,
+    REQUESTS,
+    SERVICES,
+    family,
+    upcast,
 )
 from civicgrid_audit.adapters.projection import (
     CATALOGUE_TYPE,
-    COUNTERS,
-    DEADLINES,
-    REQUESTS,
-    SERVICES,
     Projector,
     add_to_counters,
     fold_document,
-    loaded_document,
     payloads_of,
     read_requests,
     request_collection,
@@ -53,7 +51,7 @@ from civicgrid_audit.adapters.projection import (
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_contracts import Envelope, MalformedEvent, topics
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
-from civicgrid_runtime.bus import Delivery
+from civicgrid_runtime.bus import Delivery, kafka_client_options
 from civicgrid_runtime.calendar import CalendarSource, FixedCalendar
 from civicgrid_runtime.service import tune_collector
 from civicgrid_runtime.store import BULK_CHUNK, bulk_in_chunks, find_by_ids
@@ -105,7 +103,7 @@ class ReplayFold:
         self._flushed_before = False
         #: the flush writing the requests gathered before the current ones, if any
         self._flushing: asyncio.Task | None = None
-        self._log_pending: dict[TopicPartition, tuple[list[Delivery], dict[str, dict[str, Any]]]] = {}
+        self._log_pending: dict[TopicPartition, tuple[list[Delivery], dict[tuple[str, int, int], dict[str, Any]]]] = {}
         self._log_tail: dict[TopicPartition, asyncio.Task] = {}
         self._logs_in_flight = asyncio.Semaphore(logs_in_flight)
         self._counters: dict[str, dict[str, int]] = defaultdict(dict)
@@ -127,7 +125,7 @@ class ReplayFold:
             entries = self._requests.setdefault(d.envelope.subject, {})
             if d.envelope.id not in entries:
                 entries[d.envelope.id] = timeline.entry_from_envelope(
-                    d.envelope, topic=d.topic, partition=d.partition, offset=d.offset, data=payloads[d.envelope.id])
+                    d.envelope, topic=d.topic, partition=d.partition, offset=d.offset, data=payloads[delivery_key(d)])
         if len(self._requests) >= self.max_requests:
             await self.flush_requests()
 
@@ -222,8 +220,11 @@ class ReplayFold:
 async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[str], calendar: CalendarSource,
                         signing_key: str, from_time: datetime | None = None, batch: int = 5000,
                         max_requests: int = 20_000, on_progress: Callable[[int, int], None] | None = None,
-                        workers: int = 1, mongodb_url: str | None = None) -> dict[str, Any]:
-    """Rebuild into the empty ``db``. ``workers`` > 1 (with ``mongodb_url``): that many processes,
+                        workers: int = 1, mongodb_url: str | None = None,
+                        bounds: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+    """Rebuild into the empty ``db``. ``bounds``: log name (``log_name(topic, partition)``) -> the
+    offsets to replay, first and end (exclusive), instead of ``from_time`` to the end; a log not
+    named is not replayed (what another trail holds, e.g. a live one to compare with). ``workers`` > 1 (with ``mongodb_url``): that many processes,
     each the single writer of its share of the partition numbers (the topics are co-partitioned,
     so a request's events, log and clocks all fall in one share); the counters, which every
     partition shares, are written by this process from the sums the workers send."""
@@ -237,10 +238,10 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
         res = await _replay_in_processes(bootstrap=bootstrap, mongodb_url=mongodb_url, db=db,
                                          topic_names=topic_names, calendar=calendar, signing_key=signing_key,
                                          from_time=from_time, batch=batch, max_requests=max_requests,
-                                         on_progress=on_progress, workers=workers)
+                                         bounds=bounds, on_progress=on_progress, workers=workers)
     else:
         res = await _replay_share(bootstrap=bootstrap, db=db, log=log, topic_names=topic_names, calendar=calendar,
-                                  from_time=from_time, batch=batch, max_requests=max_requests,
+                                  from_time=from_time, batch=batch, max_requests=max_requests, bounds=bounds,
                                   on_progress=on_progress)
     # A bulk load builds its secondary indexes once it is loaded (one sort per index) instead of
     # keeping them up to date through every insert: about a quarter of the store's work in a replay,
@@ -256,6 +257,7 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
 
 async def _replay_share(*, bootstrap: str, db: AsyncDatabase, log: AuditLog, topic_names: list[str],
                         calendar: CalendarSource, from_time: datetime | None, batch: int, max_requests: int,
+                        bounds: dict[str, tuple[int, int]] | None = None,
                         on_progress: Callable[[int, int], None] | None = None, share: tuple[int, int] = (0, 1),
                         ready: Callable[[], None] | None = None,
                         counter_sink: Callable[[dict[str, dict[str, int]]], Awaitable[None]] | None = None
@@ -266,6 +268,7 @@ async def _replay_share(*, bootstrap: str, db: AsyncDatabase, log: AuditLog, top
     projector = Projector(db, log, calendar)
     fold = ReplayFold(db, log, projector, calendar, max_requests=max_requests, counter_sink=counter_sink)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                **kafka_client_options(),
                                 max_poll_records=batch, fetch_max_bytes=64 * 1024 * 1024,
                                 max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_wait_ms=100)
     await consumer.start()
@@ -279,7 +282,11 @@ async def _replay_share(*, bootstrap: str, db: AsyncDatabase, log: AuditLog, top
             tps += [TopicPartition(t, p) for p in sorted(parts) if p % share[1] == share[0]]
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
-        if from_time is not None:
+        if bounds is not None:
+            for tp in tps:
+                first, end[tp] = bounds.get(log_name(tp.topic, tp.partition), (end[tp], end[tp]))
+                consumer.seek(tp, first)
+        elif from_time is not None:
             found = await consumer.offsets_for_times({tp: int(from_time.timestamp() * 1000) for tp in tps})
             for tp in tps:
                 if found.get(tp) is None:
@@ -413,9 +420,9 @@ def _norm_counter(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _norm_request(doc: dict[str, Any]) -> dict[str, Any]:
-    doc = loaded_document(doc)
+    doc = upcast(REQUESTS, doc)
     return {"timeline": doc.get("timeline"), "state": doc.get("state"),
-            "_kc": {k: v for k, v in (doc.get("_kc") or {}).items() if v}}
+            "kpi_contribution": {k: v for k, v in (doc.get("kpi_contribution") or {}).items() if v}}
 
 
 def _norm_deadline(doc: dict[str, Any]) -> dict[str, Any]:
@@ -441,17 +448,9 @@ COMPARED = {REQUESTS: _norm_request, COUNTERS: _norm_counter, DEADLINES: _norm_d
             HEADS: _norm_head, SERVICES: _norm_service}
 
 
-def _family(name: str) -> str:
-    if name.startswith(REQUESTS + "_"):
-        return REQUESTS
-    if name.startswith(COUNTERS + "_p"):
-        return COUNTERS
-    return name
-
-
 async def _documents(db: AsyncDatabase, name: str) -> AsyncIterator[dict[str, Any]]:
-    """A collection's documents in ``_id`` order; the log's records one by one (``_id`` = ``log#seq``),
-    since the live log and a rebuilt one cut the same records into different blocks."""
+    """A collection's documents in ``_id`` order; the log's records one by one (``_id`` = ``log#seq``;
+    a database of an older version may hold them in blocks)."""
     cursor = db[name].find({}).sort("_id", 1)
     if name != RECORDS:
         async for doc in cursor.batch_size(2000):
@@ -467,7 +466,7 @@ async def compare(live: AsyncDatabase, rebuilt: AsyncDatabase, *, show: int = 5)
     report: dict[str, Any] = {"identical": True, "collections": {}}
     names = sorted(set(await live.list_collection_names()) | set(await rebuilt.list_collection_names()))
     for name in names:
-        norm = COMPARED.get(_family(name))
+        norm = COMPARED.get(family(name))
         if norm is None:
             continue
         a, b = _documents(live, name), _documents(rebuilt, name)

@@ -9,10 +9,10 @@ the escalation through the deadline document's outbox.
   (A range query on ``due_at`` every half second scanned the whole collection on FerretDB v1.)
 
 - claim = *insert* of ``escalation_claims/{escalation_id}``: the unique ``_id`` lets exactly one
-  replica win each (clock, step). (FerretDB v1 does not apply ``find_one_and_update`` /
-  ``update_one`` filters atomically -- measured: several concurrent callers all "win" -- so a
-  unique insert is the only reliable compare-and-set.) A claim carries a lease: if its holder
-  crashes before finishing, another replica takes over after the lease;
+  replica win each (clock, step). A claim carries a lease: if its holder crashes before finishing,
+  another replica takes over after the lease, by an update guarded by the holder and lease it read
+  (one wins). Both are the runtime's one concurrency rule (ADR 0601): unique-key claims and
+  guarded single-document updates, no locks;
 - the escalation is deterministic: ``escalation_id = <clock id>|<step>`` and the event id derives
   from it, so a retry after a crash re-publishes the *same* event, which every reader ignores;
 - the step advance and the outgoing event are one document update (``update_with_events``),
@@ -34,6 +34,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from civicgrid_audit.adapters.documents import CLAIMS, stamped
 from civicgrid_audit.adapters.projection import FAR_FUTURE, clock_kind
 from civicgrid_audit.domain import timeline
 from civicgrid_contracts import Envelope
@@ -53,7 +54,7 @@ class DeadlineScanner:
                  source: str, lease_seconds: float = 30.0, repeat_hours: float | None = None,
                  instance: str | None = None, reload_seconds: float = 60.0) -> None:
         self.deadlines = deadlines
-        self.claims = deadlines.database["escalation_claims"]
+        self.claims = deadlines.database[CLAIMS]
         self.relay = relay
         self.calendar = calendar
         self.source = source
@@ -109,17 +110,19 @@ class DeadlineScanner:
 
     async def _claim(self, escalation_id: str, now: datetime) -> bool:
         try:
-            await self.claims.insert_one({"_id": escalation_id, "by": self.instance, "until": now + self.lease,
-                                          "done": False})
+            await self.claims.insert_one(stamped(CLAIMS, {"_id": escalation_id, "by": self.instance,
+                                                          "until": now + self.lease, "done": False}))
             return True
         except DuplicateKeyError:
             pass
         claim = await self.claims.find_one({"_id": escalation_id})
         if claim is None or claim.get("done") or timeline.parse_time(claim["until"]) > now:
             return False
-        # the holder's lease ran out (it crashed): take over. Should two replicas both take over, they
-        # publish the same deterministic event, which every reader ignores the second time.
-        await self.claims.update_one({"_id": escalation_id}, {"$set": {"by": self.instance, "until": now + self.lease}})
+        # the holder's lease ran out (it crashed): take over, guarded by what was read (one replica wins)
+        taken = await self.claims.update_one({"_id": escalation_id, "by": claim["by"], "until": claim["until"],
+                                              "done": False}, {"$set": {"by": self.instance, "until": now + self.lease}})
+        if taken.modified_count == 0:
+            return False
         log.warning("took over an expired escalation claim", escalation_id=escalation_id, previous=claim["by"])
         return True
 

@@ -48,29 +48,31 @@ async def _open_log(s: AuditSettings):
 
 
 def cmd_verify(args) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     async def run() -> int:
         s = _settings(args)
         client, log = await _open_log(s)
         try:
-            names = [args.log] if args.log else await log.logs()
-            table = Table(title=f"audit log verification ({s.database_name})")
-            for c in ("log", "records", "checkpoints", "result"):
-                table.add_column(c)
-            bad = 0
-            results = []
-            for name in names:
-                r = await log.verify(name)
-                results.append(r)
-                if not r["ok"]:
-                    bad += 1
-                p = r["problem"]
-                table.add_row(name, str(r["size"]), str(r["checkpoints_checked"]),
-                              "[green]intact[/green]" if r["ok"] else
-                              f"[red]{p['kind'].upper()} at seq {p['seq']}[/red]: {p['detail']}")
+            # one pass over the records for every log (sorted by log and sequence), with a progress bar
+            with Progress(TextColumn("[bold]verify[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=Console(stderr=True), disable=args.json) as progress:
+                task = progress.add_task("verify", total=await log.count_documents(args.log))
+                results = await log.verify_all(args.log, on_document=lambda: progress.advance(task))
             if args.json:
                 print(json.dumps(results, indent=2, default=str))
             else:
+                table = Table(title=f"audit log verification ({s.database_name})")
+                for c in ("log", "records", "checkpoints", "result"):
+                    table.add_column(c)
+                for r in results:
+                    p = r["problem"]
+                    table.add_row(r["log"], str(r["size"]), str(r["checkpoints_checked"]),
+                                  "[green]intact[/green]" if r["ok"] else
+                                  f"[red]{p['kind'].upper()} at seq {p['seq']}[/red]: {p['detail']}")
                 console.print(table)
+            bad = sum(not r["ok"] for r in results)
+            if not args.json:
                 console.print("[green]all logs intact[/green]" if not bad else f"[red]{bad} log(s) tampered[/red]")
             return 1 if bad else 0
         finally:

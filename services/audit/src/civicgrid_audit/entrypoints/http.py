@@ -136,6 +136,20 @@ async def verify(log: str, request: Request, p: Auditor):
     return await _svc(request).log.verify(log)
 
 
+@router.get("/audit/staff-access", tags=["audit trail"],
+            summary="Staff reads of contact details and admin changes, per staff member or per request")
+async def staff_access(request: Request, p: Auditor,
+                       staff_id: Annotated[str | None, Query(max_length=200, description="Who acted")] = None,
+                       request_id: Annotated[str | None, Query(
+                           max_length=200, description="A request id, or an administered object "
+                                                       "(catalogue:<code>, calendar:<year>, map:<version>, roster:<staff id>)")] = None,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 200):
+    if staff_id is None and request_id is None:
+        raise Problem(422, "Invalid request", "Name a staff_id or a request_id.", type_="validation-error",
+                      errors=[{"field": "staff_id", "in": "query", "message": "staff_id or request_id required"}])
+    return await _svc(request).projector.access.list(staff_id=staff_id, subject=request_id, limit=limit)
+
+
 @router.get("/audit/events/{event_id}/proof", tags=["audit trail"],
             summary="RFC 6962 inclusion proof of an event in its log's latest signed checkpoint")
 async def proof(event_id: str, request: Request, p: Auditor):

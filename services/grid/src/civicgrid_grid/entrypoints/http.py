@@ -4,9 +4,9 @@ actions on a request. Views are thin: they check the caller and call ``Commands`
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
 from pydantic import BaseModel, Field
 
 from civicgrid_grid.bootstrap import GridService, bootstrap
@@ -163,6 +163,8 @@ def city_or_503(svc: GridService):
 
 
 # ------------------------------------------------------------------------------------ routers
+ChangeReason = Annotated[str | None, Header(max_length=200, description="Why (kept in the audit trail)")]
+
 map_router = APIRouter(prefix="/v1/map", tags=["map"])
 
 
@@ -213,7 +215,7 @@ async def export(request: Request, area: str = Query("", pattern=r"^\d*$", max_l
 
 @map_router.post("/import", status_code=201, summary="Import a GeoJSON map as a new version (validated as a whole)")
 async def import_map(request: Request, fc: dict = Body(...), activate: bool = True,
-                     p: Principal = Depends(require("admin"))) -> dict[str, Any]:
+                     p: Principal = Depends(require("admin")), x_change_reason: ChangeReason = None) -> dict[str, Any]:
     svc = svc_of(request)
     try:
         city = parse_and_validate(fc)
@@ -221,6 +223,8 @@ async def import_map(request: Request, fc: dict = Body(...), activate: bool = Tr
         raise Problem(422, "Map rejected", f"{len(exc.defects)} defects; nothing was changed.",
                       type_="map-rejected", errors=[d.as_dict() for d in exc.defects]) from None
     version = await svc.maps.save(city, activate=activate, source=f"http by {p.sub}")
+    await svc.access.admin_changed(p, "map.import", str(version), reason=x_change_reason,
+                                   details={"activated": activate, **city.counts()})
     if activate:
         await svc.refresh_map()
     return {"version": version, "counts": city.counts(), "active": activate}
@@ -235,12 +239,14 @@ async def versions(request: Request, p: Principal = Depends(require("admin", "su
 
 
 @map_router.post("/versions/{version}/activate", summary="Switch the current map version")
-async def activate(request: Request, version: int, p: Principal = Depends(require("admin"))) -> dict[str, Any]:
+async def activate(request: Request, version: int, p: Principal = Depends(require("admin")),
+                   x_change_reason: ChangeReason = None) -> dict[str, Any]:
     svc = svc_of(request)
     try:
         await svc.maps.activate(version)
     except KeyError:
         raise Problem(404, "Unknown map version", f"No complete map version {version}.") from None
+    await svc.access.admin_changed(p, "map.activate", str(version), reason=x_change_reason)
     await svc.refresh_map()
     return {"current": version}
 
@@ -365,7 +371,7 @@ async def get_staff(request: Request, staff_id: str, p: Principal = Depends(requ
 
 @work_router.put("/staff/{staff_id}/duty", response_model=StaffRead, summary="Duty status, leave, load limit")
 async def set_duty(request: Request, staff_id: str, body: DutyUpdate,
-                   p: Principal = Depends(require("supervisor"))) -> StaffRead:
+                   p: Principal = Depends(require("supervisor")), x_change_reason: ChangeReason = None) -> StaffRead:
     svc = svc_of(request)
     s = await svc.ctx.staff.get(staff_id)
     if s is None:
@@ -375,6 +381,8 @@ async def set_duty(request: Request, staff_id: str, body: DutyUpdate,
         raise Problem(422, "Leave needs an end date", "Give leave_until (YYYY-MM-DD).", type_="validation-error",
                       errors=[{"field": "leave_until", "message": "required when duty is leave"}])
     s = await svc.ctx.staff.set_duty(staff_id, duty=body.duty, leave_until=body.leave_until, limit=body.limit)
+    await svc.access.admin_changed(p, "roster.duty", staff_id, reason=x_change_reason,
+                                   details={"duty": body.duty, "leave_until": body.leave_until, "limit": body.limit})
     return StaffRead(id=s["_id"], **{k: s.get(k) for k in ("name", "role", "area", "level", "duty", "leave_until",
                                                             "load", "limit")})
 

@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from civicgrid_contracts import Envelope, MalformedEvent
 from civicgrid_contracts.events.intake import RequestMerged, RequestReceived, RequestUnmerged
-from civicgrid_runtime.bus import header
+from civicgrid_runtime.bus import header, kafka_client_options
 from civicgrid_runtime.geo import EARTH_RADIUS_M, haversine_m
 from civicgrid_runtime.logging import get_logger
 
@@ -189,6 +189,7 @@ class DuplicateFeed:
         # another replica's request shows within ~0.2 s; a fetch per event would cost the broker and
         # this process more than the events
         c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False,
+                             **kafka_client_options(),
                              fetch_min_bytes=64 * 1024, fetch_max_wait_ms=200, max_poll_records=5000)
         await c.start()
         self._consumer = c

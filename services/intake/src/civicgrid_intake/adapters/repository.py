@@ -23,6 +23,7 @@ H3_RES = 9
 class Collections:
     def __init__(self, db: AsyncDatabase) -> None:
         from civicgrid_intake.adapters.busy import BusyRetrying
+        from civicgrid_runtime.access import AccessTrail
 
         self.db = db
         self.requests: AsyncCollection = BusyRetrying(db["requests"])  # type: ignore[assignment]
@@ -30,7 +31,8 @@ class Collections:
         self.calendar_years: AsyncCollection = BusyRetrying(db["calendar_years"])  # type: ignore[assignment]
         self.markers: AsyncCollection = BusyRetrying(db["outbox_markers"])  # type: ignore[assignment]
         self.api_keys: AsyncCollection = BusyRetrying(db["open311_api_keys"])  # type: ignore[assignment]
-        self.access_log: AsyncCollection = BusyRetrying(db["contact_access_log"])  # type: ignore[assignment]
+        #: staff reads of contact details and admin changes, each with its event (civicgrid_runtime.access)
+        self.staff_access: AsyncCollection = BusyRetrying(AccessTrail.collection(db))  # type: ignore[assignment]
 
     async def ensure_indexes(self) -> None:
         r = self.requests
@@ -39,7 +41,7 @@ class Collections:
             r.create_index([("status", ASCENDING), ("received_at", DESCENDING)], name="by_status"),
             r.create_index([("service_code", ASCENDING), ("received_at", DESCENDING)], name="by_service"),
             r.create_index([("area_keys", ASCENDING), ("received_at", DESCENDING)], name="by_area"),
-            self.access_log.create_index([("request_id", ASCENDING), ("at", DESCENDING)], name="by_request"),
+            self.staff_access.create_index([("subject", ASCENDING), ("at", ASCENDING)], name="by_subject"),
         )
 
 

@@ -34,6 +34,7 @@ from civicgrid_intake.adapters.duplicate_index import DuplicateIndex
 from civicgrid_intake.adapters.outbox import TOKEN, batch_marker
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import outbox_entries
+from civicgrid_runtime.tracing import stamped
 
 log = get_logger("civicgrid.intake.writer")
 
@@ -68,7 +69,8 @@ class SubmissionWriter:
         """Store one submission (in the next batch); raises DuplicateKeyError if its id exists.
         ``events``: what the submission caused, kept in the batch's marker with the document's
         token; ``indexed``: the ``DuplicateIndex.add`` arguments of a request with a point."""
-        p = Pending(doc, indexed, parent_id, at, events)
+        # stamped here, in the request's own context: the batch is written by the writer's task
+        p = Pending(doc, indexed, parent_id, at, [stamped(e) for e in events])
         if self._task is None or self._task.done():
             self.start()
         self._queue.put_nowait(p)

@@ -36,7 +36,7 @@ from civicgrid_intake.entrypoints.schemas import (
     to_read,
 )
 from civicgrid_intake.settings import IntakeSettings
-from civicgrid_runtime.auth import Principal, decode_token, require, require_area
+from civicgrid_runtime.auth import Principal, authenticate, require, require_area
 from civicgrid_runtime.problems import Problem, problem_response, validation_problem
 from civicgrid_runtime.protection import problem_413
 from civicgrid_runtime.service import create_app
@@ -53,7 +53,7 @@ def optional_principal(request: Request,
                        creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal | None:
     if creds is None:
         return None
-    return decode_token(creds.credentials, secret=request.app.state.auth_secret)
+    return authenticate(request, creds.credentials)
 
 
 def resident_token(x_request_token: Annotated[str | None, Header(description="The token returned at submission")]
@@ -182,10 +182,12 @@ async def unmerge(request_id: str, body: UnmergeRequest, request: Request,
 
 
 @requests_router.get("/requests/{request_id}/contact", response_model=ContactRead,
-                     summary="Staff: the reporter's contact details (every read is logged)")
-async def contact(request_id: str, request: Request, purpose: Annotated[str | None, Query(max_length=200)] = None,
+                     summary="Staff: the reporter's contact details (every read, with its reason, goes to the audit trail)")
+async def contact(request_id: str, request: Request,
+                  reason: Annotated[str, Query(min_length=3, max_length=200,
+                                               description="Why the details are needed (kept in the audit trail)")],
                   staff: Principal = Depends(require("operator", "grid_worker", "supervisor"))) -> ContactRead:
-    return ContactRead(**await handlers_of(request).read_contact(request_id, staff, purpose))
+    return ContactRead(**await handlers_of(request).read_contact(request_id, staff, reason))
 
 
 @requests_router.get("/requests/{request_id}/contact-access-log", summary="Who read this reporter's contact")
@@ -213,25 +215,42 @@ async def service(code: str, request: Request) -> ServiceRead:
     return ServiceRead(**s.model_dump())
 
 
+ChangeReason = Annotated[str | None, Header(max_length=200, description="Why (kept in the audit trail)")]
+
+
+async def _audited(request: Request, p: Principal, action: str, svc, reason: str | None) -> ServiceRead:
+    await handlers_of(request).access.admin_changed(p, action, svc.code, reason=reason,
+                                                    details={"revision": svc.revision, "active": svc.active})
+    return ServiceRead(**svc.model_dump())
+
+
 @catalogue_router.post("/services", response_model=ServiceRead, status_code=201, summary="Admin: add a service")
-async def create_service(body: ServiceCreate, request: Request, _: Principal = Depends(require("admin"))):
+async def create_service(body: ServiceCreate, request: Request, p: Principal = Depends(require("admin")),
+                         x_change_reason: ChangeReason = None):
     spec = ServiceSpec(**body.model_dump(exclude={"code"}))
-    return ServiceRead(**(await request.app.state.service.catalogue.create(body.code, spec)).model_dump())
+    svc = await request.app.state.service.catalogue.create(body.code, spec)
+    return await _audited(request, p, "catalogue.create", svc, x_change_reason)
 
 
 @catalogue_router.put("/services/{code}", response_model=ServiceRead, summary="Admin: change a service")
-async def update_service(code: str, body: ServiceSpec, request: Request, _: Principal = Depends(require("admin"))):
-    return ServiceRead(**(await request.app.state.service.catalogue.update(code, body)).model_dump())
+async def update_service(code: str, body: ServiceSpec, request: Request, p: Principal = Depends(require("admin")),
+                         x_change_reason: ChangeReason = None):
+    svc = await request.app.state.service.catalogue.update(code, body)
+    return await _audited(request, p, "catalogue.update", svc, x_change_reason)
 
 
 @catalogue_router.delete("/services/{code}", response_model=ServiceRead, summary="Admin: retire a service")
-async def retire_service(code: str, request: Request, _: Principal = Depends(require("admin"))):
-    return ServiceRead(**(await request.app.state.service.catalogue.retire(code)).model_dump())
+async def retire_service(code: str, request: Request, p: Principal = Depends(require("admin")),
+                         x_change_reason: ChangeReason = None):
+    svc = await request.app.state.service.catalogue.retire(code)
+    return await _audited(request, p, "catalogue.retire", svc, x_change_reason)
 
 
 @catalogue_router.post("/services/{code}/reactivate", response_model=ServiceRead)
-async def reactivate_service(code: str, request: Request, _: Principal = Depends(require("admin"))):
-    return ServiceRead(**(await request.app.state.service.catalogue.reactivate(code)).model_dump())
+async def reactivate_service(code: str, request: Request, p: Principal = Depends(require("admin")),
+                             x_change_reason: ChangeReason = None):
+    svc = await request.app.state.service.catalogue.reactivate(code)
+    return await _audited(request, p, "catalogue.reactivate", svc, x_change_reason)
 
 
 # ----------------------------------------------------------------------------- working calendar
@@ -264,9 +283,12 @@ async def calendar_year(request: Request, year: Annotated[int, Path(ge=2000, le=
 @calendar_router.put("/calendar/{year}", response_model=CalendarYearRead,
                      summary="Admin: set a year's working calendar (a new revision; deadlines already set stay)")
 async def set_calendar_year(request: Request, year: Annotated[int, Path(ge=2000, le=2200)], body: CalendarYearWrite,
-                            who: Principal = Depends(require("admin"))) -> CalendarYearRead:
+                            who: Principal = Depends(require("admin")),
+                            x_change_reason: ChangeReason = None) -> CalendarYearRead:
     cal = CalendarYear(year=year, **body.model_dump())  # the body passed the same field rules
     defined = await request.app.state.service.calendar_years.set_year(cal, by=who.sub)
+    await handlers_of(request).access.admin_changed(who, "calendar.define", str(year), reason=x_change_reason,
+                                                    details={"revision": defined.revision})
     return CalendarYearRead(calendar=defined.calendar, revision=defined.revision, changed_at=defined.changed_at,
                             changed_by=defined.changed_by)
 
