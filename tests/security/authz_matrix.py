@@ -70,7 +70,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
             path="/api/v1/requests/{rid}/unmerge", body={"reason": "authorization matrix"}),
         "GET /api/v1/requests/{request_id}/contact": allow(
             "operator", "grid_worker", "supervisor", scoped=("operator", "grid_worker", "supervisor"),
-            path="/api/v1/requests/{rid}/contact", query={"purpose": "authorization matrix"}),
+            path="/api/v1/requests/{rid}/contact", query={"reason": "authorization matrix"}),
         "GET /api/v1/requests/{request_id}/contact-access-log": allow("supervisor", "auditor",
                                                                       path="/api/v1/requests/{rid}/contact-access-log"),
         "GET /api/v1/calendar": public(), "GET /api/v1/calendar/{year}": public(path="/api/v1/calendar/2026"),
@@ -171,5 +171,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "GET /audit/logs/{log}/verify": allow("auditor", path="/audit/logs/no-such-log/verify"),
         "GET /audit/events/{event_id}/proof": allow("auditor", path="/audit/events/no-such-event/proof"),
         "POST /audit/checkpoints": allow("auditor"),
+        # who read residents' contact details and changed what: the auditors' view
+        "GET /audit/staff-access": allow("auditor", query={"request_id": "{rid}"}),
     },
 }

@@ -233,8 +233,31 @@ def create_app(*, title: str, version: str, description: str, runtime_factory: C
     install_protection(app, max_body_bytes=settings.max_body_bytes, console_origin=settings.console_origin,
                        oversize_response=oversize_response)
     install_docs(app)
+    _document_naive_times_as_partial_time(app)
     app.include_router(health_router())
     return app
+
+
+def _document_naive_times_as_partial_time(app: FastAPI) -> None:
+    """pydantic documents a ``time`` as JSON Schema's ``time`` format, which requires an offset
+    (RFC 3339 full-time), and writes a naive one as ``09:00:00``: the document then contradicts
+    the answers. A naive time is RFC 3339's ``partial-time``, and is documented so."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            stack: list[Any] = [generate()]
+            while stack:
+                node = stack.pop()
+                if isinstance(node, dict):
+                    if node.get("format") == "time":
+                        node["format"] = "partial-time"
+                    stack.extend(node.values())
+                elif isinstance(node, list):
+                    stack.extend(node)
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:

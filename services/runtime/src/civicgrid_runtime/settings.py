@@ -48,7 +48,6 @@ def platform_setting(env_name: str, default: Any, **kwargs: Any) -> Any:
     return Field(default=default, validation_alias=env_name, **kwargs)
 
 
-DEVELOPMENT = "development"
 ACCEPTED_TOKEN_ALGORITHMS = ("RS256", "ES256")
 
 
