@@ -15,7 +15,7 @@ from starlette.datastructures import ImmutableMultiDict
 from civicgrid_console.adapters.session_cookie import SessionCodec
 from civicgrid_console.domain import i18n
 from civicgrid_console.domain.forms import FormInvalid, submission
-from civicgrid_console.domain.work import group_catalogue, grid_colours, queue_rows
+from civicgrid_console.domain.work import grid_colours, group_catalogue, queue_rows
 from civicgrid_console.entrypoints.http import build_app
 from civicgrid_console.settings import ConsoleSettings
 

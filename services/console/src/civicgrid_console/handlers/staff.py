@@ -33,7 +33,7 @@ async def request_detail(apis: Apis, token: str, rid: str) -> dict[str, Any]:
         resident_view = await apis.intake.call("GET", f"/api/v1/requests/{rid}", token=token)
     except ApiError:
         resident_view = None  # a department reads grid's record only
-    return {"work": work, "request": resident_view}
+    return {"work": work, "said": resident_view}
 
 
 async def departments(apis: Apis) -> list[dict[str, Any]]:

@@ -10,8 +10,8 @@ from typing import Any
 from civicgrid_console.adapters.api import Apis
 from civicgrid_console.domain.work import grid_colours
 
-OPEN_STATUSES = ("received", "assigned", "accepted", "in_progress", "dispatched", "escalated", "reopened",
-                 "transferred")
+#: intake's statuses of a request still being handled
+OPEN_STATUSES = ("received", "assigned", "accepted", "in_progress", "reopened")
 #: pages of intake's staff list read to count open requests per grid (200 each)
 MAX_PAGES = 5
 

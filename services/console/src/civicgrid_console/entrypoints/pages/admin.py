@@ -3,7 +3,7 @@ activation, departments, roster look-up, working calendar (pending its API)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Request, UploadFile
 
 from civicgrid_console.adapters.api import ApiError
 from civicgrid_console.domain import i18n

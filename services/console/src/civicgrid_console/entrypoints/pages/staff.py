@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse
 
 from civicgrid_console.adapters.api import ApiError
 from civicgrid_console.domain import i18n

@@ -8,6 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from civicgrid_console.domain import i18n
 from civicgrid_console.domain.session import Session
 from civicgrid_console.entrypoints.web import PageProblem, console_of, need, render
 from civicgrid_console.handlers import supervisor
@@ -48,7 +49,8 @@ async def kpis(request: Request, s: Session = Reader, dimension: str = "", key: 
     key = key or s.area or "*"
     data = await supervisor.kpis(console_of(request).apis, s.token, dimension, key, start or start_d, end or end_d)
     chart = {"rates": [[k, None if data.get(k) is None else round(100 * data[k], 1)] for k in RATES],
-             "counts": [[k, data.get(k) or 0] for k in COUNTS]}
+             "counts": [[k, data.get(k) or 0] for k in COUNTS],
+             "labels": {k: i18n.t(s.lang, f"kpi.{k}") for k in (*RATES, *COUNTS)}}
     return render(request, "kpis.html", k=data, dimension=dimension, key=key, start=start or start_d,
                   end=end or end_d, dimensions=DIMENSIONS, rates=RATES, counts=COUNTS, chart=chart)
 

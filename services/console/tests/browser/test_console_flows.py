@@ -1,0 +1,285 @@
+"""The console in a real headless Chromium against the real stack: the flows of issue 23, with a
+screenshot and an axe-core check (no serious or critical violation) on every page visited."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from civicgrid_runtime.auth import mint_token
+from tests.support.console import Checked
+from tests.support.platform import BIN, ROOT
+
+pytestmark = [pytest.mark.infra]
+SECRET = "civicgrid-development-secret-change-me"
+TZ = ZoneInfo("Asia/Shanghai")
+#: what one flow leaves for the next (the auditor reads the resident's request)
+shared: dict[str, str] = {}
+
+
+def bearer(role: str, sub: str = "browser-test", area: str = "") -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(secret=SECRET, sub=sub, role=role, area=area)}"}
+
+
+def first_grid(stack) -> dict:
+    """A point in the first demo grid (whose staff the sign-in page lists first), somewhere in its
+    inner part: a rerun on the same stack should not be merged into the last run's report."""
+    r = httpx.get(f"{stack['grid']}/v1/map/grids", params={"limit": 1}, timeout=10)
+    g = r.json()["grids"][0]
+    min_lon, min_lat, max_lon, max_lat = g["bbox"]
+    fx, fy = random.uniform(0.25, 0.75), random.uniform(0.25, 0.75)
+    return {"grid": g["grid"], "lat": min_lat + fy * (max_lat - min_lat), "lon": min_lon + fx * (max_lon - min_lon)}
+
+
+def until(check, *, timeout: float = 90, every: float = 1.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = check()
+        if out:
+            return out
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sign_in(c: Checked, account: str) -> None:
+    c.page.goto("/signin")
+    c.check("signin")
+    c.page.locator(f"button[data-account='{account}']").click()
+    c.page.wait_for_load_state()
+
+
+def sign_in_as(c: Checked, role: str, sub: str, area: str = "") -> None:
+    c.page.goto("/signin")
+    form = c.page.locator("#custom-signin")
+    form.locator("select[name=role]").select_option(role)
+    form.locator("input[name=sub]").fill(sub)
+    form.locator("input[name=area]").fill(area)
+    form.locator("button[type=submit]").click()
+    c.page.wait_for_load_state()
+
+
+def supervisor_totals(c: Checked) -> dict[str, int]:
+    c.page.goto("/supervise")
+    el = c.page.locator("p.totals")
+    return {k: int(el.get_attribute(f"data-{k}")) for k in ("open", "overdue", "escalated")}
+
+
+def test_resident_reports_worker_resolves_resident_unsatisfied_reopens_supervisor_counts_change(stack, browser):
+    g = first_grid(stack)
+    supervisor = Checked(browser, stack["console"], "supervisor")
+    sign_in(supervisor, f"d{g['grid'][:6]}")  # the district's supervisor: the whole area at a glance
+    before = supervisor_totals(supervisor)
+    supervisor.check("dashboard-before")
+
+    resident = Checked(browser, stack["console"], "resident", mobile=True)
+    p = resident.page
+    p.goto("/")
+    resident.check("home")
+    p.goto("/report")
+    resident.check("catalogue")
+    p.locator("#q").fill("环境")  # the catalogue searches Chinese names (htmx swaps the list in)
+    p.wait_for_selector("a[data-service='sanitation']")
+    p.locator("a[data-service='sanitation']").click()
+    p.wait_for_selector("#pick-map .leaflet-interactive")  # the grid map drew (served by the console)
+    resident.check("report-form")
+    p.locator("#lat").fill(f"{g['lat']:.6f}")
+    p.locator("#lon").fill(f"{g['lon']:.6f}")
+    p.locator("#attr_waste_type").select_option("household")
+    p.locator("#description").fill("楼道里堆满了垃圾 browser test")
+    p.locator("#report-form button[type=submit]").click()
+    p.wait_for_url(re.compile(r"/track/[^/?]+\?token="))
+    rid = re.search(r"/track/([^/?]+)", p.url).group(1)
+    shared["rid"] = rid
+    assert p.locator("[data-status]").first.get_attribute("data-status") in ("received", "assigned")
+    resident.check("tracking")
+
+    worker = Checked(browser, stack["console"], "worker", mobile=True)
+    sign_in(worker, f"s{g['grid']}-1")
+    w = worker.page
+
+    def in_queue():
+        w.goto("/work")
+        return w.locator(f"li[data-request='{rid}']").count() == 1
+
+    until(in_queue, what="the request in the worker's queue")
+    worker.check("queue")
+    deadlines = [t for t in w.locator("ol.queue time").evaluate_all("els => els.map(e => e.dateTime)")]
+    assert deadlines == sorted(deadlines), "the queue is in deadline order"
+    w.locator(f"li[data-request='{rid}'] a").click()
+    worker.check("request")
+    w.locator("#accept").click()
+    w.wait_for_selector(".flash.ok")
+    assert w.locator("[data-status]").first.get_attribute("data-status") == "accepted"
+    worker.check("accepted")
+    w.locator("#resolution_note").fill("已清理 cleared")
+    w.locator("#resolve").click()
+    w.wait_for_selector(".flash.ok")
+    worker.check("resolved")
+
+    def resident_sees_resolved():
+        p.reload()
+        return p.locator("#rating-form").count() == 1
+
+    until(resident_sees_resolved, what="the resident sees it resolved")
+    resident.check("rate")
+    p.locator("input[name=rating][value=unsatisfied]").check()
+    p.locator("#comment").fill("还是很脏")
+    p.locator("#rating-form button[type=submit]").click()
+    p.wait_for_selector(".flash.ok")
+    assert p.locator("[data-status]").first.get_attribute("data-status") == "reopened"
+    resident.check("reopened")
+
+    def counts_changed():
+        now = supervisor_totals(supervisor)
+        return now if now["open"] > before["open"] else None
+
+    after = until(counts_changed, what="the supervisor's open count to grow")
+    assert after["open"] >= before["open"] + 1
+    supervisor.check("dashboard-after")
+    supervisor.page.goto(f"/supervise/kpis?dimension=grid&key={g['grid']}")
+    supervisor.check("kpis")
+    assert int(supervisor.page.locator("[data-kpi=received]").inner_text()) >= 1
+    for c in (resident, worker, supervisor):
+        c.close()
+
+
+def test_volunteer_accepts_an_offer_and_checks_in_and_out(stack, browser):
+    g = first_grid(stack)
+    r = httpx.post(f"{stack['intake']}/api/v1/requests", timeout=10, json={
+        "service_code": "neighbour_dispute", "location": {"lat": g["lat"], "lon": g["lon"]}, "attributes": {},
+        "description": "An elderly neighbour needs a hand (browser test)", "channel": "app"})
+    assert r.status_code == 201, r.text
+    rid = r.json()["request_id"]
+    worker = Checked(browser, stack["console"], "worker-volunteers", mobile=True)
+    sign_in(worker, f"s{g['grid']}-1")
+
+    def assigned_here():
+        worker.page.goto(f"/work/{rid}")
+        return worker.page.locator("#accept").count() == 1
+
+    until(assigned_here, what="the request assigned to the worker")
+    w = worker.page
+    w.locator("summary", has_text="请求志愿者").click()
+    tomorrow = (datetime.now(TZ) + timedelta(days=1)).strftime("%Y-%m-%dT10:00")
+    w.locator("#needed_from").fill(tomorrow)
+    w.locator("#needed_hours").fill("2")
+    w.locator("form[action$='/volunteers'] button").click()
+    w.wait_for_selector(".flash.ok")
+    worker.check("asked-volunteers")
+
+    def offered():
+        m = httpx.get(f"{stack['matching']}/matches/{rid}", headers=bearer("supervisor"), timeout=10)
+        offers = m.json().get("offers") if m.status_code == 200 else None
+        return offers[0]["volunteer_id"] if offers else None
+
+    vid = until(offered, what="matching's offers")
+    volunteer = Checked(browser, stack["console"], "volunteer", mobile=True)
+    sign_in_as(volunteer, "volunteer", vid)
+    v = volunteer.page
+
+    def offer_shown():
+        v.goto("/volunteer")
+        return v.locator(f"[data-request='{rid}'] .accept-offer").count() == 1
+
+    until(offer_shown, what="the offer on the volunteer's page")
+    assert v.locator(f"[data-request='{rid}']").inner_text().count("为什么选我") == 1
+    volunteer.check("offer")
+    v.locator(f"[data-request='{rid}'] .accept-offer").click()
+    v.wait_for_selector(".flash.ok")
+    volunteer.check("booked")
+    v.locator(f"[data-booking='{rid}'] .check-in").click()
+    v.wait_for_selector(f"[data-booking='{rid}'] .check-out")
+    volunteer.check("checked-in")
+    v.locator(f"[data-booking='{rid}'] .check-out").click()
+    v.wait_for_selector(f"[data-hours-entry='{rid}']")
+    assert v.locator(f"[data-hours-entry='{rid}'] td").nth(2).inner_text().strip(), "checked out"
+    volunteer.check("checked-out")
+    for c in (worker, volunteer):
+        c.close()
+
+
+def test_auditor_opens_a_timeline_as_of_an_earlier_time(stack, browser):
+    rid = shared.get("rid")
+    assert rid, "the resident flow runs first and leaves its request"
+    auditor = Checked(browser, stack["console"], "auditor")
+    sign_in(auditor, "auditor-1")
+    a = auditor.page
+
+    def full_timeline():
+        a.goto(f"/audit/timeline?rid={rid}")
+        return a.locator("tr[data-event-type]").count() >= 4
+
+    until(full_timeline, what="the audit timeline")
+    auditor.check("timeline")
+    rows = a.locator("tr[data-event-type]")
+    total = rows.count()
+    second = datetime.fromisoformat(rows.nth(1).locator("time").get_attribute("datetime").replace("Z", "+00:00"))
+    a.locator("#as_of").fill(second.astimezone(TZ).strftime("%Y-%m-%dT%H:%M:%S"))
+    a.locator("#timeline-form button").click()
+    a.wait_for_selector("[data-as-of]")
+    earlier = a.locator("tr[data-event-type]").count()
+    assert 1 <= earlier < total, (earlier, total)
+    auditor.check("timeline-as-of")
+    a.goto("/supervise/evaluation")
+    auditor.check("evaluation")
+    assert a.locator("a[download]").get_attribute("href").startswith("/supervise/evaluation.csv")
+    a.goto("/audit/logs")
+    auditor.check("logs")
+    assert a.locator("[data-verified]").count() >= 1
+    auditor.close()
+
+
+def demo_street_map(tmp_path: Path) -> tuple[Path, Path]:
+    """A good small map (grid's own generator) and a copy with two defects: one grid's code
+    duplicated, one grid's polygon made invalid (a bow tie)."""
+    good = tmp_path / "good.geojson"
+    subprocess.run([str(BIN / "civicgrid-grid"), "generate-city", "--size", "street", "--seed", "3",
+                    "--no-buildings", "--out", str(good)], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    fc = json.loads(good.read_text())
+    grids = [f for f in fc["features"] if f["properties"]["kind"] == "grid"]
+    grids[1]["properties"]["code"] = grids[0]["properties"]["code"]
+    (x0, y0), (x1, y1) = grids[2]["geometry"]["coordinates"][0][0], grids[2]["geometry"]["coordinates"][0][2]
+    grids[2]["geometry"] = {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y1], [x1, y0], [x0, y1], [x0, y0]]]}
+    bad = tmp_path / "defective.geojson"
+    bad.write_text(json.dumps(fc))
+    return good, bad
+
+
+def test_admin_imports_a_defective_map_sees_each_defect_then_a_good_one_and_activates(stack, browser, tmp_path):
+    good, bad = demo_street_map(tmp_path)
+    admin = Checked(browser, stack["console"], "admin")
+    sign_in(admin, "admin")
+    a = admin.page
+    a.goto("/admin/catalogue?edit=sanitation")
+    admin.check("catalogue")
+    a.goto("/admin/map")
+    admin.check("map")
+    a.locator("#file").set_input_files(str(bad))
+    a.locator("#map-import button").click()
+    a.wait_for_selector("[data-defect]")
+    kinds = a.locator("[data-defect]").evaluate_all("els => els.map(e => e.dataset.defect)")
+    assert "duplicate_code" in kinds and "invalid_geometry" in kinds, kinds
+    a.wait_for_selector("#defect-map .leaflet-interactive")
+    admin.check("defects")
+    a.locator("#file").set_input_files(str(good))
+    a.locator("#map-import button").click()
+    a.wait_for_selector(".flash.ok")
+    version = int(re.search(r"(\d+)", a.locator(".flash.ok").inner_text()).group(1))
+    admin.check("imported")
+    a.locator(f"tr[data-version='{version}'] button.activate").click()
+    a.wait_for_selector(".flash.ok")
+    assert a.locator(f"tr[data-version='{version}'] .badge").count() == 1, "the new version is current"
+    admin.check("activated")
+    for path in ("/admin", "/admin/departments", "/admin/roster", "/admin/calendar"):
+        a.goto(path)
+        admin.check(path.strip("/").replace("/", "-"))
+    admin.close()
