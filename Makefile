@@ -10,7 +10,7 @@ UV    ?= $(CACHE)/uv-$(UV_VERSION)/bin/uv
 INFRA := $(PY) deploy/local/infra.py
 export UV_LINK_MODE := copy
 
-.PHONY: help setup deps infra-setup up down status run test faults bench lint schemas clean-data
+.PHONY: help setup deps infra-setup console-setup browser up down status run test faults bench lint schemas clean-data
 
 help:
 	@echo "make run     - start Kafka, the store and all four services with a demo city (Ctrl-C stops)"
@@ -29,7 +29,24 @@ deps: $(UV)
 infra-setup: deps
 	$(INFRA) setup
 
-setup: deps infra-setup
+# the console's front-end packages (htmx, Leaflet, ECharts; axe-core for the browser tests) from the
+# npm registry by its committed lock file, into a git-ignored folder; npm's cache stays outside the clone
+CONSOLE := services/console
+$(CONSOLE)/node_modules/.installed: $(CONSOLE)/package-lock.json $(CONSOLE)/package.json
+	cd $(CONSOLE) && npm ci --cache "$(CACHE)/npm" --no-audit --no-fund --loglevel=error
+	touch $@
+
+console-setup: $(CONSOLE)/node_modules/.installed
+
+# the browser tests drive Debian's Chromium (Playwright's own browser download is not reachable);
+# a CJK font so that screenshots show the Chinese pages
+browser:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then \
+	  echo "installing Debian's chromium and a CJK font"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null; \
+	fi
+
+setup: deps infra-setup console-setup browser
 
 # --- infrastructure ----------------------------------------------------------------------------
 

@@ -357,7 +357,7 @@ def status_label(lang: str, status: str | None) -> str:
 
 
 def as_datetime(value: str | datetime | None) -> datetime | None:
-    if value is None or value == "":
+    if not value:  # None, "", or a template's undefined field
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
