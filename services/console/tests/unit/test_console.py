@@ -147,3 +147,21 @@ def test_a_service_down_is_a_readable_message_not_a_trace(client):
 def test_staff_pages_need_sign_in(client):
     r = client.get("/work", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/signin?next=/work")
+
+
+def test_development_sign_in_mints_a_token_and_never_redirects_off_site(client):
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text).group(1)
+    r = client.post("/signin", data={"csrf": token, "sub": "auditor-1", "role": "auditor", "area": "",
+                                     "label": "Auditor", "next": "//evil.example/"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/audit"
+    r = client.post("/signin", data={"csrf": token, "sub": "x", "role": "emperor", "area": ""})
+    assert r.status_code == 403  # the session's CSRF token changed at sign-in: the old form is refused
+
+
+def test_htmx_requests_send_the_csrf_token_as_a_header(client):
+    page = client.get("/").text
+    token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    assert f'hx-headers=\'{{"X-CSRF-Token": "{token}"}}\'' in page
+    r = client.post("/lang", data={"lang": "en", "next": "/"}, headers={"X-CSRF-Token": token},
+                    follow_redirects=False)
+    assert r.status_code == 303
