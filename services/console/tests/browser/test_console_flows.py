@@ -71,6 +71,7 @@ def sign_in_as(c: Checked, role: str, sub: str, area: str = "") -> None:
 def supervisor_totals(c: Checked) -> dict[str, int]:
     c.page.goto("/supervise")
     el = c.page.locator("p.totals")
+    assert el.count() == 1, c.page.locator("main").inner_text()
     return {k: int(el.get_attribute(f"data-{k}")) for k in ("open", "overdue", "escalated")}
 
 

@@ -79,6 +79,8 @@ def install_error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError):
+        log.warning("api problem", path=request.url.path, service=exc.service, status=exc.status, title=exc.title,
+                    detail=exc.detail)
         s = web.session_of(request)
         if exc.status == 401 and s.signed_in:  # the token expired: sign in again
             s.sign_out()
