@@ -75,12 +75,19 @@ def supervisor_totals(c: Checked) -> dict[str, int]:
     return {k: int(el.get_attribute(f"data-{k}")) for k in ("open", "overdue", "escalated")}
 
 
+def kpi(c: Checked, name: str) -> int:
+    """One count on the district's KPI dashboard (today's requests, every area)."""
+    c.page.goto("/supervise/kpis?dimension=all&key=*")
+    return int(c.page.locator(f"[data-kpi={name}]").inner_text())
+
+
 def test_resident_reports_worker_resolves_resident_unsatisfied_reopens_supervisor_counts_change(stack, browser):
     g = first_grid(stack)
     supervisor = Checked(browser, stack["console"], "supervisor")
     sign_in(supervisor, f"d{g['grid'][:6]}")  # the district's supervisor: the whole area at a glance
     before = supervisor_totals(supervisor)
     supervisor.check("dashboard-before")
+    received_before, unsatisfied_before = kpi(supervisor, "received"), kpi(supervisor, "unsatisfied")
 
     resident = Checked(browser, stack["console"], "resident", mobile=True)
     p = resident.page
@@ -88,8 +95,10 @@ def test_resident_reports_worker_resolves_resident_unsatisfied_reopens_superviso
     resident.check("home")
     p.goto("/report")
     resident.check("catalogue")
-    p.locator("#q").fill("环境")  # the catalogue searches Chinese names (htmx swaps the list in)
-    p.wait_for_selector("a[data-service='sanitation']")
+    p.locator("#q").fill("垃圾")  # the catalogue searches Chinese keywords too (htmx swaps the list in)
+    p.wait_for_function("() => !document.querySelector(\"a[data-service='public_facility']\")")
+    p.wait_for_load_state("networkidle")
+    assert p.locator("a[data-service]").count() < 16, "the list is filtered"
     p.locator("a[data-service='sanitation']").click()
     p.wait_for_selector("#pick-map .leaflet-interactive")  # the grid map drew (served by the console)
     resident.check("report-form")
@@ -147,9 +156,10 @@ def test_resident_reports_worker_resolves_resident_unsatisfied_reopens_superviso
     after = until(counts_changed, what="the supervisor's open count to grow")
     assert after["open"] >= before["open"] + 1
     supervisor.check("dashboard-after")
-    supervisor.page.goto(f"/supervise/kpis?dimension=grid&key={g['grid']}")
+    # audit's counters follow the events a moment later
+    until(lambda: kpi(supervisor, "received") > received_before and kpi(supervisor, "unsatisfied") > unsatisfied_before,
+          what="the KPI dashboard to count the request and its unsatisfied rating")
     supervisor.check("kpis")
-    assert int(supervisor.page.locator("[data-kpi=received]").inner_text()) >= 1
     for c in (resident, worker, supervisor):
         c.close()
 
@@ -226,6 +236,81 @@ def test_auditor_opens_a_timeline_as_of_an_earlier_time(stack, browser):
     auditor.check("logs")
     assert a.locator("[data-verified]").count() >= 1
     auditor.close()
+
+
+def submit_by_api(stack, g: dict, service: str = "sanitation", **extra) -> dict:
+    body = {"service_code": service, "location": {"lat": g["lat"], "lon": g["lon"]}, "channel": "app",
+            "attributes": {"waste_type": "household"} if service == "sanitation" else {},
+            "description": "Rubbish by the gate (browser test)", **extra}
+    r = httpx.post(f"{stack['intake']}/api/v1/requests", json=body, timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_worker_whistles_a_department_which_acknowledges_and_reports_back(stack, browser):
+    g = first_grid(stack)
+    rid = submit_by_api(stack, g)["request_id"]
+    worker = Checked(browser, stack["console"], "worker-whistle", mobile=True)
+    sign_in(worker, f"s{g['grid']}-1")
+    w = worker.page
+
+    def assigned_here():
+        w.goto(f"/work/{rid}")
+        return w.locator("#accept").count() == 1
+
+    until(assigned_here, what="the request on the worker's page")
+    w.locator("summary", has_text="吹哨").click()
+    w.locator("input[name=departments][value=chengguan]").check()
+    w.locator("#whistle_reason").fill("占道堆放，需要城管执法")
+    w.locator("#report_back_hours").fill("2")
+    w.locator("form[action$='/whistle'] button").click()
+    w.wait_for_selector(".flash.ok")
+    worker.check("whistled")
+    worker.close()
+
+    department = Checked(browser, stack["console"], "department", mobile=True)
+    sign_in(department, "chengguan")
+    d = department.page
+
+    def dispatched():
+        d.goto("/dispatches")
+        return d.locator(f"section[data-request='{rid}']").count() == 1
+
+    until(dispatched, what="the dispatch on the department's page")
+    card = d.locator(f"section[data-request='{rid}']")
+    assert card.locator("time").count() == 1, "the report-back deadline is shown"
+    department.check("dispatch")
+    card.locator("form[action$='/acknowledge'] button").click()
+    d.wait_for_selector(".flash.ok")
+    card = d.locator(f"section[data-request='{rid}']")
+    assert card.locator("form[action$='/acknowledge']").count() == 0
+    card.locator("textarea[name=outcome]").fill("已清理并警告 cleared and warned")
+    card.locator("form[action$='/report'] button").click()
+    d.wait_for_selector(".flash.ok")
+    department.check("reported")
+    department.close()
+
+
+def test_a_second_report_nearby_is_told_it_follows_the_first(stack, browser):
+    g = first_grid(stack, any_of=6)
+    first = submit_by_api(stack, g, service="public_facility", attributes={"facility": "streetlight"},
+                          description="Street light out")
+    resident = Checked(browser, stack["console"], "resident-duplicate", mobile=True)
+    p = resident.page
+    p.goto("/report/public_facility")
+    p.locator("#lat").fill(f"{g['lat']:.7f}")
+    p.locator("#lon").fill(f"{g['lon']:.7f}")
+    p.locator("#attr_facility").select_option("streetlight")
+    p.locator("#description").fill("路灯不亮 the street light is out")
+    p.locator("#report-form button[type=submit]").click()
+    p.wait_for_url(re.compile(r"/track/"))
+    notice = p.locator("section.notice")
+    assert notice.count() == 1, "already reported nearby"
+    assert "附近已有人反映过同一问题" in notice.inner_text()
+    assert p.locator("[data-status]").first.get_attribute("data-status") == "merged"
+    assert first["request_id"] not in p.url
+    resident.check("following")
+    resident.close()
 
 
 def demo_street_map(tmp_path: Path) -> tuple[Path, Path]:
