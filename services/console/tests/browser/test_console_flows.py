@@ -95,7 +95,7 @@ def test_resident_reports_worker_resolves_resident_unsatisfied_reopens_superviso
     resident.check("home")
     p.goto("/report")
     resident.check("catalogue")
-    p.locator("#q").fill("垃圾")  # the catalogue searches Chinese keywords too (htmx swaps the list in)
+    p.locator("#q").fill("环境")  # Simplified finds the catalogue's Traditional 環境衛生 (htmx swaps the list in)
     p.wait_for_function("() => !document.querySelector(\"a[data-service='public_facility']\")")
     p.wait_for_load_state("networkidle")
     assert p.locator("a[data-service]").count() < 16, "the list is filtered"
@@ -311,6 +311,55 @@ def test_a_second_report_nearby_is_told_it_follows_the_first(stack, browser):
     assert first["request_id"] not in p.url
     resident.check("following")
     resident.close()
+
+
+def test_the_other_pages_in_english_and_chinese(stack, browser):
+    """The pages no flow above passes through: English from the switch, a grid's requests from the
+    supervisor's map, an event's inclusion proof, the catalogue editor's save, the roster look-up."""
+    g = first_grid(stack)
+    supervisor = Checked(browser, stack["console"], "supervisor-english")
+    sign_in(supervisor, f"c{g['grid'][:12]}")
+    s = supervisor.page
+    s.locator("form[action='/lang'] button").click()
+    s.wait_for_load_state()
+    assert s.locator("html").get_attribute("lang") == "en"
+    s.goto(f"/supervise/grid/{g['grid']}")
+    assert "Requests of grid" in s.locator("h1").inner_text()
+    supervisor.check("grid-requests-en")
+    s.goto("/work")
+    supervisor.check("queue-en")
+    supervisor.close()
+
+    auditor = Checked(browser, stack["console"], "auditor-proof")
+    sign_in(auditor, "auditor-1")
+    a = auditor.page
+    rid = submit_by_api(stack, first_grid(stack, any_of=8))["request_id"]
+
+    def event_id():
+        a.goto(f"/audit/timeline?rid={rid}")
+        links = a.locator("a[href^='/audit/proof?event_id=']")
+        return links.first.get_attribute("href") if links.count() else None
+
+    href = until(event_id, what="the request's first audited event")
+    a.goto(href)
+    auditor.check("proof")
+    assert a.locator("dl.facts, .flash.error").count() >= 1, "a proof, or why there is none yet"
+    auditor.close()
+
+    admin = Checked(browser, stack["console"], "admin-edit")
+    sign_in(admin, "admin")
+    d = admin.page
+    d.goto("/admin/catalogue?edit=greening")
+    d.locator("#response_hours").fill("6")
+    d.locator("#service-form button").click()
+    d.wait_for_selector(".flash.ok")
+    admin.check("catalogue-saved")
+    d.goto("/admin/catalogue?edit=greening")
+    assert d.locator("#response_hours").input_value() in ("6", "6.0")
+    d.goto(f"/admin/roster?staff_id=s{g['grid']}-1")
+    assert d.locator("dl.facts").count() == 1
+    admin.check("roster")
+    admin.close()
 
 
 def demo_street_map(tmp_path: Path) -> tuple[Path, Path]:

@@ -66,6 +66,9 @@ def test_catalogue_is_grouped_and_searched_in_both_languages():
     assert list(group_catalogue(services)) == ["environment", "facilities"]
     assert list(group_catalogue(services, "路灯")) == ["facilities"]
     assert list(group_catalogue(services, "SANITATION")) == ["environment"]
+    traditional = [{"code": "sanitation", "name_zh": "環境衛生", "name_en": "Sanitation", "group": "environment"}]
+    assert list(group_catalogue(traditional, "环境")) == ["environment"], "Simplified finds Traditional"
+    assert i18n.simplified("鄰里糾紛") == "邻里纠纷"
 
 
 def test_grids_are_coloured_overdue_over_open():

@@ -9,7 +9,10 @@ and nothing needs compiling.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import cache
 from zoneinfo import ZoneInfo
+
+import opencc
 
 M: dict[str, tuple[str, str]] = {
     # ---- layout
@@ -379,3 +382,14 @@ def duration(lang: str, seconds: float) -> str:
         return t(lang, "time.hours", h=hours, m=minutes)
     days, hours = divmod(hours, 24)
     return t(lang, "time.days", d=days, h=hours)
+
+
+@cache
+def _to_simplified() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def simplified(text: str) -> str:
+    """Chinese text in Simplified characters: the catalogue's names may be written in Traditional,
+    while the console is zh-CN and residents type Simplified (a search for 环境 finds 環境衛生)."""
+    return _to_simplified().convert(text) if text else text

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from civicgrid_console.domain.i18n import as_datetime
+from civicgrid_console.domain.i18n import as_datetime, simplified
 
 #: requests a resident may still rate, and the ratings intake takes
 RATEABLE = ("resolved",)
@@ -56,13 +56,13 @@ def queue_rows(items: list[dict[str, Any]], now: datetime) -> list[QueueRow]:
 
 def group_catalogue(services: list[dict[str, Any]], query: str = "") -> dict[str, list[dict[str, Any]]]:
     """Active services by group, filtered by a search over both names, the code and the keywords."""
-    q = query.strip().lower()
+    q = simplified(query.strip().lower())
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for s in services:
         if not s.get("active", True):
             continue
-        haystack = " ".join([s.get("code", ""), s.get("name_zh", ""), s.get("name_en", ""), s.get("group", ""),
-                             *s.get("keywords", [])]).lower()
+        haystack = simplified(" ".join([s.get("code", ""), s.get("name_zh", ""), s.get("name_en", ""),
+                                        s.get("group", ""), *s.get("keywords", [])]).lower())
         if q and q not in haystack:
             continue
         groups[s.get("group") or "other"].append(s)

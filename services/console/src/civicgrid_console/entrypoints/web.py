@@ -134,7 +134,7 @@ def render(request: Request, template: str, status_code: int = 200, **ctx: Any) 
         "t": tr, "lang": lang, "session": s, "csrf": s.csrf, "nav": nav, "path": request.url.path,
         "flashes": s.take_flashes(), "dev_sign_in": c.settings.development,
         "local": lambda v: i18n.local_time(v, c.tz), "status_label": lambda st: i18n.status_label(lang, st),
-        "duration": lambda sec: i18n.duration(lang, sec), "has_t": i18n.has, "tile_url": c.settings.tile_url, **ctx})
+        "duration": lambda sec: i18n.duration(lang, sec), "has_t": i18n.has, "zh": i18n.simplified, "tile_url": c.settings.tile_url, **ctx})
 
 
 def api_message(lang: str, exc: ApiError) -> str:
