@@ -67,4 +67,11 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+    code = asyncio.run(main())
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # Lighthouse on the resident's and the worker's pages (a stack of its own: the services and the console)
+    code |= subprocess.run([sys.executable, str(Path(__file__).with_name("lighthouse.py"))]).returncode
+    raise SystemExit(code)
