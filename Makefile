@@ -13,7 +13,7 @@ export UV_LINK_MODE := copy
 # any other way refuses them (CIVICGRID_ENV defaults to production: docs/adr/0400-fail-closed-secrets.md)
 DEV   := CIVICGRID_ENV=development
 
-.PHONY: help setup deps infra-setup tools up down status run test faults bench lint chart-topics schemas clean-data
+.PHONY: help setup deps infra-setup tools console-setup browser up down status run test faults bench lint chart-topics schemas clean-data
 
 help:
 	@echo "make run     - start Kafka, the store and all four services with a demo city (Ctrl-C stops)"
@@ -38,7 +38,24 @@ infra-setup: deps
 tools:
 	bash deploy/local/tools.sh
 
-setup: deps infra-setup tools
+# the console's front-end packages (htmx, Leaflet, ECharts; axe-core for the browser tests) from the
+# npm registry by its committed lock file, into a git-ignored folder; npm's cache stays outside the clone
+CONSOLE := services/console
+$(CONSOLE)/node_modules/.installed: $(CONSOLE)/package-lock.json $(CONSOLE)/package.json
+	cd $(CONSOLE) && npm ci --cache "$(CACHE)/npm" --no-audit --no-fund --loglevel=error
+	touch $@
+
+console-setup: $(CONSOLE)/node_modules/.installed
+
+# the browser tests drive Debian's Chromium (Playwright's own browser download is not reachable);
+# a CJK font so that screenshots show the Chinese pages
+browser:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then \
+	  echo "installing Debian's chromium and a CJK font"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null; \
+	fi
+
+setup: deps infra-setup tools console-setup browser
 
 # --- infrastructure ----------------------------------------------------------------------------
 

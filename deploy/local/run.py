@@ -14,6 +14,7 @@ cleanly: services first (SIGTERM, then SIGKILL after a grace period), then Kafka
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run")).resolve()
 BIN = ROOT / ".venv" / "bin"
 SERVICES = {"intake": 8101, "grid": 8102, "matching": 8103, "audit": 8104}
+#: the web console: a backend-for-frontend over the four services (started once they are ready)
+CONSOLE_PORT = int(os.environ.get("CONSOLE_HTTP_PORT", "8100"))
 #: demo data, in dependency order: the catalogue first (others follow its events), then the map
 DEMO = [("intake", ["load-demo"]), ("grid", ["load-demo"]), ("matching", ["load-demo"])]
 
@@ -74,6 +77,23 @@ def wait_ready(svc: str, port: int, proc: subprocess.Popen, timeout: float = 90)
             pass
         time.sleep(0.5)
     raise RuntimeError(f"{svc} not ready after {timeout:.0f}s; see {STATE / 'logs' / (svc + '.log')}")
+
+
+def print_console(port: int) -> None:
+    """Where the console is and whom one can sign in as (development sign-in: pick a person)."""
+    print(f"  console          http://127.0.0.1:{port}  (residents: /report; staff: /signin)")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{SERVICES['grid']}/v1/map/grids?limit=1", timeout=5) as r:
+            g = json.loads(r.read())["grids"][0]["grid"]
+    except (OSError, KeyError, IndexError, ValueError):
+        return
+    accounts = [("grid worker, post A", f"s{g}-1"), ("grid worker, post B", f"s{g}-2"), ("grid head", f"h{g}"),
+                ("community supervisor", f"c{g[:12]}"), ("street supervisor", f"t{g[:9]}"),
+                ("district supervisor", f"d{g[:6]}"), ("department", "chengguan"), ("auditor", "auditor-1"),
+                ("administrator", "admin")]
+    print("  demo accounts    (on the sign-in page)")
+    for label, sub in accounts:
+        print(f"                   {label:<22} {sub}")
 
 
 def stop_services(procs: dict[str, subprocess.Popen]) -> None:
@@ -126,17 +146,23 @@ def main() -> int:
             if svc in procs:
                 log(f"loading demo data: civicgrid-{svc} {' '.join(cmd)}")
                 subprocess.run([str(BIN / f"civicgrid-{svc}"), *cmd], cwd=ROOT, env=env, check=True)
+        if available("console"):
+            procs["console"] = start_service("console", env)
+            wait_ready("console", CONSOLE_PORT, procs["console"])
+            log("console ready")
         print()
         print("civicgrid is running:")
         print(f"  Kafka            {infra_env['KAFKA_BOOTSTRAP_SERVERS']}")
         print(f"  store (FerretDB) {infra_env['MONGODB_URL']}")
-        for svc in procs:
+        for svc in (s for s in procs if s in SERVICES):
             port = SERVICES[svc]
             print(f"  {svc:<16} http://127.0.0.1:{port}  (API docs /docs, health /health/ready, metrics /metrics)")
         if "intake" in procs:
             print(f"  Open311          http://127.0.0.1:{SERVICES['intake']}/open311/v2/discovery.json")
         print(f"  traces (Jaeger)  {infra_env['CIVICGRID_JAEGER_URL']}  (query API /api/traces?service=civicgrid-intake; "
               "README: following one request)")
+        if "console" in procs:
+            print_console(CONSOLE_PORT)
         print(f"  logs             {STATE / 'logs'}")
         if infra_env.get("CIVICGRID_OIDC_ISSUER"):
             print(f"  sign-in (OIDC)   {infra_env['CIVICGRID_OIDC_ISSUER']}  (Dex; demo staff <staff id>@civicgrid.local, "

@@ -19,8 +19,9 @@ import random
 import signal
 import time
 from collections import Counter, deque
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from rich.console import Group
@@ -39,6 +40,14 @@ MIX = {
     "after_school_care": 3, "illegal_construction": 3, "food_safety": 2, "disability_assistance": 2,
     "floating_population": 3, "other": 2,
 }
+
+#: shares of requests whose worker (or department) is late enough for the clocks to run out, that a
+#: worker whistles a department for, and that a worker asks volunteers for
+LATE_SHARE = 0.12
+WHISTLE_SHARE = 0.08
+VOLUNTEER_SHARE = 0.05
+#: departments a worker whistles, by how often
+WHISTLED = {"chengguan": 5, "market_supervision": 2, "public_security": 2, "housing": 1}
 
 
 def url(svc: str) -> str:
@@ -128,42 +137,73 @@ class Day:
         return r.json() if r.status_code == 200 else None
 
     async def handle(self, created: dict[str, Any], svc: dict[str, Any]) -> None:
+        """One request's day. Most go smoothly; some workers are late (the clocks run out and
+        supervision escalates), some cases need a department's whistle or a volunteer, and some
+        residents are not satisfied (the request reopens and is handled again): every page of the
+        console has something to show."""
         rid = created["request_id"]
-        await asyncio.sleep(self.delay(25))  # the grid worker looks at the queue
+        late = random.random() < LATE_SHARE
+        await asyncio.sleep(self.delay(240 if late else 25))  # the grid worker looks at the queue
         w = await self.work(rid)
         if not w or not w.get("assignee_id"):
             return
+        self.stats["late_accepts"] += late
         worker = bearer("grid_worker", sub=w["assignee_id"], area=w.get("grid") or "")
         if w.get("holder") == "unlocated":
             worker = bearer("supervisor")
         r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/accept", headers=worker)
         if r.status_code == 200:
             self.stats["accepted"] += 1
-        if w.get("dispatches"):
-            for dispatch_id, d in w["dispatches"].items():
-                for dep in d.get("departments", []):
-                    self.spawn(self.department(rid, dispatch_id, dep))
+        if not w.get("dispatches") and random.random() < WHISTLE_SHARE:
+            await self.whistle(rid, worker)
+            w = await self.work(rid) or w
+        for dispatch_id, d in (w.get("dispatches") or {}).items():
+            for dep in d.get("departments", []):
+                self.spawn(self.department(rid, dispatch_id, dep))
         if "volunteer" in (w.get("handled_by") or []):
             self.spawn(self.volunteer(rid))
-        await asyncio.sleep(self.delay(180))  # the work itself
-        w = await self.work(rid)
-        if w and w.get("status") not in ("resolved", "closed", "rejected"):
-            r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/resolve", headers=worker,
-                                       json={"resolution_note": "Handled on site"})
+        elif random.random() < VOLUNTEER_SHARE and await self.ask_volunteers(rid, worker):
+            self.spawn(self.volunteer(rid))
+        for round_ in range(2):  # an unsatisfied resident reopens it once; the second answer stands
+            await asyncio.sleep(self.delay(180 if round_ == 0 else 90))  # the work itself
+            w = await self.work(rid)
+            if w and w.get("status") not in ("resolved", "closed", "rejected"):
+                r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/resolve", headers=worker,
+                                           json={"resolution_note": "Handled on site"})
+                if r.status_code == 200:
+                    self.stats["resolved"] += 1
+            await asyncio.sleep(self.delay(60))  # the resident reads the answer
+            weights = [70, 15, 15] if round_ == 0 else [80, 20, 0]
+            rating = random.choices(["satisfied", "basically_satisfied", "unsatisfied"], weights)[0]
+            r = await self.client.post(f"{url('intake')}/api/v1/requests/{rid}/rating",
+                                       headers={"X-Request-Token": created["token"]}, json={"rating": rating})
             if r.status_code == 200:
-                self.stats["resolved"] += 1
-        await asyncio.sleep(self.delay(60))  # the resident reads the answer
-        rating = random.choices(["satisfied", "basically_satisfied", "unsatisfied"], [85, 10, 5])[0]
-        r = await self.client.post(f"{url('intake')}/api/v1/requests/{rid}/rating",
-                                   headers={"X-Request-Token": created["token"]}, json={"rating": rating})
+                self.stats[f"rated_{rating}"] += 1
+            if rating != "unsatisfied":
+                return
+
+    async def whistle(self, rid: str, worker: dict[str, str]) -> None:
+        """The worker calls in a department (urban management most often) with a short report-back."""
+        dep = random.choices(list(WHISTLED), list(WHISTLED.values()))[0]
+        r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/whistle", headers=worker, json={
+            "departments": [dep], "reason": "Needs enforcement on site", "report_back_hours": 2})
         if r.status_code == 200:
-            self.stats[f"rated_{rating}"] += 1
+            self.stats["whistles"] += 1
+
+    async def ask_volunteers(self, rid: str, worker: dict[str, str]) -> bool:
+        """A visit tomorrow at 10:00 in the district (the demo volunteers serve by day)."""
+        day = datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=1)
+        r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/volunteers", headers=worker, json={
+            "needed_from": day.replace(hour=10, minute=0, second=0, microsecond=0).isoformat(), "needed_hours": 2})
+        if r.status_code == 200:
+            self.stats["volunteer_asks"] += 1
+        return r.status_code == 200
 
     async def department(self, rid: str, dispatch_id: str, dep: str) -> None:
         h = bearer("department", sub=dep)
         await asyncio.sleep(self.delay(40))
         await self.client.post(f"{url('grid')}/v1/requests/{rid}/dispatches/{dispatch_id}/acknowledge", headers=h)
-        await asyncio.sleep(self.delay(240))
+        await asyncio.sleep(self.delay(360 if random.random() < LATE_SHARE else 60))
         r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/dispatches/{dispatch_id}/report", headers=h,
                                    json={"outcome": "Inspected and corrected"})
         if r.status_code == 200:
@@ -231,6 +271,11 @@ class Day:
                     f"[bold]accepted[/] {self.stats['accepted']}", f"[bold]resolved[/] {self.stats['resolved']}",
                     f"[bold]volunteer services[/] {self.stats['volunteer_services']}",
                     f"[bold]in flight[/] {len(self.tasks)}")
+        top.add_row(f"[bold]late accepts[/] {self.stats['late_accepts']}",
+                    f"[bold]whistles[/] {self.stats['whistles']}",
+                    f"[bold]department reports[/] {self.stats['department_reports']}",
+                    f"[bold]volunteer asks[/] {self.stats['volunteer_asks']}",
+                    f"[bold]unsatisfied[/] {self.stats['rated_unsatisfied']}", "", "")
         svc = Table(title="services", expand=True)
         for c in ("service", "health", "consumer lag"):
             svc.add_column(c)

@@ -1,0 +1,96 @@
+"""Administrators: the service catalogue (intake), the map's import, versions and activation,
+departments and the roster (grid)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from civicgrid_console.adapters.api import ApiError, Apis
+
+#: fields of intake's ServiceSpec (a PUT sends the whole spec back)
+SPEC_FIELDS = ("name_zh", "name_en", "group", "keywords", "description", "handled_by", "departments",
+               "needs_volunteer", "required_qualifications", "visit_hours", "time_limits", "attributes", "type")
+#: at most this many features of a rejected upload are drawn beside its defects
+DRAWN_FEATURES = 3000
+
+
+async def catalogue(apis: Apis) -> list[dict[str, Any]]:
+    return await apis.intake.call("GET", "/api/v1/services", params={"include_retired": "true"})
+
+
+async def update_service(apis: Apis, token: str, code: str, form) -> dict[str, Any]:
+    current = await apis.intake.call("GET", f"/api/v1/services/{code}")
+    spec = {k: current[k] for k in SPEC_FIELDS if k in current}
+    for k in ("name_zh", "name_en", "group"):
+        if (form.get(k) or "").strip():
+            spec[k] = form[k].strip()
+    handled = form.getlist("handled_by")
+    if handled:
+        spec["handled_by"] = handled
+    limits = dict(spec.get("time_limits") or {})
+    for k in ("response_hours", "resolution_hours"):
+        if (form.get(k) or "").strip():
+            limits[k] = float(form[k])
+    if form.get("calendar") in ("business", "calendar"):
+        limits["calendar"] = form["calendar"]
+    spec["time_limits"] = limits
+    return await apis.intake.call("PUT", f"/api/v1/services/{code}", token=token, json=spec)
+
+
+def parse_upload(raw: bytes) -> dict[str, Any]:
+    """The uploaded file as JSON (grid validates everything else, as a whole)."""
+    try:
+        fc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(str(exc)) from None
+    if not isinstance(fc, dict):
+        raise ValueError("not a GeoJSON object")
+    return fc
+
+
+async def import_map(apis: Apis, token: str, fc: dict[str, Any]) -> dict[str, Any]:
+    """Import without activating. Rejected: the defects, and the features to draw them on."""
+    try:
+        out = await apis.grid.call("POST", "/v1/map/import", token=token, json=fc, params={"activate": "false"})
+    except ApiError as exc:
+        if exc.status != 422 or not exc.errors:
+            raise
+        return {"defects": exc.errors, "drawn": drawable(fc, exc.errors)}
+    return {"imported": out}
+
+
+def drawable(fc: dict[str, Any], defects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The upload's area features (buildings only where a defect names them), each tagged with
+    whether a defect names it: the page draws them, defective ones highlighted."""
+    features = fc.get("features") if isinstance(fc.get("features"), list) else []
+    named = {d.get("feature") for d in defects if isinstance(d.get("feature"), int)}
+    out = []
+    for i, f in enumerate(features):
+        if not isinstance(f, dict) or not isinstance(f.get("geometry"), dict):
+            continue
+        props = f.get("properties") if isinstance(f.get("properties"), dict) else {}
+        if props.get("kind") == "building" and i not in named:
+            continue
+        out.append({"type": "Feature", "geometry": f["geometry"],
+                    "properties": {"index": i, "code": props.get("code"), "kind": props.get("kind"),
+                                   "defect": i in named}})
+        if len(out) >= DRAWN_FEATURES:
+            break
+    return {"type": "FeatureCollection", "features": out}
+
+
+async def versions(apis: Apis, token: str) -> dict[str, Any]:
+    return await apis.grid.call("GET", "/v1/map/versions", token=token)
+
+
+async def activate(apis: Apis, token: str, version: int) -> dict[str, Any]:
+    return await apis.grid.call("POST", f"/v1/map/versions/{version}/activate", token=token)
+
+
+async def departments(apis: Apis) -> list[dict[str, Any]]:
+    return await apis.grid.call("GET", "/v1/departments")
+
+
+async def staff_member(apis: Apis, token: str, staff_id: str) -> dict[str, Any]:
+    return await apis.grid.call("GET", f"/v1/staff/{staff_id}", token=token)

@@ -1,0 +1,409 @@
+"""The console in a real headless Chromium against the real stack: the flows of issue 23, with a
+screenshot and an axe-core check (no serious or critical violation) on every page visited."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from civicgrid_runtime.auth import mint_token
+from tests.support.console import Checked
+from tests.support.platform import BIN, ROOT
+
+pytestmark = [pytest.mark.infra]
+SECRET = "civicgrid-development-secret-change-me"
+TZ = ZoneInfo("Asia/Shanghai")
+#: what one flow leaves for the next (the auditor reads the resident's request)
+shared: dict[str, str] = {}
+
+
+def bearer(role: str, sub: str = "browser-test", area: str = "") -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(secret=SECRET, sub=sub, role=role, area=area)}"}
+
+
+def first_grid(stack, *, any_of: int = 1) -> dict:
+    """A point in the first demo grid (whose staff the sign-in page lists first; or in one of the
+    first ``any_of``), somewhere in its inner part: a rerun on the same stack should not be merged
+    into the last run's report as its duplicate."""
+    r = httpx.get(f"{stack['grid']}/v1/map/grids", params={"limit": any_of}, timeout=10)
+    g = random.choice(r.json()["grids"])
+    min_lon, min_lat, max_lon, max_lat = g["bbox"]
+    fx, fy = random.uniform(0.25, 0.75), random.uniform(0.25, 0.75)
+    return {"grid": g["grid"], "lat": min_lat + fy * (max_lat - min_lat), "lon": min_lon + fx * (max_lon - min_lon)}
+
+
+def until(check, *, timeout: float = 90, every: float = 1.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = check()
+        if out:
+            return out
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sign_in(c: Checked, account: str) -> None:
+    c.page.goto("/signin")
+    c.check("signin")
+    c.page.locator(f"button[data-account='{account}']").click()
+    c.page.wait_for_load_state()
+
+
+def sign_in_as(c: Checked, role: str, sub: str, area: str = "") -> None:
+    c.page.goto("/signin")
+    form = c.page.locator("#custom-signin")
+    form.locator("select[name=role]").select_option(role)
+    form.locator("input[name=sub]").fill(sub)
+    form.locator("input[name=area]").fill(area)
+    form.locator("button[type=submit]").click()
+    c.page.wait_for_load_state()
+
+
+def supervisor_totals(c: Checked) -> dict[str, int]:
+    c.page.goto("/supervise")
+    el = c.page.locator("p.totals")
+    assert el.count() == 1, c.page.locator("main").inner_text()
+    return {k: int(el.get_attribute(f"data-{k}")) for k in ("open", "overdue", "escalated")}
+
+
+def kpi(c: Checked, name: str) -> int:
+    """One count on the district's KPI dashboard (today's requests, every area)."""
+    c.page.goto("/supervise/kpis?dimension=all&key=*")
+    return int(c.page.locator(f"[data-kpi={name}]").inner_text())
+
+
+def test_resident_reports_worker_resolves_resident_unsatisfied_reopens_supervisor_counts_change(stack, browser):
+    g = first_grid(stack)
+    supervisor = Checked(browser, stack["console"], "supervisor")
+    sign_in(supervisor, f"d{g['grid'][:6]}")  # the district's supervisor: the whole area at a glance
+    before = supervisor_totals(supervisor)
+    supervisor.check("dashboard-before")
+    received_before, unsatisfied_before = kpi(supervisor, "received"), kpi(supervisor, "unsatisfied")
+
+    resident = Checked(browser, stack["console"], "resident", mobile=True)
+    p = resident.page
+    p.goto("/")
+    resident.check("home")
+    p.goto("/report")
+    resident.check("catalogue")
+    p.locator("#q").fill("环境")  # Simplified finds the catalogue's Traditional 環境衛生 (htmx swaps the list in)
+    p.wait_for_function("() => !document.querySelector(\"a[data-service='public_facility']\")")
+    p.wait_for_load_state("networkidle")
+    assert p.locator("a[data-service]").count() < 16, "the list is filtered"
+    p.locator("a[data-service='sanitation']").click()
+    p.wait_for_selector("#pick-map .leaflet-interactive")  # the grid map drew (served by the console)
+    resident.check("report-form")
+    p.locator("#lat").fill(f"{g['lat']:.6f}")
+    p.locator("#lon").fill(f"{g['lon']:.6f}")
+    p.locator("#attr_waste_type").select_option("household")
+    p.locator("#description").fill("楼道里堆满了垃圾 browser test")
+    p.locator("#report-form button[type=submit]").click()
+    p.wait_for_url(re.compile(r"/track/[^/?]+\?token="))
+    rid = re.search(r"/track/([^/?]+)", p.url).group(1)
+    shared["rid"] = rid
+    assert p.locator("[data-status]").first.get_attribute("data-status") in ("received", "assigned")
+    resident.check("tracking")
+
+    worker = Checked(browser, stack["console"], "worker", mobile=True)
+    sign_in(worker, f"s{g['grid']}-1")
+    w = worker.page
+
+    def in_queue():
+        w.goto("/work")
+        return w.locator(f"li[data-request='{rid}']").count() == 1
+
+    until(in_queue, what="the request in the worker's queue")
+    worker.check("queue")
+    deadlines = [t for t in w.locator("ol.queue time").evaluate_all("els => els.map(e => e.dateTime)")]
+    assert deadlines == sorted(deadlines), "the queue is in deadline order"
+    w.locator(f"li[data-request='{rid}'] a").click()
+    worker.check("request")
+    w.locator("#accept").click()
+    w.wait_for_selector(".flash.ok")
+    assert w.locator("[data-status]").first.get_attribute("data-status") == "accepted"
+    worker.check("accepted")
+    w.locator("#resolution_note").fill("已清理 cleared")
+    w.locator("#resolve").click()
+    w.wait_for_selector(".flash.ok")
+    worker.check("resolved")
+
+    def resident_sees_resolved():
+        p.reload()
+        return p.locator("#rating-form").count() == 1
+
+    until(resident_sees_resolved, what="the resident sees it resolved")
+    resident.check("rate")
+    p.locator("input[name=rating][value=unsatisfied]").check()
+    p.locator("#comment").fill("还是很脏")
+    p.locator("#rating-form button[type=submit]").click()
+    p.wait_for_selector(".flash.ok")
+    assert p.locator("[data-status]").first.get_attribute("data-status") == "reopened"
+    resident.check("reopened")
+
+    def counts_changed():
+        now = supervisor_totals(supervisor)
+        return now if now["open"] > before["open"] else None
+
+    after = until(counts_changed, what="the supervisor's open count to grow")
+    assert after["open"] >= before["open"] + 1
+    supervisor.check("dashboard-after")
+    # audit's counters follow the events a moment later
+    until(lambda: kpi(supervisor, "received") > received_before and kpi(supervisor, "unsatisfied") > unsatisfied_before,
+          what="the KPI dashboard to count the request and its unsatisfied rating")
+    supervisor.check("kpis")
+    for c in (resident, worker, supervisor):
+        c.close()
+
+
+def test_volunteer_accepts_an_offer_and_checks_in_and_out(stack, browser):
+    g = first_grid(stack, any_of=4)
+    tomorrow_10 = (datetime.now(TZ) + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    r = httpx.post(f"{stack['intake']}/api/v1/requests", timeout=10, json={
+        "service_code": "elderly_home_care", "location": {"lat": g["lat"], "lon": g["lon"]},
+        "attributes": {"care_type": ["company"], "resident_age": 82}, "preferred_time": tomorrow_10.isoformat(),
+        "description": "My mother needs company tomorrow (browser test)", "channel": "app"})
+    assert r.status_code == 201 and not r.json().get("duplicate_of"), r.text
+    rid = r.json()["request_id"]
+
+    def offered():
+        m = httpx.get(f"{stack['matching']}/matches/{rid}", headers=bearer("supervisor"), timeout=10)
+        offers = [o for o in m.json().get("offers", []) if o["status"] == "open"] if m.status_code == 200 else []
+        return offers[0]["volunteer_id"] if offers else None
+
+    vid = until(offered, what="matching's offers")
+    volunteer = Checked(browser, stack["console"], "volunteer", mobile=True)
+    sign_in_as(volunteer, "volunteer", vid)
+    v = volunteer.page
+
+    def offer_shown():
+        v.goto("/volunteer")
+        return v.locator(f"[data-request='{rid}'] .accept-offer").count() == 1
+
+    until(offer_shown, what="the offer on the volunteer's page")
+    assert v.locator(f"[data-request='{rid}']").inner_text().count("为什么选我") == 1
+    volunteer.check("offer")
+    v.locator(f"[data-request='{rid}'] .accept-offer").click()
+    v.wait_for_selector(".flash.ok")
+    volunteer.check("booked")
+    v.locator(f"[data-booking='{rid}'] .check-in").click()
+    v.wait_for_selector(f"[data-booking='{rid}'] .check-out")
+    volunteer.check("checked-in")
+    v.locator(f"[data-booking='{rid}'] .check-out").click()
+    v.wait_for_selector(f"[data-hours-entry='{rid}']")
+    assert v.locator(f"[data-hours-entry='{rid}'] td").nth(2).inner_text().strip(), "checked out"
+    volunteer.check("checked-out")
+    volunteer.close()
+
+
+def test_auditor_opens_a_timeline_as_of_an_earlier_time(stack, browser):
+    rid = shared.get("rid")
+    assert rid, "the resident flow runs first and leaves its request"
+    auditor = Checked(browser, stack["console"], "auditor")
+    sign_in(auditor, "auditor-1")
+    a = auditor.page
+
+    def full_timeline():
+        a.goto(f"/audit/timeline?rid={rid}")
+        return a.locator("tr[data-event-type]").count() >= 4
+
+    until(full_timeline, what="the audit timeline")
+    auditor.check("timeline")
+    times = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in
+             a.locator("tr[data-event-type] time").evaluate_all("els => els.map(e => e.dateTime)")]
+    total = len(times)
+    # a moment between two events more than a second apart (the field has whole seconds)
+    k = next(i for i in range(total - 1) if (times[i + 1] - times[i]).total_seconds() > 1.5)
+    moment = times[k].replace(microsecond=0) + timedelta(seconds=1)
+    a.locator("#as_of").fill(moment.astimezone(TZ).strftime("%Y-%m-%dT%H:%M:%S"))
+    a.locator("#timeline-form button").click()
+    a.wait_for_selector("[data-as-of]")
+    earlier = a.locator("tr[data-event-type]").count()
+    assert earlier == k + 1 and earlier < total, (earlier, k, total)
+    auditor.check("timeline-as-of")
+    a.goto("/supervise/evaluation")
+    auditor.check("evaluation")
+    assert a.locator("a[download]").get_attribute("href").startswith("/supervise/evaluation.csv")
+    a.goto("/audit/logs")
+    auditor.check("logs")
+    assert a.locator("[data-verified]").count() >= 1
+    auditor.close()
+
+
+def submit_by_api(stack, g: dict, service: str = "sanitation", **extra) -> dict:
+    body = {"service_code": service, "location": {"lat": g["lat"], "lon": g["lon"]}, "channel": "app",
+            "attributes": {"waste_type": "household"} if service == "sanitation" else {},
+            "description": "Rubbish by the gate (browser test)", **extra}
+    r = httpx.post(f"{stack['intake']}/api/v1/requests", json=body, timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_worker_whistles_a_department_which_acknowledges_and_reports_back(stack, browser):
+    g = first_grid(stack)
+    rid = submit_by_api(stack, g)["request_id"]
+    worker = Checked(browser, stack["console"], "worker-whistle", mobile=True)
+    sign_in(worker, f"s{g['grid']}-1")
+    w = worker.page
+
+    def assigned_here():
+        w.goto(f"/work/{rid}")
+        return w.locator("#accept").count() == 1
+
+    until(assigned_here, what="the request on the worker's page")
+    w.locator("summary", has_text="吹哨").click()
+    w.locator("input[name=departments][value=chengguan]").check()
+    w.locator("#whistle_reason").fill("占道堆放，需要城管执法")
+    w.locator("#report_back_hours").fill("2")
+    w.locator("form[action$='/whistle'] button").click()
+    w.wait_for_selector(".flash.ok")
+    worker.check("whistled")
+    worker.close()
+
+    department = Checked(browser, stack["console"], "department", mobile=True)
+    sign_in(department, "chengguan")
+    d = department.page
+
+    def dispatched():
+        d.goto("/dispatches")
+        return d.locator(f"section[data-request='{rid}']").count() == 1
+
+    until(dispatched, what="the dispatch on the department's page")
+    card = d.locator(f"section[data-request='{rid}']")
+    assert card.locator("time").count() == 1, "the report-back deadline is shown"
+    department.check("dispatch")
+    card.locator("form[action$='/acknowledge'] button").click()
+    d.wait_for_selector(".flash.ok")
+    card = d.locator(f"section[data-request='{rid}']")
+    assert card.locator("form[action$='/acknowledge']").count() == 0
+    card.locator("textarea[name=outcome]").fill("已清理并警告 cleared and warned")
+    card.locator("form[action$='/report'] button").click()
+    d.wait_for_selector(".flash.ok")
+    department.check("reported")
+    department.close()
+
+
+def test_a_second_report_nearby_is_told_it_follows_the_first(stack, browser):
+    g = first_grid(stack, any_of=6)
+    first = submit_by_api(stack, g, service="public_facility", attributes={"facility": "streetlight"},
+                          description="Street light out")
+    resident = Checked(browser, stack["console"], "resident-duplicate", mobile=True)
+    p = resident.page
+    p.goto("/report/public_facility")
+    p.locator("#lat").fill(f"{g['lat']:.7f}")
+    p.locator("#lon").fill(f"{g['lon']:.7f}")
+    p.locator("#attr_facility").select_option("streetlight")
+    p.locator("#description").fill("路灯不亮 the street light is out")
+    p.locator("#report-form button[type=submit]").click()
+    p.wait_for_url(re.compile(r"/track/"))
+    notice = p.locator("section.notice")
+    assert notice.count() == 1, "already reported nearby"
+    assert "附近已有人反映过同一问题" in notice.inner_text()
+    assert p.locator("[data-status]").first.get_attribute("data-status") == "merged"
+    assert first["request_id"] not in p.url
+    resident.check("following")
+    resident.close()
+
+
+def test_the_other_pages_in_english_and_chinese(stack, browser):
+    """The pages no flow above passes through: English from the switch, a grid's requests from the
+    supervisor's map, an event's inclusion proof, the catalogue editor's save, the roster look-up."""
+    g = first_grid(stack)
+    supervisor = Checked(browser, stack["console"], "supervisor-english")
+    sign_in(supervisor, f"c{g['grid'][:12]}")
+    s = supervisor.page
+    s.locator("form[action='/lang'] button").click()
+    s.wait_for_load_state()
+    assert s.locator("html").get_attribute("lang") == "en"
+    s.goto(f"/supervise/grid/{g['grid']}")
+    assert "Requests of grid" in s.locator("h1").inner_text()
+    supervisor.check("grid-requests-en")
+    s.goto("/work")
+    supervisor.check("queue-en")
+    supervisor.close()
+
+    auditor = Checked(browser, stack["console"], "auditor-proof")
+    sign_in(auditor, "auditor-1")
+    a = auditor.page
+    rid = submit_by_api(stack, first_grid(stack, any_of=8))["request_id"]
+
+    def event_id():
+        a.goto(f"/audit/timeline?rid={rid}")
+        links = a.locator("a[href^='/audit/proof?event_id=']")
+        return links.first.get_attribute("href") if links.count() else None
+
+    href = until(event_id, what="the request's first audited event")
+    a.goto(href)
+    auditor.check("proof")
+    assert a.locator("dl.facts, .flash.error").count() >= 1, "a proof, or why there is none yet"
+    auditor.close()
+
+    admin = Checked(browser, stack["console"], "admin-edit")
+    sign_in(admin, "admin")
+    d = admin.page
+    d.goto("/admin/catalogue?edit=greening")
+    d.locator("#response_hours").fill("6")
+    d.locator("#service-form button").click()
+    d.wait_for_selector(".flash.ok")
+    admin.check("catalogue-saved")
+    d.goto("/admin/catalogue?edit=greening")
+    assert d.locator("#response_hours").input_value() in ("6", "6.0")
+    d.goto(f"/admin/roster?staff_id=s{g['grid']}-1")
+    assert d.locator("dl.facts").count() == 1
+    admin.check("roster")
+    admin.close()
+
+
+def demo_street_map(tmp_path: Path) -> tuple[Path, Path]:
+    """A good small map (grid's own generator) and a copy with two defects: one grid's code
+    duplicated, one grid's polygon made invalid (a bow tie)."""
+    good = tmp_path / "good.geojson"
+    subprocess.run([str(BIN / "civicgrid-grid"), "generate-city", "--size", "street", "--seed", "3",
+                    "--no-buildings", "--out", str(good)], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    fc = json.loads(good.read_text())
+    grids = [f for f in fc["features"] if f["properties"]["kind"] == "grid"]
+    grids[1]["properties"]["code"] = grids[0]["properties"]["code"]
+    (x0, y0), (x1, y1) = grids[2]["geometry"]["coordinates"][0][0], grids[2]["geometry"]["coordinates"][0][2]
+    grids[2]["geometry"] = {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y1], [x1, y0], [x0, y1], [x0, y0]]]}
+    bad = tmp_path / "defective.geojson"
+    bad.write_text(json.dumps(fc))
+    return good, bad
+
+
+def test_admin_imports_a_defective_map_sees_each_defect_then_a_good_one_and_activates(stack, browser, tmp_path):
+    good, bad = demo_street_map(tmp_path)
+    admin = Checked(browser, stack["console"], "admin")
+    sign_in(admin, "admin")
+    a = admin.page
+    a.goto("/admin/catalogue?edit=sanitation")
+    admin.check("catalogue")
+    a.goto("/admin/map")
+    admin.check("map")
+    a.locator("#file").set_input_files(str(bad))
+    a.locator("#map-import button").click()
+    a.wait_for_selector("[data-defect]")
+    kinds = a.locator("[data-defect]").evaluate_all("els => els.map(e => e.dataset.defect)")
+    assert "duplicate_code" in kinds and "invalid_geometry" in kinds, kinds
+    a.wait_for_selector("#defect-map .leaflet-interactive")
+    admin.check("defects")
+    a.locator("#file").set_input_files(str(good))
+    a.locator("#map-import button").click()
+    a.wait_for_selector(".flash.ok")
+    version = int(re.search(r"(\d+)", a.locator(".flash.ok").inner_text()).group(1))
+    admin.check("imported")
+    a.locator(f"tr[data-version='{version}'] button.activate").click()
+    a.wait_for_selector(".flash.ok")
+    assert a.locator(f"tr[data-version='{version}'] .badge").count() == 1, "the new version is current"
+    admin.check("activated")
+    for path in ("/admin", "/admin/departments", "/admin/roster", "/admin/calendar"):
+        a.goto(path)
+        admin.check(path.strip("/").replace("/", "-"))
+    admin.close()
