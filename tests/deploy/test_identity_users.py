@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from civicgrid_grid.domain.citygen import generate
+from civicgrid_grid.demo.citygen import generate
 from civicgrid_grid.settings import GridSettings
 from civicgrid_runtime.oidc import STAFF_ROLES
 from tests.support.platform import ROOT
