@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from civicgrid_contracts import Envelope, derived_event_id
 from civicgrid_contracts.events.catalogue import ServiceDefined
+from civicgrid_intake.adapters.documents import SERVICES, stamped, upcast
 from civicgrid_intake.domain.catalogue import DEFAULT_CATALOGUE, ServiceDef, ServiceSpec
 from civicgrid_intake.domain.errors import Conflict, NotFound
 from civicgrid_runtime.store import OUTBOX, PENDING, OutboxRelay, outbox_push, update_with_events
@@ -33,11 +34,11 @@ def _to_doc(svc: ServiceDef) -> dict[str, Any]:
     d = svc.model_dump(mode="json", exclude={"code", "changed_at"})
     d["_id"] = svc.code
     d["changed_at"] = svc.changed_at
-    return d
+    return stamped(SERVICES, d)
 
 
 def _from_doc(doc: dict[str, Any]) -> ServiceDef:
-    d = {k: v for k, v in doc.items() if not k.startswith("_")}
+    d = {k: v for k, v in upcast(SERVICES, doc).items() if not k.startswith("_") and k != "schema_version"}
     return ServiceDef(code=doc["_id"], **d)
 
 

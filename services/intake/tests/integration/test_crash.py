@@ -76,11 +76,9 @@ async def test_crash_after_store_before_publish(infra, mongo, tmp_path):
         assert proc.wait(timeout=30) == 137, log.read_text()
         assert "intake.after_store_before_publish" in log.read_text()
         doc = await mongo[db_name]["requests"].find_one({"_id": rid})
-        marker = await mongo[db_name]["outbox_markers"].find_one({"requests.id": rid})
         assert doc is not None, "the 201 meant stored"
-        # the events wait in the batch's marker, which names the document's token
-        assert marker is not None and marker["events"]
-        assert [e["_ob"] for e in marker["requests"] if e["id"] == rid] == [doc["_ob"]]
+        # the events wait in the request's own outbox (the runtime's protocol), flagged for the sweep
+        assert doc["_outbox_pending"] is True and len(doc["_outbox"]) == 1
         assert await _received(infra.kafka, rid, since) == []  # nothing was published
 
         env.pop("CIVICGRID_CRASH_AT")
@@ -89,8 +87,7 @@ async def test_crash_after_store_before_publish(infra, mongo, tmp_path):
 
         async def published_and_settled():
             d = await mongo[db_name]["requests"].find_one({"_id": rid})
-            marker = await mongo[db_name]["outbox_markers"].find_one({"requests.id": rid})
-            return not d.get("_outbox_pending") and marker is None
+            return not d.get("_outbox_pending") and not d.get("_outbox")
 
         await eventually(published_and_settled, timeout=30)
         ids = await _received(infra.kafka, rid, since)
@@ -106,79 +103,3 @@ async def test_crash_after_store_before_publish(infra, mongo, tmp_path):
             proc.kill()
             proc.wait()
         await mongo.drop_database(db_name)
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.published = []
-
-    async def publish_many(self, events) -> None:
-        self.published += list(events)
-
-
-@pytest.mark.infra
-async def test_sweep_publishes_a_markers_events_only_for_the_document_that_names_its_token(infra, fresh_db):
-    """An Idempotency-Key race can leave a marker whose document the other submission wrote."""
-    from datetime import UTC, datetime, timedelta
-
-    from civicgrid_contracts import Envelope
-    from civicgrid_contracts.events.intake import RequestRated
-    from civicgrid_intake.adapters.outbox import TOKEN, RequestRelay
-    from civicgrid_runtime.store import outbox_entries
-
-    def rated(rid: str) -> Envelope:
-        return Envelope.wrap(RequestRated(request_id=rid, rating="satisfied", rated_at=datetime.now(UTC)),
-                             source="/test")
-
-    requests, markers = fresh_db["requests"], fresh_db["outbox_markers"]
-    old = datetime.now(UTC) - timedelta(minutes=5)
-    await requests.insert_many([{"_id": "mine", TOKEN: "t1"}, {"_id": "raced", TOKEN: "t-other"}])
-    await markers.insert_many([
-        {"_id": "mine", "at": old, TOKEN: "t1", "events": outbox_entries([rated("mine")])},
-        {"_id": "raced", "at": old, TOKEN: "t2", "events": outbox_entries([rated("raced")])},
-    ])
-    publisher = RecordingPublisher()
-    relay = RequestRelay(requests, markers, publisher)
-    assert await relay.sweep() == 1
-    assert [e.subject for e in publisher.published] == ["mine"]
-    assert await markers.count_documents({}) == 0
-
-
-@pytest.mark.infra
-async def test_sweep_publishes_a_batch_markers_requests_whose_document_names_their_token(infra, fresh_db):
-    """A batch marker after a crash: a request stored by this batch is published, one an
-    Idempotency-Key race stored through another submission is not, and a batch never written is
-    dropped once old enough; duplicate links left half-done are finished."""
-    from datetime import UTC, datetime, timedelta
-
-    from civicgrid_contracts import Envelope
-    from civicgrid_contracts.events.intake import RequestRated
-    from civicgrid_intake.adapters.outbox import TOKEN, RequestRelay, batch_marker
-    from civicgrid_runtime.store import outbox_entries
-
-    def rated(rid: str) -> dict:
-        return outbox_entries([Envelope.wrap(RequestRated(request_id=rid, rating="satisfied",
-                                                          rated_at=datetime.now(UTC)), source="/test")])
-
-    requests, markers = fresh_db["requests"], fresh_db["outbox_markers"]
-    old = datetime.now(UTC) - timedelta(minutes=5)
-    await requests.insert_many([{"_id": "mine", TOKEN: "t1"}, {"_id": "raced", TOKEN: "t-other"},
-                                {"_id": "follower", TOKEN: "t3"}])
-    await markers.insert_many([
-        batch_marker("b-1", at=old, requests=[("mine", "t1", None, rated("mine")),
-                                              ("raced", "t2", None, rated("raced")),
-                                              ("follower", "t3", "parent", rated("follower"))]),
-        batch_marker("b-2", at=old, requests=[("never-written", "t4", None, rated("never-written"))]),
-    ])
-    publisher = RecordingPublisher()
-    relay = RequestRelay(requests, markers, publisher)
-    linked = []
-
-    async def link(rid: str, parent: str) -> None:
-        linked.append((rid, parent))
-
-    relay.link_finisher = link
-    assert await relay.sweep() == 2
-    assert sorted(e.subject for e in publisher.published) == ["follower", "mine"]
-    assert linked == [("follower", "parent")]
-    assert await markers.count_documents({}) == 0

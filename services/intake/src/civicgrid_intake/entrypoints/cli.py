@@ -39,7 +39,7 @@ async def _with_service(fn):
     settings = IntakeSettings()
     service = await bootstrap(settings, consume=False)
     try:
-        await service.cols.ensure_indexes()
+        await service.ensure_indexes()
         return await fn(service)
     finally:
         await service.runtime.stop()
