@@ -25,6 +25,10 @@ DETAIL_FIELDS = ("service_code", "service_name", "service_name_zh", "service_gro
 INTERNAL_FIELDS = ("_outbox", "_outbox_pending", "_applied", "schema_version", "version", "idem_hash", "answer")
 
 
+#: fields older shapes had and the current one has not: the first save of an upcast document drops them
+DROPPED_FIELDS: dict[str, tuple[str, ...]] = {REQUESTS: ("_ob",)}
+
+
 def _v0_to_v1_requests(doc: dict[str, Any]) -> dict[str, Any]:
     """Version 0 (no ``schema_version``): written with intake's own relay, whose token ``_ob``
     named the batch marker; some lack ``response_due`` (before the working calendar) or the
@@ -93,6 +97,15 @@ def mutable_fields(sub: Submission) -> dict[str, Any]:
         "reopen_count": sub.reopen_count, "rating": sub.rating, "_applied": list(sub.applied),
         "schema_version": CURRENT[REQUESTS],
     }
+
+
+def save_update(sub: Submission) -> dict[str, dict[str, Any]]:
+    """The update a save of ``sub`` makes: its changeable fields, the next version, and what an
+    older shape had that the current one has not."""
+    update: dict[str, dict[str, Any]] = {"$set": {**mutable_fields(sub), "version": sub.version + 1}}
+    if DROPPED_FIELDS.get(REQUESTS):
+        update["$unset"] = {f: "" for f in DROPPED_FIELDS[REQUESTS]}
+    return update
 
 
 def to_document(sub: Submission) -> dict[str, Any]:

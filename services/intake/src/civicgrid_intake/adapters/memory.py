@@ -41,7 +41,10 @@ class InMemoryRequests:
         stored = self.documents.get(sub.request_id)
         if stored is None or stored.get("version") != sub.version:
             return False
-        stored.update(copy.deepcopy(docs_.mutable_fields(sub)), version=sub.version + 1)
+        update = docs_.save_update(sub)
+        stored.update(copy.deepcopy(update["$set"]))
+        for f in update.get("$unset", {}):
+            stored.pop(f, None)
         self.published += sub.take_events()
         sub.version += 1
         return True

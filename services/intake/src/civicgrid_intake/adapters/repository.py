@@ -82,7 +82,7 @@ class MongoRequests:
         events = sub.pending_events
         out = await update_with_events(
             self.col, self.relay, filter={"_id": sub.request_id, "version": sub.version},
-            update={"$set": {**docs_.mutable_fields(sub), "version": sub.version + 1}}, events=events)
+            update=docs_.save_update(sub), events=events)
         if out is None:
             return False
         sub.take_events()
