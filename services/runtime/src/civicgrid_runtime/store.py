@@ -295,7 +295,7 @@ class OutboxRelay:
 
         now = datetime.now(UTC)
         docs = [{"_id": self._marker_id(collection, doc_id, min(entries)), "col": collection.name, "doc": doc_id,
-                 "key": min(entries), "at": now} for doc_id, entries in writes if entries]
+                 "key": min(entries), "at": now, "schema_version": 1} for doc_id, entries in writes if entries]
         if docs:
             from pymongo.errors import BulkWriteError
 
