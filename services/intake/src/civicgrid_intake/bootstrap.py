@@ -8,6 +8,7 @@ from datetime import timedelta
 from civicgrid_contracts import topics
 from civicgrid_intake.adapters.crypto import ContactVault
 from civicgrid_intake.adapters.duplicate_index import DuplicateFeed, DuplicateIndex
+from civicgrid_intake.adapters.legacy import drain_legacy_markers
 from civicgrid_intake.adapters.repository import Collections, MongoAccessLog, MongoApiKeys, MongoRequests
 from civicgrid_intake.calendar_years import CalendarYears
 from civicgrid_intake.catalogue import Catalogue
@@ -35,8 +36,10 @@ class IntakeService:
         await self.cols.ensure_indexes()
 
     async def start(self) -> None:
-        """Called once the runtime started: indexes, default catalogue, duplicate feed."""
+        """Called once the runtime started: indexes, what an older version left, default catalogue,
+        duplicate feed."""
         await self.cols.ensure_indexes()
+        await drain_legacy_markers(self.cols.db, self.runtime.publisher, self.handlers.link_follower)
         if self.settings.load_default_catalogue:
             n = await self.catalogue.load_defaults()
             if n:
