@@ -207,6 +207,9 @@ class IntakeHandlers:
     async def check_api_key(self, key: str | None) -> bool:
         return await self.api_keys.check(key) is not None
 
+    async def mint_api_key(self, name: str, *, key: str | None = None) -> str:
+        return await self.api_keys.mint(name, key=key)
+
     # ------------------------------------------------------------------ resident actions
 
     async def rate(self, rid: str, cmd: RateRequest) -> dict[str, Any]:

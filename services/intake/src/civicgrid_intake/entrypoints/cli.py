@@ -49,7 +49,7 @@ def _load_demo(args: argparse.Namespace) -> None:
     async def run(service):
         n = await service.catalogue.load_defaults()
         await service.runtime.relay.sweep()
-        key = await service.handlers.api_keys.mint("development (load-demo)", key=args.api_key)
+        key = await service.handlers.mint_api_key("development (load-demo)", key=args.api_key)
         return n, len(service.catalogue.all()), key
 
     new, total, key = asyncio.run(_with_service(run))
@@ -59,7 +59,7 @@ def _load_demo(args: argparse.Namespace) -> None:
 
 def _mint(args: argparse.Namespace) -> None:
     async def run(service):
-        return await service.handlers.api_keys.mint(args.name)
+        return await service.handlers.mint_api_key(args.name)
 
     print(asyncio.run(_with_service(run)))
 
