@@ -35,6 +35,7 @@ from civicgrid_intake.ports import AccessLogStore, AlreadyStored, ApiKeyStore, R
 from civicgrid_intake.settings import IntakeSettings
 from civicgrid_runtime.auth import Principal
 from civicgrid_runtime.calendar import CalendarFollower
+from civicgrid_runtime.faults import crash_point
 from civicgrid_runtime.logging import get_logger
 from civicgrid_runtime.store import pending_events
 
@@ -42,6 +43,8 @@ log = get_logger("civicgrid.intake")
 IDEMPOTENCY_NS = uuid.UUID("0b6a1b4e-5c1f-4d8e-9a57-1f3f0c6e2d11")
 #: a change that keeps losing the version race this often is a fault, not contention
 SAVE_ATTEMPTS = 20
+#: where a test kills intake between storing a duplicate and linking it to the request it follows
+CRASH_BEFORE_LINK = "intake.after_store_before_link"
 
 
 @dataclass
@@ -128,6 +131,7 @@ class IntakeHandlers:
         if parent:
             # after the insert: a crash in between leaves the new request pending in its outbox, and
             # the relay's recovery (``recover``) finishes the link before publishing it
+            crash_point(CRASH_BEFORE_LINK)
             await self.link_follower(rid, parent.request_id)
         return Submitted(answer=sub.answer, token=self.vault.request_token(rid), replayed=False, request_id=rid)
 

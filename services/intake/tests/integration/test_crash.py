@@ -103,3 +103,56 @@ async def test_crash_after_store_before_publish(infra, mongo, tmp_path):
             proc.kill()
             proc.wait()
         await mongo.drop_database(db_name)
+
+
+@pytest.mark.slow
+async def test_crash_between_a_duplicates_insert_and_its_link(infra, mongo, tmp_path):
+    """The duplicate is stored, the process dies before the request it follows lists it: after a
+    restart the relay's recovery links it and its events are published exactly once."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    db_name = unique("intake_crash_link")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": infra.kafka, "MONGODB_URL": infra.mongodb,
+           "INTAKE_DATABASE": db_name, "INTAKE_CONSUMER_GROUP": unique("intake_crash"), "INTAKE_HTTP_PORT": str(port),
+           "INTAKE_OUTBOX_SWEEP_SECONDS": "0.5"}
+    log = tmp_path / "intake.log"
+    first = body()
+    near = {**first, "location": {"lat": first["location"]["lat"] + 0.0001, "lon": first["location"]["lon"]}}
+    proc = _start(env, log)
+    try:
+        await _ready(base, proc)
+        async with httpx.AsyncClient(timeout=30) as c:
+            parent = (await c.post(f"{base}/api/v1/requests", json=first)).json()["request_id"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+
+        since = await end_offsets(infra.kafka, topics.REQUESTS.name)
+        proc = _start({**env, "CIVICGRID_CRASH_AT": "intake.after_store_before_link"}, log)
+        await _ready(base, proc)
+        async with httpx.AsyncClient(timeout=30) as c:
+            with pytest.raises(httpx.TransportError):  # died before answering
+                await c.post(f"{base}/api/v1/requests", json=near)
+        assert proc.wait(timeout=30) == 137, log.read_text()[-3000:]
+        dup = await mongo[db_name]["requests"].find_one({"duplicate_of": parent})
+        assert dup is not None and dup["_outbox_pending"] is True
+        assert (await mongo[db_name]["requests"].find_one({"_id": parent}))["followers_ids"] == []
+
+        proc = _start(env, log)
+        await _ready(base, proc)
+
+        async def linked_and_published():
+            p = await mongo[db_name]["requests"].find_one({"_id": parent})
+            d = await mongo[db_name]["requests"].find_one({"_id": dup["_id"]})
+            return p["followers_ids"] == [dup["_id"]] and not d.get("_outbox_pending")
+
+        await eventually(linked_and_published, timeout=30)
+        recs = await read_topic(infra.kafka, topics.REQUESTS.name, timeout=1.0, since=since)
+        types = sorted(dict(r.headers)["ce_type"].decode() for r in recs if r.key == dup["_id"].encode())
+        assert types == ["civicgrid.request.merged", "civicgrid.request.received"]  # once each
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await mongo.drop_database(db_name)
