@@ -62,6 +62,50 @@ def _now() -> datetime:
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
+async def change_request(requests: RequestStore, rid: str, change: Callable[[Submission], Any], *,
+                         missing_ok: bool = False) -> Submission | None:
+    """Load, change, save; again on a lost version race (the aggregate re-checks its rules).
+    ``change`` returning False means nothing to change (already done)."""
+    for _ in range(SAVE_ATTEMPTS):
+        sub = await requests.get(rid)
+        if sub is None:
+            if missing_ok:
+                return None
+            raise NotFound(f"no request {rid!r}")
+        if change(sub) is False:
+            return sub
+        if await requests.save(sub):
+            return sub
+    raise Conflict(f"Request {rid} is changing too often right now; try again.")
+
+
+class LifecycleFold:
+    """Grid's, matching's and audit's lifecycle events -> the requests' status."""
+
+    def __init__(self, requests: RequestStore) -> None:
+        self.requests = requests
+
+    async def apply_events(self, envs: list[Envelope]) -> None:
+        """Fold a batch, each request's events in order: one read for the batch, one
+        version-guarded save per request; a request whose save lost a race goes again alone."""
+        by_rid: dict[str, list[Envelope]] = {}
+        for env in envs:
+            by_rid.setdefault(env.subject, []).append(env)
+        loaded = await self.requests.get_many(by_rid)
+        for rid, events in by_rid.items():
+            sub = loaded.get(rid)
+            if sub is None:
+                continue  # not ours (another deployment's request)
+            if not self._fold(sub, events):
+                continue
+            if not await self.requests.save(sub):
+                await change_request(self.requests, rid, lambda s, evs=events: self._fold(s, evs), missing_ok=True)
+
+    @staticmethod
+    def _fold(sub: Submission, events: list[Envelope]) -> bool:
+        return any([sub.apply(env) for env in events])  # a list: every event is applied
+
+
 class IntakeHandlers:
     def __init__(self, requests: RequestStore, api_keys: ApiKeyStore, access_log: AccessLogStore,
                  catalogue: Catalogue, vault: ContactVault, settings: IntakeSettings, *,
@@ -77,6 +121,8 @@ class IntakeHandlers:
         self.source = settings.source
         #: where likely duplicates are looked for (kept to intake's topic by a ``DuplicateFeed``)
         self.duplicates = duplicates
+        #: other services' lifecycle events folded into the requests' status
+        self.lifecycle = LifecycleFold(requests)
 
     # ------------------------------------------------------------------ submission
 
@@ -167,18 +213,7 @@ class IntakeHandlers:
 
     async def _change(self, rid: str, change: Callable[[Submission], Any], *,
                       missing_ok: bool = False) -> Submission | None:
-        """Load, change, save; again on a lost version race (the aggregate re-checks its rules)."""
-        for _ in range(SAVE_ATTEMPTS):
-            sub = await self.requests.get(rid)
-            if sub is None:
-                if missing_ok:
-                    return None
-                raise NotFound(f"no request {rid!r}")
-            if change(sub) is False:
-                return sub  # nothing to change (already done)
-            if await self.requests.save(sub):
-                return sub
-        raise Conflict(f"Request {rid} is changing too often right now; try again.")
+        return await change_request(self.requests, rid, change, missing_ok=missing_ok)
 
     # ------------------------------------------------------------------ reading
 
@@ -253,30 +288,3 @@ class IntakeHandlers:
 
     async def access_log(self, rid: str) -> list[dict[str, Any]]:
         return await self.access_log_store.of(rid)
-
-    # ------------------------------------------------------------------ lifecycle events
-
-    async def apply_events(self, envs: list[Envelope]) -> None:
-        """Fold a batch of lifecycle events, each request's in order: one read for the batch, one
-        version-guarded save per request; a request whose save lost a race goes again alone."""
-        by_rid: dict[str, list[Envelope]] = {}
-        for env in envs:
-            by_rid.setdefault(env.subject, []).append(env)
-        loaded = await self.requests.get_many(by_rid)
-        for rid, events in by_rid.items():
-            sub = loaded.get(rid)
-            if sub is None:
-                continue  # not ours (another deployment's request)
-            if not self._fold(sub, events):
-                continue
-            if not await self.requests.save(sub):
-                await self._change(rid, lambda s, evs=events: self._fold(s, evs), missing_ok=True)
-
-    @staticmethod
-    def _fold(sub: Submission, events: list[Envelope]) -> bool:
-        changed = [sub.apply(env) for env in events]
-        return any(changed)
-
-    async def apply_event(self, env: Envelope) -> None:
-        await self.apply_events([env])
-

@@ -80,7 +80,7 @@ async def test_a_nearby_duplicate_follows_the_open_request(h):
 
 async def test_a_resolved_request_is_not_followed(h):
     parent = await h.submit(cmd())
-    await h.apply_events([resolved(parent.request_id)])
+    await h.lifecycle.apply_events([resolved(parent.request_id)])
     dup = await h.submit(cmd(lat=BASE_LAT + 0.0001))
     assert dup.answer["status"] == "received" and dup.answer["duplicate_of"] is None
 
@@ -112,7 +112,7 @@ async def test_rating_reopens_or_closes_only_a_resolved_request(h):
     a, b = await h.submit(cmd()), await h.submit(cmd(lat=BASE_LAT + 0.01))
     with pytest.raises(Conflict):
         await h.rate(a.request_id, RateRequest(rating="satisfied"))
-    await h.apply_events([resolved(a.request_id), resolved(b.request_id)])
+    await h.lifecycle.apply_events([resolved(a.request_id), resolved(b.request_id)])
     reopened = await h.rate(a.request_id, RateRequest(rating="unsatisfied", comment="still dark"))
     assert reopened["status"] == "reopened" and reopened["reopen_count"] == 1
     closed = await h.rate(b.request_id, RateRequest(rating="satisfied"))
@@ -124,12 +124,12 @@ async def test_lifecycle_events_fold_once_each_in_order(h):
     rid = (await h.submit(cmd())).request_id
     assigned = grid(RequestAssigned(request_id=rid, area=AREA, assignee_id="w-1", holder="A", reason="x",
                                     map_version=1, assigned_at=datetime.now(UTC)))
-    await h.apply_events([assigned, assigned])
-    await h.apply_events([assigned])
+    await h.lifecycle.apply_events([assigned, assigned])
+    await h.lifecycle.apply_events([assigned])
     doc = await h.get(rid)
     assert doc["status"] == "assigned" and doc["area_code"] == AREA.grid
     assert [e["status"] for e in doc["history"]] == ["received", "assigned"]
-    await h.apply_events([grid(RequestAssigned(request_id="not-ours", area=AREA, assignee_id="w", holder="A",
+    await h.lifecycle.apply_events([grid(RequestAssigned(request_id="not-ours", area=AREA, assignee_id="w", holder="A",
                                                reason="x", map_version=1, assigned_at=datetime.now(UTC)))])
 
 
@@ -146,7 +146,7 @@ async def test_a_lost_version_race_is_retried_on_the_fresh_state(h):
         return await real_save(sub)
 
     h.requests.save = save_after_a_rival
-    await h.apply_events([grid(RequestAssigned(request_id=rid, area=AREA, assignee_id="w", holder="A", reason="x",
+    await h.lifecycle.apply_events([grid(RequestAssigned(request_id=rid, area=AREA, assignee_id="w", holder="A", reason="x",
                                                map_version=1, assigned_at=datetime.now(UTC)))])
     doc = await h.get(rid)
     assert doc["status"] == "resolved" and len(doc["history"]) == 3  # both events, none lost
@@ -154,7 +154,7 @@ async def test_a_lost_version_race_is_retried_on_the_fresh_state(h):
 
 async def test_contact_reads_are_logged_and_kept_to_the_area(h):
     rid = (await h.submit(cmd(contact={"phone": "13912345678"}))).request_id
-    await h.apply_events([grid(RequestAssigned(request_id=rid, area=AREA, assignee_id="w", holder="A", reason="x",
+    await h.lifecycle.apply_events([grid(RequestAssigned(request_id=rid, area=AREA, assignee_id="w", holder="A", reason="x",
                                                map_version=1, assigned_at=datetime.now(UTC)))])
     out = await h.read_contact(rid, Principal(sub="op", role="operator", area=""), "call back")
     assert out["contact"] == {"phone": "13912345678"}
@@ -170,7 +170,7 @@ async def test_contact_reads_are_logged_and_kept_to_the_area(h):
 async def test_search_filters_and_pages_newest_first(h):
     ids = [(await h.submit(cmd(lat=BASE_LAT + i * 0.01))).request_id for i in range(3)]
     ids.sort(key=lambda i: (h.requests.documents[i]["received_at"], i))  # the same millisecond: by id
-    await h.apply_events([resolved(ids[0])])
+    await h.lifecycle.apply_events([resolved(ids[0])])
     assert [d["_id"] for d in await h.search(statuses=["received"])] == ids[:0:-1]
     page = await h.search(limit=2)
     rest = await h.search(after=(page[-1]["received_at"], page[-1]["_id"]), limit=2)
