@@ -192,3 +192,16 @@ async def test_the_access_log_lists_a_requests_reads_in_order(backend):
     await backend.access_log.record({"request_id": "r-2", "staff_id": "s-9", "role": "operator", "area": "",
                                      "purpose": None, "at": T0})
     assert [e["staff_id"] for e in await backend.access_log.of("r-1")] == ["s-1", "s-2"]
+
+
+async def test_concurrent_changes_of_one_request_lose_nothing(backend):
+    """Load-change-save with the version guard, many writers at once: every change lands once."""
+    import asyncio
+
+    from civicgrid_intake.handlers import change_request
+
+    await backend.requests.add(new("p"))
+    await asyncio.gather(*(change_request(backend.requests, "p", lambda s, i=i: s.add_follower(f"f-{i}", at=T0))
+                           for i in range(12)))
+    got = await backend.requests.get("p")
+    assert sorted(got.followers_ids) == sorted(f"f-{i}" for i in range(12)) and got.version == 13
