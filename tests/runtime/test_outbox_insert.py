@@ -105,3 +105,14 @@ async def test_sweep_all_publishes_what_a_crash_left_flagged_after_recovery(fres
     assert await relay.sweep_all() == 1
     assert [e.id for e in publisher.published] == [env.id] and recovered == ["d"]
     assert await relay.sweep_all() == 0
+
+
+async def test_a_graceful_stop_publishes_what_was_just_inserted(fresh_db):
+    col, publisher = fresh_db["things"], Publisher()
+    relay = OutboxRelay(publisher, [col])
+    envs = [noted(f"d-{i}") for i in range(3)]
+    for i, env in enumerate(envs):
+        await relay.insert_with_events(col, {"_id": f"d-{i}", "version": 1}, [env], unchanged={"version": 1})
+    await relay.stop()
+    assert sorted(e.id for e in publisher.published) == sorted(e.id for e in envs)
+    assert await col.count_documents({PENDING: True}) == 0

@@ -403,6 +403,9 @@ class OutboxRelay:
                 await self._publish_soon_batch(batch)
             except Exception as exc:  # noqa: BLE001 - the documents stay flagged; sweep_all at start-up
                 log.warning("marking an unpublished insert failed", error=repr(exc))
+            finally:
+                for _ in batch:
+                    self._soon.task_done()
 
     async def insert_caused(self, collection: AsyncCollection,
                             items: Sequence[tuple[dict[str, Any], Sequence[Envelope]]], *,
@@ -487,6 +490,9 @@ class OutboxRelay:
         if self._task:
             await asyncio.wait([self._task], timeout=10)
         if self._publishing is not None:
+            if not self._publishing.done():  # let it finish what it holds (a graceful stop publishes)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._soon.join(), timeout=10)
             self._publishing.cancel()
             await asyncio.gather(self._publishing, return_exceptions=True)
         left = []
