@@ -64,7 +64,25 @@ def pytest_report_header(config):
     return ["infrastructure: resolved at first use (env -> docker -> local processes)"]
 
 
+#: test id -> whether it needs the real broker and store (the ``infra`` fixture or marker)
+_needs_real: dict[str, bool] = {}
+_ran = {"fakes": 0, "real": 0}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        _needs_real[item.nodeid] = "infra" in getattr(item, "fixturenames", ()) or \
+            item.get_closest_marker("infra") is not None
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and not report.skipped:
+        _ran["real" if _needs_real.get(report.nodeid) else "fakes"] += 1
+
+
 def pytest_terminal_summary(terminalreporter):
     banner = os.environ.get("CIVICGRID_TEST_INFRA_BANNER")
     if banner:
         terminalreporter.write_line(banner)
+    terminalreporter.write_line(f"civicgrid tests: {_ran['fakes']} ran without infrastructure (fakes, pure code), "
+                                f"{_ran['real']} against the real broker and store")

@@ -204,11 +204,11 @@ def main() -> int:
     mongo = MongoClient(MONGO, socketTimeoutMS=30000, serverSelectionTimeoutMS=5000)
     try:
         wait_ready(iport, intake, "/health/ready")
-        col, markers = mongo[db_name]["requests"], mongo[db_name]["outbox_markers"]
+        col = mongo[db_name]["requests"]
 
         def drain(limit: float = 20) -> float:
             t = time.monotonic()
-            while markers.count_documents({}) and time.monotonic() - t < limit:
+            while col.count_documents({"_outbox_pending": True}) and time.monotonic() - t < limit:
                 time.sleep(0.5)
             return time.monotonic() - t
 
@@ -232,7 +232,7 @@ def main() -> int:
         say("waiting for the outbox to drain")
         drained = drain(30)
         stored = col.estimated_document_count()
-        left = markers.count_documents({})
+        left = col.count_documents({"_outbox_pending": True})
     finally:
         stop(intake)
         mongo.drop_database(db_name)

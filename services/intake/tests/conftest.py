@@ -63,7 +63,7 @@ async def ctx(infra):
     publisher = EventPublisher(infra.kafka, client_id="intake-tests")
     await publisher.start()
     async with app.router.lifespan_context(app):
-        await app.state.service.handlers.api_keys.mint("tests", key=API_KEY)
+        await app.state.service.handlers.mint_api_key("tests", key=API_KEY)
         for c in app.state.runtime.consumers:
             await c.wait_assigned()
         transport = httpx.ASGITransport(app=app)

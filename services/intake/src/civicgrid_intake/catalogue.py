@@ -11,9 +11,10 @@ from pymongo.errors import DuplicateKeyError
 
 from civicgrid_contracts import Envelope, derived_event_id
 from civicgrid_contracts.events.catalogue import ServiceDefined
+from civicgrid_intake.adapters.documents import SERVICES, stamped, upcast
 from civicgrid_intake.domain.catalogue import DEFAULT_CATALOGUE, ServiceDef, ServiceSpec
 from civicgrid_intake.domain.errors import Conflict, NotFound
-from civicgrid_runtime.store import OUTBOX, PENDING, OutboxRelay, outbox_push, update_with_events
+from civicgrid_runtime.store import OUTBOX, PENDING, OutboxRelay, update_with_events
 
 STATE_FIELDS = ("_id", "revision", "active", "changed_at")
 
@@ -33,16 +34,16 @@ def _to_doc(svc: ServiceDef) -> dict[str, Any]:
     d = svc.model_dump(mode="json", exclude={"code", "changed_at"})
     d["_id"] = svc.code
     d["changed_at"] = svc.changed_at
-    return d
+    return stamped(SERVICES, d)
 
 
 def _from_doc(doc: dict[str, Any]) -> ServiceDef:
-    d = {k: v for k, v in doc.items() if not k.startswith("_")}
+    d = {k: v for k, v in upcast(SERVICES, doc).items() if not k.startswith("_") and k != "schema_version"}
     return ServiceDef(code=doc["_id"], **d)
 
 
 class Catalogue:
-    def __init__(self, col: AsyncCollection, relay: OutboxRelay | None, *, source: str) -> None:
+    def __init__(self, col: AsyncCollection, relay: OutboxRelay, *, source: str) -> None:
         self.col = col
         self.relay = relay
         self.source = source
@@ -59,16 +60,11 @@ class Catalogue:
         self._cache = {d["_id"]: _from_doc(d) for d in docs}
 
     async def _insert(self, svc: ServiceDef) -> bool:
-        env = service_event(svc, source=self.source)
-        doc = _to_doc(svc)
-        doc[OUTBOX] = {k.split(".", 1)[1]: v for k, v in outbox_push([env])["$set"].items() if k != PENDING}
-        doc[PENDING] = True
         try:
-            await self.col.insert_one(doc)
+            await self.relay.insert_with_events(self.col, _to_doc(svc), [service_event(svc, source=self.source)],
+                                                unchanged={"revision": svc.revision})
         except DuplicateKeyError:
             return False
-        if self.relay:
-            await self.relay.flush_documents(self.col, [doc])
         return True
 
     async def load_defaults(self) -> int:

@@ -43,7 +43,6 @@ class IntakeSettings(ServiceSettings):
     load_default_catalogue: bool = True
     jurisdiction_id: str = "civicgrid.local"
     public_base_url: str = ""
-    flush_batch: int = Field(default=200, ge=1, le=5000)
 
     def _limit(self, name: str, configured: int | None, production_default: int) -> Limit:
         if configured is None:

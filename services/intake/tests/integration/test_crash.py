@@ -76,11 +76,9 @@ async def test_crash_after_store_before_publish(infra, mongo, tmp_path):
         assert proc.wait(timeout=30) == 137, log.read_text()
         assert "intake.after_store_before_publish" in log.read_text()
         doc = await mongo[db_name]["requests"].find_one({"_id": rid})
-        marker = await mongo[db_name]["outbox_markers"].find_one({"requests.id": rid})
         assert doc is not None, "the 201 meant stored"
-        # the events wait in the batch's marker, which names the document's token
-        assert marker is not None and marker["events"]
-        assert [e["_ob"] for e in marker["requests"] if e["id"] == rid] == [doc["_ob"]]
+        # the events wait in the request's own outbox (the runtime's protocol), flagged for the sweep
+        assert doc["_outbox_pending"] is True and len(doc["_outbox"]) == 1
         assert await _received(infra.kafka, rid, since) == []  # nothing was published
 
         env.pop("CIVICGRID_CRASH_AT")
@@ -89,8 +87,7 @@ async def test_crash_after_store_before_publish(infra, mongo, tmp_path):
 
         async def published_and_settled():
             d = await mongo[db_name]["requests"].find_one({"_id": rid})
-            marker = await mongo[db_name]["outbox_markers"].find_one({"requests.id": rid})
-            return not d.get("_outbox_pending") and marker is None
+            return not d.get("_outbox_pending") and not d.get("_outbox")
 
         await eventually(published_and_settled, timeout=30)
         ids = await _received(infra.kafka, rid, since)
@@ -108,77 +105,54 @@ async def test_crash_after_store_before_publish(infra, mongo, tmp_path):
         await mongo.drop_database(db_name)
 
 
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.published = []
+@pytest.mark.slow
+async def test_crash_between_a_duplicates_insert_and_its_link(infra, mongo, tmp_path):
+    """The duplicate is stored, the process dies before the request it follows lists it: after a
+    restart the relay's recovery links it and its events are published exactly once."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    db_name = unique("intake_crash_link")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": infra.kafka, "MONGODB_URL": infra.mongodb,
+           "INTAKE_DATABASE": db_name, "INTAKE_CONSUMER_GROUP": unique("intake_crash"), "INTAKE_HTTP_PORT": str(port),
+           "INTAKE_OUTBOX_SWEEP_SECONDS": "0.5"}
+    log = tmp_path / "intake.log"
+    first = body()
+    near = {**first, "location": {"lat": first["location"]["lat"] + 0.0001, "lon": first["location"]["lon"]}}
+    proc = _start(env, log)
+    try:
+        await _ready(base, proc)
+        async with httpx.AsyncClient(timeout=30) as c:
+            parent = (await c.post(f"{base}/api/v1/requests", json=first)).json()["request_id"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
 
-    async def publish_many(self, events) -> None:
-        self.published += list(events)
+        since = await end_offsets(infra.kafka, topics.REQUESTS.name)
+        proc = _start({**env, "CIVICGRID_CRASH_AT": "intake.after_store_before_link"}, log)
+        await _ready(base, proc)
+        async with httpx.AsyncClient(timeout=30) as c:
+            with pytest.raises(httpx.TransportError):  # died before answering
+                await c.post(f"{base}/api/v1/requests", json=near)
+        assert proc.wait(timeout=30) == 137, log.read_text()[-3000:]
+        dup = await mongo[db_name]["requests"].find_one({"duplicate_of": parent})
+        assert dup is not None and dup["_outbox_pending"] is True
+        assert (await mongo[db_name]["requests"].find_one({"_id": parent}))["followers_ids"] == []
 
+        proc = _start(env, log)
+        await _ready(base, proc)
 
-@pytest.mark.infra
-async def test_sweep_publishes_a_markers_events_only_for_the_document_that_names_its_token(infra, fresh_db):
-    """An Idempotency-Key race can leave a marker whose document the other submission wrote."""
-    from datetime import UTC, datetime, timedelta
+        async def linked_and_published():
+            p = await mongo[db_name]["requests"].find_one({"_id": parent})
+            d = await mongo[db_name]["requests"].find_one({"_id": dup["_id"]})
+            return p["followers_ids"] == [dup["_id"]] and not d.get("_outbox_pending")
 
-    from civicgrid_contracts import Envelope
-    from civicgrid_contracts.events.intake import RequestRated
-    from civicgrid_intake.adapters.outbox import TOKEN, RequestRelay
-    from civicgrid_runtime.store import outbox_entries
-
-    def rated(rid: str) -> Envelope:
-        return Envelope.wrap(RequestRated(request_id=rid, rating="satisfied", rated_at=datetime.now(UTC)),
-                             source="/test")
-
-    requests, markers = fresh_db["requests"], fresh_db["outbox_markers"]
-    old = datetime.now(UTC) - timedelta(minutes=5)
-    await requests.insert_many([{"_id": "mine", TOKEN: "t1"}, {"_id": "raced", TOKEN: "t-other"}])
-    await markers.insert_many([
-        {"_id": "mine", "at": old, TOKEN: "t1", "events": outbox_entries([rated("mine")])},
-        {"_id": "raced", "at": old, TOKEN: "t2", "events": outbox_entries([rated("raced")])},
-    ])
-    publisher = RecordingPublisher()
-    relay = RequestRelay(requests, markers, publisher)
-    assert await relay.sweep() == 1
-    assert [e.subject for e in publisher.published] == ["mine"]
-    assert await markers.count_documents({}) == 0
-
-
-@pytest.mark.infra
-async def test_sweep_publishes_a_batch_markers_requests_whose_document_names_their_token(infra, fresh_db):
-    """A batch marker after a crash: a request stored by this batch is published, one an
-    Idempotency-Key race stored through another submission is not, and a batch never written is
-    dropped once old enough; duplicate links left half-done are finished."""
-    from datetime import UTC, datetime, timedelta
-
-    from civicgrid_contracts import Envelope
-    from civicgrid_contracts.events.intake import RequestRated
-    from civicgrid_intake.adapters.outbox import TOKEN, RequestRelay, batch_marker
-    from civicgrid_runtime.store import outbox_entries
-
-    def rated(rid: str) -> dict:
-        return outbox_entries([Envelope.wrap(RequestRated(request_id=rid, rating="satisfied",
-                                                          rated_at=datetime.now(UTC)), source="/test")])
-
-    requests, markers = fresh_db["requests"], fresh_db["outbox_markers"]
-    old = datetime.now(UTC) - timedelta(minutes=5)
-    await requests.insert_many([{"_id": "mine", TOKEN: "t1"}, {"_id": "raced", TOKEN: "t-other"},
-                                {"_id": "follower", TOKEN: "t3"}])
-    await markers.insert_many([
-        batch_marker("b-1", at=old, requests=[("mine", "t1", None, rated("mine")),
-                                              ("raced", "t2", None, rated("raced")),
-                                              ("follower", "t3", "parent", rated("follower"))]),
-        batch_marker("b-2", at=old, requests=[("never-written", "t4", None, rated("never-written"))]),
-    ])
-    publisher = RecordingPublisher()
-    relay = RequestRelay(requests, markers, publisher)
-    linked = []
-
-    async def link(rid: str, parent: str) -> None:
-        linked.append((rid, parent))
-
-    relay.link_finisher = link
-    assert await relay.sweep() == 2
-    assert sorted(e.subject for e in publisher.published) == ["follower", "mine"]
-    assert linked == [("follower", "parent")]
-    assert await markers.count_documents({}) == 0
+        await eventually(linked_and_published, timeout=30)
+        recs = await read_topic(infra.kafka, topics.REQUESTS.name, timeout=1.0, since=since)
+        types = sorted(dict(r.headers)["ce_type"].decode() for r in recs if r.key == dup["_id"].encode())
+        assert types == ["civicgrid.request.merged", "civicgrid.request.received"]  # once each
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await mongo.drop_database(db_name)

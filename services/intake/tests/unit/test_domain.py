@@ -12,7 +12,6 @@ from civicgrid_contracts.events.grid import RequestAccepted, RequestAssigned, Re
 from civicgrid_contracts.events.intake import RequestReopened
 from civicgrid_contracts.values import AreaPath, TimeLimits
 from civicgrid_intake.adapters.crypto import ContactVault, normalise_phone
-from civicgrid_intake.adapters.locks import KeyedLocks
 from civicgrid_intake.adapters.repository import cell_of
 from civicgrid_intake.domain.catalogue import DEFAULT_CATALOGUE, AnswerErrors, ServiceSpec, validate_answers
 from civicgrid_intake.domain.model import StatusState, apply, open311_status
@@ -96,18 +95,3 @@ def test_contact_vault():
 
 def test_nearby_points_share_their_cell():
     assert cell_of(39.9087, 116.3975) == cell_of(39.90871, 116.39751)
-
-
-async def test_keyed_locks_serialise_per_key():
-    import asyncio
-
-    locks, order = KeyedLocks(), []
-
-    async def work(k, i):
-        async with locks.hold(k):
-            order.append((k, i, "in"))
-            await asyncio.sleep(0)
-            order.append((k, i, "out"))
-
-    await asyncio.gather(*(work("a", i) for i in range(3)))
-    assert [o[2] for o in order] == ["in", "out"] * 3 and not locks._locks

@@ -24,8 +24,9 @@ still publishes what one left behind.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import cramjam
@@ -161,6 +162,8 @@ INTENTS, INTENT_FIELD = "_outbox_batches", "_ob"
 CAUSED = "_caused"
 #: operations per bulk write round trip (bounded so one batch cannot hold the store for long)
 BULK_CHUNK = 500
+#: seconds ``insert_with_events`` waits before publishing, gathering concurrent inserts into one batch
+PUBLISH_LINGER = 0.002
 
 
 async def find_by_ids(collection: AsyncCollection, ids: Iterable[Any],
@@ -240,6 +243,13 @@ class OutboxRelay:
         self._grace = grace
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
+        #: collection name -> awaited with the documents a sweep found pending, before their publish
+        #: (finishes what a crashed writer left half-done besides the publish, e.g. a link)
+        self._recover: dict[str, Callable[[list[dict[str, Any]]], Awaitable[None]]] = {}
+        #: documents written with ``insert_with_events``, published by ``_publish_loop``
+        self._soon: asyncio.Queue[tuple[AsyncCollection, dict[str, Any], dict[str, Any] | None, str | None]] = \
+            asyncio.Queue()
+        self._publishing: asyncio.Task | None = None
 
     @property
     def collections(self) -> list[AsyncCollection]:
@@ -272,12 +282,34 @@ class OutboxRelay:
                 if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                     raise
 
-    async def flush_documents(self, collection: AsyncCollection, docs: Iterable[dict[str, Any]]) -> int:
-        """Publish the outbox of documents already read (e.g. returned by find_one_and_update)."""
+    def recover_with(self, collection: AsyncCollection,
+                     hook: Callable[[list[dict[str, Any]]], Awaitable[None]]) -> None:
+        """Run ``hook`` on the documents (``_id`` and ``_outbox``) a sweep finds pending in
+        ``collection``, before publishing them. Must be idempotent: a redelivery runs it too."""
+        self._recover[collection.full_name] = hook
+
+    async def _recovered(self, collection: AsyncCollection, docs: list[dict[str, Any]]) -> None:
+        hook = self._recover.get(collection.full_name)
+        if hook is not None and docs:
+            await hook(docs)
+
+    async def flush_documents(self, collection: AsyncCollection, docs: Iterable[dict[str, Any]], *,
+                              unchanged: dict[str, Any] | None = None) -> int:
+        """Publish the outbox of documents already read (e.g. returned by find_one_and_update).
+
+        ``unchanged``: a filter fragment true while nothing else wrote the documents since (e.g.
+        ``{"version": 1}`` after an insert); where it holds, one update clears the outbox and its
+        flag, instead of two."""
         work = [(doc["_id"], pending_events(doc)) for doc in docs if doc and doc.get(OUTBOX)]
         if not work:
             return 0
         await self._publisher.publish_many([env for _, evs in work for _, env in evs])
+        if unchanged is not None:  # guarded by the version in the filter: the one concurrency rule
+            res = await collection.bulk_write([
+                UpdateOne({"_id": i, **unchanged}, {"$unset": {OUTBOX: "", PENDING: ""}}) for i, _ in work],
+                ordered=False)
+            if res.modified_count == len(work):
+                return sum(len(evs) for _, evs in work)
         # remove exactly the published entries, then clear the flag only where nothing new arrived
         # meanwhile (the filter checks emptiness); a few round trips per batch, not per document
         await bulk_in_chunks(collection, [
@@ -291,7 +323,64 @@ class OutboxRelay:
     async def flush(self, collection: AsyncCollection, ids: Iterable[Any]) -> int:
         """Publish what is pending in these documents (read by ``_id``, which the store indexes)."""
         docs = await asyncio.gather(*(collection.find_one({"_id": i}, {OUTBOX: 1}) for i in ids))
-        return await self.flush_documents(collection, [d for d in docs if d])
+        pending = [d for d in docs if d and d.get(OUTBOX)]
+        await self._recovered(collection, pending)
+        return await self.flush_documents(collection, pending)
+
+    async def insert_with_events(self, collection: AsyncCollection, doc: dict[str, Any],
+                                 events: Sequence[Envelope], *, unchanged: dict[str, Any] | None = None,
+                                 crash_point_name: str | None = None) -> None:
+        """Insert a new document with the events its creation causes in its own outbox (one store
+        write; raises ``DuplicateKeyError`` if the ``_id`` exists), then publish them from the
+        relay's task, soon after the caller has answered.
+
+        No marker: the document is its own record of the pending events. A crash before the
+        publish leaves it flagged ``_outbox_pending``; ``sweep_all`` finds it at the next start
+        (on MongoDB through the flag's index). A publish that fails while the process lives marks
+        the document then, so the periodic ``sweep`` retries it. ``unchanged`` as in
+        ``flush_documents``."""
+        entries = outbox_entries(events)
+        if entries:
+            doc[OUTBOX] = entries
+            doc[PENDING] = True
+        await collection.insert_one(doc)
+        if entries:
+            self._soon.put_nowait((collection, {"_id": doc["_id"], OUTBOX: entries}, unchanged, crash_point_name))
+            if self._publishing is None or self._publishing.done():
+                self._publishing = asyncio.create_task(self._publish_loop(), name="outbox-publish")
+
+    async def _publish_soon_batch(self, batch: list[tuple[AsyncCollection, dict[str, Any],
+                                                          dict[str, Any] | None, str | None]]) -> None:
+        from civicgrid_runtime.faults import crash_point
+
+        for name in {p for _, _, _, p in batch if p}:
+            crash_point(name)
+        groups: dict[tuple[str, str], list] = {}
+        for item in batch:
+            groups.setdefault((item[0].full_name, repr(item[2])), []).append(item)
+        for items in groups.values():
+            col, unchanged = items[0][0], items[0][2]
+            docs = [d for _, d, _, _ in items]
+            try:
+                await self.flush_documents(col, docs, unchanged=unchanged)
+            except Exception as exc:  # noqa: BLE001 - marked now, the periodic sweep publishes them
+                log.warning("publish after insert failed; the sweep retries", error=repr(exc), documents=len(docs))
+                await self.mark(col, [(d["_id"], d[OUTBOX]) for d in docs])
+
+    async def _publish_loop(self) -> None:
+        while True:
+            batch = [await self._soon.get()]
+            # a moment for the writer's answer to go out first and for concurrent inserts to join
+            await asyncio.sleep(PUBLISH_LINGER)
+            while len(batch) < BULK_CHUNK and not self._soon.empty():
+                batch.append(self._soon.get_nowait())
+            try:
+                await self._publish_soon_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - the documents stay flagged; sweep_all at start-up
+                log.warning("marking an unpublished insert failed", error=repr(exc))
+            finally:
+                for _ in batch:
+                    self._soon.task_done()
 
     async def insert_caused(self, collection: AsyncCollection,
                             items: Sequence[tuple[dict[str, Any], Sequence[Envelope]]], *,
@@ -364,6 +453,7 @@ class OutboxRelay:
         total = 0
         for col in self._collections.values():
             docs = await col.find({PENDING: True}, {OUTBOX: 1}).to_list(None)
+            await self._recovered(col, docs)
             total += await self.flush_documents(col, docs)
         return total
 
@@ -374,6 +464,20 @@ class OutboxRelay:
         self._stop.set()
         if self._task:
             await asyncio.wait([self._task], timeout=10)
+        if self._publishing is not None:
+            if not self._publishing.done():  # let it finish what it holds (a graceful stop publishes)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._soon.join(), timeout=10)
+            self._publishing.cancel()
+            await asyncio.gather(self._publishing, return_exceptions=True)
+        left = []
+        while not self._soon.empty():
+            left.append(self._soon.get_nowait())
+        if left:  # what was inserted but not yet published: now (else the next start's sweep_all)
+            try:
+                await self._publish_soon_batch(left)
+            except Exception as exc:  # noqa: BLE001 - still flagged in the documents
+                log.warning("final publish failed; the next start publishes it", error=repr(exc))
 
     async def _run(self) -> None:
         while not self._stop.is_set():

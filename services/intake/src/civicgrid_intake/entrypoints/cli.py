@@ -40,7 +40,7 @@ async def _with_service(fn):
     settings = load_settings(IntakeSettings)
     service = await bootstrap(settings, consume=False)
     try:
-        await service.cols.ensure_indexes()
+        await service.ensure_indexes()
         return await fn(service)
     finally:
         await service.runtime.stop()
@@ -52,7 +52,7 @@ def _load_demo(args: argparse.Namespace) -> None:
         await service.runtime.relay.sweep()
         # the published development key only in development mode; elsewhere a fresh random one
         wanted = args.api_key or (DEV_API_KEY if service.settings.development else None)
-        key = await service.handlers.api_keys.mint("load-demo", key=wanted)
+        key = await service.handlers.mint_api_key("load-demo", key=wanted)
         return n, len(service.catalogue.all()), key
 
     new, total, key = asyncio.run(_with_service(run))
@@ -62,7 +62,7 @@ def _load_demo(args: argparse.Namespace) -> None:
 
 def _mint(args: argparse.Namespace) -> None:
     async def run(service):
-        return await service.handlers.api_keys.mint(args.name)
+        return await service.handlers.mint_api_key(args.name)
 
     print(asyncio.run(_with_service(run)))
 

@@ -91,7 +91,6 @@ async def submit(body: RequestCreate, request: Request,
     headers = {"Location": f"/api/v1/requests/{res.request_id}"}
     if res.replayed:
         headers["Idempotent-Replayed"] = "true"
-    res.publish_later(h.relay)
     # the model is built (it checks the answer) and serialised once: a returned model would be
     # validated and dumped again by FastAPI, on the busiest path of the service
     return Response(RequestCreated(**res.answer, token=res.token).model_dump_json(), status_code=201,
@@ -322,19 +321,6 @@ def install_error_handlers(app: FastAPI) -> None:
                                             type_="malformed-body"), request)
         return problem_response(validation_problem(errs), request)
 
-    from pymongo.errors import OperationFailure
-
-    from civicgrid_intake.adapters.busy import is_busy
-
-    @app.exception_handler(OperationFailure)
-    async def _store(request: Request, exc: OperationFailure):
-        if not is_busy(exc):
-            raise exc
-        if request.url.path.startswith("/open311/"):
-            return open311.error_response(503, "Service busy, retry shortly", open311.fmt_of(request.url.path))
-        return problem_response(Problem(503, "Service unavailable", "The store is busy; please retry.",
-                                        type_="store-busy", headers={"Retry-After": "1"}), request)
-
     @app.exception_handler(open311.Open311Error)
     async def _open311(request: Request, exc: open311.Open311Error):
         return open311.error_response(exc.status, exc.description, exc.fmt)
@@ -373,7 +359,7 @@ def build_app(settings: IntakeSettings | None = None, *, consume: bool = True) -
             try:
                 yield
             finally:
-                await a.state.service.stop()  # the request relay first, then the runtime
+                await a.state.service.stop()  # the duplicate feed, then the runtime
 
     app.router.lifespan_context = lifespan
     app.state.settings = settings

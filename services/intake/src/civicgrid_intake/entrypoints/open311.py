@@ -243,7 +243,7 @@ async def post_request(fmt: str, request: Request) -> Response:
     key = form.get("api_key")
     if not key:
         raise Open311Error(403, "api_key is required", fmt)
-    if await h.api_keys.check(str(key)) is None:
+    if not await h.check_api_key(str(key)):
         raise Open311Error(403, "api_key is not valid", fmt)
     code = form.get("service_code")
     if not code:
@@ -282,7 +282,6 @@ async def post_request(fmt: str, request: Request) -> Response:
         if exc.status in (404, 409):
             raise Open311Error(409 if exc.status == 409 else 404, exc.detail, fmt) from None
         raise Open311Error(400, exc.detail, fmt) from None
-    res.publish_later(h.relay)  # the relay publishes from its own task
     return render([{"service_request_id": res.request_id, "token": res.token,
                     "service_notice": res.answer.get("message"), "account_id": cmd.account_id}],
                   fmt, root="service_requests", item="request", status=201)
