@@ -42,7 +42,8 @@ async def test_every_collection_holds_plain_versioned_documents_after_a_realisti
     dup = r.json()[0]["service_request_id"]
     assert (await ctx.client.post(f"/api/v1/requests/{dup}/unmerge", json={"reason": "other bins"},
                                   headers=ctx.token("operator"))).status_code == 200
-    assert (await ctx.client.get(f"/api/v1/requests/{rid}/contact", headers=ctx.token("operator"))).status_code == 200
+    assert (await ctx.client.get(f"/api/v1/requests/{rid}/contact", params={"reason": "calling back"},
+                                  headers=ctx.token("operator"))).status_code == 200
     await ctx.publish(RequestResolved(request_id=rid, staff_id="s-1", resolution_note="Emptied",
                                       resolved_at=datetime.now(UTC)))
     tok = {"X-Request-Token": created["token"]}
@@ -60,7 +61,7 @@ async def test_every_collection_holds_plain_versioned_documents_after_a_realisti
 
     await eventually(published)
     names = set(await ctx.db.list_collection_names())
-    assert {"requests", "services", "calendar_years", "open311_api_keys", "contact_access_log"} <= names
+    assert {"requests", "services", "calendar_years", "open311_api_keys", "staff_access"} <= names
     assert "outbox_markers" not in names  # intake's own relay is gone
     for name in sorted(names):
         docs = await ctx.db[name].find({}).limit(200).to_list(None)

@@ -159,10 +159,10 @@ async def test_contact_reads_are_logged_and_kept_to_the_area(h):
     out = await h.read_contact(rid, Principal(sub="op", role="operator", area=""), "call back")
     assert out["contact"] == {"phone": "13912345678"}
     with pytest.raises(Forbidden):
-        await h.read_contact(rid, Principal(sub="w2", role="grid_worker", area="110106"), None)
-    assert [e["purpose"] for e in await h.access_log(rid)] == ["call back"]
+        await h.read_contact(rid, Principal(sub="w2", role="grid_worker", area="110106"), "curious")
+    assert [e["reason"] for e in await h.access_log(rid)] == ["call back"]
     await h.erase_contact(rid)
-    assert (await h.read_contact(rid, Principal(sub="op", role="operator", area=""), None))["erased"]
+    assert (await h.read_contact(rid, Principal(sub="op", role="operator", area=""), "check"))["erased"]
     with pytest.raises(NotFound):
         await h.erase_contact("nope")
 

@@ -43,7 +43,7 @@ class AccessTrail:
 
     async def _record(self, payload: ContactRead | AdminChanged) -> Envelope:
         env = Envelope.wrap(payload, source=self.source)
-        summary = {"type": env.type, "subject": env.subject, "at": env.time,
+        summary = {"schema_version": 1, "type": env.type, "subject": env.subject, "at": env.time,
                    **payload.model_dump(mode="json", exclude={"request_id"})}
         await update_with_events(self.col, self.relay, filter={"_id": env.id}, update={"$setOnInsert": summary},
                                  events=[env], upsert=True)

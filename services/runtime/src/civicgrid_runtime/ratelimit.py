@@ -42,7 +42,8 @@ class RateLimiter:
         start = math.floor(now / self.window) * self.window
         digest = hashlib.sha256(client.encode()).hexdigest()[:32]
         key = {"_id": f"{limit.name}|{digest}|{int(start)}"}
-        update = {"$inc": {"n": 1}, "$setOnInsert": {"until": datetime.fromtimestamp(start + self.window, UTC)}}
+        update = {"$inc": {"n": 1}, "$setOnInsert": {"schema_version": 1,
+                                                   "until": datetime.fromtimestamp(start + self.window, UTC)}}
         try:  # the whole document comes back: the local store's findAndModify takes no projection
             doc = await self.col.find_one_and_update(key, update, upsert=True,
                                                      return_document=ReturnDocument.AFTER)
