@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from civicgrid_runtime.auth import mint_token
-from tests.support.platform import Platform
+from tests.support.platform import Platform, running
 
 SECRET = "civicgrid-development-secret-change-me"
 
@@ -13,15 +13,8 @@ SECRET = "civicgrid-development-secret-change-me"
 @pytest.fixture(scope="module")
 def platform(infra):
     p = Platform(infra.kafka, infra.mongodb)
-    try:
-        p.start()
+    with running(p):
         yield p
-    except Exception:
-        for sp in p.services.values():
-            print(f"--- {sp.name} log ---\n{sp.tail()}")
-        raise
-    finally:
-        p.stop()
 
 
 def token(role: str, sub: str = "e2e", area: str = "") -> dict[str, str]:

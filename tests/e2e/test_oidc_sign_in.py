@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from civicgrid_runtime.auth import mint_token
-from tests.support.platform import ROOT, Platform, free_port
+from tests.support.platform import ROOT, Platform, free_port, running
 
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 import identity  # noqa: E402 - deploy/local is not a package
@@ -71,15 +71,8 @@ def oidc_platform(infra, providers):
     # no request is submitted here: intake need not read back its duplicate window before serving
     p = Platform(infra.kafka, infra.mongodb, extra_env={**env, "CIVICGRID_ENV": "development",
                                                         "INTAKE_DUPLICATE_CATCH_UP_SECONDS": "1"})
-    try:
-        p.start(demo=False)
+    with running(p, demo=False):
         yield p
-    except Exception:
-        for sp in p.services.values():
-            print(f"--- {sp.name} log ---\n{sp.tail()}")
-        raise
-    finally:
-        p.stop()
 
 
 def test_the_cli_gets_a_token_from_the_provider(providers):

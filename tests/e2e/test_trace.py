@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.e2e.helpers import eventually, grid_point
-from tests.support.platform import ROOT, Platform, daytime_visit, free_port
+from tests.support.platform import ROOT, Platform, daytime_visit, free_port, running
 
 pytestmark = [pytest.mark.infra]
 
@@ -80,15 +80,8 @@ def traced_platform(infra, jaeger):
     # spans leave each process within half a second (the default batches for 5 s)
     p = Platform(infra.kafka, infra.mongodb, extra_env={"OTEL_EXPORTER_OTLP_ENDPOINT": jaeger[1],
                                                          "OTEL_BSP_SCHEDULE_DELAY": "300"})
-    try:
-        p.start()
+    with running(p):
         yield p
-    except Exception:
-        for sp in p.services.values():
-            print(f"--- {sp.name} log ---\n{sp.tail()}")
-        raise
-    finally:
-        p.stop()
 
 
 def _tags(span: dict) -> dict:

@@ -7,21 +7,14 @@ import pytest
 
 from civicgrid_runtime.auth import mint_token
 from civicgrid_runtime.settings import DEV_AUTH_SECRET
-from tests.support.platform import Platform
+from tests.support.platform import Platform, running
 
 
 @pytest.fixture(scope="session")
 def platform(infra):
     p = Platform(infra.kafka, infra.mongodb)
-    try:
-        p.start()
+    with running(p):
         yield p
-    except Exception:
-        for sp in p.services.values():
-            print(f"--- {sp.name} log ---\n{sp.tail()}")
-        raise
-    finally:
-        p.stop()
 
 
 def bearer(role: str, *, area: str = "", sub: str = "security-test", secret: str = DEV_AUTH_SECRET) -> dict[str, str]:

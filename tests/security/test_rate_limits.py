@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.support.platform import BIN, ROOT, Platform
+from tests.support.platform import BIN, ROOT, Platform, running
 
 LIMIT = 4
 WINDOW = 86400  # one window for the whole test: see _clear_of_window_end
@@ -28,16 +28,9 @@ def replicas(infra):
     p = Platform(infra.kafka, infra.mongodb, extra_env={
         "INTAKE_RATE_LIMIT_WINDOW_SECONDS": str(WINDOW), "INTAKE_RATE_LIMIT_SUBMISSIONS": str(LIMIT),
         "INTAKE_RATE_LIMIT_READS": str(LIMIT)})
-    try:
-        p.start(("intake",))  # load-demo: the catalogue and the development Open311 key
+    with running(p, "intake"):  # load-demo: the catalogue and the development Open311 key
         second = p.add_replica("intake")
         yield p, p.services["intake"], second
-    except Exception:
-        for sp in p.services.values():
-            print(f"--- {sp.name} log ---\n{sp.tail()}")
-        raise
-    finally:
-        p.stop()
 
 
 def _body() -> dict:

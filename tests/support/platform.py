@@ -9,6 +9,7 @@ the traffic it generates even on a broker with history. Services can be SIGKILLe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,6 +216,21 @@ class Platform:
 
     def __exit__(self, *exc) -> None:
         self.stop(drop=not os.environ.get("CIVICGRID_KEEP_E2E_DATA"))
+
+
+@contextlib.contextmanager
+def running(p: Platform, *services: str, demo: bool = True) -> Iterator[Platform]:
+    """``p`` started (all services, or those named), stopped afterwards; when anything fails, each
+    service's log tail is printed first (what a failing fixture needs to be understood)."""
+    try:
+        p.start(services or SERVICES, demo=demo)
+        yield p
+    except Exception:
+        for sp in p.services.values():
+            print(f"--- {sp.name} log ---\n{sp.tail()}")
+        raise
+    finally:
+        p.stop()
 
 
 def main() -> None:  # pragma: no cover - manual use: python tests/support/platform.py
