@@ -33,9 +33,8 @@ def _infra_module():
 
 
 def _missing(why: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"Jaeger is required under CI and missing: {why}", pytrace=False)
-    pytest.skip(why)
+    # a real part that is missing fails the test, as the broker and the store do (conftest): never a skip
+    pytest.fail(f"Jaeger is required and missing: {why}", pytrace=False)
 
 
 def _api(url: str) -> dict:
