@@ -50,7 +50,7 @@ class Stores:
     raw: Any = None  # the real store's database (None for the fake)
 
 
-@pytest.fixture(params=["memory", "mongo"])
+@pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.infra)])
 def real_store(request):
     """The real store's infrastructure for the "mongo" run (resolved outside the event loop)."""
     return request.getfixturevalue("infra") if request.param == "mongo" else None
