@@ -134,7 +134,7 @@ async def runtime_consume_persist(start: dict, n: int) -> float:
     pub = EventPublisher(KAFKA)
     await pub.start()
     consumer = EventConsumer(bootstrap_servers=KAFKA, group_id=group, topic_names=[TOPIC], handler=persist,
-                             publisher=pub, max_batch=500)
+                             publisher=pub, max_batch=500, merge_partitions=True)  # as the services consume
     t = time.perf_counter()
     await consumer.start()
     await asyncio.wait_for(done.wait(), timeout=600)
@@ -168,8 +168,9 @@ async def idempotent_insert(col, docs: list[dict]) -> None:
 
 async def faststream_consume_persist(start: dict, n: int) -> float:
     """The peer: FastStream's Kafka batch subscriber, typed payloads, safest ack policy."""
-    from faststream import AckPolicy, Context
-    from faststream.kafka import KafkaBroker, KafkaMessage
+    from faststream import AckPolicy
+    from faststream.kafka import KafkaBroker
+    from faststream.kafka.annotations import KafkaMessage
 
     client = AsyncMongoClient(MONGO)
     col = client["civicgrid_bench"]["faststream"]
@@ -181,7 +182,7 @@ async def faststream_consume_persist(start: dict, n: int) -> float:
 
     @broker.subscriber(TOPIC, group_id=group, batch=True, max_records=500, auto_offset_reset="earliest",
                        ack_policy=AckPolicy.NACK_ON_ERROR)
-    async def persist(events: list[RequestReceived], message: KafkaMessage = Context()) -> None:
+    async def persist(events: list[RequestReceived], message: KafkaMessage) -> None:
         nonlocal count
         docs = [{"_id": h["ce_id"], "id": h["ce_id"], "source": h["ce_source"], "type": h["ce_type"],
                  "time": h["ce_time"], "subject": h["ce_subject"], "correlationid": h["ce_correlationid"],
@@ -217,8 +218,12 @@ async def main() -> None:
     rt_start = await end_offsets()
     publish = await runtime_publish(make_events(N))
     store = await raw_store(docs)
-    persist = await runtime_consume_persist(rt_start, N)
-    peer = await faststream_consume_persist(rt_start, N)  # the same events, read again by a new group
+    # the same events, each read by a new group; the two consumers alternate twice and the better of
+    # each pair counts, so that a noisy moment on a shared machine does not decide the ratio
+    persist, peer = 0.0, 0.0
+    for _ in range(2):
+        persist = max(persist, await runtime_consume_persist(rt_start, N))
+        peer = max(peer, await faststream_consume_persist(rt_start, N))
 
     table = Table(title="foundation: runtime vs raw clients (same run)")
     for col in ("path", "events/s", "baseline", "ratio", "goal"):
