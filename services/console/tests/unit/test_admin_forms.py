@@ -302,7 +302,7 @@ def test_the_catalogue_editor_places_intake_refusals_and_saves(admin_client):
     r = admin_client.post("/admin/catalogue/public_facility", data=fields(form))
     assert r.status_code == 422
     assert [a["code"] for a in admin_client.stand_in.put[-1][1]["attributes"]] == ["facility", "floors"]
-    assert '<p class="field-error" id="attr-2-error">singlevaluelist 类型需要填写取值。</p>' in r.text
+    assert '<p class="field-error" id="attr-2-error">“单选”类型需要填写取值。</p>' in r.text
     assert 'value="floors"' in r.text, "the form as typed"
     r = admin_client.post("/admin/catalogue/public_facility", data=fields(as_posted(
         cat.form_of(SERVICE), csrf=csrf(page))), follow_redirects=False)

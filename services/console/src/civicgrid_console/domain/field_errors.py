@@ -62,11 +62,17 @@ def wording(lang: str, error: dict[str, Any]) -> str:
     for pattern, key in KNOWN_MESSAGES:
         m = pattern.search(message)
         if m:
-            return i18n.t(lang, key, **m.groupdict())
+            return i18n.t(lang, key, **{k: named(lang, k, v) for k, v in m.groupdict().items()})
     key = VALIDATION_TYPES.get(str(error.get("type") or ""))
     if key:
         return i18n.t(lang, key)
     return message or i18n.t(lang, "error.invalid_form")
+
+
+def named(lang: str, kind: str, value: str) -> str:
+    """A value quoted from a message in the console's words where it has some (an attribute type)."""
+    key = f"attr_type.{value}"
+    return i18n.t(lang, key) if kind == "datatype" and i18n.has(key) else value
 
 
 @dataclass

@@ -473,7 +473,7 @@ M: dict[str, tuple[str, str]] = {
     "fielderr.cal_outside_year": ("{day} 不在 {year} 年内。", "{day} is not in {year}."),
     "fielderr.cal_both": ("{day} 既是法定节假日又是调休上班日。", "{day} is both a public holiday and a make-up working day."),
     "fielderr.cal_no_working_day": ("{year} 年没有任何工作日。", "{year} has no working day."),
-    "fielderr.attr_needs_values": ("{datatype} 类型需要填写取值。", "A {datatype} needs answer values."),
+    "fielderr.attr_needs_values": ("“{datatype}”类型需要填写取值。", "“{datatype}” needs answer values."),
     "fielderr.attr_codes_unique": ("问题代码不能重复。", "Question codes must be unique."),
     "fielderr.departments_needed": ("由职能部门承办时，须选择要吹哨的部门。",
                                     "A service a department handles must name the departments to whistle."),
