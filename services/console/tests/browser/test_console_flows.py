@@ -448,6 +448,12 @@ def test_admin_defines_a_calendar_year_sees_each_defect_named_fixes_them_and_see
     assert a.locator("#period-1-end").get_attribute("aria-invalid") == "true"
     assert a.locator("#form-errors li").count() == 2 and a.locator("#holiday-0-last").input_value() == "2031-10-07"
     admin.check("calendar-defects")
+    # by keyboard: the summary has the focus, its first link leads to the field
+    assert a.evaluate("document.activeElement.id") == "form-errors"
+    a.keyboard.press("Tab")
+    assert a.evaluate("document.activeElement.getAttribute('href')") == "#period-1-start"
+    a.keyboard.press("Enter")
+    assert a.evaluate("document.activeElement.id") == "period-1-start"
     a.locator("#period-1-end").fill("18:00")
     a.locator("#makeup-0-first").fill("2031-09-28")  # the Sunday before
     a.locator("#save-calendar").click()
