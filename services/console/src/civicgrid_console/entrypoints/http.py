@@ -64,14 +64,15 @@ def build_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
 
 def install_error_pages(app: FastAPI) -> None:
-    def page(request: Request, status: int, message: str):
+    def page(request: Request, status: int, message: str, key: str = ""):
         if not hasattr(request.state, "session"):  # failed before the session middleware ran
             return JSONResponse({"title": message}, status_code=status)
-        return web.render(request, "error.html", status, message=message, status=status)
+        return web.render(request, "error.html", status, message=message, status=status,
+                          sign_in_again=key.startswith("signin."))
 
     @app.exception_handler(web.PageProblem)
     async def _page_problem(request: Request, exc: web.PageProblem):
-        return page(request, exc.status, i18n.t(web.session_of(request).lang, exc.key, **exc.kw))
+        return page(request, exc.status, i18n.t(web.session_of(request).lang, exc.key, **exc.kw), exc.key)
 
     @app.exception_handler(web.NeedsSignIn)
     async def _needs_sign_in(request: Request, exc: web.NeedsSignIn):
