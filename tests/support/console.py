@@ -23,11 +23,13 @@ AXE_SOURCE = AXE.read_text() if AXE.exists() else ""
 
 
 class ConsoleProcess:
-    def __init__(self, platform: Platform, log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, platform: Platform, log_path: Path, *, port: int | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.port = port or free_port()
         self.log_path = log_path
         env = dict(os.environ, CONSOLE_HTTP_PORT=str(self.port), CIVICGRID_ENV="development",
-                   **{f"CONSOLE_{svc.upper()}_URL": platform.url(svc) for svc in platform.services})
+                   **{f"CONSOLE_{svc.upper()}_URL": platform.url(svc) for svc in platform.services},
+                   **(extra_env or {}))
         self.proc = subprocess.Popen([str(BIN / "civicgrid-console"), "serve"], cwd=ROOT, env=env,
                                      stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
                                      start_new_session=True)
