@@ -119,6 +119,8 @@ def test_production_refuses_built_in_secrets(monkeypatch):
     settings = ConsoleSettings()
     assert not settings.development and settings.redirect_uri == "https://console.city.example/auth/callback"
     assert bootstrap(settings).dev_sign_in is None, "no development sign-in outside development"
+    with TestClient(build_app(settings), base_url="https://console.city.example") as c:
+        assert "secure" in c.get("/").headers["set-cookie"].lower(), "served over https: a Secure cookie"
     monkeypatch.setenv("CONSOLE_PUBLIC_URL", "http://console.city.example")
     with pytest.raises(ValueError, match="https://"):
         ConsoleSettings()

@@ -74,7 +74,8 @@ def content_security_policy(tile_url: str) -> str:
 def install(app, console: Console) -> None:
     """The session and security-header middleware."""
     csp = content_security_policy(console.settings.tile_url)
-    secure = console.settings.secure_cookies
+    # a console reached over https never sends its session (which holds the staff's tokens) in clear
+    secure = console.settings.secure_cookies or console.settings.base_url.startswith("https://")
 
     @app.middleware("http")
     async def session_and_headers(request: Request, call_next):
