@@ -29,10 +29,12 @@ def stack(request, tmp_path_factory):
         yield dict(line.split() for line in Path(given).read_text().splitlines() if line.strip())
         return
     infra = request.getfixturevalue("infra")
-    console_port, dex_port = free_port(), free_port()
+    console_port, spare_port, dex_port = free_port(), free_port(), free_port()
     console_url = f"http://127.0.0.1:{console_port}"
-    # a provider of the stack's own, which knows this console's callback (its port is the stack's)
-    dex = identity.start(dex_port, tmp_path_factory.mktemp("identity"), console_urls=[console_url])
+    # a provider of the stack's own, which knows this console's callback (its port is the stack's),
+    # and that of a second console a test may start (spare_console_port)
+    dex = identity.start(dex_port, tmp_path_factory.mktemp("identity"),
+                         console_urls=[console_url, f"http://127.0.0.1:{spare_port}"])
     oidc = {k: v for k, v in identity.settings_env(dex_port).items() if k.startswith("CIVICGRID_OIDC_")}
     p = Platform(infra.kafka, infra.mongodb, extra_env=oidc)
     console = None
@@ -43,7 +45,8 @@ def stack(request, tmp_path_factory):
         console = ConsoleProcess(p, logs / "console.log", port=console_port,
                                  extra_env={**oidc, **identity.console_env(console_url)})
         console.wait_ready()
-        yield {**{svc: p.url(svc) for svc in p.services}, "console": console.url, "issuer": identity.issuer(dex_port)}
+        yield {**{svc: p.url(svc) for svc in p.services}, "console": console.url, "issuer": identity.issuer(dex_port),
+               "spare_console_port": str(spare_port)}
     except Exception:
         for sp in p.services.values():
             print(f"--- {sp.name} log ---\n{sp.tail()}")

@@ -3,7 +3,9 @@ sends the browser to Dex's own login form, the demo grid worker types their logi
 there, Dex sends them back with a code, the console trades it (PKCE) and shows their queue -- with
 a request of their grid in it, read from grid with the provider's access token. Then they sign out.
 An answer whose state was altered on the way back, and an ID token without a nonce (the nonce
-taken out of the request to Dex), are refused, and nobody is signed in by them.
+taken out of the request to Dex), are refused, and nobody is signed in by them. A console that
+renews the access token on every page (its refresh margin is the token's whole life) keeps the
+person signed in with a new token from Dex's refresh grant each time.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import pytest
 
-from tests.support.console import SHOTS, Checked
-from tests.support.platform import ROOT
+from civicgrid_console.adapters.session_cookie import COOKIE_NAME, SessionCodec
+from civicgrid_console.settings import DEVELOPMENT_SESSION_SECRET
+from tests.support.console import SHOTS, Checked, ConsoleProcess
+from tests.support.platform import ROOT, SERVICES
 
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 import identity  # noqa: E402 - deploy/local is not a package
@@ -63,10 +67,10 @@ def screenshot(c: Checked, label: str) -> None:
     c.page.screenshot(path=str(SHOTS / f"{c.name}-{c.shots:02d}-{label}.png"), full_page=True)
 
 
-def log_in_at_the_provider(c: Checked, stack, staff_id: str) -> None:
+def log_in_at_the_provider(c: Checked, issuer: str, staff_id: str) -> None:
     """On Dex's login form (reached by following the console's redirect), as the person would."""
     p = c.page
-    p.wait_for_url(re.compile(re.escape(stack["issuer"]) + r"/auth/.*"))
+    p.wait_for_url(re.compile(re.escape(issuer) + r"/auth/.*"))
     p.wait_for_selector("input[name=password]")
     screenshot(c, "provider-login")
     p.fill("input[name=login]", identity.email(staff_id))
@@ -82,7 +86,7 @@ def test_a_grid_worker_signs_in_at_the_provider_reaches_their_queue_and_signs_ou
     assert "/signin?next=/work" in p.url
     worker.check("signin")
     p.locator("#oidc-signin").click()
-    log_in_at_the_provider(worker, stack, WORKER)
+    log_in_at_the_provider(worker, stack["issuer"], WORKER)
     p.wait_for_url(f"{stack['console']}/work")
     assert WORKER in p.locator("header .me").inner_text()
     assert p.locator(".flash.ok").count() == 1
@@ -145,7 +149,7 @@ def test_an_answer_with_an_altered_state_is_refused(stack, browser):
                  rewrite_redirect(lambda url: with_query(url, alter_state), seen))
     c.page.goto("/signin")
     c.page.locator("#oidc-signin").click()
-    log_in_at_the_provider(c, stack, WORKER)
+    log_in_at_the_provider(c, stack["issuer"], WORKER)
     refused_and_nobody_signed_in(c, stack, "不一致")
     assert seen and seen[0].startswith(f"{stack['console']}/auth/callback?"), seen
     c.close()
@@ -159,7 +163,47 @@ def test_an_id_token_without_the_nonce_is_refused(stack, browser):
                  rewrite_redirect(lambda url: with_query(url, lambda q: q.pop("nonce")), seen))
     c.page.goto("/signin")
     c.page.locator("#oidc-signin").click()
-    log_in_at_the_provider(c, stack, WORKER)
+    log_in_at_the_provider(c, stack["issuer"], WORKER)
     refused_and_nobody_signed_in(c, stack, "nonce")
     assert seen and "nonce=" in seen[0], seen
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def refreshing_console(stack, tmp_path_factory):
+    """A second console in front of the stack whose every page renews the access token: the
+    refresh margin is the whole life of Dex's tokens (an hour)."""
+    port = stack.get("spare_console_port")
+    assert port, "the stack names no spare console port (CIVICGRID_CONSOLE_STACK: add 'spare_console_port <port>')"
+    url = f"http://127.0.0.1:{port}"
+    oidc = {k: v for k, v in identity.settings_env(urlsplit(stack["issuer"]).port).items()
+            if k.startswith("CIVICGRID_OIDC_")}
+    console = ConsoleProcess({svc: stack[svc] for svc in SERVICES}, tmp_path_factory.mktemp("console") / "console.log",
+                             port=int(port), extra_env={**oidc, **identity.console_env(url),
+                                                        "CONSOLE_TOKEN_REFRESH_MARGIN_SECONDS": "3600"})
+    try:
+        console.wait_ready()
+        yield console.url
+    finally:
+        console.stop()
+
+
+def test_the_access_token_is_renewed_with_the_providers_refresh_grant(stack, refreshing_console, browser):
+    c = Checked(browser, refreshing_console, "oidc-refresh", mobile=True)
+    p = c.page
+    p.goto("/signin?next=/work")
+    p.locator("#oidc-signin").click()
+    log_in_at_the_provider(c, stack["issuer"], WORKER)
+    p.wait_for_url(f"{refreshing_console}/work")
+    codec = SessionCodec(DEVELOPMENT_SESSION_SECRET, max_age_seconds=3600)  # the test consoles' development key
+    seen = []
+    for _ in range(3):
+        p.goto("/work")
+        assert p.locator("p.flash.error").count() == 0 and p.locator("main h1").count() == 1
+        session = codec.open(next(k["value"] for k in c.context.cookies() if k["name"] == COOKIE_NAME))
+        assert session["sub"] == WORKER and session["method"] == "oidc"
+        seen.append((session["token"], session["refresh_token"]))
+    c.check("queue-after-refreshes")
+    assert len({token for token, _ in seen}) == 3, "a new access token on every page"
+    assert len({refresh for _, refresh in seen}) == 3, "Dex rotates the refresh token with each use"
     c.close()
