@@ -8,7 +8,7 @@ Staff sign in at the platform's OpenID Connect provider: its issuer is the platf
 ``CIVICGRID_OIDC_ISSUER`` (the services must accept the tokens the console obtains, so the two can
 never differ), and the role and area are read from its tokens by the same ``CIVICGRID_OIDC_*``
 claim settings as the services read them. What belongs to the console alone -- its client id,
-optional secret, scopes and public URL -- carries its own prefix (docs/adr/0301).
+optional secret, scopes and public URL -- carries its own prefix (docs/adr/0302).
 """
 
 from __future__ import annotations
