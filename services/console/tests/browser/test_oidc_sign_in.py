@@ -43,16 +43,17 @@ def until(check, *, timeout: float = 90, every: float = 1.0, what: str = "condit
 
 def report_in_the_workers_grid(stack) -> str:
     """A request of its own inside the worker's grid (a point next to an earlier report would be
-    merged into it and never assigned, so another point is tried). A neighbour dispute, handled by
-    the grid and asked for by no other browser test: their reports in this grid are never merged into it."""
+    merged into it and never assigned, so another point is tried). Of the service "other" (handled by
+    the grid, no questions), which no other browser test reports or edits: their reports are never
+    merged into it, nor it into theirs."""
     grids = httpx.get(f"{stack['grid']}/v1/map/grids", params={"limit": 1}, timeout=10).json()["grids"]
     assert grids[0]["grid"] == identity.DEMO_GRID, "the provider's demo staff belong to the demo city's first grid"
     min_lon, min_lat, max_lon, max_lat = grids[0]["bbox"]
     for _ in range(10):
         fx, fy = random.uniform(0.25, 0.75), random.uniform(0.25, 0.75)
-        body = {"service_code": "neighbour_dispute", "channel": "app", "attributes": {},
+        body = {"service_code": "other", "channel": "app", "attributes": {},
                 "location": {"lat": min_lat + fy * (max_lat - min_lat), "lon": min_lon + fx * (max_lon - min_lon)},
-                "description": "Noise from upstairs every night (OIDC browser test)"}
+                "description": "The stairwell door no longer closes (OIDC browser test)"}
         r = httpx.post(f"{stack['intake']}/api/v1/requests", json=body, timeout=10)
         assert r.status_code == 201, r.text
         if r.json()["status"] != "merged":
