@@ -15,6 +15,7 @@ import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.contextvars import get_contextvars
 
 from civicgrid_runtime.logging import bound_contextvars, get_logger
 
@@ -28,6 +29,11 @@ def request_id(scope: Scope) -> str:
     """The caller's request id when it is plausible, else a new one."""
     given = dict(scope.get("headers") or []).get(HEADER)
     return given.decode() if given and _PLAUSIBLE.match(given) else uuid.uuid4().hex
+
+
+def current_request_id() -> str | None:
+    """The id of the HTTP request being handled, to send on with the calls it makes."""
+    return get_contextvars().get("http_request_id")
 
 
 def route_template(scope: Scope) -> str:

@@ -17,6 +17,7 @@ from civicgrid_console.domain import i18n
 from civicgrid_console.entrypoints import web
 from civicgrid_console.entrypoints.pages import admin, auditor, common, resident, staff, supervisor, volunteer
 from civicgrid_console.settings import ConsoleSettings
+from civicgrid_runtime.accesslog import AccessLog
 from civicgrid_runtime.logging import get_logger
 
 log = get_logger("civicgrid.console")
@@ -47,6 +48,7 @@ def build_app(settings: ConsoleSettings | None = None) -> FastAPI:
     for module in (common, resident, staff, volunteer, supervisor, auditor, admin):
         app.include_router(module.router, dependencies=[Depends(web.csrf_protect)])
     install_error_pages(app)
+    app.add_middleware(AccessLog)  # one line per page, and a request id on every line of it
 
     @app.get("/health/live", include_in_schema=False)
     async def live():
