@@ -82,6 +82,14 @@ class VolunteerUpdate(VolunteerBase):
 
     _codes = field_validator("skills")(VolunteerCreate._codes.__func__)  # type: ignore[attr-defined]
 
+    @field_validator("name", "community", "lat", "lon")
+    @classmethod
+    def _kept(cls, v: object) -> object:
+        # left out, these stay as they are; null would unplace the volunteer (no area would reach them)
+        if v is None:
+            raise ValueError("every volunteer has one; leave the field out to keep it")
+        return v
+
 
 class QualificationVerify(BaseModel):
     model_config = ConfigDict(extra="forbid")
