@@ -1,4 +1,4 @@
-"""The registry is area-limited (domain/scope.py, docs/adr/0702): staff scoped to an area list, read,
+"""The registry is area-limited (domain/scope.py, docs/adr/0701): staff scoped to an area list, read,
 change and verify only the volunteers living there, and reach only the matches and hours entries of
 requests located there; lists and reports are narrowed, a record outside is refused (403)."""
 

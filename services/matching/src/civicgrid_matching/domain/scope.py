@@ -1,4 +1,4 @@
-"""Whose records a staff member reaches: the registry is area-limited (docs/adr/0702).
+"""Whose records a staff member reaches: the registry is area-limited (docs/adr/0701).
 
 A staff token carries an area code prefix (codes nest: district(6) + street(3) + community(3) +
 grid(3)); ``""`` and the admin role reach the whole district. A volunteer lives in a community
