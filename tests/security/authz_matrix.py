@@ -130,7 +130,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
     },
     "matching": {
         **COMMON,
-        # the registry is area-limited (docs/adr/0702): a scoped caller reaches the volunteers living in
+        # the registry is area-limited (docs/adr/0701): a scoped caller reaches the volunteers living in
         # their area (a grid worker's: their grid's community) and registers only there; the request's
         # match is its area's. Lists, reports and the preview's candidates are narrowed, never refused;
         # hours entries are the area's of their request (tested on the fakes: the matrix has none).
