@@ -24,7 +24,7 @@ from civicgrid_grid.adapters.repos import RosterRepository, StaffRepository
 from civicgrid_grid.bootstrap import bootstrap
 from civicgrid_grid.demo.citygen import generate
 from civicgrid_grid.demo.roster import build_roster
-from civicgrid_grid.entrypoints.http import map_router, work_router
+from civicgrid_grid.entrypoints.http import map_router, roster_router, work_router
 from civicgrid_grid.settings import GridSettings
 from civicgrid_runtime.auth import mint_token
 from civicgrid_runtime.bus import EventPublisher, ensure_topics
@@ -161,6 +161,7 @@ async def harness(infra):
     install_problem_handlers(app)
     app.include_router(map_router)
     app.include_router(work_router)
+    app.include_router(roster_router)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://grid")
     h = Harness(svc, svc.ctx.city, publisher, collector, http, settings.auth_secret.get_secret_value())
     try:
