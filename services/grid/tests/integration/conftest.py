@@ -52,18 +52,19 @@ async def move_group_to_end(bootstrap_servers: str, group: str, names: list[str]
 
 
 class Collector:
-    """Reads grid.assignments.v1 from its end (manual assignment, no group): every event grid
-    publishes during the test run."""
+    """Reads a topic (grid.assignments.v1 unless told) from its end (manual assignment, no group):
+    every event grid publishes there during the test run."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str, topic: str = topics.ASSIGNMENTS.name) -> None:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        self.topic = topic
         self.events: list[Envelope] = []
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.consumer.start()
         await self.consumer._client.force_metadata_update()
-        name = topics.ASSIGNMENTS.name
+        name = self.topic
         tps = [TopicPartition(name, p) for p in self.consumer.partitions_for_topic(name)]
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
