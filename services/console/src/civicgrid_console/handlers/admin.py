@@ -90,7 +90,3 @@ async def activate(apis: Apis, token: str, version: int) -> dict[str, Any]:
 
 async def departments(apis: Apis) -> list[dict[str, Any]]:
     return await apis.grid.call("GET", "/v1/departments")
-
-
-async def staff_member(apis: Apis, token: str, staff_id: str) -> dict[str, Any]:
-    return await apis.grid.call("GET", f"/v1/staff/{staff_id}", token=token)

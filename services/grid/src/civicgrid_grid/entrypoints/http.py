@@ -276,6 +276,17 @@ def city_or_503(svc: GridService):
 # ------------------------------------------------------------------------------------ routers
 ChangeReason = Annotated[str | None, Header(max_length=200, description="Why (kept in the audit trail)")]
 
+
+def said(reason: str | None) -> str | None:
+    """The header's reason as the client wrote it: UTF-8 (a reason in Chinese), which HTTP hands
+    over byte for byte as Latin-1."""
+    if reason is None:
+        return None
+    try:
+        return reason.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return reason
+
 map_router = APIRouter(prefix="/v1/map", tags=["map"], route_class=GridRoute)
 
 
@@ -512,7 +523,7 @@ async def set_duty(request: Request, staff_id: str, body: DutyUpdate,
     m = await svc.roster.set_duty(p, staff_id, duty=body.duty,
                                   leave_until=body.leave_until.isoformat() if body.leave_until else None,
                                   away_until=body.away_until, limit=body.limit, version=body.version,
-                                  reason=x_change_reason)
+                                  reason=said(x_change_reason))
     return staff_read(svc, m)
 
 
@@ -537,7 +548,7 @@ async def area_posts(request: Request, area: str = Query(pattern=AREA_CODE),
 async def change_post(request: Request, post_id: str, body: PostUpdate, p: Principal = Depends(require()),
                       x_change_reason: ChangeReason = None) -> PostRead:
     svc = svc_of(request)
-    view = await svc.roster.change_post(p, post_id, a=body.a, b=body.b, version=body.version, reason=x_change_reason)
+    view = await svc.roster.change_post(p, post_id, a=body.a, b=body.b, version=body.version, reason=said(x_change_reason))
     return post_read(svc, view)
 
 
@@ -555,7 +566,7 @@ async def add_staff(request: Request, body: StaffCreate, p: Principal = Depends(
     svc = svc_of(request)
     city_or_503(svc)  # the area is checked against the map
     m = await svc.roster.add_member(p, body.id, name=body.name, role=body.role, area=body.area, lines=body.lines,
-                                    limit=body.limit, reason=x_change_reason)
+                                    limit=body.limit, reason=said(x_change_reason))
     return staff_read(svc, m)
 
 
@@ -567,7 +578,7 @@ async def update_staff(request: Request, staff_id: str, body: StaffUpdate, p: Pr
     city_or_503(svc)
     m = await svc.roster.update_member(p, staff_id, name=body.name, role=body.role, area=body.area,
                                        lines=body.lines, limit=body.limit, active=body.active, version=body.version,
-                                       reason=x_change_reason)
+                                       reason=said(x_change_reason))
     return staff_read(svc, m)
 
 

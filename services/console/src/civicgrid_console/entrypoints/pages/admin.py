@@ -1,5 +1,5 @@
 """Administrator pages: catalogue editor, map import (defects on the map), versions and
-activation, departments, roster look-up, working calendar (pending its API)."""
+activation, departments, working calendar (pending its API). The roster is pages/roster.py."""
 
 from __future__ import annotations
 
@@ -71,17 +71,6 @@ async def activate(request: Request, version: int, s: Session = Admin):
 @router.get("/departments")
 async def departments(request: Request, s: Session = Admin):
     return render(request, "admin_departments.html", departments=await admin.departments(console_of(request).apis))
-
-
-@router.get("/roster")
-async def roster(request: Request, staff_id: str = "", s: Session = Admin):
-    person, error = None, None
-    if staff_id.strip():
-        try:
-            person = await admin.staff_member(console_of(request).apis, s.token, staff_id.strip())
-        except ApiError as exc:
-            error = api_message(s.lang, exc)
-    return render(request, "admin_roster.html", staff_id=staff_id, person=person, error=error)
 
 
 @router.get("/calendar")
