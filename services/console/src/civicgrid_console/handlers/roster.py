@@ -23,10 +23,10 @@ async def pickers(apis: Apis, chosen: Picked) -> dict[str, list[dict[str, str]]]
 
 
 async def roster_of(apis: Apis, token: str, area: str) -> dict[str, Any]:
-    """An area's posts and the staff who may hold them (the area's neighbourhood: a grid's
-    community, a community's street)."""
+    """An area's posts and the staff who may hold them: a grid's post is held by its community's
+    workers, so a grid's page lists its community's people (an area above a grid, its own)."""
     posts = (await apis.grid.call("GET", "/v1/roster/posts", token=token, params={"area": area}))["posts"]
-    people_area = area[:-3] if len(area) > 9 else area
+    people_area = area[:12] if len(area) == 15 else area
     try:
         people = await apis.grid.call("GET", "/v1/roster/staff", token=token, params={"area": people_area})
     except ApiError as exc:
