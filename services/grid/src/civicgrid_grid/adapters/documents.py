@@ -116,6 +116,12 @@ def upcast_staff(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def with_roster_defaults(doc: dict[str, Any]) -> dict[str, Any]:
+    """An imported staff document in the current shape: what the import does not say is what a
+    shape-1 document meant (trained for every line, on the roster, not away)."""
+    return {"lines": list(LINES), "active": True, "away_until": None, **doc}
+
+
 def upcast_post(doc: dict[str, Any]) -> dict[str, Any]:
     """Any stored shape of a post document brought to the current one (a copy)."""
     doc = dict(doc)

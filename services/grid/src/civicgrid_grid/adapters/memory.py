@@ -19,6 +19,7 @@ from civicgrid_grid.adapters.documents import (
     member_fields,
     member_from_document,
     post_from_document,
+    with_roster_defaults,
 )
 from civicgrid_grid.adapters.repos import plan_reservations
 from civicgrid_grid.domain.request import OPEN, RequestCase
@@ -150,7 +151,8 @@ class MemoryStaff:
     async def upsert_many(self, docs: Sequence[dict]) -> None:
         for doc in docs:
             live = self.docs.get(doc["_id"], {"load": 0, "holding": [], "version": 0})
-            self.docs[doc["_id"]] = {**live, **copy.deepcopy(doc), "load": live["load"], "holding": live["holding"],
+            self.docs[doc["_id"]] = {**live, **with_roster_defaults(copy.deepcopy(doc)), "load": live["load"],
+                                     "holding": live["holding"],
                                      "version": int(live.get("version", 0)) + 1,
                                      "schema_version": ROSTER_SCHEMA_VERSION}
 

@@ -28,6 +28,7 @@ from civicgrid_grid.adapters.documents import (
     member_fields,
     member_from_document,
     post_from_document,
+    with_roster_defaults,
 )
 from civicgrid_grid.domain.request import OPEN, RequestCase
 from civicgrid_grid.domain.roster import Post, StaffMember, post_id
@@ -242,7 +243,8 @@ class StaffRepository:
         """Roster loading: create or replace profile fields, keeping live load counters; the
         version moves on, so an administrator's edit read before the import is refused."""
         ops = [UpdateOne({"_id": d["_id"]},
-                         {"$set": {**{k: v for k, v in d.items() if k not in ("_id", "load", "holding", "version")},
+                         {"$set": {**{k: v for k, v in with_roster_defaults(d).items()
+                                      if k not in ("_id", "load", "holding", "version")},
                                    "schema_version": ROSTER_SCHEMA_VERSION},
                           "$inc": {"version": 1},
                           "$setOnInsert": {"load": 0, "holding": []}}, upsert=True) for d in docs]
