@@ -97,7 +97,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
         **COMMON,
         "GET /v1/map": public(), "GET /v1/map/locate": public(query={"address": "nowhere"}),
         "GET /v1/map/buildings": public(query={"limit": "1"}), "GET /v1/map/grids": public(query={"limit": "1"}),
-        "GET /v1/map/export": public(query={"area": "9"}),
+        "GET /v1/map/export": public(query={"area": "9"}), "GET /v1/map/areas": public(),
         "POST /v1/map/import": allow(),
         "GET /v1/map/versions": allow("supervisor"),
         "POST /v1/map/versions/{version}/activate": allow(path="/v1/map/versions/999999/activate"),
@@ -126,6 +126,16 @@ MATRIX: dict[str, dict[str, Rule]] = {
                                           path="/v1/staff/{staff}"),
         "PUT /v1/staff/{staff_id}/duty": allow("supervisor", scoped=("supervisor",), path="/v1/staff/{staff}/duty",
                                                body={"duty": "on"}),
+        # the roster: supervisors read their area's posts and staff, administrators change them; a
+        # staff member reads the posts they hold (or, scoped, their area's people's) and sets their own duty
+        "GET /v1/roster/posts": allow("supervisor", scoped=("supervisor",), query={"area": "{area}"}),
+        "PUT /v1/roster/posts/{post_id}": allow(path="/v1/roster/posts/no-such-post"),
+        "GET /v1/roster/staff": allow("supervisor", scoped=("supervisor",), query={"area": "{area}"}),
+        "POST /v1/roster/staff": allow(),
+        "PUT /v1/roster/staff/{staff_id}": allow(path="/v1/roster/staff/no-such-staff"),
+        "GET /v1/staff/{staff_id}/posts": allow("grid_worker", "supervisor", scoped=("grid_worker", "supervisor"),
+                                                path="/v1/staff/{staff}/posts"),
+        "PUT /v1/me/duty": allow("grid_worker", "supervisor", body={"duty": "on"}),
         "GET /v1/departments": public(),
     },
     "matching": {

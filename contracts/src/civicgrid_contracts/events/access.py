@@ -5,7 +5,8 @@ tamper-evident trail and lists them per staff member and per request. They say w
 which object, and why -- never the personal data itself (no name, phone, e-mail or address).
 
 ``request_id`` is the object acted on and the Kafka key: the request whose contact was read, or
-the administered object (``catalogue:<code>``, ``calendar:<year>``, ``map:<version>``, ``roster:<staff id>``).
+the administered object (``catalogue:<code>``, ``calendar:<year>``, ``map:<version>``, ``roster:<staff id>``,
+``roster:<post id>``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from civicgrid_contracts.envelope import EventPayload, register
 AdminAction = Literal[
     "catalogue.create", "catalogue.update", "catalogue.retire", "catalogue.reactivate",
     "calendar.define", "map.import", "map.activate", "roster.duty",
+    "roster.post", "roster.staff_create", "roster.staff_update",
 ]
 
 
@@ -46,6 +48,6 @@ class AdminChanged(StaffAct):
     event_type = "civicgrid.access.admin_changed"
 
     action: AdminAction
-    target: str = Field(description="What was changed: a service code, a map version, a staff id")
+    target: str = Field(description="What was changed: a service code, a map version, a staff id, a post id")
     details: dict[str, str | int | float | bool | None] = Field(
         default_factory=dict, description="What changed, in non-personal terms (e.g. revision, duty)")

@@ -15,7 +15,16 @@ from civicgrid_console.adapters.api import ApiError
 from civicgrid_console.bootstrap import PACKAGE, bootstrap
 from civicgrid_console.domain import i18n
 from civicgrid_console.entrypoints import web
-from civicgrid_console.entrypoints.pages import admin, auditor, common, resident, staff, supervisor, volunteer
+from civicgrid_console.entrypoints.pages import (
+    admin,
+    auditor,
+    common,
+    resident,
+    roster,
+    staff,
+    supervisor,
+    volunteer,
+)
 from civicgrid_console.settings import ConsoleSettings
 from civicgrid_runtime.accesslog import AccessLog
 from civicgrid_runtime.logging import get_logger
@@ -45,7 +54,7 @@ def build_app(settings: ConsoleSettings | None = None) -> FastAPI:
             app.mount(f"/assets/{name}", StaticFiles(directory=path), name=f"assets-{name}")
         else:
             log.warning("front-end assets missing: run make setup (npm ci)", missing=str(path))
-    for module in (common, resident, staff, volunteer, supervisor, auditor, admin):
+    for module in (common, resident, staff, volunteer, supervisor, auditor, admin, roster):
         app.include_router(module.router, dependencies=[Depends(web.csrf_protect)])
     install_error_pages(app)
     app.add_middleware(AccessLog)  # one line per page, and a request id on every line of it

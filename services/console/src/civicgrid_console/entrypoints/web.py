@@ -28,7 +28,7 @@ templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
 NAV: dict[str, list[tuple[str, str]]] = {
     "grid_worker": [("/work", "nav.queue")],
     "supervisor": [("/supervise", "nav.supervise"), ("/supervise/kpis", "nav.kpis"),
-                   ("/supervise/evaluation", "nav.evaluation"), ("/work", "nav.queue")],
+                   ("/supervise/evaluation", "nav.evaluation"), ("/work", "nav.queue"), ("/admin/roster", "nav.roster")],
     "department": [("/dispatches", "nav.dispatches")],
     "volunteer": [("/volunteer", "nav.offers")],
     "auditor": [("/audit", "nav.audit"), ("/supervise/kpis", "nav.kpis")],

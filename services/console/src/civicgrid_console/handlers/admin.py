@@ -79,10 +79,6 @@ async def departments(apis: Apis) -> list[dict[str, Any]]:
     return await apis.grid.call("GET", "/v1/departments")
 
 
-async def staff_member(apis: Apis, token: str, staff_id: str) -> dict[str, Any]:
-    return await apis.grid.call("GET", f"/v1/staff/{staff_id}", token=token)
-
-
 async def calendar_years(apis: Apis) -> list[dict[str, Any]]:
     """Every year intake holds a calendar for (the shipped default among them), oldest first."""
     return await apis.intake.call("GET", "/api/v1/calendar")

@@ -1,6 +1,6 @@
 """Administrator pages: catalogue editor (time limits, handlers, attributes), map import (defects on
-the map), versions and activation, departments (read-only: grid has no API to edit them), roster
-look-up, the working calendar (month grids; define or edit a year).
+the map), versions and activation, departments (read-only: grid has no API to edit them), the
+working calendar (month grids; define or edit a year). The roster is pages/roster.py.
 
 A refused form comes back as it was typed, with each problem next to the field it is about."""
 
@@ -110,17 +110,6 @@ async def activate(request: Request, version: int, s: Session = Admin):
 @router.get("/departments")
 async def departments(request: Request, s: Session = Admin):
     return render(request, "admin_departments.html", departments=await admin.departments(console_of(request).apis))
-
-
-@router.get("/roster")
-async def roster(request: Request, staff_id: str = "", s: Session = Admin):
-    person, error = None, None
-    if staff_id.strip():
-        try:
-            person = await admin.staff_member(console_of(request).apis, s.token, staff_id.strip())
-        except ApiError as exc:
-            error = api_message(s.lang, exc)
-    return render(request, "admin_roster.html", staff_id=staff_id, person=person, error=error)
 
 
 @router.get("/calendar")
