@@ -178,6 +178,8 @@ class MapRepository:
         kept), then its chunks deleted; a version never completed (a save interrupted) is only
         deleted. When no chunk is left the collection is dropped. Replicas starting at once may
         both run it: every step is an insert of a unique ``_id`` or a delete."""
+        if not await self.retired_chunks.database.list_collection_names(filter={"name": self.retired_chunks.name}):
+            return []  # a store this release created, or migrated already
         chunks = [(int(d["version"]), d["layer"], int(d["seq"]), d["_id"])
                   async for d in self.retired_chunks.find({}, {"version": 1, "layer": 1, "seq": 1})]
         migrated = []
