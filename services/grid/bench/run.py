@@ -1,11 +1,13 @@
 """grid's part of `make bench`: prints measured figures next to the issue's goals.
 
 1. point lookups/s on the megacity map (vectorised STRtree point-in-polygon), and a per-call baseline
-2. RSS of a real `civicgrid-grid serve` process with the megacity map loaded
+2. a map version saved and loaded (``MapRepository``, in this process) for the `city` demo map; and
+   (run last) the megacity saved, then loaded by a real `civicgrid-grid serve` process, and its RSS
 3. assignments/s end to end (RequestReceived published -> RequestAssigned consumed) through Kafka and
    the store, and the p99 of that hop at 200 requests/s; raw baselines: store update_one/s and a bare
    Kafka produce->consume round trip
-Needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URL.
+Needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URL. Arguments name the parts to run (``lookups``,
+``maps``, ``end-to-end``); none runs all.
 """
 
 from __future__ import annotations
@@ -84,15 +86,41 @@ def bench_lookups() -> None:
     row("baseline: one locate() call per point", "-", f"{single:,.0f}/s", "(what a per-event handler gets)")
 
 
-async def bench_rss() -> None:
-    print("2. RSS of `civicgrid-grid serve` with the megacity loaded", flush=True)
-    db_name = f"grid_bench_mega_{uuid.uuid4().hex[:6]}"
+async def bench_maps(sizes: tuple[str, ...]) -> None:
+    print(f"2. map versions saved and loaded ({', '.join(sizes)}, seed 42)", flush=True)
     client = connect(MONGO, app_name="grid-bench")
-    t = time.perf_counter()
-    city = generate("megacity", 42)
-    await MapRepository(client[db_name]).save(city, source="bench megacity")
-    save_s = time.perf_counter() - t
-    await client.close()
+    try:
+        for size in sizes:
+            db_name = f"grid_bench_{size}_{uuid.uuid4().hex[:6]}"
+            city = generate(size, 42)
+            counts = city.counts()
+            repo = MapRepository(client[db_name])
+            await repo.ensure_indexes()
+            t = time.perf_counter()
+            version = await repo.save(city, source=f"bench {size}")
+            save_s = time.perf_counter() - t
+            del city
+            note = f"({counts['grids']:,} grids, {counts['buildings']:,} buildings"
+            try:
+                if size == "megacity":  # loaded once, by serve as deployed (a second load would double the part's time)
+                    row("megacity map saved", "-", f"{save_s:.1f} s", note + ")")
+                    await bench_rss(db_name)
+                    continue
+                t = time.perf_counter()
+                loaded = await repo.load(version)
+                load_s = time.perf_counter() - t
+                assert loaded.counts() == counts, (loaded.counts(), counts)
+                row(f"{size} map saved / loaded", "-", f"{save_s:.1f} s / {load_s:.1f} s",
+                    note + "; the load includes the spatial index)")
+            finally:
+                await drop_quietly(client, db_name)
+    finally:
+        await client.close()
+
+
+async def bench_rss(db_name: str) -> None:
+    """A real ``civicgrid-grid serve`` on the database the megacity was saved in."""
+    await ensure_topics(KAFKA)
     group = f"grid-bench-{uuid.uuid4().hex[:6]}"
     await move_group_to_end(group, [t.name for t in topics.EVENT_TOPICS if t.owner != "grid"])
     t = time.perf_counter()
@@ -100,7 +128,7 @@ async def bench_rss() -> None:
     try:
         rss = None
         async with httpx.AsyncClient() as http:
-            while time.perf_counter() - t < 120:
+            while time.perf_counter() - t < 240:
                 try:
                     r = await http.get(f"http://127.0.0.1:{port}/v1/map", timeout=5)
                     if r.status_code == 200 and r.json()["counts"]["grids"] == 35200:
@@ -113,13 +141,10 @@ async def bench_rss() -> None:
                     pass
                 await asyncio.sleep(0.5)
         load_s = time.perf_counter() - t
-        row("RSS of serve with megacity loaded", "< 300 MB", f"{rss:.0f} MB" if rss else "did not load in 120 s",
-            f"(map written in {save_s:.1f} s, process up + map loaded in {load_s:.1f} s)")
+        row("RSS of serve with megacity loaded", "< 300 MB", f"{rss:.0f} MB" if rss else "did not load in 240 s",
+            f"(process up + megacity loaded in {load_s:.1f} s)")
     finally:
         stop_process(proc)
-        client = connect(MONGO, app_name="grid-bench")
-        await drop_quietly(client, db_name)
-        await client.close()
 
 
 class Collector:
@@ -298,9 +323,15 @@ async def bench_end_to_end() -> None:
 
 async def main() -> None:
     started = time.perf_counter()
-    bench_lookups()
-    await bench_rss()
-    await bench_end_to_end()
+    only = set(sys.argv[1:])
+    if not only or "lookups" in only:
+        bench_lookups()
+    if not only or "maps" in only:
+        await bench_maps(("city",))
+    if not only or "end-to-end" in only:
+        await bench_end_to_end()
+    if not only or "maps" in only:  # the longest part last: should the part's time run out, only it is lost
+        await bench_maps(("megacity",))
     print()
     print(f"grid bench ({time.perf_counter() - started:.0f} s)")
     w = [max(len(r[i]) for r in rows + [("figure", "goal", "measured", "note")]) for i in range(4)]

@@ -57,11 +57,16 @@ class GridStores:
     catalogue: CatalogueStore
     maps: MapRepository
 
-    async def ensure_indexes(self) -> None:
+    async def prepare(self) -> None:
+        """Indexes, and map versions an earlier release stored as binary chunks rewritten as plain
+        documents (docs/adr/0802) before the map is loaded."""
         for store in (self.maps, self.staff, self.roster, self.requests):
             ensure = getattr(store, "ensure_indexes", None)  # the in-memory fakes have none
             if ensure is not None:
                 await ensure()
+        migrated = await self.maps.migrate_retired_chunks()
+        if migrated:
+            log.info("map versions rewritten as plain documents", versions=migrated)
 
 
 def store_adapters(runtime: Runtime) -> GridStores:
@@ -86,7 +91,7 @@ async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | 
                                tz=ZoneInfo(settings.timezone))
     access = AccessTrail(AccessTrail.collection(runtime.db), runtime.relay, source=settings.source)
     svc = GridService(settings, runtime, ctx, stores.maps, handlers.Commands(ctx), access, handlers.RosterAdmin(ctx))
-    await stores.ensure_indexes()
+    await stores.prepare()
     await svc.refresh_map()
     if consumers:
         by_topic = {topics.REQUESTS.name: handlers.handle_requests, topics.CATALOGUE.name: handlers.handle_catalogue,

@@ -1,7 +1,6 @@
 """After a realistic flow on the real stack, one stored document of each of grid's collections:
-every field plain BSON (no binary blob) and a ``schema_version`` on every document. The map's
-geometry chunks are the one documented exception (README, docs/adr/0801): their binary fields are
-exactly the named geometry columns."""
+every field plain BSON (no binary blob) and a ``schema_version`` on every document: the map's
+geometry too (one document per area and per building, polygons as WKT text, docs/adr/0802)."""
 
 from __future__ import annotations
 
@@ -19,8 +18,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]
 
 #: the collections grid writes (the runtime's outbox markers are transient and not grid's)
 GRID_COLLECTIONS = ("requests", "staff", "posts", "chain", "departments", "services", "map_versions", "map_meta",
-                    "map_chunks")
-MAP_GEOMETRY = {"wkb", "codes", "lon", "lat", "grid", "units"}
+                    "map_areas", "map_buildings")
 
 
 def binary_fields(value, path: str = "") -> list[str]:
@@ -59,14 +57,14 @@ async def test_every_grid_collection_holds_plain_versioned_documents(harness):
         doc = await db[name].find_one({"_id": rid} if name == "requests" else {})
         assert doc is not None, f"no {name} document after the flow"
         assert doc.get("schema_version"), f"{name} document without schema_version: {doc}"
-        blobs = binary_fields(doc)
-        if name == "map_chunks":
-            assert {b.split("[")[0] for b in blobs} <= MAP_GEOMETRY, blobs
-        else:
-            assert blobs == [], f"{name} has binary fields {blobs}"
+        assert binary_fields(doc) == [], f"{name} has binary fields {binary_fields(doc)}"
         dumped[name] = doc
     req = dumped["requests"]
     assert req["schema_version"] == 2 and req["version"] >= 3 and "received" not in req
     assert req["due_response"] == env.data.response_due.replace(microsecond=req["due_response"].microsecond)
     assert req["location"]["lat"] == env.data.location.lat and req["notes"][0]["note"] == "on my way"
     assert all(isinstance(e, dict) for e in req.get("_caused", []))
+    assert "map_chunks" not in await db.list_collection_names()
+    area, building = dumped["map_areas"], dumped["map_buildings"]
+    assert area["wkt"].startswith(("POLYGON", "MULTIPOLYGON")) and area["map_version"] == req["map_version"]
+    assert isinstance(building["code"], str) and isinstance(building["lon"], float)

@@ -71,7 +71,8 @@ async def test_rejected_import_names_every_defect_and_changes_nothing(harness):
 
     fc, expected = broken_map()
     db = harness.svc.runtime.db
-    before = (await harness.svc.maps.current_version(), await db["map_chunks"].count_documents({}),
+    before = (await harness.svc.maps.current_version(), await db["map_areas"].count_documents({}),
+              await db["map_buildings"].count_documents({}),
               await db["map_versions"].count_documents({}))
     r = await harness.http.post("/v1/map/import", json=fc, headers=harness.token("admin", "admin"))
     assert r.status_code == 422
@@ -80,7 +81,8 @@ async def test_rejected_import_names_every_defect_and_changes_nothing(harness):
     named = {(e["code"], e["defect"]) for e in body["errors"]}
     for code, kind in expected.items():
         assert (code, kind) in named
-    after = (await harness.svc.maps.current_version(), await db["map_chunks"].count_documents({}),
+    after = (await harness.svc.maps.current_version(), await db["map_areas"].count_documents({}),
+             await db["map_buildings"].count_documents({}),
              await db["map_versions"].count_documents({}))
     assert after == before
     # only an admin may import
