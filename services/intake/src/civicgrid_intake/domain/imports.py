@@ -43,10 +43,11 @@ class ImportedCase(SubmitRequest):
                                   "services handled by departments; between received_at and now)")
 
     def fingerprint(self) -> str:
-        """What a second import of the same reference must carry to be the same case (instants
-        compared as instants: +08:00 and Z spellings of one moment are the same case)."""
-        same = self.model_copy(update={k: to_millisecond(v) for k in ("received_at", "dispatched_at", "preferred_time")
-                                       if (v := getattr(self, k)) is not None and v.tzinfo is not None})
+        """What a second import of the same reference must carry to be the same case (its times
+        compared as instants: +08:00 and Z spellings of one moment are the same case). Called on
+        checked items only: their times have a zone and lie within the import window."""
+        same = self.model_copy(update={k: to_millisecond(v) for k in ("received_at", "dispatched_at")
+                                       if (v := getattr(self, k)) is not None})
         return SubmitRequest.fingerprint(same)
 
 
