@@ -40,7 +40,8 @@ CLI_CLIENT = "civicgrid-cli"
 #: a local, published value like every development secret: the provider runs on loopback only
 CLI_SECRET = "civicgrid-cli-development-secret"
 CONSOLE_CLIENT = "civicgrid-console"
-CONSOLE_REDIRECT = "http://127.0.0.1:8100/auth/callback"
+#: the console's sign-in callback (its port: what `make run` starts it on)
+CONSOLE_REDIRECT = f"http://127.0.0.1:{os.environ.get('CONSOLE_HTTP_PORT', '8100')}/auth/callback"
 DEMO_PASSWORD = "civicgrid-demo"
 #: bcrypt (cost 10) of DEMO_PASSWORD
 DEMO_PASSWORD_HASH = "$2b$10$P8S/QzjvTnmrpLFJHc6pyeUgn70LEZWfim/dGV8EechAgesQxsyRG"
