@@ -19,10 +19,19 @@ os.environ.setdefault("CIVICGRID_ENV", "development")
 
 _infra: Infrastructure | None = None
 _infra_error: str | None = None
+_fakes_only = False
+
+
+def pytest_configure(config):
+    global _fakes_only
+    _fakes_only = config.getoption("--fakes-only")
 
 
 def _get_infra() -> Infrastructure:
     global _infra, _infra_error
+    if _fakes_only:  # a test of the unit layer that reaches for a real part is misclassified: say so
+        pytest.fail("--fakes-only: this test needs the real broker and store; mark it (or its parameter) "
+                    "with pytest.mark.infra", pytrace=False)
     if _infra is None and _infra_error is None:
         try:
             _infra = resolve_infrastructure()
@@ -69,10 +78,19 @@ _needs_real: dict[str, bool] = {}
 _ran = {"fakes": 0, "real": 0}
 
 
-def pytest_collection_modifyitems(items):
+def pytest_addoption(parser):
+    parser.addoption("--fakes-only", action="store_true",
+                     help="run only the tests that need no real broker, store or browser (the unit layer)")
+
+
+def pytest_collection_modifyitems(config, items):
     for item in items:
         _needs_real[item.nodeid] = "infra" in getattr(item, "fixturenames", ()) or \
             item.get_closest_marker("infra") is not None
+    if config.getoption("--fakes-only"):
+        real = [item for item in items if _needs_real[item.nodeid]]
+        items[:] = [item for item in items if not _needs_real[item.nodeid]]
+        config.hook.pytest_deselected(items=real)
 
 
 def pytest_runtest_logreport(report):

@@ -4,9 +4,15 @@
 - the runtime's publish path (EventPublisher.publish_many: envelope -> headers + JSON -> producer);
 - raw store bulk insert (insert_many) of the same documents;
 - the runtime's consume-validate-persist path (EventConsumer: fetch -> CloudEvent decode -> pydantic
-  validation -> idempotent bulk persist keyed by event id -> commit after success).
+  validation -> idempotent bulk persist keyed by event id -> commit after success);
+- a peer doing the same work in the same run: a FastStream 0.7 batch subscriber with its safest
+  Kafka acknowledgement policy (``NACK_ON_ERROR``: commit after the handler succeeds, seek back and
+  redeliver when it fails), the payload validated by FastStream into the same pydantic model and
+  persisted with the same idempotent bulk insert.
 
-Goals: consume-validate-persist >= 70% of raw store bulk throughput; publish >= 50% of raw produce.
+Goals: consume-validate-persist >= 70% of raw store bulk throughput; publish >= 50% of raw produce;
+civicgrid's consumer at least as fast as the FastStream peer (>= 1.0x) -- while it also dead-letters
+bad events with their reason, retries with backoff and never commits past an unfinished event.
 """
 
 from __future__ import annotations
@@ -114,23 +120,13 @@ async def runtime_consume_persist(start: dict, n: int) -> float:
     client = AsyncMongoClient(MONGO)
     col = client["civicgrid_bench"]["events"]
     await col.drop()
-    group = f"bench-{uuid.uuid4().hex[:8]}"
-    # the group starts exactly where the runtime-published events begin
-    seed = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=group, enable_auto_commit=False)
-    await seed.start()
-    seed.assign(list(start))
-    await seed.commit(dict(start))
-    await seed.stop()
+    group = await seeded_group(start)  # the group starts exactly where the runtime-published events begin
     done = asyncio.Event()
     count = 0
 
     async def persist(batch) -> None:
         nonlocal count
-        try:  # idempotent persist: keyed by event id, a redelivery is a duplicate key and ignored
-            await col.insert_many([{"_id": d.envelope.id, **d.envelope.to_document()} for d in batch], ordered=False)
-        except BulkWriteError as exc:
-            if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
-                raise
+        await idempotent_insert(col, [{"_id": d.envelope.id, **d.envelope.to_document()} for d in batch])
         count += len(batch)
         if count >= n:
             done.set()
@@ -138,13 +134,71 @@ async def runtime_consume_persist(start: dict, n: int) -> float:
     pub = EventPublisher(KAFKA)
     await pub.start()
     consumer = EventConsumer(bootstrap_servers=KAFKA, group_id=group, topic_names=[TOPIC], handler=persist,
-                             publisher=pub, max_batch=500)
+                             publisher=pub, max_batch=500, merge_partitions=True)  # as the services consume
     t = time.perf_counter()
     await consumer.start()
     await asyncio.wait_for(done.wait(), timeout=600)
     dt = time.perf_counter() - t
     await consumer.stop()
     await pub.stop()
+    await client.drop_database("civicgrid_bench")
+    await client.close()
+    return count / dt
+
+
+async def seeded_group(start: dict) -> str:
+    """A new consumer group whose committed offsets are exactly ``start``."""
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    seed = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=group, enable_auto_commit=False)
+    await seed.start()
+    seed.assign(list(start))
+    await seed.commit(dict(start))
+    await seed.stop()
+    return group
+
+
+async def idempotent_insert(col, docs: list[dict]) -> None:
+    """Insert keyed by event id; a redelivered event is a duplicate key and ignored."""
+    try:
+        await col.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
+            raise
+
+
+async def faststream_consume_persist(start: dict, n: int) -> float:
+    """The peer: FastStream's Kafka batch subscriber, typed payloads, safest ack policy."""
+    from faststream import AckPolicy
+    from faststream.kafka import KafkaBroker
+    from faststream.kafka.annotations import KafkaMessage
+
+    client = AsyncMongoClient(MONGO)
+    col = client["civicgrid_bench"]["faststream"]
+    await col.drop()
+    group = await seeded_group(start)
+    done = asyncio.Event()
+    count = 0
+    broker = KafkaBroker(KAFKA, logger=None)
+
+    @broker.subscriber(TOPIC, group_id=group, batch=True, max_records=500, auto_offset_reset="earliest",
+                       ack_policy=AckPolicy.NACK_ON_ERROR)
+    async def persist(events: list[RequestReceived], message: KafkaMessage) -> None:
+        nonlocal count
+        docs = [{"_id": h["ce_id"], "id": h["ce_id"], "source": h["ce_source"], "type": h["ce_type"],
+                 "time": h["ce_time"], "subject": h["ce_subject"], "correlationid": h["ce_correlationid"],
+                 "causationid": h.get("ce_causationid"), "schemaversion": int(h["ce_schemaversion"]),
+                 "data": e.model_dump(mode="json")}
+                for e, h in zip(events, message.batch_headers, strict=True)]
+        await idempotent_insert(col, docs)
+        count += len(docs)
+        if count >= n:
+            done.set()
+
+    t = time.perf_counter()
+    await broker.start()
+    await asyncio.wait_for(done.wait(), timeout=600)
+    dt = time.perf_counter() - t
+    await broker.stop()
     await client.drop_database("civicgrid_bench")
     await client.close()
     return count / dt
@@ -164,7 +218,12 @@ async def main() -> None:
     rt_start = await end_offsets()
     publish = await runtime_publish(make_events(N))
     store = await raw_store(docs)
-    persist = await runtime_consume_persist(rt_start, N)
+    # the same events, each read by a new group; the two consumers alternate twice and the better of
+    # each pair counts, so that a noisy moment on a shared machine does not decide the ratio
+    persist, peer = 0.0, 0.0
+    for _ in range(2):
+        persist = max(persist, await runtime_consume_persist(rt_start, N))
+        peer = max(peer, await faststream_consume_persist(rt_start, N))
 
     table = Table(title="foundation: runtime vs raw clients (same run)")
     for col in ("path", "events/s", "baseline", "ratio", "goal"):
@@ -175,8 +234,12 @@ async def main() -> None:
     table.add_row("runtime publish", f"{publish:,.0f}", "raw produce", f"{publish / produce:.0%}", ">= 50%")
     table.add_row("runtime consume-validate-persist", f"{persist:,.0f}", "raw store bulk", f"{persist / store:.0%}",
                   ">= 70%")
+    table.add_row("FastStream 0.7 consume-validate-persist (peer)", f"{peer:,.0f}", "", "", "")
+    table.add_row("runtime consume-validate-persist", f"{persist:,.0f}", "FastStream peer", f"{persist / peer:.2f}x",
+                  ">= 1.0x")
     console.print(table)
-    print(f"RESULT foundation publish_ratio={publish / produce:.2f} persist_ratio={persist / store:.2f}")
+    print(f"RESULT foundation publish_ratio={publish / produce:.2f} persist_ratio={persist / store:.2f} "
+          f"peer_ratio={persist / peer:.2f}")
     sys.stdout.flush()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PART_TIMEOUT = float(os.environ.get("BENCH_PART_TIMEOUT", "420"))  # seconds; each part stops by itself
-PARTS = [ROOT / "bench" / "foundation.py"]
+PARTS = [ROOT / "bench" / "unit_layer.py", ROOT / "bench" / "foundation.py"]
 PARTS += [ROOT / "services" / s / "bench" / "run.py" for s in ("intake", "grid", "matching", "audit", "console")]
 PARTS += [ROOT / "bench" / "pipeline.py", ROOT / "bench" / "scaling.py"]
 

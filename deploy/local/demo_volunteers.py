@@ -1,5 +1,7 @@
 """The demo city's volunteer roster (anchored at lat 39.90, lon 116.30, ~5 km north and east),
 written as JSON lines that ``civicgrid-matching load-demo`` (or ``import-volunteers``) registers.
+Each volunteer's ``community`` is the code of the demo city's community their home lies in (the
+nearest one for homes past its edge): staff reach the volunteers of their area by that code.
 
     .venv/bin/python deploy/local/demo_volunteers.py [--count 300] > deploy/local/demo/volunteers.jsonl
 
@@ -12,6 +14,10 @@ import argparse
 import json
 
 import numpy as np
+import shapely
+
+from civicgrid_grid.demo.citygen import generate
+from civicgrid_grid.settings import GridSettings
 
 ANCHOR = (39.90, 116.30)
 #: skills are the codes of intake's default catalogue (the services volunteers give)
@@ -35,14 +41,23 @@ PATTERNS = {
 }
 
 
+def home_community():
+    """Where a home lies: the demo city's (grid's demo map) community containing it, or the nearest."""
+    demo = GridSettings.model_fields  # the defaults (load-demo's map); no settings to read here
+    communities = generate(demo["demo_size"].default, demo["demo_seed"].default).communities
+    tree = shapely.STRtree(communities.polygons)
+    return lambda lat, lon: communities.codes[int(tree.nearest(shapely.Point(lon, lat)))]
+
+
 def demo_volunteers(n: int = 300, seed: int = 2026) -> list[dict]:
     """Roster rows: a volunteer's registration plus ``qualifications`` (codes verified for a year)."""
     rng = np.random.default_rng(seed)
+    community_of = home_community()
     out = []
     for i in range(n):
         lat = ANCHOR[0] + float(rng.random()) * 0.045
         lon = ANCHOR[1] + float(rng.random()) * 0.059
-        community = f"demo-community-{int((lat - ANCHOR[0]) / 0.015) * 4 + int((lon - ANCHOR[1]) / 0.0148) + 1:02d}"
+        community = community_of(lat, lon)
         skills = sorted(set(rng.choice(SKILLS, size=int(rng.integers(1, 4)), replace=False).tolist()))
         party = bool(rng.random() < 0.6)
         pattern = list(PATTERNS)[int(rng.integers(len(PATTERNS)))]

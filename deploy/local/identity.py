@@ -8,8 +8,9 @@ staff of every role: the role and area travel as groups (``civicgrid-role:<role>
 
 Clients: ``civicgrid`` is the APIs' audience (its trusted peers may ask for tokens addressed to it
 with the scope ``audience:server:client_id:civicgrid``); ``civicgrid-console`` is the console, a
-public client (authorization code + PKCE); ``civicgrid-cli`` gets tokens for scripts with the
-password grant (``civicgrid-token --oidc``).
+public client (authorization code + PKCE) whose callback follows the console's public URL
+(``CONSOLE_PUBLIC_URL``, else loopback on ``CONSOLE_HTTP_PORT``); ``civicgrid-cli`` gets tokens for
+scripts with the password grant (``civicgrid-token --oidc``).
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ CLI_CLIENT = "civicgrid-cli"
 #: a local, published value like every development secret: the provider runs on loopback only
 CLI_SECRET = "civicgrid-cli-development-secret"
 CONSOLE_CLIENT = "civicgrid-console"
-#: the console's sign-in callback (its port: what `make run` starts it on)
-CONSOLE_REDIRECT = f"http://127.0.0.1:{os.environ.get('CONSOLE_HTTP_PORT', '8100')}/auth/callback"
+#: what the console asks for: who (openid, profile: preferred_username), the groups carrying role and
+#: area, a refresh token, and Dex's cross-client scope that addresses the access token to the APIs
+CONSOLE_SCOPES = f"openid profile groups offline_access audience:server:client_id:{AUDIENCE}"
 DEMO_PASSWORD = "civicgrid-demo"
 #: bcrypt (cost 10) of DEMO_PASSWORD
 DEMO_PASSWORD_HASH = "$2b$10$P8S/QzjvTnmrpLFJHc6pyeUgn70LEZWfim/dGV8EechAgesQxsyRG"
@@ -69,6 +71,22 @@ def issuer(port: int = DEX_PORT) -> str:
     return f"http://127.0.0.1:{port}/dex"
 
 
+def console_public_url() -> str:
+    """Where browsers reach the console, as the console itself reads it: CONSOLE_PUBLIC_URL, else
+    loopback on CONSOLE_HTTP_PORT (8100)."""
+    given = os.environ.get("CONSOLE_PUBLIC_URL") or f"http://127.0.0.1:{os.environ.get('CONSOLE_HTTP_PORT', '8100')}"
+    return given.rstrip("/")
+
+
+def console_redirect(public_url: str | None = None) -> str:
+    """The console's sign-in callback, which the provider must know before it sends anyone there."""
+    return f"{public_url or console_public_url()}/auth/callback"
+
+
+#: the console's callback on its default port (CONSOLE_PUBLIC_URL / CONSOLE_HTTP_PORT move it)
+CONSOLE_REDIRECT = console_redirect()
+
+
 def email(staff_id: str) -> str:
     return f"{staff_id}@civicgrid.local"
 
@@ -85,7 +103,14 @@ def settings_env(port: int = DEX_PORT) -> dict[str, str]:
     }
 
 
-def config(port: int = DEX_PORT, staff: list[tuple[str, str, str]] | None = None) -> dict:
+def console_env(public_url: str | None = None) -> dict[str, str]:
+    """What the console needs besides the platform-wide CIVICGRID_OIDC_* to sign staff in here."""
+    return {"CONSOLE_OIDC_CLIENT_ID": CONSOLE_CLIENT, "CONSOLE_OIDC_SCOPES": CONSOLE_SCOPES,
+            "CONSOLE_PUBLIC_URL": public_url or console_public_url()}
+
+
+def config(port: int = DEX_PORT, staff: list[tuple[str, str, str]] | None = None,
+           console_urls: list[str] | None = None) -> dict:
     users = [{"email": email(sid), "username": sid, "preferredUsername": sid, "userID": sid,
               "hash": DEMO_PASSWORD_HASH, "groups": [f"civicgrid-role:{role}"] + ([f"civicgrid-area:{area}"]
                                                                                   if area else [])}
@@ -103,16 +128,17 @@ def config(port: int = DEX_PORT, staff: list[tuple[str, str, str]] | None = None
         "staticClients": [
             {"id": AUDIENCE, "name": "civicgrid APIs", "secret": "civicgrid-api-development-secret",
              "trustedPeers": [CONSOLE_CLIENT, CLI_CLIENT]},
-            {"id": CONSOLE_CLIENT, "name": "civicgrid console", "public": True, "redirectURIs": [CONSOLE_REDIRECT]},
+            {"id": CONSOLE_CLIENT, "name": "civicgrid console", "public": True,
+             "redirectURIs": [console_redirect(u) for u in (console_urls or [console_public_url()])]},
             {"id": CLI_CLIENT, "name": "civicgrid scripts", "secret": CLI_SECRET},
         ],
         "staticPasswords": users,
     }
 
 
-def write_config(path: Path, port: int = DEX_PORT) -> Path:
+def write_config(path: Path, port: int = DEX_PORT, console_urls: list[str] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config(port), indent=1))  # JSON is YAML: Dex reads it as is
+    path.write_text(json.dumps(config(port, console_urls=console_urls), indent=1))  # JSON is YAML: Dex reads it as is
     return path
 
 
@@ -141,10 +167,11 @@ def _which(name: str) -> bool:
     return shutil.which(name) is not None
 
 
-def start(port: int, workdir: Path) -> subprocess.Popen:
-    """A provider of its own on ``port`` (tests start a second, untrusted one this way); the caller stops it."""
+def start(port: int, workdir: Path, console_urls: list[str] | None = None) -> subprocess.Popen:
+    """A provider of its own on ``port`` (tests start a second, untrusted one this way, or one for a
+    console on a port of their own: ``console_urls``); the caller stops it."""
     setup()
-    config = write_config(workdir / f"dex-{port}.json", port)
+    config = write_config(workdir / f"dex-{port}.json", port, console_urls)
     log = open(workdir / f"dex-{port}.log", "ab")  # noqa: SIM115 - handed to the child
     return subprocess.Popen(command(config), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -55,7 +55,7 @@ def ferretdb_patches() -> list[Path]:
 
 
 FERRETDB_BIN = CACHE / "bin" / f"civicgrid-ferretdb-1.24.2-{_wrapper_digest()}"
-JAEGER_VERSION = "1.76.0"  # the module's version; its cmd/jaeger is Jaeger v2, a Collector build
+JAEGER_VERSION = "1.75.0"  # the module's version; its cmd/jaeger is Jaeger v2, a Collector build
 JAEGER_DIR = HERE / "jaeger"
 
 

@@ -19,7 +19,6 @@ otherwise (the infrastructure's: ``CIVICGRID_KAFKA_PORT`` etc., see infra.py).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -27,6 +26,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import identity  # deploy/local/identity.py: the local identity provider and its demo staff
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run")).resolve()
@@ -88,21 +89,23 @@ def wait_ready(svc: str, port: int, proc: subprocess.Popen, timeout: float = 90)
     raise RuntimeError(f"{svc} not ready after {timeout:.0f}s; see {STATE / 'logs' / (svc + '.log')}")
 
 
-def print_console(port: int) -> None:
-    """Where the console is and whom one can sign in as (development sign-in: pick a person)."""
-    print(f"  console          http://127.0.0.1:{port}  (residents: /report; staff: /signin)")
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{SERVICES['grid']}/v1/map/grids?limit=1", timeout=5) as r:
-            g = json.loads(r.read())["grids"][0]["grid"]
-    except (OSError, KeyError, IndexError, ValueError):
+def console_env(env: dict[str, str], infra_env: dict[str, str]) -> dict[str, str]:
+    """The console signs staff in at the local identity provider (the platform-wide CIVICGRID_OIDC_*
+    are in infra.env; its client, scopes and public URL here), and offers the development sign-in beside it."""
+    if not infra_env.get("CIVICGRID_OIDC_ISSUER"):
+        return env
+    return {**identity.console_env(), **env, "CONSOLE_HTTP_PORT": str(CONSOLE_PORT)}
+
+
+def print_console(port: int, oidc: bool) -> None:
+    """Where the console is and whom one can sign in as: the demo staff's accounts at the identity
+    provider (login and password), which the development sign-in also lists."""
+    print(f"  console          {identity.console_public_url()}  (residents: /report; staff: /signin)")
+    if not oidc:
         return
-    accounts = [("grid worker, post A", f"s{g}-1"), ("grid worker, post B", f"s{g}-2"), ("grid head", f"h{g}"),
-                ("community supervisor", f"c{g[:12]}"), ("street supervisor", f"t{g[:9]}"),
-                ("district supervisor", f"d{g[:6]}"), ("department", "chengguan"), ("auditor", "auditor-1"),
-                ("administrator", "admin")]
-    print("  demo accounts    (on the sign-in page)")
-    for label, sub in accounts:
-        print(f"                   {label:<22} {sub}")
+    print(f"  demo accounts    sign in with the city account at /signin (password {identity.DEMO_PASSWORD} for all):")
+    for staff_id, role, area in identity.DEMO_STAFF:
+        print(f"                   {identity.email(staff_id):<42} {role:<12} {area or 'whole district'}")
 
 
 def stop_services(procs: dict[str, subprocess.Popen]) -> None:
@@ -160,7 +163,7 @@ def main() -> int:
                 log(f"loading demo data: civicgrid-{svc} {' '.join(cmd)}")
                 subprocess.run([str(BIN / f"civicgrid-{svc}"), *cmd], cwd=ROOT, env=env, check=True)
         if available("console"):
-            procs["console"] = start_service("console", env)
+            procs["console"] = start_service("console", console_env(env, infra_env))
             wait_ready("console", CONSOLE_PORT, procs["console"])
             log("console ready")
         print()
@@ -175,7 +178,7 @@ def main() -> int:
         print(f"  traces (Jaeger)  {infra_env['CIVICGRID_JAEGER_URL']}  (query API /api/traces?service=civicgrid-intake; "
               "README: following one request)")
         if "console" in procs:
-            print_console(CONSOLE_PORT)
+            print_console(CONSOLE_PORT, oidc=bool(infra_env.get("CIVICGRID_OIDC_ISSUER")))
         print(f"  logs             {STATE / 'logs'}")
         if infra_env.get("CIVICGRID_OIDC_ISSUER"):
             print(f"  sign-in (OIDC)   {infra_env['CIVICGRID_OIDC_ISSUER']}  (Dex; demo staff <staff id>@civicgrid.local, "

@@ -3,7 +3,7 @@
 # (validates every object) -- from the Go module proxy with `go install`, once, into the cache
 # outside the clone. Versioned names: a new pin builds anew, an old binary is never reused.
 set -euo pipefail
-HELM_VERSION=v3.22.0
+HELM_VERSION=v4.3.2
 KUBECONFORM_VERSION=v0.8.0
 BIN="${CIVICGRID_CACHE_DIR:-$HOME/.cache/civicgrid}/bin"
 mkdir -p "$BIN"
@@ -20,5 +20,5 @@ build() {  # build NAME VERSION PACKAGE
   ln -sf "$1-$2" "$BIN/$1"
 }
 
-build helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+build helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm
 build kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform

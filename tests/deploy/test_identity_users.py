@@ -28,7 +28,9 @@ def test_demo_users_are_the_demo_citys_staff():
     assert volunteers <= {json.loads(line)["id"] for line in roster.read_text().splitlines() if line.strip()}
 
 
-def test_the_provider_config_registers_the_console_and_the_cli():
+def test_the_provider_config_registers_the_console_and_the_cli(monkeypatch):
+    monkeypatch.delenv("CONSOLE_PUBLIC_URL", raising=False)
+    monkeypatch.delenv("CONSOLE_HTTP_PORT", raising=False)
     cfg = identity.config(15556)
     clients = {c["id"]: c for c in cfg["staticClients"]}
     assert clients[identity.CONSOLE_CLIENT]["public"] is True
@@ -36,3 +38,17 @@ def test_the_provider_config_registers_the_console_and_the_cli():
     assert set(clients[identity.AUDIENCE]["trustedPeers"]) == {identity.CONSOLE_CLIENT, identity.CLI_CLIENT}
     users = {u["username"]: u for u in cfg["staticPasswords"]}
     assert users["c110101001001"]["groups"] == ["civicgrid-role:supervisor", "civicgrid-area:110101001001"]
+
+
+def test_the_consoles_callback_follows_its_public_url_or_port(monkeypatch):
+    def redirects() -> list[str]:
+        clients = {c["id"]: c for c in identity.config(15556)["staticClients"]}
+        return clients[identity.CONSOLE_CLIENT]["redirectURIs"]
+
+    monkeypatch.delenv("CONSOLE_PUBLIC_URL", raising=False)
+    monkeypatch.setenv("CONSOLE_HTTP_PORT", "8200")
+    assert redirects() == ["http://127.0.0.1:8200/auth/callback"]
+    monkeypatch.setenv("CONSOLE_PUBLIC_URL", "https://console.city.example/")
+    assert redirects() == ["https://console.city.example/auth/callback"]
+    assert identity.console_env()["CONSOLE_PUBLIC_URL"] == "https://console.city.example"
+    assert "audience:server:client_id:civicgrid" in identity.console_env()["CONSOLE_OIDC_SCOPES"].split()

@@ -11,7 +11,9 @@ fails on a route this table does not list.
 
 Placeholders in paths and queries are filled by the test from a real request it submits:
 ``{rid}`` that request, ``{area}`` its grid, ``{staff}`` its assignee, ``{dispatch}`` its dispatch to
-``{department}``. Anything else is a placeholder value that exists nowhere (404 once let in).
+``{department}``, ``{community}`` its community and ``{volunteer}`` a volunteer living there (the
+request's match exists: volunteers were asked for). Placeholders in JSON bodies are filled too.
+Anything else is a placeholder value that exists nowhere (404 once let in).
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
         **COMMON,
         "GET /v1/map": public(), "GET /v1/map/locate": public(query={"address": "nowhere"}),
         "GET /v1/map/buildings": public(query={"limit": "1"}), "GET /v1/map/grids": public(query={"limit": "1"}),
-        "GET /v1/map/export": public(query={"area": "9"}),
+        "GET /v1/map/export": public(query={"area": "9"}), "GET /v1/map/areas": public(),
         "POST /v1/map/import": allow(),
         "GET /v1/map/versions": allow("supervisor"),
         "POST /v1/map/versions/{version}/activate": allow(path="/v1/map/versions/999999/activate"),
@@ -126,21 +128,45 @@ MATRIX: dict[str, dict[str, Rule]] = {
                                           path="/v1/staff/{staff}"),
         "PUT /v1/staff/{staff_id}/duty": allow("supervisor", scoped=("supervisor",), path="/v1/staff/{staff}/duty",
                                                body={"duty": "on"}),
+        # the roster: supervisors read their area's posts and staff, administrators change them; a
+        # staff member reads the posts they hold (or, scoped, their area's people's) and sets their own duty
+        "GET /v1/roster/posts": allow("supervisor", scoped=("supervisor",), query={"area": "{area}"}),
+        "PUT /v1/roster/posts/{post_id}": allow(path="/v1/roster/posts/no-such-post"),
+        "GET /v1/roster/staff": allow("supervisor", scoped=("supervisor",), query={"area": "{area}"}),
+        "POST /v1/roster/staff": allow(),
+        "PUT /v1/roster/staff/{staff_id}": allow(path="/v1/roster/staff/no-such-staff"),
+        "GET /v1/staff/{staff_id}/posts": allow("grid_worker", "supervisor", scoped=("grid_worker", "supervisor"),
+                                                path="/v1/staff/{staff}/posts"),
+        "PUT /v1/me/duty": allow("grid_worker", "supervisor", body={"duty": "on"}),
         "GET /v1/departments": public(),
     },
     "matching": {
         **COMMON,
-        "POST /volunteers": allow("supervisor", "grid_worker"),
-        "GET /volunteers": allow("supervisor", "grid_worker", query={"limit": "1"}),
-        "GET /volunteers/{vid}": allow("supervisor", "grid_worker", path="/volunteers/no-such-volunteer"),
-        "PATCH /volunteers/{vid}": allow("supervisor", "grid_worker", path="/volunteers/no-such-volunteer"),
+        # the registry is area-limited (docs/adr/0701): a scoped caller reaches the volunteers living in
+        # their area (a grid worker's: their grid's community) and registers only there; the request's
+        # match is its area's. Lists, reports and the preview's candidates are narrowed, never refused;
+        # hours entries are the area's of their request (tested on the fakes: the matrix has none).
+        "POST /volunteers": allow("supervisor", "grid_worker", scoped=("supervisor", "grid_worker"),
+                                  body={"id": "{volunteer}", "name": "Matrix Volunteer", "community": "{community}",
+                                        "lat": 39.9, "lon": 116.3, "on_duty": False}),  # 409 once let in
+        "GET /volunteers": allow("supervisor", "grid_worker", scoped=("supervisor", "grid_worker"),
+                                 query={"community": "{community}", "limit": "1"}),
+        "GET /volunteers/{vid}": allow("supervisor", "grid_worker", scoped=("supervisor", "grid_worker"),
+                                       path="/volunteers/{volunteer}"),
+        "PATCH /volunteers/{vid}": allow("supervisor", "grid_worker", scoped=("supervisor", "grid_worker"),
+                                         path="/volunteers/{volunteer}"),
         "POST /volunteers/{vid}/qualifications": allow("supervisor", "grid_worker",
-                                                       path="/volunteers/no-such-volunteer/qualifications"),
-        "GET /volunteers/{vid}/certificate": allow("supervisor", "grid_worker",
-                                                   path="/volunteers/no-such-volunteer/certificate"),
-        "GET /volunteers/{vid}/hours": allow("supervisor", "grid_worker", path="/volunteers/no-such-volunteer/hours"),
-        "GET /matches/{request_id}": allow("supervisor", "grid_worker", path="/matches/{rid}"),
-        "POST /matches/{request_id}/no-show": allow("supervisor", "grid_worker", path="/matches/no-such-request/no-show"),
+                                                       scoped=("supervisor", "grid_worker"),
+                                                       path="/volunteers/{volunteer}/qualifications",
+                                                       body={"code": "authz_matrix"}),
+        "GET /volunteers/{vid}/certificate": allow("supervisor", "grid_worker", scoped=("supervisor", "grid_worker"),
+                                                   path="/volunteers/{volunteer}/certificate"),
+        "GET /volunteers/{vid}/hours": allow("supervisor", "grid_worker", scoped=("supervisor", "grid_worker"),
+                                             path="/volunteers/{volunteer}/hours"),
+        "GET /matches/{request_id}": allow("supervisor", "grid_worker", scoped=("supervisor", "grid_worker"),
+                                           path="/matches/{rid}"),
+        "POST /matches/{request_id}/no-show": allow("supervisor", "grid_worker", scoped=("supervisor", "grid_worker"),
+                                                    path="/matches/{rid}/no-show"),  # 404 once let in: no winner
         "POST /match/preview": allow("supervisor", "grid_worker"),
         "POST /hours/{entry_id}/approve": allow("supervisor", "grid_worker", path="/hours/no-such-entry/approve"),
         "POST /hours/{entry_id}/correct": allow("supervisor", "grid_worker", path="/hours/no-such-entry/correct"),

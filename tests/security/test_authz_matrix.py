@@ -118,7 +118,25 @@ def subject(platform) -> dict[str, str]:
     assert w.status_code == 200, w.text
     dispatch = next(iter(w.json()["dispatches"]))
     return {"rid": rid, "area": grid_doc["area"]["grid"], "staff": grid_doc["assignee_id"],
-            "department": department, "dispatch": dispatch}
+            "department": department, "dispatch": dispatch,
+            **volunteers_of(platform, admin, rid, grid_doc["area"]["community"])}
+
+
+def volunteers_of(platform, admin: dict, rid: str, community: str) -> dict[str, str]:
+    """What matching's area-scoped routes reach: a volunteer living in the request's community and
+    the request's match (volunteers asked for; the service has no volunteers, so it stays unmatched)."""
+    vid = "authz-matrix-volunteer"
+    home = {"name": "Matrix Volunteer", "community": community, "lat": 39.9, "lon": 116.3, "on_duty": False}
+    r = HTTP.post(f"{platform.url('matching')}/volunteers", headers=admin, json={"id": vid, **home})
+    if r.status_code == 409:  # registered by an earlier run on this store: placed here now
+        r = HTTP.patch(f"{platform.url('matching')}/volunteers/{vid}", headers=admin, json=home)
+    assert r.status_code in (200, 201), r.text
+    a = HTTP.post(f"{platform.url('grid')}/v1/requests/{rid}/volunteers", headers=admin,
+                  json={"needed_from": daytime_visit(), "needed_hours": 1})
+    assert a.status_code == 200, a.text
+    _wait(lambda: HTTP.get(f"{platform.url('matching')}/matches/{rid}", headers=admin).status_code == 200,
+          "matching to open the request's match")
+    return {"community": community, "volunteer": vid}
 
 
 # ----------------------------------------------------------------------------- calling a route
@@ -127,6 +145,13 @@ def _fill(text: str, subject: dict[str, str]) -> str:
     for k, v in subject.items():
         text = text.replace("{" + k + "}", v)
     return text
+
+
+def _filled(body, subject: dict[str, str]):
+    """A JSON body with the placeholders in its strings filled."""
+    if isinstance(body, dict):
+        return {k: _filled(v, subject) for k, v in body.items()}
+    return _fill(body, subject) if isinstance(body, str) else body
 
 
 def call(platform, svc: str, route: str, rule: Rule, subject: dict, auth: str | None) -> httpx.Response:
@@ -138,7 +163,7 @@ def call(platform, svc: str, route: str, rule: Rule, subject: dict, auth: str | 
         method = "GET"
     kw = {}
     if method in ("POST", "PUT", "PATCH"):
-        kw = {"data": rule.form} if rule.form is not None else {"json": rule.body if rule.body is not None else {}}
+        kw = {"data": rule.form} if rule.form is not None else {"json": _filled(rule.body or {}, subject)}
     return HTTP.request(method, url, params=params, headers=headers, **kw)
 
 

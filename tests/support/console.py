@@ -23,11 +23,15 @@ AXE_SOURCE = AXE.read_text() if AXE.exists() else ""
 
 
 class ConsoleProcess:
-    def __init__(self, platform: Platform, log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, services: Platform | dict[str, str], log_path: Path, *, port: int | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
+        """In front of a platform's services (or of services at the URLs given, by name)."""
+        self.port = port or free_port()
         self.log_path = log_path
+        urls = services if isinstance(services, dict) else {svc: services.url(svc) for svc in services.services}
         env = dict(os.environ, CONSOLE_HTTP_PORT=str(self.port), CIVICGRID_ENV="development",
-                   **{f"CONSOLE_{svc.upper()}_URL": platform.url(svc) for svc in platform.services})
+                   **{f"CONSOLE_{svc.upper()}_URL": url for svc, url in urls.items()},
+                   **(extra_env or {}))
         self.proc = subprocess.Popen([str(BIN / "civicgrid-console"), "serve"], cwd=ROOT, env=env,
                                      stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
                                      start_new_session=True)

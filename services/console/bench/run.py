@@ -31,11 +31,19 @@ def canned_queue() -> list[dict]:
 
 async def main() -> int:
     queue = canned_queue()
-    staff = {"id": "s110105001001001-1", "duty": "on", "load": 17, "limit": 20, "leave_until": None}
+    staff = {"id": "s110105001001001-1", "duty": "on", "load": 17, "limit": 20, "leave_until": None, "version": 1}
+    backup = {**staff, "id": "s110105001001001-2", "load": 3}
+    # the worker's two posts: A of one line, B of the other (the page says who covers whom)
+    posts = [{"id": f"p110105001001001-{line}", "area": "110105001001001", "line": line, "level": "grid",
+              "version": 1, "a": a, "b": b, "a_id": a["id"], "b_id": b["id"], "serving": "A", "reason": "",
+              "as_holder": holder} for line, a, b, holder in (("general", staff, backup, "A"),
+                                                               ("care", backup, staff, "B"))]
 
     def grid(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/queue":
             return httpx.Response(200, json=queue)
+        if request.url.path.endswith("/posts"):
+            return httpx.Response(200, json=posts)
         return httpx.Response(200, json=staff)
 
     app = build_app(ConsoleSettings(grid_url="http://grid.bench"))

@@ -49,10 +49,10 @@ def handlers_on_fakes(**settings_over):
     """Intake's handlers on the in-memory fakes (no broker, no store): for unit tests."""
     from datetime import UTC, datetime, timedelta
 
+    from civicgrid_intake.adapters.catalogue import Catalogue
     from civicgrid_intake.adapters.crypto import ContactVault
     from civicgrid_intake.adapters.duplicate_index import DuplicateIndex
     from civicgrid_intake.adapters.memory import InMemoryAccessTrail, InMemoryApiKeys, InMemoryRequests
-    from civicgrid_intake.catalogue import Catalogue
     from civicgrid_intake.domain.catalogue import DEFAULT_CATALOGUE
     from civicgrid_intake.handlers import IntakeHandlers
     from civicgrid_intake.settings import IntakeSettings

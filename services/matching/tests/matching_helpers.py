@@ -45,12 +45,12 @@ def volunteer_body(vid: str, north_m: float = 0, east_m: float = 0, skills=("eld
 
 
 def requested(rid: str | None = None, *, service="elderly_care_home", at: datetime | None = None, hours=2.0,
-              resident_ref: str | None = None, recurring=False, north_m=0.0, east_m=0.0) -> Envelope:
+              resident_ref: str | None = None, recurring=False, north_m=0.0, east_m=0.0, community="c-01") -> Envelope:
     rid = rid or f"req-{uuid.uuid4().hex[:12]}"
     p = VolunteerRequested(
         request_id=rid, service_code=service,
         location=Location(lat=ANCHOR[0] + north_m / 111_195, lon=ANCHOR[1] + east_m / 85_300),
-        community="c-01", needed_from=at or next_weekday(0, 10), needed_hours=hours, recurring_weekly=recurring,
+        community=community, needed_from=at or next_weekday(0, 10), needed_hours=hours, recurring_weekly=recurring,
         resident_ref=resident_ref, requested_by="staff-1", requested_at=datetime.now(UTC))
     return Envelope.wrap(p, source="/civicgrid/grid")
 

@@ -6,7 +6,7 @@ which object, and why -- never the personal data itself (no name, phone, e-mail 
 
 ``request_id`` is the object acted on and the Kafka key: the request whose contact was read, or
 the administered object (``catalogue:<code>``, ``calendar:<year>``, ``map:<version>``, ``roster:<staff id>``,
-``requests:<import batch id>``).
+``roster:<post id>``, ``requests:<import batch id>``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from civicgrid_contracts.envelope import EventPayload, register, upcaster
 
 AdminAction = Literal[
     "catalogue.create", "catalogue.update", "catalogue.retire", "catalogue.reactivate",
-    "calendar.define", "map.import", "map.activate", "roster.duty", "requests.import",
+    "calendar.define", "map.import", "map.activate", "roster.duty",
+    "roster.post", "roster.staff_create", "roster.staff_update", "requests.import",
 ]
 
 
@@ -50,7 +51,7 @@ class AdminChanged(StaffAct):
     schema_version = 2
 
     action: AdminAction
-    target: str = Field(description="What was changed: a service code, a map version, a staff id")
+    target: str = Field(description="What was changed: a service code, a map version, a staff id, a post id")
     details: dict[str, str | int | float | bool | None] = Field(
         default_factory=dict, description="What changed, in non-personal terms (e.g. revision, duty)")
 

@@ -254,6 +254,7 @@ def a_new_report(stack) -> tuple[dict, str]:
         g = first_grid(stack)
         created = submit_by_api(stack, g)
         if created["status"] != "merged":
+            shared[f"token:{created['request_id']}"] = created["token"]  # the resident's, for their page
             return g, created["request_id"]
     raise AssertionError("every point tried was merged into an earlier report")
 
@@ -417,3 +418,235 @@ def test_admin_imports_a_defective_map_sees_each_defect_then_a_good_one_and_acti
         a.goto(path)
         admin.check(path.strip("/").replace("/", "-"))
     admin.close()
+
+
+def test_admin_defines_a_calendar_year_sees_each_defect_named_fixes_them_and_sees_the_month_grid(stack, browser):
+    """2031: far enough ahead that no clock of the other flows runs on it."""
+    admin = Checked(browser, stack["console"], "admin-calendar")
+    sign_in(admin, "admin")
+    a = admin.page
+    a.goto("/admin/calendar")
+    assert a.locator("tr[data-year='2026']").count() == 1, "the shipped year is listed"
+    admin.check("calendar-years")
+    a.locator("#define-year-input").fill("2031")
+    a.locator("#define-year button").click()
+    a.wait_for_url("**/admin/calendar/2031/edit")
+    admin.check("calendar-edit")
+    # the national day week off, with a Saturday in it also given as a make-up day, and an afternoon
+    # that ends before it starts: two defects intake names
+    a.locator("#holiday-0-first").fill("2031-10-01")
+    a.locator("#holiday-0-last").fill("2031-10-07")
+    a.locator("#makeup-0-first").fill("2031-10-04")
+    a.locator("#makeup-0-last").fill("")
+    a.locator("#period-1-start").fill("13:30")
+    a.locator("#period-1-end").fill("12:30")
+    a.locator("#source").fill("browser test")
+    a.locator("#save-calendar").click()
+    a.wait_for_selector("#form-errors")
+    assert "时段 13:30-12:30 的结束时间不晚于开始时间" in a.locator("#period-1-error").inner_text()
+    assert "2031-10-04 既是法定节假日又是调休上班日" in a.locator("#makeup-error").inner_text()
+    assert a.locator("#period-1-end").get_attribute("aria-invalid") == "true"
+    assert a.locator("#form-errors li").count() == 2 and a.locator("#holiday-0-last").input_value() == "2031-10-07"
+    admin.check("calendar-defects")
+    # by keyboard: the summary has the focus, its first link leads to the field
+    assert a.evaluate("document.activeElement.id") == "form-errors"
+    a.keyboard.press("Tab")
+    assert a.evaluate("document.activeElement.getAttribute('href')") == "#period-1-start"
+    a.keyboard.press("Enter")
+    assert a.evaluate("document.activeElement.id") == "period-1-start"
+    a.locator("#period-1-end").fill("18:00")
+    a.locator("#makeup-0-first").fill("2031-09-28")  # the Sunday before
+    a.locator("#save-calendar").click()
+    a.wait_for_url("**/admin/calendar/2031")
+    a.wait_for_selector(".flash.ok")
+    assert a.locator("table.month").count() == 12
+    assert a.locator("td[data-date='2031-10-01']").get_attribute("data-kind") == "holiday"
+    assert a.locator("td[data-date='2031-10-01'] .mark").inner_text() == "休"
+    assert a.locator("td[data-date='2031-09-28']").get_attribute("data-kind") == "makeup"
+    assert a.locator("td[data-date='2031-09-28'] .mark").inner_text() == "班"
+    assert a.locator("td[data-date='2031-10-08']").get_attribute("data-kind") == "work"
+    assert a.locator("[data-periods]").inner_text() == "09:00–12:00，13:30–18:00"
+    assert a.locator("[data-timezone]").inner_text() == "Asia/Shanghai (UTC+08:00)"
+    admin.check("calendar-month-grid")
+    a.locator("form[action='/lang'] button").click()  # the same year in English
+    a.wait_for_load_state()
+    assert a.locator("#month-10 caption").inner_text() == "October"
+    assert a.locator("td[data-date='2031-09-28'] .mark").inner_text() == "Work"
+    admin.check("calendar-month-grid-en")
+    admin.close()
+
+
+def test_admin_edits_a_services_attributes_and_residents_are_asked_them(stack, browser):
+    code = f"parties_{random.randint(1000, 9999)}"  # a rerun on the same stack adds one more
+    admin = Checked(browser, stack["console"], "admin-attributes")
+    sign_in(admin, "admin")
+    a = admin.page
+    a.goto("/admin/catalogue?edit=neighbour_dispute")
+    new = f"#attr-{a.locator('fieldset.attribute').count() - 1}"
+    a.locator(f"{new}-code").fill(code)
+    a.locator(f"{new}-datatype").select_option("singlevaluelist")
+    a.locator(f"{new}-description").fill("涉及几户？")
+    a.locator("#save-service").click()  # a choice without answer values: intake names the attribute
+    a.wait_for_selector("#form-errors")
+    assert "需要填写取值" in a.locator(f"{new}-error").inner_text()
+    assert a.locator(f"{new}-code").input_value() == code, "the form comes back as typed"
+    admin.check("attribute-refused")
+    a.locator(f"{new}-values").fill("two = 两户\nmany = 三户及以上")
+    a.locator(f"{new}-required").check()
+    a.locator("#save-service").click()
+    a.wait_for_selector(".flash.ok")
+    admin.check("attribute-saved")
+    saved = httpx.get(f"{stack['intake']}/api/v1/services/neighbour_dispute", timeout=10).json()
+    attribute = next(x for x in saved["attributes"] if x["code"] == code)
+    assert attribute["required"] and attribute["datatype"] == "singlevaluelist"
+    assert attribute["values"] == [{"key": "two", "name": "两户"}, {"key": "many", "name": "三户及以上"}]
+    assert attribute["description"] == "涉及几户？"
+    row = a.locator(f"fieldset.attribute[data-attribute='{code}']")
+    assert "two = 两户" in row.locator("textarea").input_value(), "the editor shows what intake holds"
+    admin.close()
+
+    resident = Checked(browser, stack["console"], "resident-attributes", mobile=True)
+    p = resident.page
+    p.goto("/report/neighbour_dispute")
+    assert p.locator(f"#attr_{code} option[value=many]").inner_text() == "三户及以上"
+    resident.check("asked-the-new-question")
+    resident.close()
+
+
+def held_by(stack, rid: str) -> dict:
+    r = httpx.get(f"{stack['grid']}/v1/requests/{rid}", headers=bearer("supervisor"), timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_supervisor_reassigns_a_request_to_the_other_worker(stack, browser):
+    g, rid = a_new_report(stack)
+    assignee = until(lambda: held_by(stack, rid).get("assignee_id"), what="the request assigned")
+    other = f"s{g['grid']}-2" if assignee != f"s{g['grid']}-2" else f"s{g['grid']}-1"
+    supervisor = Checked(browser, stack["console"], "supervisor-reassign")
+    sign_in(supervisor, f"c{g['grid'][:12]}")
+    s = supervisor.page
+    s.goto(f"/work/{rid}")
+    s.locator("summary", has_text="改派").click()
+    s.locator("#to_staff").fill(other)
+    s.locator("#reassign_reason").fill("原承办人休假 the holder is on leave")
+    s.locator("form[action$='/reassign'] button").click()
+    s.wait_for_selector(".flash.ok")
+    supervisor.check("reassigned")
+    after = held_by(stack, rid)
+    assert after["assignee_id"] == other and after["holder"] == "supervisor", after
+    s.goto(f"/work/{rid}")
+    assert other in s.locator("dl.facts").inner_text()
+    supervisor.check("reassigned-request")
+    supervisor.close()
+
+
+def test_worker_transfers_a_request_to_another_grid(stack, browser):
+    g, rid = a_new_report(stack)
+    grids = httpx.get(f"{stack['grid']}/v1/map/grids", params={"limit": 3}, timeout=10).json()["grids"]
+    to_grid = next(x["grid"] for x in grids if x["grid"] != g["grid"])
+    worker = Checked(browser, stack["console"], "worker-transfer", mobile=True)
+    sign_in(worker, f"s{g['grid']}-1")
+    w = worker.page
+
+    def assigned_here():
+        w.goto(f"/work/{rid}")
+        return w.locator("#accept").count() == 1
+
+    until(assigned_here, what="the request on the worker's page")
+    w.locator("summary", has_text="转办").click()
+    w.locator("#to_grid").fill("999999999999999")  # no such grid: grid says so, nothing moves
+    w.locator("#transfer_reason").fill("不在本网格 not in this grid")
+    w.locator("form[action$='/transfer'] button").click()
+    w.wait_for_selector(".flash.error")
+    assert "to_grid" in w.locator(".flash.error").inner_text()
+    worker.check("transfer-refused")
+    assert held_by(stack, rid)["grid"] == g["grid"]
+    w.goto(f"/work/{rid}")
+    w.locator("summary", has_text="转办").click()
+    w.locator("#to_grid").fill(to_grid)
+    w.locator("#transfer_reason").fill("楼栋属于相邻网格 the building belongs to the next grid")
+    w.locator("form[action$='/transfer'] button").click()
+    w.wait_for_selector(".flash.ok")
+    worker.check("transferred")
+    moved = held_by(stack, rid)
+    assert moved["grid"] == to_grid and moved["transfers"][-1]["reason"].startswith("楼栋属于相邻网格")
+    worker.close()
+
+
+def test_worker_rejects_a_request_with_a_reason_the_resident_reads(stack, browser):
+    g, rid = a_new_report(stack)
+    reason = "不属于本街道受理范围 not for the street office"
+    worker = Checked(browser, stack["console"], "worker-reject", mobile=True)
+    sign_in(worker, f"s{g['grid']}-1")
+    w = worker.page
+
+    def assigned_here():
+        w.goto(f"/work/{rid}")
+        return w.locator("#accept").count() == 1
+
+    until(assigned_here, what="the request on the worker's page")
+    w.locator("summary", has_text="不予受理").click()
+    w.locator("#reject_reason").fill(reason)
+    w.locator("form[action$='/reject'] button").click()
+    w.wait_for_selector(".flash.ok")
+    worker.check("rejected")
+    assert held_by(stack, rid)["status"] == "rejected"
+    worker.close()
+
+    # what the resident reads on their tracking page, once intake has the rejection
+    resident = Checked(browser, stack["console"], "resident-rejected", mobile=True)
+    p = resident.page
+    token = shared[f"token:{rid}"]
+
+    def resident_reads_it():
+        p.goto(f"/track/{rid}?token={token}")
+        return p.locator("[data-status]").first.get_attribute("data-status") == "rejected"
+
+    until(resident_reads_it, what="the rejection on the resident's page")
+    assert reason in p.locator("ol.history").inner_text()
+    resident.check("rejected-with-reason")
+    resident.close()
+
+
+def test_volunteer_declines_an_offer_saying_why(stack, browser):
+    g = first_grid(stack, any_of=4)
+    tomorrow_10 = (datetime.now(TZ) + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    created = submit_by_api(stack, g, service="elderly_home_care", preferred_time=tomorrow_10.isoformat(),
+                            attributes={"care_type": ["shopping"], "resident_age": 79})
+    rid = created["request_id"]
+
+    def offered():
+        m = httpx.get(f"{stack['matching']}/matches/{rid}", headers=bearer("supervisor"), timeout=10)
+        offers = [o for o in m.json().get("offers", []) if o["status"] == "open"] if m.status_code == 200 else []
+        return offers[0] if offers else None
+
+    offer = until(offered, what="matching's offers")
+    volunteer = Checked(browser, stack["console"], "volunteer-decline", mobile=True)
+    sign_in_as(volunteer, "volunteer", offer["volunteer_id"])
+    v = volunteer.page
+
+    def offer_shown():
+        v.goto("/volunteer")
+        return v.locator(f"[data-request='{rid}']").count() == 1
+
+    until(offer_shown, what="the offer on the volunteer's page")
+    card = v.locator(f"[data-request='{rid}']")
+    card.locator("summary", has_text="婉拒").click()
+    card.locator("textarea[name=reason]").fill("明天上午要去医院 at the hospital tomorrow morning")
+    volunteer.check("declining")
+    card.locator(".decline-offer").click()
+    v.wait_for_selector(".flash.ok")
+    assert v.locator(f"[data-request='{rid}']").count() == 0, "the offer is gone"
+    volunteer.check("declined")
+    volunteer.close()
+    m = httpx.get(f"{stack['matching']}/matches/{rid}", headers=bearer("supervisor"), timeout=10).json()
+    assert next(o for o in m["offers"] if o["offer_id"] == offer["offer_id"])["status"] == "declined"
+
+    def declined_with_reason():
+        r = httpx.get(f"{stack['audit']}/requests/{rid}/timeline", headers=bearer("auditor"), timeout=10)
+        entries = r.json().get("timeline", []) if r.status_code == 200 else []
+        return [e for e in entries if e["type"].endswith("declined")]
+
+    [entry] = until(declined_with_reason, what="the decline in the audit trail")
+    assert entry["data"]["reason"] == "明天上午要去医院 at the hospital tomorrow morning"

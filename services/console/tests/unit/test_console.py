@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from starlette.datastructures import ImmutableMultiDict
 
 from civicgrid_console.adapters.session_cookie import SessionCodec
+from civicgrid_console.bootstrap import bootstrap
 from civicgrid_console.domain import i18n
 from civicgrid_console.domain.forms import FormInvalid, submission
 from civicgrid_console.domain.work import grid_colours, group_catalogue, queue_rows
@@ -110,7 +111,19 @@ def test_production_refuses_built_in_secrets(monkeypatch):
         ConsoleSettings()
     monkeypatch.setenv("CONSOLE_SESSION_SECRET", "s" * 40)
     monkeypatch.setenv("CIVICGRID_AUTH_SECRET", "a" * 40)
-    assert not ConsoleSettings().development
+    # outside development the identity provider is the only sign-in: the console must know it
+    with pytest.raises(ValueError, match="CIVICGRID_OIDC_ISSUER, CONSOLE_PUBLIC_URL"):
+        ConsoleSettings()
+    monkeypatch.setenv("CIVICGRID_OIDC_ISSUER", "https://id.city.example")
+    monkeypatch.setenv("CONSOLE_PUBLIC_URL", "https://console.city.example")
+    settings = ConsoleSettings()
+    assert not settings.development and settings.redirect_uri == "https://console.city.example/auth/callback"
+    assert bootstrap(settings).dev_sign_in is None, "no development sign-in outside development"
+    with TestClient(build_app(settings), base_url="https://console.city.example") as c:
+        assert "secure" in c.get("/").headers["set-cookie"].lower(), "served over https: a Secure cookie"
+    monkeypatch.setenv("CONSOLE_PUBLIC_URL", "http://console.city.example")
+    with pytest.raises(ValueError, match="https://"):
+        ConsoleSettings()
 
 
 @pytest.fixture

@@ -30,8 +30,10 @@ class GridService:
     ctx: handlers.GridContext
     maps: MapRepository
     commands: handlers.Commands
-    #: admin changes (map, roster) as events for audit's trail
+    #: admin changes (map imports and activations) as events for audit's trail; roster changes
+    #: carry theirs in the changed document's own outbox (``roster``)
     access: AccessTrail
+    roster: handlers.RosterAdmin
 
     async def refresh_map(self) -> bool:
         """Load the current map version if it changed (the swap is one reference assignment)."""
@@ -64,9 +66,12 @@ class GridStores:
 
 def store_adapters(runtime: Runtime) -> GridStores:
     db = runtime.db
-    requests = RequestRepository(db)
-    requests.relay = runtime.outbox([requests.col, AccessTrail.collection(db)])  # admin changes go out too
-    return GridStores(requests, StaffRepository(db), RosterRepository(db), CatalogueRepository(db), MapRepository(db))
+    requests, staff, roster = RequestRepository(db), StaffRepository(db), RosterRepository(db)
+    # admin changes go out too: map changes through the access trail, roster changes with the
+    # staff or post document they change
+    relay = runtime.outbox([requests.col, AccessTrail.collection(db), staff.col, roster.posts])
+    requests.relay = staff.relay = roster.relay = relay
+    return GridStores(requests, staff, roster, CatalogueRepository(db), MapRepository(db))
 
 
 async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | None = None,
@@ -80,7 +85,7 @@ async def bootstrap(settings: GridSettings | None = None, *, runtime: Runtime | 
                                default_report_back_hours=settings.default_report_back_hours,
                                tz=ZoneInfo(settings.timezone))
     access = AccessTrail(AccessTrail.collection(runtime.db), runtime.relay, source=settings.source)
-    svc = GridService(settings, runtime, ctx, stores.maps, handlers.Commands(ctx), access)
+    svc = GridService(settings, runtime, ctx, stores.maps, handlers.Commands(ctx), access, handlers.RosterAdmin(ctx))
     await stores.ensure_indexes()
     await svc.refresh_map()
     if consumers:

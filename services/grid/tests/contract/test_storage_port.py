@@ -4,6 +4,7 @@ the fake the unit tests use cannot drift from what the store does."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ import pytest_asyncio
 from pymongo import AsyncMongoClient
 
 from civicgrid_contracts import Envelope
+from civicgrid_contracts.events.access import AdminChanged
 from civicgrid_contracts.events.grid import RequestNoted
 from civicgrid_grid.adapters.memory import MemoryCatalogue, MemoryRequests, MemoryRoster, MemoryStaff
 from civicgrid_grid.adapters.repos import (
@@ -50,7 +52,7 @@ class Stores:
     raw: Any = None  # the real store's database (None for the fake)
 
 
-@pytest.fixture(params=["memory", "mongo"])
+@pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.infra)])
 def real_store(request):
     """The real store's infrastructure for the "mongo" run (resolved outside the event loop)."""
     return request.getfixturevalue("infra") if request.param == "mongo" else None
@@ -59,8 +61,9 @@ def real_store(request):
 @pytest_asyncio.fixture
 async def stores(real_store):
     if real_store is None:
-        requests = MemoryRequests()
-        yield Stores(requests, MemoryStaff(), MemoryRoster(), MemoryCatalogue(), requests.published)
+        requests, staff, roster = MemoryRequests(), MemoryStaff(), MemoryRoster()
+        staff.published = roster.published = requests.published  # one bus
+        yield Stores(requests, staff, roster, MemoryCatalogue(), requests.published)
         return
     client = AsyncMongoClient(real_store.mongodb, tz_aware=True)
     name = unique("grid_port")
@@ -73,11 +76,10 @@ async def stores(real_store):
 
 async def _mongo_stores(db) -> Stores:
     publisher = RecordingPublisher()
-    requests = RequestRepository(db)
-    requests.relay = OutboxRelay(publisher, [requests.col])
+    requests, staff, roster = RequestRepository(db), StaffRepository(db), RosterRepository(db)
+    requests.relay = staff.relay = roster.relay = OutboxRelay(publisher, [requests.col, staff.col, roster.posts])
     await requests.ensure_indexes()
-    return Stores(requests, StaffRepository(db), RosterRepository(db), CatalogueRepository(db), publisher.published,
-                  db)
+    return Stores(requests, staff, roster, CatalogueRepository(db), publisher.published, db)
 
 
 def new_case(rid: str, **kw) -> RequestCase:
@@ -158,7 +160,11 @@ async def test_load_reservations_hold_the_limit_and_count_once(stores):
     assert (a["load"], sorted(a["holding"])) == (2, ["r1", "r4"])
     await stores.staff.upsert_many([{"_id": "A1", "duty": "off", "limit": 2}])  # a roster import keeps the load
     assert (await stores.staff.get("A1"))["load"] == 2
-    assert (await stores.staff.set_duty("A1", duty="leave", leave_until="2026-12-03", limit=5))["limit"] == 5
+    member = await stores.staff.member("A1")
+    member.duty, member.leave_until, member.limit = "leave", "2026-12-03", 5
+    assert await stores.staff.save_member(member)  # a profile write leaves the load counter alone
+    a = await stores.staff.get("A1")
+    assert (a["duty"], a["limit"], a["load"], sorted(a["holding"])) == ("leave", 5, 2, ["r1", "r4"])
 
 
 async def test_roster_and_catalogue(stores):
@@ -187,3 +193,93 @@ async def test_an_older_document_is_read_and_saved_in_the_current_shape(fresh_db
     assert await stores.requests.save(case)
     raw = await stores.raw["requests"].find_one({"_id": "r1"})
     assert raw["schema_version"] == 2 and raw["version"] == 1 and "received" not in raw
+
+
+# ------------------------------------------------------------------------------ the roster's documents
+
+
+def admin_event(target: str) -> Envelope:
+    return Envelope.wrap(AdminChanged(request_id=f"roster:{target}", staff_id="admin", role="admin",
+                                      action="roster.post", target=target), source="/test")
+
+
+async def published_soon(stores: Stores, event_id: str) -> bool:
+    """An insert's events go out from the relay's task, right after the write."""
+    for _ in range(100):
+        if event_id in {e.id for e in stores.published}:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_a_post_change_is_guarded_by_its_version_and_carries_its_event(stores):
+    await stores.roster.upsert("posts", [{"_id": "pg1-general", "area": "g1", "line": "general", "level": "grid",
+                                          "a": "A1", "b": "B1"}])
+    first, second = await stores.roster.post("pg1-general"), await stores.roster.post("pg1-general")
+    assert first.version == 1  # a roster import moves the version on
+    first.b = "B2"
+    ev = admin_event("pg1-general")
+    assert await stores.roster.save_post(first, [ev])
+    second.b = "B3"
+    assert not await stores.roster.save_post(second, [admin_event("pg1-general")])
+    stored = await stores.roster.post("pg1-general")
+    assert (stored.a, stored.b, stored.version) == ("A1", "B2", 2)
+    assert [e.id for e in stores.published] == [ev.id]
+    assert [p.id for p in await stores.roster.posts_held_by("B2")] == ["pg1-general"]
+    assert await stores.roster.posts_held_by("B1") == []
+
+
+async def test_posts_and_staff_are_listed_under_an_area_prefix(stores):
+    await stores.roster.upsert("posts", [
+        {"_id": f"p{a}-general", "area": a, "line": "general", "level": "grid", "a": "A1"}
+        for a in ("110101001001001", "110101001001002", "110101001002001")])
+    await stores.staff.upsert_many([{"_id": sid, "name": sid, "role": "grid_worker", "area": area, "duty": "on"}
+                                    for sid, area in (("s2", "110101001001002"), ("s1", "110101001001001"),
+                                                      ("s3", "110101001002001"))])
+    assert [p.area for p in await stores.roster.posts_under("110101001001")] == ["110101001001001",
+                                                                                 "110101001001002"]
+    assert [m.id for m in await stores.staff.members_under("110101001001")] == ["s1", "s2"]
+    assert len(await stores.staff.members_under("110101")) == 3
+
+
+async def test_a_new_member_claims_the_id_and_a_profile_change_is_version_guarded(stores):
+    from civicgrid_grid.domain.roster import StaffMember
+
+    m = StaffMember.new("s9", name="New Worker", role="grid_worker", area="110101001001001", lines=["care"],
+                        limit=7)
+    created = admin_event("s9")
+    assert await stores.staff.create(m, [created]) and m.version == 1
+    assert not await stores.staff.create(StaffMember.new("s9", name="Other", role="grid_worker",
+                                                         area="110101001001001", lines=[], limit=1))
+    assert await published_soon(stores, created.id)
+    first, second = await stores.staff.member("s9"), await stores.staff.member("s9")
+    assert (first.name, first.lines, first.load, first.version) == ("New Worker", ("care",), 0, 1)
+    first.limit = 9
+    assert await stores.staff.save_member(first)
+    second.duty = "off"
+    assert not await stores.staff.save_member(second)
+    stored = await stores.staff.member("s9")
+    assert (stored.limit, stored.duty, stored.version) == (9, "on", 2)
+
+
+@pytest.mark.infra
+async def test_older_staff_and_post_documents_are_read_and_saved_in_the_current_shape(fresh_db):
+    """Shape 1 had no version and no training record: read as version 0, trained for every line."""
+    stores = await _mongo_stores(fresh_db)
+    await stores.raw["staff"].insert_one({"_id": "s1", "name": "Old", "role": "grid_worker",
+                                          "area": "110101001001001", "level": "grid", "duty": "on",
+                                          "leave_until": None, "limit": 20, "load": 1, "holding": ["r1"]})
+    await stores.raw["posts"].insert_one({"_id": "pg-general", "area": "110101001001001", "line": "general",
+                                          "level": "grid", "a": "s1", "b": "s2"})
+    m = await stores.staff.member("s1")
+    assert (m.version, m.lines, m.active, m.away_until) == (0, ("general", "care"), True, None)
+    m.duty = "off"
+    assert await stores.staff.save_member(m)
+    raw = await stores.raw["staff"].find_one({"_id": "s1"})
+    assert (raw["schema_version"], raw["version"], raw["lines"], raw["load"]) == (2, 1, ["general", "care"], 1)
+    post = await stores.roster.post("pg-general")
+    assert post.version == 0
+    post.b = None
+    assert await stores.roster.save_post(post)
+    raw = await stores.raw["posts"].find_one({"_id": "pg-general"})
+    assert (raw["schema_version"], raw["version"], raw["b"]) == (2, 1, None)

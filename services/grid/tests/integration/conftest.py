@@ -24,7 +24,7 @@ from civicgrid_grid.adapters.repos import RosterRepository, StaffRepository
 from civicgrid_grid.bootstrap import bootstrap
 from civicgrid_grid.demo.citygen import generate
 from civicgrid_grid.demo.roster import build_roster
-from civicgrid_grid.entrypoints.http import map_router, work_router
+from civicgrid_grid.entrypoints.http import map_router, roster_router, work_router
 from civicgrid_grid.settings import GridSettings
 from civicgrid_runtime.auth import mint_token
 from civicgrid_runtime.bus import EventPublisher, ensure_topics
@@ -52,18 +52,19 @@ async def move_group_to_end(bootstrap_servers: str, group: str, names: list[str]
 
 
 class Collector:
-    """Reads grid.assignments.v1 from its end (manual assignment, no group): every event grid
-    publishes during the test run."""
+    """Reads a topic (grid.assignments.v1 unless told) from its end (manual assignment, no group):
+    every event grid publishes there during the test run."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str, topic: str = topics.ASSIGNMENTS.name) -> None:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        self.topic = topic
         self.events: list[Envelope] = []
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.consumer.start()
         await self.consumer._client.force_metadata_update()
-        name = topics.ASSIGNMENTS.name
+        name = self.topic
         tps = [TopicPartition(name, p) for p in self.consumer.partitions_for_topic(name)]
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
@@ -161,6 +162,7 @@ async def harness(infra):
     install_problem_handlers(app)
     app.include_router(map_router)
     app.include_router(work_router)
+    app.include_router(roster_router)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://grid")
     h = Harness(svc, svc.ctx.city, publisher, collector, http, settings.auth_secret.get_secret_value())
     try:

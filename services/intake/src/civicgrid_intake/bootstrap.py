@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from civicgrid_contracts import topics
+from civicgrid_intake.adapters.calendar_years import CalendarYears
+from civicgrid_intake.adapters.catalogue import Catalogue
 from civicgrid_intake.adapters.crypto import ContactVault
 from civicgrid_intake.adapters.duplicate_index import DuplicateFeed, DuplicateIndex
 from civicgrid_intake.adapters.legacy import drain_legacy_markers
 from civicgrid_intake.adapters.repository import Collections, MongoApiKeys, MongoRequests
-from civicgrid_intake.calendar_years import CalendarYears
-from civicgrid_intake.catalogue import Catalogue
 from civicgrid_intake.entrypoints.consumers import lifecycle_handler
 from civicgrid_intake.handlers import IntakeHandlers
 from civicgrid_intake.settings import IntakeSettings

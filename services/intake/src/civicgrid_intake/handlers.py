@@ -16,10 +16,10 @@ from typing import Any
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.intake import ImportedFrom, RequestMerged, RequestReceived
 from civicgrid_contracts.values import Location
+from civicgrid_intake.adapters.catalogue import Catalogue
 from civicgrid_intake.adapters.crypto import ContactVault
 from civicgrid_intake.adapters.duplicate_index import DuplicateIndex
 from civicgrid_intake.adapters.repository import cell_of
-from civicgrid_intake.catalogue import Catalogue
 from civicgrid_intake.domain.catalogue import AnswerErrors, ServiceDef, validate_answers
 from civicgrid_intake.domain.commands import RateRequest, SubmitRequest
 from civicgrid_intake.domain.errors import (

@@ -70,15 +70,20 @@ class Volunteers(Protocol):
 
     async def changed_since(self, t: datetime | None) -> list[Volunteer]: ...
 
-    async def page(self, community: str | None, skip: int, limit: int) -> list[Volunteer]: ...
+    async def page(self, community: str | None, skip: int, limit: int, *, within: str = "") -> list[Volunteer]:
+        """Volunteers in id order, of ``community`` if given, and whose community code starts
+        with ``within`` (an area scope's prefix; the ``community`` index serves both)."""
+        ...
 
     async def many(self, volunteer_ids: Sequence[str]) -> dict[str, Volunteer]: ...
 
-    async def members_of(self, work_unit: str) -> list[Volunteer]:
-        """Party members working at ``work_unit``."""
+    async def members_of(self, work_unit: str, *, within: str = "") -> list[Volunteer]:
+        """Party members working at ``work_unit`` (whose community starts with ``within``)."""
         ...
 
-    async def work_units(self) -> list[str]: ...
+    async def work_units(self, *, within: str = "") -> list[str]:
+        """The work units of volunteers whose community starts with ``within``."""
+        ...
 
 
 class HoursLog(Protocol):

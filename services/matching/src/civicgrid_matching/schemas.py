@@ -40,7 +40,9 @@ class VolunteerCreate(VolunteerBase):
     id: str | None = Field(default=None, pattern=CODE_PATTERN, description="Defaults to a generated id")
     name: str = Field(min_length=1, max_length=100, description="Kept in matching's store only, never in events")
     phone: str | None = Field(default=None, max_length=40)
-    community: str = Field(min_length=1, max_length=64, description="Home community (opaque code)")
+    community: str = Field(min_length=1, max_length=64,
+                           description="Home community: its area code (e.g. 110101001001); staff scoped to an area "
+                                       "reach the volunteers whose code starts with theirs")
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     skills: list[str] = Field(default_factory=list, description="Catalogue service codes")
@@ -81,6 +83,14 @@ class VolunteerUpdate(VolunteerBase):
     work_unit: str | None = Field(default=None, max_length=200)
 
     _codes = field_validator("skills")(VolunteerCreate._codes.__func__)  # type: ignore[attr-defined]
+
+    @field_validator("name", "community", "lat", "lon")
+    @classmethod
+    def _kept(cls, v: object) -> object:
+        # left out, these stay as they are; null would unplace the volunteer (no area would reach them)
+        if v is None:
+            raise ValueError("every volunteer has one; leave the field out to keep it")
+        return v
 
 
 class QualificationVerify(BaseModel):

@@ -110,6 +110,28 @@ async def test_volunteers_claim_their_id_and_saves_are_guarded(subject):
     assert set(await vols.many(["v-1", "v-2", "v-3"])) == {"v-1", "v-2"}
 
 
+async def test_volunteers_are_found_by_the_prefix_of_their_community_code(subject):
+    """An area scope's queries (domain/scope.py): codes nest by prefix; a prefix is no pattern."""
+    vols = subject.store.volunteers
+    for vid, community, unit in (("v-1", "110101001001", "School"), ("v-2", "110101001002", "Court"),
+                                 ("v-3", "110101002001", "School"), ("v-4", "1101010010010", None),
+                                 ("v-5", "110101001.01", "Tax"), ("v-6", "demo-community-03", "Tax")):
+        await vols.add(volunteer(vid, community=community, party_member=unit is not None, work_unit=unit))
+    assert [x.id for x in await vols.page(None, 0, 10, within="110101001001")] == ["v-1", "v-4"]
+    assert [x.id for x in await vols.page(None, 0, 10, within="110101001")] == ["v-1", "v-2", "v-4", "v-5"]
+    assert [x.id for x in await vols.page(None, 1, 2, within="110101001")] == ["v-2", "v-4"]
+    assert [x.id for x in await vols.page("110101001002", 0, 10, within="110101001")] == ["v-2"]
+    assert await vols.page("110101002001", 0, 10, within="110101001") == []
+    assert await vols.page(None, 0, 10, within="1101010010.") == []  # "." is no wildcard
+    assert [x.id for x in await vols.page(None, 0, 10, within="demo-")] == ["v-6"]
+    assert [x.id for x in await vols.page(None, 0, 10)] == ["v-1", "v-2", "v-3", "v-4", "v-5", "v-6"]
+    assert [x.id for x in await vols.members_of("School", within="110101001")] == ["v-1"]
+    assert [x.id for x in await vols.members_of("School")] == ["v-1", "v-3"]
+    assert await vols.work_units(within="110101001") == ["Court", "School", "Tax"]
+    assert await vols.work_units(within="110101002") == ["School"]
+    assert await vols.work_units(within="119999") == []
+
+
 async def test_new_matches_publish_once_and_a_repeat_publishes_the_same_events_again(subject):
     matches = subject.store.matches
     m = offered_match()

@@ -15,6 +15,7 @@ from matching_helpers import delivery, next_weekday, on_fake, requested, volunte
 from civicgrid_contracts.events.grid import RequestRejected, RequestResolved  # noqa: E402
 from civicgrid_contracts.events.intake import RequestRated  # noqa: E402
 from civicgrid_matching.domain import errors  # noqa: E402
+from civicgrid_matching.domain.scope import DISTRICT  # noqa: E402
 from civicgrid_matching.handlers import consumed, hours, offers, queries, registry  # noqa: E402
 from civicgrid_matching.schemas import VolunteerCreate  # noqa: E402
 
@@ -22,7 +23,8 @@ from civicgrid_matching.schemas import VolunteerCreate  # noqa: E402
 async def register(ctx, *bodies):
     for b in bodies:
         body = VolunteerCreate.model_validate(b)
-        await registry.register(ctx, body.model_dump(mode="python", exclude={"id"}), "staff-1", body.id)
+        await registry.register(ctx, body.model_dump(mode="python", exclude={"id"}), "staff-1", body.id,
+                                scope=DISTRICT)
 
 
 def types(ctx, rid=None):
@@ -67,7 +69,7 @@ async def test_decline_asks_the_next_then_accept_books_and_withdraws():
     assert types(ctx)[-3:] == [("offered", "d-3"), ("accepted", "d-3"), ("offer_withdrawn", "d-2")]
     sched = await ctx.store.schedules.get("d-3")
     assert [(b.request_id, b.state) for b in sched.bookings] == [(env.subject, "booked")]
-    assert (await registry.get(ctx, "d-1")).stats["declines"] == 1
+    assert (await registry.get(ctx, "d-1", scope=DISTRICT)).stats["declines"] == 1
     with pytest.raises(errors.Taken):
         await offers.accept(ctx, "d-2", second.offer_id)
     assert (await ctx.store.schedules.get("d-2")).bookings == []  # refused before holding a slot
@@ -104,7 +106,7 @@ async def test_expiry_reoffers_then_reports_unmatched():
     with pytest.raises(errors.OfferClosed) as err:
         await offers.accept(ctx, "e-1", m.offers[0].offer_id)
     assert err.value.code == "offer_expired"
-    assert (await registry.get(ctx, "e-1")).stats["expiries"] == 1
+    assert (await registry.get(ctx, "e-1", scope=DISTRICT)).stats["expiries"] == 1
 
 
 async def test_hours_delivery_correction_rating_and_reports():
@@ -120,13 +122,13 @@ async def test_hours_delivery_correction_rating_and_reports():
     assert (await hours.complete(ctx, "h-1", env.subject, None)).delivered_at == done.delivered_at
     assert types(ctx)[-1] == ("service_delivered", "h-1")
     assert (await ctx.store.matches.get(env.subject)).status == "delivered"
-    corrected = await hours.correct(ctx, entry.id, "staff-1", 2.5, "forgot to check out")
+    corrected = await hours.correct(ctx, entry.id, "staff-1", 2.5, "forgot to check out", scope=DISTRICT)
     assert corrected.history[-1]["from_hours"] == 0.75 and corrected.approval == "corrected"
     rated = requested(env.subject).caused(RequestRated(request_id=env.subject, rating="basically_satisfied",
                                                        rated_at=datetime.now(UTC)), source="/civicgrid/intake")
     await consumed.handle_batch(ctx, [delivery(rated), delivery(rated, 1)])
-    assert (await registry.get(ctx, "h-1")).ratings == {env.subject: 0.7}
-    rep = await queries.work_unit_report(ctx, "School", entry.month)
+    assert (await registry.get(ctx, "h-1", scope=DISTRICT)).ratings == {env.subject: 0.7}
+    rep = await queries.work_unit_report(ctx, "School", entry.month, scope=DISTRICT)
     assert rep["totals"] == {"members": 1, "services": 1, "hours": 2.5} and rep["members"][0]["rating_mean"] == 0.7
     assert [e.id for e in await ctx.store.hours.of_volunteer("h-1", entry.month)] == [entry.id]
 
@@ -135,7 +137,7 @@ async def test_no_show_reopens_and_resolution_withdraws():
     ctx = on_fake()
     env, m = await offered(ctx, volunteer_body("n-1", north_m=100), volunteer_body("n-2", north_m=400))
     await offers.accept(ctx, "n-1", m.offers[0].offer_id)
-    m = await offers.no_show(ctx, env.subject, "staff-1")
+    m = await offers.no_show(ctx, env.subject, "staff-1", scope=DISTRICT)
     assert m.status == "open" and m.offered_to == ["n-2"] and m.no_show["volunteer_id"] == "n-1"
     assert [b.state for b in (await ctx.store.schedules.get("n-1")).bookings] == ["released"]
     resolved = env.caused(RequestResolved(request_id=env.subject, staff_id="s", resolution_note="done",
@@ -176,5 +178,5 @@ async def test_the_demo_roster_imports_once_with_its_qualifications():
     ctx = on_fake()
     assert await registry.import_roster(ctx, rows, "roster") == {"created": 10, "already_there": 0}
     assert await registry.import_roster(ctx, rows, "roster") == {"created": 0, "already_there": 10}
-    v = await registry.get(ctx, "demo-vol-0002")
+    v = await registry.get(ctx, "demo-vol-0002", scope=DISTRICT)
     assert set(v.qualifications) == {"elderly_care"} and v.qualifications["elderly_care"].valid_at(ctx.clock())

@@ -21,6 +21,22 @@ from civicgrid_runtime.store import OUTBOX, PENDING, OutboxRelay, update_with_ev
 COLLECTION = "staff_access"
 
 
+def admin_change_payload(staff: Principal, action: AdminAction, target: str, *, reason: str | None = None,
+                         details: dict[str, Any] | None = None) -> AdminChanged:
+    """What an administrative change says: who, which action on which object (the key
+    ``<kind>:<target>``), why, and non-personal details."""
+    kind = action.split(".", 1)[0]
+    return AdminChanged(request_id=f"{kind}:{target}", staff_id=staff.sub, role=staff.role, area=staff.area,
+                        reason=reason, action=action, target=str(target), details=details or {})
+
+
+def admin_change(staff: Principal, action: AdminAction, target: str, *, source: str, reason: str | None = None,
+                 details: dict[str, Any] | None = None) -> Envelope:
+    """The event of an administrative change, for a write that keeps it in the changed document's
+    own outbox: the change and its record are then one atomic write (nothing in ``staff_access``)."""
+    return Envelope.wrap(admin_change_payload(staff, action, target, reason=reason, details=details), source=source)
+
+
 class AccessTrail:
     def __init__(self, col: AsyncCollection, relay: OutboxRelay | None, *, source: str) -> None:
         self.col, self.relay, self.source = col, relay, source
@@ -36,10 +52,7 @@ class AccessTrail:
 
     async def admin_changed(self, staff: Principal, action: AdminAction, target: str, *, reason: str | None = None,
                             details: dict[str, Any] | None = None) -> Envelope:
-        kind = action.split(".", 1)[0]
-        return await self._record(AdminChanged(
-            request_id=f"{kind}:{target}", staff_id=staff.sub, role=staff.role, area=staff.area, reason=reason,
-            action=action, target=str(target), details=details or {}))
+        return await self._record(admin_change_payload(staff, action, target, reason=reason, details=details))
 
     async def _record(self, payload: ContactRead | AdminChanged) -> Envelope:
         env = Envelope.wrap(payload, source=self.source)

@@ -138,6 +138,7 @@ def install_protection(app: FastAPI, *, max_body_bytes: int, console_origin: str
     app.add_middleware(BodyLimit, limit=max_body_bytes, respond=oversize_response)
     app.add_middleware(CORSMiddleware, allow_origins=[console_origin], allow_credentials=False,
                        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                       allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Token"],
-                       expose_headers=["Location", "Retry-After", "Idempotent-Replayed"], max_age=600)
+                       allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Token",
+                                      "X-Request-ID"],
+                       expose_headers=["Location", "Retry-After", "Idempotent-Replayed", "X-Request-ID"], max_age=600)
     app.add_middleware(SecurityHeaders)

@@ -23,6 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicgrid_contracts import topics
+from civicgrid_runtime.accesslog import AccessLog
 from civicgrid_runtime.auth import install_auth
 from civicgrid_runtime.bus import BatchHandler, EventConsumer, EventPublisher, ensure_topics
 from civicgrid_runtime.calendar import CalendarFollower
@@ -232,6 +233,7 @@ def create_app(*, title: str, version: str, description: str, runtime_factory: C
     install_problem_handlers(app)
     install_protection(app, max_body_bytes=settings.max_body_bytes, console_origin=settings.console_origin,
                        oversize_response=oversize_response)
+    app.add_middleware(AccessLog)  # outside the protection: a refused request is logged too
     install_docs(app)
     _document_naive_times_as_partial_time(app)
     app.include_router(health_router())

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from civicgrid_runtime.accesslog import current_request_id
+
 
 @dataclass
 class ApiError(Exception):
@@ -56,6 +58,8 @@ class ServiceApi:
         h = dict(headers or {})
         if token:
             h["Authorization"] = f"Bearer {token}"
+        if rid := current_request_id():  # the page's request id on the service's log lines too
+            h.setdefault("X-Request-ID", rid)
         try:
             r = await self.client.request(method, path, json=json, params=_clean(params), headers=h)
         except httpx.HTTPError as exc:

@@ -1,16 +1,13 @@
-"""Sign-in methods. A method turns "who is this" into an ``Identity``: the person's id, role, area
-and the bearer token the console then sends to the services on their behalf.
-
-``DevelopmentSignIn`` (only when ``CIVICGRID_ENV=development``) lets one pick a demo person and
-mints the same HS256 development token the services accept (``civicgrid_runtime.auth.mint_token``,
-as ``civicgrid-token`` does). An OpenID Connect method (authorization code with PKCE) plugs in
-beside it: it implements ``SignInMethod`` and the sign-in routes only ever talk to that protocol.
+"""The development sign-in (only when ``CIVICGRID_ENV=development``): pick a demo person, and the
+console mints the same HS256 development token the services accept
+(``civicgrid_runtime.auth.mint_token``, as ``civicgrid-token`` does). It turns "who is this" into an
+``Identity``: the person's id, role, area and the bearer token the console then sends to the
+services on their behalf. Staff everywhere else sign in at the identity provider (adapters/oidc.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from civicgrid_console.adapters.api import ApiError, Apis
 from civicgrid_runtime.auth import ROLES, mint_token
@@ -32,14 +29,6 @@ class DemoAccount:
     area: str
     label_key: str  # an i18n key; label_args fill it
     label_args: tuple[tuple[str, str], ...] = ()
-
-
-class SignInMethod(Protocol):
-    name: str
-
-    async def accounts(self) -> list[DemoAccount]: ...
-
-    def identity(self, *, sub: str, role: str, area: str, label: str) -> Identity: ...
 
 
 class DevelopmentSignIn:

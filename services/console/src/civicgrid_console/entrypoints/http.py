@@ -15,8 +15,18 @@ from civicgrid_console.adapters.api import ApiError
 from civicgrid_console.bootstrap import PACKAGE, bootstrap
 from civicgrid_console.domain import i18n
 from civicgrid_console.entrypoints import web
-from civicgrid_console.entrypoints.pages import admin, auditor, common, resident, staff, supervisor, volunteer
+from civicgrid_console.entrypoints.pages import (
+    admin,
+    auditor,
+    common,
+    resident,
+    roster,
+    staff,
+    supervisor,
+    volunteer,
+)
 from civicgrid_console.settings import ConsoleSettings
+from civicgrid_runtime.accesslog import AccessLog
 from civicgrid_runtime.logging import get_logger
 
 log = get_logger("civicgrid.console")
@@ -44,9 +54,10 @@ def build_app(settings: ConsoleSettings | None = None) -> FastAPI:
             app.mount(f"/assets/{name}", StaticFiles(directory=path), name=f"assets-{name}")
         else:
             log.warning("front-end assets missing: run make setup (npm ci)", missing=str(path))
-    for module in (common, resident, staff, volunteer, supervisor, auditor, admin):
+    for module in (common, resident, staff, volunteer, supervisor, auditor, admin, roster):
         app.include_router(module.router, dependencies=[Depends(web.csrf_protect)])
     install_error_pages(app)
+    app.add_middleware(AccessLog)  # one line per page, and a request id on every line of it
 
     @app.get("/health/live", include_in_schema=False)
     async def live():
@@ -64,14 +75,15 @@ def build_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
 
 def install_error_pages(app: FastAPI) -> None:
-    def page(request: Request, status: int, message: str):
+    def page(request: Request, status: int, message: str, key: str = ""):
         if not hasattr(request.state, "session"):  # failed before the session middleware ran
             return JSONResponse({"title": message}, status_code=status)
-        return web.render(request, "error.html", status, message=message, status=status)
+        return web.render(request, "error.html", status, message=message, status=status,
+                          sign_in_again=key.startswith("signin."))
 
     @app.exception_handler(web.PageProblem)
     async def _page_problem(request: Request, exc: web.PageProblem):
-        return page(request, exc.status, i18n.t(web.session_of(request).lang, exc.key, **exc.kw))
+        return page(request, exc.status, i18n.t(web.session_of(request).lang, exc.key, **exc.kw), exc.key)
 
     @app.exception_handler(web.NeedsSignIn)
     async def _needs_sign_in(request: Request, exc: web.NeedsSignIn):

@@ -5,6 +5,7 @@ inline ones), rendering in the visitor's language, and API problems shown as rea
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +20,7 @@ from civicgrid_console.adapters.session_cookie import COOKIE_NAME
 from civicgrid_console.bootstrap import PACKAGE, Console
 from civicgrid_console.domain import i18n
 from civicgrid_console.domain.session import Session
+from civicgrid_console.handlers import signin as signin_flow
 
 templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
 
@@ -26,7 +28,7 @@ templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
 NAV: dict[str, list[tuple[str, str]]] = {
     "grid_worker": [("/work", "nav.queue")],
     "supervisor": [("/supervise", "nav.supervise"), ("/supervise/kpis", "nav.kpis"),
-                   ("/supervise/evaluation", "nav.evaluation"), ("/work", "nav.queue")],
+                   ("/supervise/evaluation", "nav.evaluation"), ("/work", "nav.queue"), ("/admin/roster", "nav.roster")],
     "department": [("/dispatches", "nav.dispatches")],
     "volunteer": [("/volunteer", "nav.offers")],
     "auditor": [("/audit", "nav.audit"), ("/supervise/kpis", "nav.kpis")],
@@ -72,13 +74,16 @@ def content_security_policy(tile_url: str) -> str:
 def install(app, console: Console) -> None:
     """The session and security-header middleware."""
     csp = content_security_policy(console.settings.tile_url)
-    secure = console.settings.secure_cookies
+    # a console reached over https never sends its session (which holds the staff's tokens) in clear
+    secure = console.settings.secure_cookies or console.settings.base_url.startswith("https://")
 
     @app.middleware("http")
     async def session_and_headers(request: Request, call_next):
         raw = request.cookies.get(COOKIE_NAME)
         request.state.session = Session.load(console.sessions.open(raw),
                                              default_lang=console.settings.default_language)
+        if not request.url.path.startswith(("/static/", "/assets/", "/health/")):
+            await keep_signed_in(console, request.state.session)
         response: Response = await call_next(request)
         if not request.url.path.startswith(("/static/", "/assets/", "/health/")):
             response.set_cookie(COOKIE_NAME, console.sessions.seal(request.state.session.dump()),
@@ -90,6 +95,17 @@ def install(app, console: Console) -> None:
         response.headers["Referrer-Policy"] = "same-origin"
         response.headers["X-Frame-Options"] = "DENY"
         return response
+
+
+async def keep_signed_in(console: Console, session: Session) -> None:
+    """An identity provider's access token is renewed shortly before it expires; when it cannot
+    be, the person is signed out and told so (the page then asks them to sign in again)."""
+    if console.oidc is None or session.method != "oidc":
+        return
+    fresh = await signin_flow.keep_fresh(session, console.oidc, now=time.time(),
+                                         margin_seconds=console.settings.token_refresh_margin_seconds)
+    if not fresh:
+        session.flash("error", i18n.t(session.lang, "signin.expired"))
 
 
 async def csrf_protect(request: Request) -> None:
@@ -132,7 +148,7 @@ def render(request: Request, template: str, status_code: int = 200, **ctx: Any) 
             nav.append((href, key))
     return templates.TemplateResponse(request, template, status_code=status_code, context={
         "t": tr, "lang": lang, "session": s, "csrf": s.csrf, "nav": nav, "path": request.url.path,
-        "flashes": s.take_flashes(), "dev_sign_in": c.settings.development,
+        "flashes": s.take_flashes(),
         "local": lambda v: i18n.local_time(v, c.tz), "status_label": lambda st: i18n.status_label(lang, st),
         "duration": lambda sec: i18n.duration(lang, sec), "has_t": i18n.has, "zh": i18n.simplified, "tile_url": c.settings.tile_url, **ctx})
 

@@ -1,5 +1,5 @@
 """Administrators: the service catalogue (intake), the map's import, versions and activation,
-departments and the roster (grid)."""
+departments and the roster (grid), the working calendar (intake)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ from typing import Any
 
 from civicgrid_console.adapters.api import ApiError, Apis
 
-#: fields of intake's ServiceSpec (a PUT sends the whole spec back)
-SPEC_FIELDS = ("name_zh", "name_en", "group", "keywords", "description", "handled_by", "departments",
-               "needs_volunteer", "required_qualifications", "visit_hours", "time_limits", "attributes", "type")
 #: at most this many features of a rejected upload are drawn beside its defects
 DRAWN_FEATURES = 3000
 
@@ -19,23 +16,13 @@ async def catalogue(apis: Apis) -> list[dict[str, Any]]:
     return await apis.intake.call("GET", "/api/v1/services", params={"include_retired": "true"})
 
 
-async def update_service(apis: Apis, token: str, code: str, form) -> dict[str, Any]:
-    current = await apis.intake.call("GET", f"/api/v1/services/{code}")
-    spec = {k: current[k] for k in SPEC_FIELDS if k in current}
-    for k in ("name_zh", "name_en", "group"):
-        if (form.get(k) or "").strip():
-            spec[k] = form[k].strip()
-    handled = form.getlist("handled_by")
-    if handled:
-        spec["handled_by"] = handled
-    limits = dict(spec.get("time_limits") or {})
-    for k in ("response_hours", "resolution_hours"):
-        if (form.get(k) or "").strip():
-            limits[k] = float(form[k])
-    if form.get("calendar") in ("business", "calendar"):
-        limits["calendar"] = form["calendar"]
-    spec["time_limits"] = limits
-    return await apis.intake.call("PUT", f"/api/v1/services/{code}", token=token, json=spec)
+async def service(apis: Apis, code: str) -> dict[str, Any]:
+    return await apis.intake.call("GET", f"/api/v1/services/{code}")
+
+
+async def update_service(apis: Apis, token: str, code: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The whole spec (domain/catalogue.body_of built it from the service as it is and the form)."""
+    return await apis.intake.call("PUT", f"/api/v1/services/{code}", token=token, json=body)
 
 
 def parse_upload(raw: bytes) -> dict[str, Any]:
@@ -92,5 +79,15 @@ async def departments(apis: Apis) -> list[dict[str, Any]]:
     return await apis.grid.call("GET", "/v1/departments")
 
 
-async def staff_member(apis: Apis, token: str, staff_id: str) -> dict[str, Any]:
-    return await apis.grid.call("GET", f"/v1/staff/{staff_id}", token=token)
+async def calendar_years(apis: Apis) -> list[dict[str, Any]]:
+    """Every year intake holds a calendar for (the shipped default among them), oldest first."""
+    return await apis.intake.call("GET", "/api/v1/calendar")
+
+
+async def calendar_year(apis: Apis, year: int) -> dict[str, Any]:
+    """One year (a year nobody defined comes back ``derived`` from the nearest defined year's week)."""
+    return await apis.intake.call("GET", f"/api/v1/calendar/{year}")
+
+
+async def define_year(apis: Apis, token: str, year: int, body: dict[str, Any]) -> dict[str, Any]:
+    return await apis.intake.call("PUT", f"/api/v1/calendar/{year}", token=token, json=body)

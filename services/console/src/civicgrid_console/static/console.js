@@ -117,5 +117,14 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { maps(); charts(); copyFields(); });
+  // a refused form: its summary of errors takes the focus, so it is read out first and each of its
+  // links leads to a field
+  function errorSummary() {
+    var el = document.getElementById("form-errors");
+    if (!el) { return; }
+    if (!el.hasAttribute("tabindex")) { el.setAttribute("tabindex", "-1"); }
+    el.focus();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { maps(); charts(); copyFields(); errorSummary(); });
 })();

@@ -12,13 +12,18 @@ from civicgrid_contracts import Envelope
 from civicgrid_grid.adapters.documents import (
     APPLIED,
     FIRST_SCHEMA_VERSION,
+    ROSTER_SCHEMA_VERSION,
+    candidate_of,
     case_from_document,
     case_to_document,
+    member_fields,
+    member_from_document,
+    post_from_document,
+    with_roster_defaults,
 )
 from civicgrid_grid.adapters.repos import plan_reservations
-from civicgrid_grid.domain.assignment import Staff
 from civicgrid_grid.domain.request import OPEN, RequestCase
-from civicgrid_grid.domain.roster import post_id
+from civicgrid_grid.domain.roster import Post, StaffMember, post_id
 
 
 class MemoryRequests:
@@ -81,12 +86,45 @@ class MemoryRequests:
         return self._open("dispatched_to", department, limit)
 
 
+def _version_is(doc: dict[str, Any] | None, version: int) -> bool:
+    return doc is not None and int(doc.get("version", 0)) == version
+
+
 class MemoryStaff:
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
+        self.published: list[Envelope] = []
 
-    staff_of = staticmethod(lambda d: Staff(d["_id"], d.get("duty", "on"), d.get("leave_until"),
-                                            int(d.get("load", 0)), int(d.get("limit", 20))))
+    staff_of = staticmethod(candidate_of)
+
+    async def member(self, sid: str) -> StaffMember | None:
+        doc = self.docs.get(sid)
+        return member_from_document(copy.deepcopy(doc)) if doc else None
+
+    async def members(self, ids: Sequence[str]) -> dict[str, StaffMember]:
+        return {sid: member_from_document(copy.deepcopy(self.docs[sid])) for sid in ids if sid in self.docs}
+
+    async def members_under(self, area: str, *, limit: int = 2000) -> list[StaffMember]:
+        docs = sorted((d for d in self.docs.values() if str(d.get("area", "")).startswith(area)),
+                      key=lambda d: d["_id"])
+        return [member_from_document(copy.deepcopy(d)) for d in docs[:limit]]
+
+    async def create(self, member: StaffMember, events: Sequence[Envelope] = ()) -> bool:
+        if member.id in self.docs:
+            return False
+        self.docs[member.id] = {"_id": member.id, **member_fields(member), "version": 1, "load": 0, "holding": []}
+        member.version = 1
+        self.published += events
+        return True
+
+    async def save_member(self, member: StaffMember, events: Sequence[Envelope] = ()) -> bool:
+        doc = self.docs.get(member.id)
+        if not _version_is(doc, member.version):
+            return False
+        doc.update(member_fields(member), version=member.version + 1)
+        member.version += 1
+        self.published += events
+        return True
 
     async def get(self, sid: str) -> dict | None:
         return copy.deepcopy(self.docs.get(sid))
@@ -110,23 +148,41 @@ class MemoryStaff:
             d["load"] -= 1
             d["holding"].remove(rid)
 
-    async def set_duty(self, sid: str, *, duty: str, leave_until: str | None, limit: int | None) -> dict | None:
-        d = self.docs.get(sid)
-        if d is None:
-            return None
-        d.update(duty=duty, leave_until=leave_until, **({"limit": limit} if limit is not None else {}))
-        return copy.deepcopy(d)
-
     async def upsert_many(self, docs: Sequence[dict]) -> None:
         for doc in docs:
-            live = self.docs.get(doc["_id"], {"load": 0, "holding": []})
-            self.docs[doc["_id"]] = {**copy.deepcopy(doc), "load": live["load"], "holding": live["holding"],
-                                     "schema_version": FIRST_SCHEMA_VERSION}
+            live = self.docs.get(doc["_id"], {"load": 0, "holding": [], "version": 0})
+            self.docs[doc["_id"]] = {**live, **with_roster_defaults(copy.deepcopy(doc)), "load": live["load"],
+                                     "holding": live["holding"],
+                                     "version": int(live.get("version", 0)) + 1,
+                                     "schema_version": ROSTER_SCHEMA_VERSION}
 
 
 class MemoryRoster:
     def __init__(self) -> None:
         self.kinds: dict[str, dict[str, dict]] = {"posts": {}, "chain": {}, "departments": {}}
+        self.published: list[Envelope] = []
+
+    async def post(self, pid: str) -> Post | None:
+        doc = self.kinds["posts"].get(pid)
+        return post_from_document(copy.deepcopy(doc)) if doc else None
+
+    async def posts_under(self, area: str, *, limit: int = 2000) -> list[Post]:
+        docs = sorted((d for d in self.kinds["posts"].values() if d["area"].startswith(area)), key=lambda d: d["_id"])
+        return [post_from_document(copy.deepcopy(d)) for d in docs[:limit]]
+
+    async def posts_held_by(self, sid: str) -> list[Post]:
+        docs = sorted((d for d in self.kinds["posts"].values() if sid in (d.get("a"), d.get("b"))),
+                      key=lambda d: d["_id"])
+        return [post_from_document(copy.deepcopy(d)) for d in docs]
+
+    async def save_post(self, post: Post, events: Sequence[Envelope] = ()) -> bool:
+        doc = self.kinds["posts"].get(post.id)
+        if not _version_is(doc, post.version):
+            return False
+        doc.update(a=post.a, b=post.b, version=post.version + 1, schema_version=ROSTER_SCHEMA_VERSION)
+        post.version += 1
+        self.published += events
+        return True
 
     async def posts_for(self, areas: Sequence[str], lines: Iterable[str] = ("general", "care")
                         ) -> dict[tuple[str, str], dict]:
@@ -145,7 +201,11 @@ class MemoryRoster:
 
     async def upsert(self, kind: str, docs: Sequence[dict]) -> None:
         for d in docs:
-            self.kinds[kind][d["_id"]] = {**self.kinds[kind].get(d["_id"], {}), **copy.deepcopy(d)}
+            old = self.kinds[kind].get(d["_id"], {})
+            new = {**old, **copy.deepcopy(d)}
+            if kind == "posts":
+                new.update(version=int(old.get("version", 0)) + 1, schema_version=ROSTER_SCHEMA_VERSION)
+            self.kinds[kind][d["_id"]] = new
 
 
 class MemoryCatalogue:

@@ -7,11 +7,12 @@ locks: on MongoDB (and the project's FerretDB build) a single-document update is
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -20,15 +21,21 @@ from civicgrid_grid.adapters.documents import (
     APPLIED,
     FIRST_SCHEMA_VERSION,
     RETIRED_FIELDS,
+    ROSTER_SCHEMA_VERSION,
+    candidate_of,
     case_from_document,
     case_to_document,
+    member_fields,
+    member_from_document,
+    post_from_document,
+    with_roster_defaults,
 )
-from civicgrid_grid.domain.assignment import Staff
 from civicgrid_grid.domain.request import OPEN, RequestCase
-from civicgrid_grid.domain.roster import post_id
+from civicgrid_grid.domain.roster import Post, StaffMember, post_id
 from civicgrid_runtime.store import (
     CAUSED,
     OUTBOX,
+    PENDING,
     OutboxRelay,
     bulk_in_chunks,
     find_by_ids,
@@ -39,6 +46,16 @@ from civicgrid_runtime.store import (
 LOAD_FIELDS = {"load": 1, "limit": 1, "holding": 1}
 #: a guarded write that keeps losing to other writers gives up after this many reads
 ATTEMPTS = 5
+#: what reads of roster documents leave out: the runtime's outbox of an administrative change
+NO_OUTBOX = {OUTBOX: 0, PENDING: 0}
+#: at most this many staff members or posts in one listing
+LISTING_LIMIT = 2000
+
+
+def under(area: str) -> dict[str, Any]:
+    """Filter fragment: the ``area`` field lies in ``area`` (a prefix: an anchored pattern, which
+    MongoDB answers from the ``area`` index)."""
+    return {"area": {"$regex": f"^{re.escape(area)}"}} if area else {}
 
 
 def version_guard(version: int) -> dict[str, Any]:
@@ -132,8 +149,10 @@ class StaffRepository:
     (the staff document's version), so concurrent writers -- this process's or another replica's --
     cannot overshoot: the loser reads again."""
 
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, relay: OutboxRelay | None = None) -> None:
         self.col = db["staff"]
+        #: publishes the administrative change events a profile or duty write carries
+        self.relay = relay
 
     async def ensure_indexes(self) -> None:
         await self.col.create_index([("area", ASCENDING)], name="area")
@@ -141,15 +160,45 @@ class StaffRepository:
     async def read_many(self, ids: Sequence[str]) -> dict[str, dict]:
         if not ids:
             return {}
-        return await find_by_ids(self.col, ids)
+        return await find_by_ids(self.col, ids, NO_OUTBOX)
 
-    @staticmethod
-    def staff_of(d: dict) -> Staff:
-        return Staff(d["_id"], d.get("duty", "on"), d.get("leave_until"), int(d.get("load", 0)),
-                     int(d.get("limit", 20)))
+    staff_of = staticmethod(candidate_of)
 
     async def get(self, sid: str) -> dict | None:
-        return await self.col.find_one({"_id": sid})
+        return await self.col.find_one({"_id": sid}, NO_OUTBOX)
+
+    async def member(self, sid: str) -> StaffMember | None:
+        doc = await self.get(sid)
+        return member_from_document(doc) if doc else None
+
+    async def members(self, ids: Sequence[str]) -> dict[str, StaffMember]:
+        return {sid: member_from_document(d) for sid, d in (await self.read_many(ids)).items()}
+
+    async def members_under(self, area: str, *, limit: int = LISTING_LIMIT) -> list[StaffMember]:
+        docs = await self.col.find(under(area), {**NO_OUTBOX, "holding": 0}).sort("_id", 1).to_list(limit)
+        return [member_from_document(d) for d in docs]
+
+    async def create(self, member: StaffMember, events: Sequence[Envelope] = ()) -> bool:
+        """Claim the member's id with their first profile and its events; False when it is taken."""
+        assert self.relay is not None, "a staff repository that publishes needs the outbox relay"
+        doc = {"_id": member.id, **member_fields(member), "version": 1, "load": 0, "holding": []}
+        try:
+            await self.relay.insert_with_events(self.col, doc, list(events))
+        except DuplicateKeyError:
+            return False
+        member.version = 1
+        return True
+
+    async def save_member(self, member: StaffMember, events: Sequence[Envelope] = ()) -> bool:
+        """Write the profile and duty if nobody changed them since ``member`` was read (its
+        ``version``), with the events the change causes; False when the guard refused."""
+        res = await update_with_events(
+            self.col, self.relay, filter={"_id": member.id, **version_guard(member.version)},
+            update={"$set": {**member_fields(member), "version": member.version + 1}}, events=events)
+        if res is None:
+            return False
+        member.version += 1
+        return True
 
     async def reserve_many(self, wants: Sequence[tuple[str, str, bool]], *,
                            read: dict[str, dict] | None = None) -> set[tuple[str, str]]:
@@ -190,18 +239,14 @@ class StaffRepository:
                 return
         raise RuntimeError(f"releasing load of {sid} kept conflicting")
 
-    async def set_duty(self, sid: str, *, duty: str, leave_until: str | None, limit: int | None) -> dict | None:
-        # profile fields only: commutes with the load writes, so it needs no guard
-        fields: dict[str, Any] = {"duty": duty, "leave_until": leave_until}
-        if limit is not None:
-            fields["limit"] = limit
-        return await self.col.find_one_and_update({"_id": sid}, {"$set": fields}, return_document=ReturnDocument.AFTER)
-
     async def upsert_many(self, docs: Sequence[dict]) -> None:
-        """Roster loading: create or replace profile fields, keeping live load counters."""
+        """Roster loading: create or replace profile fields, keeping live load counters; the
+        version moves on, so an administrator's edit read before the import is refused."""
         ops = [UpdateOne({"_id": d["_id"]},
-                         {"$set": {**{k: v for k, v in d.items() if k not in ("_id", "load", "holding")},
-                                   "schema_version": FIRST_SCHEMA_VERSION},
+                         {"$set": {**{k: v for k, v in with_roster_defaults(d).items()
+                                      if k not in ("_id", "load", "holding", "version")},
+                                   "schema_version": ROSTER_SCHEMA_VERSION},
+                          "$inc": {"version": 1},
                           "$setOnInsert": {"load": 0, "holding": []}}, upsert=True) for d in docs]
         await bulk_in_chunks(self.col, ops)
 
@@ -230,19 +275,47 @@ class RosterRepository:
     """Posts (A/B holders of a line of work in an area), the chain holders per level and area, and
     the departments."""
 
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, relay: OutboxRelay | None = None) -> None:
         self.posts = db["posts"]
         self.chain = db["chain"]
         self.departments = db["departments"]
+        #: publishes the administrative change events a holder change carries
+        self.relay = relay
 
     async def ensure_indexes(self) -> None:
         await self.posts.create_index([("area", ASCENDING)], name="area")
+        await self.posts.create_index([("a", ASCENDING)], name="a")
+        await self.posts.create_index([("b", ASCENDING)], name="b")
+
+    async def post(self, pid: str) -> Post | None:
+        doc = await self.posts.find_one({"_id": pid}, NO_OUTBOX)
+        return post_from_document(doc) if doc else None
+
+    async def posts_under(self, area: str, *, limit: int = LISTING_LIMIT) -> list[Post]:
+        docs = await self.posts.find(under(area), NO_OUTBOX).sort("_id", 1).to_list(limit)
+        return [post_from_document(d) for d in docs]
+
+    async def posts_held_by(self, sid: str) -> list[Post]:
+        docs = await self.posts.find({"$or": [{"a": sid}, {"b": sid}]}, NO_OUTBOX).sort("_id", 1).to_list(None)
+        return [post_from_document(d) for d in docs]
+
+    async def save_post(self, post: Post, events: Sequence[Envelope] = ()) -> bool:
+        """Write the holders if nobody changed the post since it was read (its ``version``), with
+        the events the change causes; False when the guard refused."""
+        res = await update_with_events(
+            self.posts, self.relay, filter={"_id": post.id, **version_guard(post.version)},
+            update={"$set": {"a": post.a, "b": post.b, "version": post.version + 1,
+                             "schema_version": ROSTER_SCHEMA_VERSION}}, events=events)
+        if res is None:
+            return False
+        post.version += 1
+        return True
 
     async def posts_for(self, areas: Sequence[str], lines: Iterable[str] = ("general", "care")
                         ) -> dict[tuple[str, str], dict]:
         if not areas:
             return {}
-        docs = await find_by_ids(self.posts, sorted({post_id(a, line) for a in areas for line in lines}))
+        docs = await find_by_ids(self.posts, sorted({post_id(a, line) for a in areas for line in lines}), NO_OUTBOX)
         return {(d["area"], d["line"]): d for d in docs.values()}
 
     async def chain_for(self, keys: Sequence[str]) -> dict[str, str]:
@@ -257,9 +330,12 @@ class RosterRepository:
         return await self.departments.find({}, {"schema_version": 0}).sort("_id", 1).to_list(None)
 
     async def upsert(self, kind: str, docs: Sequence[dict]) -> None:
+        """Roster loading. Posts get the next version (an edit read before the import is refused)."""
         col = {"posts": self.posts, "chain": self.chain, "departments": self.departments}[kind]
-        ops = [UpdateOne({"_id": d["_id"]}, {"$set": {**{k: v for k, v in d.items() if k != "_id"},
-                                                     "schema_version": FIRST_SCHEMA_VERSION}}, upsert=True)
+        shape = ROSTER_SCHEMA_VERSION if kind == "posts" else FIRST_SCHEMA_VERSION
+        bump = {"$inc": {"version": 1}} if kind == "posts" else {}
+        ops = [UpdateOne({"_id": d["_id"]}, {"$set": {**{k: v for k, v in d.items() if k not in ("_id", "version")},
+                                                     "schema_version": shape}, **bump}, upsert=True)
                for d in docs]
         await bulk_in_chunks(col, ops)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from civicgrid_grid.domain.citymap import CityMap
-from civicgrid_grid.domain.roster import post_id
+from civicgrid_grid.domain.roster import LINES, post_id
 
 DEPARTMENTS: list[dict] = [
     {"_id": "chengguan", "name": "Urban management (城管)", "enforces": ["illegal_construction", "street_vending",
@@ -30,8 +30,10 @@ def build_roster(city: CityMap, *, load_limit: int = 20, grid_limit: int | None 
     grids = city.grids.codes if grid_limit is None else city.grids.codes[:grid_limit]
 
     def person(sid: str, area: str, level: str, role: str, limit: int) -> dict:
-        return {"_id": sid, "name": f"Staff {sid[-8:]}", "role": role, "area": area, "level": level, "duty": "on",
-                "leave_until": None, "limit": limit, "load": 0, "holding": []}
+        # every demo worker is trained for both lines: A on one, B on the other
+        return {"_id": sid, "name": f"Staff {sid[-8:]}", "role": role, "area": area, "level": level,
+                "lines": list(LINES), "active": True, "duty": "on", "leave_until": None, "away_until": None,
+                "limit": limit, "load": 0, "holding": []}
 
     for g in grids:
         w1, w2, head = staff_ids_for_grid(g)

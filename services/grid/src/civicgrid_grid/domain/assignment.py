@@ -8,7 +8,7 @@ reserve load on each available candidate in order and adds "at load limit" reaso
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from civicgrid_contracts.values import CHAIN_LEVELS
 
@@ -23,9 +23,17 @@ class Staff:
     leave_until: str | None = None  # ISO date, inclusive
     load: int = 0
     limit: int = 20
+    #: off duty until this moment (None: until they say they are back)
+    away_until: datetime | None = None
+    #: False once the person left the roster (kept for the history of what they held)
+    active: bool = True
 
-    def unavailable_because(self, today: date) -> str | None:
+    def unavailable_because(self, today: date, at: datetime | None = None) -> str | None:
+        if not self.active:
+            return "no longer on the roster"
         if self.duty == "off":
+            if self.away_until is not None and at is not None and at >= self.away_until:
+                return None  # back: the time they gave has passed
             return "off duty"
         if self.duty == "leave":
             if self.leave_until and self.leave_until < today.isoformat():
@@ -53,7 +61,8 @@ class Decision:
     skipped: list[str] = field(default_factory=list)
 
 
-def plan(post: dict | None, staff: dict[str, Staff], chain: list[tuple[str, str]], today: date) -> list[Candidate]:
+def plan(post: dict | None, staff: dict[str, Staff], chain: list[tuple[str, str]], today: date,
+         at: datetime | None = None) -> list[Candidate]:
     """Candidates in order: A, B, then the chain (grid branch head, community, street, district).
     ``chain`` is [(level, staff_id)] from the lowest level upwards. The top of the chain is the last
     resort and is never load-limited, so a request always has a holder."""
@@ -64,11 +73,11 @@ def plan(post: dict | None, staff: dict[str, Staff], chain: list[tuple[str, str]
             if not sid:
                 continue
             s = staff.get(sid)
-            skip = "unknown staff member" if s is None else s.unavailable_because(today)
+            skip = "unknown staff member" if s is None else s.unavailable_because(today, at)
             out.append(Candidate(sid, holder, post.get("level", "grid"), holder, skip))
     for level, sid in chain:
         s = staff.get(sid)
-        skip = "unknown staff member" if s is None else s.unavailable_because(today)
+        skip = "unknown staff member" if s is None else s.unavailable_because(today, at)
         out.append(Candidate(sid, "chain", level, LEVEL_LABEL.get(level, level), skip))
     if out:
         last = out[-1]

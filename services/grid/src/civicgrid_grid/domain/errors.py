@@ -30,3 +30,11 @@ class UnknownReference(GridError):
     def __init__(self, field: str, what: str, values: list[str], message: str) -> None:
         super().__init__(message)
         self.field, self.what, self.values = field, what, values
+
+
+class InvalidValue(GridError):
+    """A command's value breaks a rule (of the roster, say): the field is named."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.reason = field, message

@@ -13,7 +13,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from civicgrid_contracts import Envelope
+from civicgrid_grid.domain.assignment import Staff
 from civicgrid_grid.domain.request import RequestCase
+from civicgrid_grid.domain.roster import Post, StaffMember
 
 #: one load reservation asked for: (staff id, request id, limited by the person's load limit)
 Want = tuple[str, str, bool]
@@ -47,9 +49,27 @@ class RequestStore(Protocol):
 
 
 class StaffStore(Protocol):
+    """Staff documents: the assigner's load counters (guarded by the load read) and the roster's
+    profile and duty (guarded by the document's ``version``); the two commute."""
+
     async def get(self, sid: str) -> dict[str, Any] | None: ...
 
     async def read_many(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+    def staff_of(self, doc: dict[str, Any]) -> Staff: ...
+
+    async def member(self, sid: str) -> StaffMember | None: ...
+
+    async def members(self, ids: Sequence[str]) -> dict[str, StaffMember]: ...
+
+    async def members_under(self, area: str, *, limit: int = ...) -> list[StaffMember]:
+        """The staff whose area lies in ``area`` (a code prefix), by id."""
+
+    async def create(self, member: StaffMember, events: Sequence[Envelope] = ()) -> bool:
+        """Claim the member's id (False when taken) and publish ``events`` with it."""
+
+    async def save_member(self, member: StaffMember, events: Sequence[Envelope] = ()) -> bool:
+        """Write profile and duty if the document is still at ``member.version``; publish ``events``."""
 
     async def reserve_many(self, wants: Sequence[Want], *,
                            read: dict[str, dict[str, Any]] | None = None) -> set[tuple[str, str]]:
@@ -59,13 +79,20 @@ class StaffStore(Protocol):
 
     async def release(self, sid: str | None, rid: str) -> None: ...
 
-    async def set_duty(self, sid: str, *, duty: str, leave_until: str | None,
-                       limit: int | None) -> dict[str, Any] | None: ...
-
     async def upsert_many(self, docs: Sequence[dict[str, Any]]) -> None: ...
 
 
 class RosterStore(Protocol):
+    async def post(self, pid: str) -> Post | None: ...
+
+    async def posts_under(self, area: str, *, limit: int = ...) -> list[Post]:
+        """The posts whose area lies in ``area`` (a code prefix), by id."""
+
+    async def posts_held_by(self, sid: str) -> list[Post]: ...
+
+    async def save_post(self, post: Post, events: Sequence[Envelope] = ()) -> bool:
+        """Write the holders if the post is still at ``post.version``; publish ``events``."""
+
     async def posts_for(self, areas: Sequence[str], lines: Iterable[str]) -> dict[tuple[str, str], dict]: ...
 
     async def chain_for(self, keys: Sequence[str]) -> dict[str, str]: ...

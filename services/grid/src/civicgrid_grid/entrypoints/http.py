@@ -4,7 +4,7 @@ refusals (``domain.errors``) become problem details in ``GridRoute``."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
@@ -12,9 +12,17 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from civicgrid_grid.bootstrap import GridService, bootstrap
-from civicgrid_grid.domain.errors import ChangedMeanwhile, GridError, NotAllowed, NotFound, UnknownReference
+from civicgrid_grid.domain.errors import (
+    ChangedMeanwhile,
+    GridError,
+    InvalidValue,
+    NotAllowed,
+    NotFound,
+    UnknownReference,
+)
 from civicgrid_grid.domain.geojson import to_geojson
 from civicgrid_grid.domain.request import RequestCase
+from civicgrid_grid.domain.roster import PostView, StaffMember
 from civicgrid_grid.domain.validation import MapRejected, parse_and_validate
 from civicgrid_grid.settings import GridSettings
 from civicgrid_runtime import Problem, create_app
@@ -106,10 +114,26 @@ class ReportCreate(BaseModel):
     outcome: str = Field(min_length=1, max_length=2000)
 
 
+AREA_CODE = r"^\d{6}(\d{3}){0,3}$"
+STAFF_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+Line = Literal["general", "care"]
+
+
 class DutyUpdate(BaseModel):
     duty: Literal["on", "off", "leave"]
-    leave_until: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    leave_until: date | None = Field(default=None, description="duty leave: its last day (the district's)")
+    away_until: datetime | None = Field(default=None, description="duty off: back at this moment (else until "
+                                                                   "set on duty again)")
     limit: int | None = Field(default=None, ge=1, le=100000)
+    version: int | None = Field(default=None, ge=0, description="the version read: refused (409) if it changed")
+
+
+class OwnDutyUpdate(BaseModel):
+    """What a staff member sets for themselves: on duty, or away (leave is granted by a supervisor)."""
+
+    duty: Literal["on", "off"]
+    away_until: datetime | None = None
+    version: int | None = Field(default=None, ge=0)
 
 
 class StaffRead(BaseModel):
@@ -118,10 +142,67 @@ class StaffRead(BaseModel):
     role: str | None = None
     area: str | None = None
     level: str | None = None
+    lines: list[str] = []
+    active: bool = True
     duty: str
     leave_until: str | None = None
+    away_until: datetime | None = None
     load: int
     limit: int
+    version: int = 0
+    unavailable: str | None = Field(default=None, description="why they get no new requests now (duty), if so")
+
+
+class StaffCreate(BaseModel):
+    id: str = Field(pattern=STAFF_ID, description="the staff member's sign-in subject")
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["grid_worker", "supervisor"]
+    area: str = Field(pattern=AREA_CODE)
+    lines: list[Line] = Field(default_factory=lambda: ["general", "care"], max_length=2)
+    limit: int = Field(default=20, ge=1, le=100000)
+
+
+class StaffUpdate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["grid_worker", "supervisor"]
+    area: str = Field(pattern=AREA_CODE)
+    lines: list[Line] = Field(max_length=2)
+    limit: int = Field(ge=1, le=100000)
+    active: bool = True
+    version: int = Field(ge=0, description="the version read: refused (409) if it changed")
+
+
+class PostUpdate(BaseModel):
+    a: str = Field(min_length=1, max_length=64, description="A, the primary holder (a post always has one)")
+    b: str | None = Field(default=None, min_length=1, max_length=64, description="B, the trained backup (null: vacant)")
+    version: int = Field(ge=0, description="the version read: refused (409) if it changed")
+
+
+class PostRead(BaseModel):
+    id: str
+    area: str
+    line: str
+    level: str
+    version: int
+    a: StaffRead | None = None
+    b: StaffRead | None = None
+    a_id: str
+    b_id: str | None = None
+    serving: Literal["A", "B", "chain"] = Field(description="who takes the post's next request now")
+    reason: str = Field(default="", description="why not A (empty when A serves)")
+    as_holder: Literal["A", "B"] | None = Field(default=None, description="the staff member's own place (their posts)")
+
+
+class PostList(BaseModel):
+    area: str
+    posts: list[PostRead]
+
+
+class AreaList(BaseModel):
+    map_version: int
+    within: str
+    kind: str
+    areas: list[dict[str, str]]
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -144,6 +225,9 @@ def problem_of(exc: GridError) -> Problem:
     if isinstance(exc, UnknownReference):
         return Problem(422, f"Unknown {exc.what}", exc.message, type_="validation-error",
                        errors=[{"field": exc.field, "message": f"unknown {v}"} for v in exc.values])
+    if isinstance(exc, InvalidValue):
+        return Problem(422, "Invalid value", exc.message, type_="validation-error",
+                       errors=[{"field": exc.field, "in": "body", "message": exc.reason}])
     if isinstance(exc, NotFound):
         return Problem(404, "Not found", exc.message)
     if isinstance(exc, NotAllowed | ChangedMeanwhile):
@@ -192,6 +276,17 @@ def city_or_503(svc: GridService):
 # ------------------------------------------------------------------------------------ routers
 ChangeReason = Annotated[str | None, Header(max_length=200, description="Why (kept in the audit trail)")]
 
+
+def said(reason: str | None) -> str | None:
+    """The header's reason as the client wrote it: UTF-8 (a reason in Chinese), which HTTP hands
+    over byte for byte as Latin-1."""
+    if reason is None:
+        return None
+    try:
+        return reason.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return reason
+
 map_router = APIRouter(prefix="/v1/map", tags=["map"], route_class=GridRoute)
 
 
@@ -230,6 +325,16 @@ async def grids(request: Request, area: str = Query("", pattern=r"^\d*$", max_le
             if len(out) >= limit:
                 break
     return {"map_version": city.version, "grids": out}
+
+
+@map_router.get("/areas", response_model=AreaList, summary="The areas one level below an area code (pickers)")
+async def areas(request: Request, within: str = Query("", pattern=r"^(\d{6}(\d{3}){0,2})?$")) -> AreaList:
+    city = city_or_503(svc_of(request))
+    kind = {0: "district", 6: "street", 9: "community", 12: "grid"}[len(within)]
+    layer = city.layer(kind)
+    found = [{"code": c, "name": n} for c, parent, n in zip(layer.codes, layer.parents, layer.names, strict=True)
+             if not within or parent == within]
+    return AreaList(map_version=city.version, within=within, kind=kind, areas=found)
 
 
 @map_router.get("/export", summary="GeoJSON (RFC 7946) of the current map or the part under an area code")
@@ -382,38 +487,115 @@ async def report(request: Request, rid: str, dispatch_id: str, body: ReportCreat
     return request_read(await svc_of(request).commands.report(doc, dispatch_id, p.sub, body.outcome))
 
 
+def staff_read(svc: GridService, m: StaffMember) -> StaffRead:
+    return StaffRead(id=m.id, name=m.name, role=m.role, area=m.area, level=m.level, lines=list(m.lines),
+                     active=m.active, duty=m.duty, leave_until=m.leave_until, away_until=m.away_until, load=m.load,
+                     limit=m.limit, version=m.version, unavailable=svc.roster.unavailable(m))
+
+
+def post_read(svc: GridService, v: PostView, *, holder: str | None = None) -> PostRead:
+    p = v.post
+    return PostRead(id=p.id, area=p.area, line=p.line, level=p.level, version=p.version, a_id=p.a, b_id=p.b,
+                    a=staff_read(svc, v.a) if v.a else None, b=staff_read(svc, v.b) if v.b else None,
+                    serving=v.cover.serving, reason=v.cover.reason,
+                    as_holder=p.holder_label(holder) if holder else None)
+
+
+async def member_in_scope(svc: GridService, p: Principal, staff_id: str) -> StaffMember:
+    """The staff member, if the caller may see them: themselves, or someone in their area."""
+    m = await svc.roster.member(staff_id)
+    if p.sub != staff_id:
+        require_area(p, m.area)
+    return m
+
+
 @work_router.get("/staff/{staff_id}", response_model=StaffRead)
 async def get_staff(request: Request, staff_id: str, p: Principal = Depends(require(*STAFF_ROLES))) -> StaffRead:
-    s = await svc_of(request).ctx.staff.get(staff_id)
-    if s is None:
-        raise Problem(404, "Unknown staff member", f"No staff member {staff_id}.")
-    if p.sub != staff_id:
-        require_area(p, s.get("area"))
-    return StaffRead(id=s["_id"], **{k: s.get(k) for k in ("name", "role", "area", "level", "duty", "leave_until",
-                                                            "load", "limit")})
+    svc = svc_of(request)
+    return staff_read(svc, await member_in_scope(svc, p, staff_id))
 
 
 @work_router.put("/staff/{staff_id}/duty", response_model=StaffRead, summary="Duty status, leave, load limit")
 async def set_duty(request: Request, staff_id: str, body: DutyUpdate,
                    p: Principal = Depends(require("supervisor")), x_change_reason: ChangeReason = None) -> StaffRead:
     svc = svc_of(request)
-    s = await svc.ctx.staff.get(staff_id)
-    if s is None:
-        raise Problem(404, "Unknown staff member", f"No staff member {staff_id}.")
-    require_area(p, s.get("area"))
-    if body.duty == "leave" and not body.leave_until:
-        raise Problem(422, "Leave needs an end date", "Give leave_until (YYYY-MM-DD).", type_="validation-error",
-                      errors=[{"field": "leave_until", "message": "required when duty is leave"}])
-    s = await svc.ctx.staff.set_duty(staff_id, duty=body.duty, leave_until=body.leave_until, limit=body.limit)
-    await svc.access.admin_changed(p, "roster.duty", staff_id, reason=x_change_reason,
-                                   details={"duty": body.duty, "leave_until": body.leave_until, "limit": body.limit})
-    return StaffRead(id=s["_id"], **{k: s.get(k) for k in ("name", "role", "area", "level", "duty", "leave_until",
-                                                            "load", "limit")})
+    require_area(p, (await svc.roster.member(staff_id)).area)
+    m = await svc.roster.set_duty(p, staff_id, duty=body.duty,
+                                  leave_until=body.leave_until.isoformat() if body.leave_until else None,
+                                  away_until=body.away_until, limit=body.limit, version=body.version,
+                                  reason=said(x_change_reason))
+    return staff_read(svc, m)
 
 
 @work_router.get("/departments", summary="Departments and what they enforce")
 async def departments(request: Request) -> list[dict[str, Any]]:
     return await svc_of(request).ctx.roster.list_departments()
+
+
+roster_router = APIRouter(prefix="/v1", tags=["roster"], route_class=GridRoute)
+
+
+@roster_router.get("/roster/posts", response_model=PostList,
+                   summary="The A/B posts of an area: holders, duty, load and who serves each now")
+async def area_posts(request: Request, area: str = Query(pattern=AREA_CODE),
+                     p: Principal = Depends(require("supervisor"))) -> PostList:
+    require_area(p, area)  # supervisors read their own area; administrators every one
+    svc = svc_of(request)
+    return PostList(area=area, posts=[post_read(svc, v) for v in await svc.roster.posts_of_area(area)])
+
+
+@roster_router.put("/roster/posts/{post_id}", response_model=PostRead, summary="Give a post its A and B")
+async def change_post(request: Request, post_id: str, body: PostUpdate, p: Principal = Depends(require()),
+                      x_change_reason: ChangeReason = None) -> PostRead:
+    svc = svc_of(request)
+    view = await svc.roster.change_post(p, post_id, a=body.a, b=body.b, version=body.version, reason=said(x_change_reason))
+    return post_read(svc, view)
+
+
+@roster_router.get("/roster/staff", response_model=list[StaffRead], summary="The staff of an area")
+async def area_staff(request: Request, area: str = Query(pattern=AREA_CODE),
+                     p: Principal = Depends(require("supervisor"))) -> list[StaffRead]:
+    require_area(p, area)
+    svc = svc_of(request)
+    return [staff_read(svc, m) for m in await svc.roster.members_of_area(area)]
+
+
+@roster_router.post("/roster/staff", response_model=StaffRead, status_code=201, summary="Add a staff member")
+async def add_staff(request: Request, body: StaffCreate, p: Principal = Depends(require()),
+                    x_change_reason: ChangeReason = None) -> StaffRead:
+    svc = svc_of(request)
+    city_or_503(svc)  # the area is checked against the map
+    m = await svc.roster.add_member(p, body.id, name=body.name, role=body.role, area=body.area, lines=body.lines,
+                                    limit=body.limit, reason=said(x_change_reason))
+    return staff_read(svc, m)
+
+
+@roster_router.put("/roster/staff/{staff_id}", response_model=StaffRead,
+                   summary="Update a staff member: name, role, area, trained lines, load limit, on the roster")
+async def update_staff(request: Request, staff_id: str, body: StaffUpdate, p: Principal = Depends(require()),
+                       x_change_reason: ChangeReason = None) -> StaffRead:
+    svc = svc_of(request)
+    city_or_503(svc)
+    m = await svc.roster.update_member(p, staff_id, name=body.name, role=body.role, area=body.area,
+                                       lines=body.lines, limit=body.limit, active=body.active, version=body.version,
+                                       reason=said(x_change_reason))
+    return staff_read(svc, m)
+
+
+@roster_router.get("/staff/{staff_id}/posts", response_model=list[PostRead],
+                   summary="The posts someone holds, with who serves each now (who covers for whom)")
+async def staff_posts(request: Request, staff_id: str,
+                      p: Principal = Depends(require(*STAFF_ROLES))) -> list[PostRead]:
+    svc = svc_of(request)
+    await member_in_scope(svc, p, staff_id)
+    return [post_read(svc, v, holder=staff_id) for v in await svc.roster.posts_of_member(staff_id)]
+
+
+@roster_router.put("/me/duty", response_model=StaffRead, summary="Set myself on duty or away")
+async def own_duty(request: Request, body: OwnDutyUpdate, p: Principal = Depends(require(*STAFF_ROLES))) -> StaffRead:
+    svc = svc_of(request)
+    m = await svc.roster.set_duty(p, p.sub, duty=body.duty, away_until=body.away_until, version=body.version)
+    return staff_read(svc, m)
 
 
 def build_app(settings: GridSettings | None = None) -> FastAPI:
@@ -427,4 +609,5 @@ def build_app(settings: GridSettings | None = None) -> FastAPI:
                      runtime_factory=factory, settings=settings)
     app.include_router(map_router)
     app.include_router(work_router)
+    app.include_router(roster_router)
     return app

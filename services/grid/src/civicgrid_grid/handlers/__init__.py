@@ -12,6 +12,7 @@ from civicgrid_grid.handlers.events import (
     handle_supervision,
     handle_volunteers,
 )
+from civicgrid_grid.handlers.roster import RosterAdmin
 
 __all__ = ["CRASH_AFTER_ASSIGNMENT", "OPEN", "Commands", "GridContext", "decide_many", "handle_catalogue",
-           "handle_requests", "handle_supervision", "handle_volunteers", "locate_request"]
+           "handle_requests", "handle_supervision", "handle_volunteers", "locate_request", "RosterAdmin"]

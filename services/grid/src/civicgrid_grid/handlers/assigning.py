@@ -58,7 +58,8 @@ async def decide_many(ctx: GridContext, items: list[Item], today: datetime | Non
     """Assign each item and reserve its load. In rounds: every request asks its next available
     candidate at once, so a batch costs one guarded write per person per round."""
     city = ctx.require_city()
-    today_d = (today or now()).astimezone(ctx.tz).date()
+    at = today or now()
+    today_d = at.astimezone(ctx.tz).date()
     roster = roster or await read_roster(ctx, items)
     posts, chain = roster
     if staff_docs is None:
@@ -69,7 +70,7 @@ async def decide_many(ctx: GridContext, items: list[Item], today: datetime | Non
     for _rid, loc, line in items:
         post = (posts.get((loc.grid, line)) or posts.get((loc.grid, "general"))) if loc.located else None
         ch = [(lvl, chain[k]) for lvl, k in chain_keys(loc) if k in chain] if loc.located else []
-        cands.append(plan(post, staff, ch, today_d) if loc.located else [])
+        cands.append(plan(post, staff, ch, today_d, at) if loc.located else [])
         posts_of.append(post)
     pos = [0] * len(items)
     skipped: list[list[str]] = [[] for _ in items]

@@ -124,20 +124,21 @@ class MemoryVolunteers(_Table):
     async def changed_since(self, t: datetime | None) -> list[Volunteer]:
         return [self._out(v) for v in self.rows.values() if t is None or v.updated_at >= t]
 
-    async def page(self, community: str | None, skip: int, limit: int) -> list[Volunteer]:
-        rows = sorted((v for v in self.rows.values() if community is None or v.community == community),
-                      key=lambda v: v.id)
+    def _within(self, prefix: str) -> list[Volunteer]:
+        return sorted((v for v in self.rows.values() if v.community.startswith(prefix)), key=lambda v: v.id)
+
+    async def page(self, community: str | None, skip: int, limit: int, *, within: str = "") -> list[Volunteer]:
+        rows = [v for v in self._within(within) if community is None or v.community == community]
         return [self._out(v) for v in rows[skip:skip + limit]]
 
     async def many(self, volunteer_ids: Sequence[str]) -> dict[str, Volunteer]:
         return {i: self._out(self.rows[i]) for i in volunteer_ids if i in self.rows}
 
-    async def members_of(self, work_unit: str) -> list[Volunteer]:
-        return [self._out(v) for v in sorted(self.rows.values(), key=lambda v: v.id)
-                if v.work_unit == work_unit and v.party_member]
+    async def members_of(self, work_unit: str, *, within: str = "") -> list[Volunteer]:
+        return [self._out(v) for v in self._within(within) if v.work_unit == work_unit and v.party_member]
 
-    async def work_units(self) -> list[str]:
-        return sorted({v.work_unit for v in self.rows.values() if v.work_unit})
+    async def work_units(self, *, within: str = "") -> list[str]:
+        return sorted({v.work_unit for v in self._within(within) if v.work_unit})
 
 
 class MemoryHours(_Table):

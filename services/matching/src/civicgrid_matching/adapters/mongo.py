@@ -10,6 +10,7 @@ only when a match's next expiry changes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -191,17 +192,28 @@ class MongoVolunteers(_Collection):
     async def changed_since(self, t: datetime | None) -> list[Volunteer]:
         return await self._find({"updated_at": {"$gte": t}} if t else {})
 
-    async def page(self, community: str | None, skip: int, limit: int) -> list[Volunteer]:
-        return await self._find({"community": community} if community else {}, sort="_id", skip=skip, limit=limit)
+    async def page(self, community: str | None, skip: int, limit: int, *, within: str = "") -> list[Volunteer]:
+        return await self._find(_community(within, community), sort="_id", skip=skip, limit=limit)
 
     async def many(self, volunteer_ids: Sequence[str]) -> dict[str, Volunteer]:
         return {i: self._load(d) for i, d in (await find_by_ids(self.col, volunteer_ids)).items()}
 
-    async def members_of(self, work_unit: str) -> list[Volunteer]:
-        return await self._find({"work_unit": work_unit, "party_member": True}, sort="_id")
+    async def members_of(self, work_unit: str, *, within: str = "") -> list[Volunteer]:
+        return await self._find({"work_unit": work_unit, "party_member": True, **_community(within)}, sort="_id")
 
-    async def work_units(self) -> list[str]:
-        return sorted(u for u in await self.col.distinct("work_unit") if u)
+    async def work_units(self, *, within: str = "") -> list[str]:
+        return sorted(u for u in await self.col.distinct("work_unit", _community(within)) if u)
+
+
+def _community(within: str, exactly: str | None = None) -> dict[str, Any]:
+    """The filter on ``community``: starting with ``within`` (an anchored, case-sensitive prefix
+    expression, which MongoDB answers from the ``community`` index), equal to ``exactly``."""
+    ops: dict[str, Any] = {}
+    if exactly:
+        ops["$eq"] = exactly
+    if within:
+        ops["$regex"] = f"^{re.escape(within)}"
+    return {"community": ops} if ops else {}
 
 
 class MongoHours(_Collection):

@@ -24,6 +24,12 @@ class NotFound(MatchingError):
     code, status = "not_found", 404
 
 
+class OutsideArea(MatchingError):
+    """The record is outside the caller's area scope (``domain.scope``); grid answers so too."""
+
+    code, status = "forbidden", 403
+
+
 class NotAssigned(NotFound):
     """The volunteer is not the one who won the request."""
 

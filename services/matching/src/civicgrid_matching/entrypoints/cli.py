@@ -72,13 +72,14 @@ async def _import(settings: MatchingSettings, roster: Path, count: int | None) -
 
 async def _report(settings: MatchingSettings, month: str, out: Path) -> dict:
     from civicgrid_matching.domain import reports
+    from civicgrid_matching.domain.scope import DISTRICT
     from civicgrid_matching.handlers import queries
 
-    async def run(ctx):
+    async def run(ctx):  # the operator on the server reports on the whole district
         out.mkdir(parents=True, exist_ok=True)
         written = []
-        for unit in await queries.work_units(ctx):
-            rep = await queries.work_unit_report(ctx, unit, month)
+        for unit in await queries.work_units(ctx, scope=DISTRICT):
+            rep = await queries.work_unit_report(ctx, unit, month, scope=DISTRICT)
             stem = out / f"{month}_{''.join(c if c.isalnum() else '_' for c in unit)}"
             stem.with_suffix(".json").write_text(json.dumps(rep, ensure_ascii=False, indent=2))
             stem.with_suffix(".csv").write_text(reports.to_csv(rep))

@@ -1,6 +1,7 @@
 """HTTP API (thin views): translate requests to handler calls and aggregates to JSON. Volunteers
 answer offers and log hours; staff keep the registry, see rankings explained, approve or correct
-hours and pull records and reports."""
+hours and pull records and reports -- within their area scope, which the views pass on and the
+handlers apply (``domain.scope``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from civicgrid_matching.domain.errors import MatchingError
 from civicgrid_matching.domain.hours import HoursEntry
 from civicgrid_matching.domain.index import MatchQuery, why_text
 from civicgrid_matching.domain.match import Match
+from civicgrid_matching.domain.scope import DISTRICT, AreaScope
 from civicgrid_matching.domain.volunteer import Volunteer
 from civicgrid_matching.handlers import Matching, hours, offers, queries, registry
 from civicgrid_matching.schemas import (
@@ -39,6 +41,10 @@ MONTH = r"^\d{4}-\d{2}$"
 
 def svc(request: Request) -> Matching:
     return request.app.state.service.matching
+
+
+def scope(p: Principal) -> AreaScope:
+    return AreaScope.of(p.role, p.area)
 
 
 # ----------------------------------------------------------------------------- shaping
@@ -86,102 +92,109 @@ volunteer = APIRouter(prefix="/me", tags=["volunteer"])
 async def register_volunteer(body: VolunteerCreate, request: Request, p: Principal = Depends(require(*STAFF))):
     ctx = svc(request)
     profile = body.model_dump(mode="python", exclude={"id"})
-    return volunteer_read(await registry.register(ctx, profile, p.sub, body.id), ctx)
+    return volunteer_read(await registry.register(ctx, profile, p.sub, body.id, scope=scope(p)), ctx)
 
 
 @staff.get("/volunteers", response_model=list[VolunteerRead])
 async def list_volunteers(request: Request, community: str | None = Query(None, max_length=64),
                           limit: int = Query(100, ge=1, le=1000), skip: int = Query(0, ge=0, le=10_000_000),
-                          _: Principal = Depends(require(*STAFF))):
+                          p: Principal = Depends(require(*STAFF))):
+    """The volunteers living in the caller's area (narrowed to ``community`` when given)."""
     ctx = svc(request)
-    return [volunteer_read(v, ctx) for v in await queries.volunteers(ctx, community, skip, limit)]
+    return [volunteer_read(v, ctx) for v in await queries.volunteers(ctx, community, skip, limit, scope=scope(p))]
 
 
 @staff.get("/volunteers/{vid}", response_model=VolunteerRead)
-async def get_volunteer(vid: str, request: Request, _: Principal = Depends(require(*STAFF))):
-    return volunteer_read(await registry.get(svc(request), vid), svc(request))
+async def get_volunteer(vid: str, request: Request, p: Principal = Depends(require(*STAFF))):
+    return volunteer_read(await registry.get(svc(request), vid, scope=scope(p)), svc(request))
 
 
 @staff.patch("/volunteers/{vid}", response_model=VolunteerRead)
 async def update_volunteer(vid: str, body: VolunteerUpdate, request: Request,
-                           _: Principal = Depends(require(*STAFF))):
+                           p: Principal = Depends(require(*STAFF))):
     ctx = svc(request)
-    return volunteer_read(await registry.update(ctx, vid, body.model_dump(mode="python", exclude_unset=True)), ctx)
+    profile = body.model_dump(mode="python", exclude_unset=True)
+    return volunteer_read(await registry.update(ctx, vid, profile, scope=scope(p)), ctx)
 
 
 @staff.post("/volunteers/{vid}/qualifications", response_model=VolunteerRead)
 async def verify_qualification(vid: str, body: QualificationVerify, request: Request,
                                p: Principal = Depends(require(*STAFF))):
     ctx = svc(request)
-    v = await registry.verify_qualification(ctx, vid, body.code, body.expires_on, body.evidence, p.sub)
+    v = await registry.verify_qualification(ctx, vid, body.code, body.expires_on, body.evidence, p.sub,
+                                            scope=scope(p))
     return volunteer_read(v, ctx)
 
 
 @staff.get("/volunteers/{vid}/certificate")
-async def certificate(vid: str, request: Request, _: Principal = Depends(require(*STAFF))):
-    return await queries.certificate(svc(request), vid)
+async def certificate(vid: str, request: Request, p: Principal = Depends(require(*STAFF))):
+    return await queries.certificate(svc(request), vid, scope=scope(p))
 
 
 @staff.get("/volunteers/{vid}/hours")
-async def volunteer_hours(vid: str, request: Request, _: Principal = Depends(require(*STAFF))):
-    return [entry_json(e) for e in await queries.hours_of(svc(request), vid)]
+async def volunteer_hours(vid: str, request: Request, p: Principal = Depends(require(*STAFF))):
+    return [entry_json(e) for e in await queries.volunteer_hours(svc(request), vid, scope=scope(p))]
 
 
 @staff.get("/matches/{request_id}")
-async def get_match(request_id: str, request: Request, _: Principal = Depends(require(*STAFF))):
+async def get_match(request_id: str, request: Request, p: Principal = Depends(require(*STAFF))):
     ctx = svc(request)
-    return match_json(await queries.match(ctx, request_id), ctx)
+    return match_json(await queries.match(ctx, request_id, scope=scope(p)), ctx)
 
 
 @staff.post("/matches/{request_id}/no-show")
 async def no_show(request_id: str, request: Request, p: Principal = Depends(require(*STAFF))):
     ctx = svc(request)
-    return match_json(await offers.no_show(ctx, request_id, p.sub), ctx)
+    return match_json(await offers.no_show(ctx, request_id, p.sub, scope=scope(p)), ctx)
 
 
 @staff.post("/match/preview")
-async def preview(body: PreviewRequest, request: Request, _: Principal = Depends(require(*STAFF))):
-    """Rank volunteers for a hypothetical request, with every component of the score explained."""
+async def preview(body: PreviewRequest, request: Request, p: Principal = Depends(require(*STAFF))):
+    """Rank volunteers for a hypothetical request, with every component of the score explained
+    (candidates from outside the caller's area left out)."""
     ctx = svc(request)
     q = MatchQuery(lat=body.lat, lon=body.lon, service_code=body.service_code, start=body.needed_from,
                    hours=body.needed_hours, required_qualifications=tuple(ctx.qualifications(body.service_code)),
                    resident_ref=body.resident_ref, recurring=body.recurring_weekly,
                    distance_limit_m=ctx.settings.distance_limit_m)
-    res = ctx.index.match(q, limit=body.limit)
+    res = await queries.preview(ctx, q, body.limit, scope=scope(p))
     return {"formula": queries.formula(ctx, body.recurring_weekly), "funnel": res.funnel,
             "candidates": [c.as_dict() for c in res.candidates]}
 
 
 @staff.post("/hours/{entry_id}/approve")
 async def approve_hours(entry_id: str, request: Request, p: Principal = Depends(require(*STAFF))):
-    return entry_json(await hours.approve(svc(request), entry_id, p.sub))
+    return entry_json(await hours.approve(svc(request), entry_id, p.sub, scope=scope(p)))
 
 
 @staff.post("/hours/{entry_id}/correct")
 async def correct_hours(entry_id: str, body: CorrectHours, request: Request,
                         p: Principal = Depends(require(*STAFF))):
-    return entry_json(await hours.correct(svc(request), entry_id, p.sub, body.hours, body.reason))
+    return entry_json(await hours.correct(svc(request), entry_id, p.sub, body.hours, body.reason, scope=scope(p)))
 
 
 @staff.get("/reports/service-times")
 async def service_times(request: Request, month: str = Query(pattern=MONTH),
-                        _: Principal = Depends(require(*STAFF, "auditor"))):
-    """Hours and service person-times per community and per volunteer for one month."""
-    return await queries.service_times(svc(request), month)
+                        p: Principal = Depends(require(*STAFF, "auditor"))):
+    """Hours and service person-times per community and per volunteer for one month, of the
+    services given in the caller's area."""
+    return await queries.service_times(svc(request), month, scope=scope(p))
 
 
 @staff.get("/reports/work-units")
-async def work_units(request: Request, _: Principal = Depends(require(*STAFF))) -> list[str]:
-    return await queries.work_units(svc(request))
+async def work_units(request: Request, p: Principal = Depends(require(*STAFF))) -> list[str]:
+    """The work units of the party members living in the caller's area."""
+    return await queries.work_units(svc(request), scope=scope(p))
 
 
 @staff.get("/reports/work-units/{unit}", responses={200: {"description": "The report, as JSON or CSV",
                                                           "content": {"application/json": {}, "text/csv": {}}}})
 async def work_unit_report(unit: str, request: Request, month: str = Query(pattern=MONTH),
                            format: str = Query("json", pattern="^(json|csv)$"),
-                           _: Principal = Depends(require(*STAFF))) -> Any:
-    """The periodic report to a party member's work unit on how its members served (JSON or CSV)."""
-    rep = await queries.work_unit_report(svc(request), unit, month)
+                           p: Principal = Depends(require(*STAFF))) -> Any:
+    """The periodic report to a party member's work unit on how its members served (JSON or CSV);
+    of the members living in the caller's area."""
+    rep = await queries.work_unit_report(svc(request), unit, month, scope=scope(p))
     if format == "csv":
         return PlainTextResponse(reports.to_csv(rep), media_type="text/csv")
     return rep
@@ -196,7 +209,7 @@ def me(p: Principal = Depends(require("volunteer"))) -> Principal:
 
 @volunteer.get("")
 async def my_record(request: Request, p: Principal = Depends(me)):
-    return volunteer_read(await registry.get(svc(request), p.sub), svc(request))
+    return volunteer_read(await registry.get(svc(request), p.sub, scope=DISTRICT), svc(request))
 
 
 @volunteer.get("/offers")

@@ -10,6 +10,7 @@ from civicgrid_contracts.events import intake as intake_ev
 from civicgrid_matching.domain.catalogue import ServiceInfo
 from civicgrid_matching.domain.match import Match
 from civicgrid_matching.domain.schedule import RELEASED
+from civicgrid_matching.domain.scope import DISTRICT
 from civicgrid_matching.handlers import bookings, hours, registry
 from civicgrid_matching.handlers.context import Matching, until_saved
 from civicgrid_matching.handlers.ranking import shortlist, shortlist_from_index
@@ -125,7 +126,7 @@ async def on_request_rated(ctx: Matching, env: Envelope) -> None:
         return  # not a volunteer's request
     vid = first.winner
     # the volunteer's record and the hours entry first (both idempotent), the match's record last
-    await registry.change_volunteer(ctx, vid, lambda v: v.rate(rid, p.rating, ctx.clock()))
+    await registry.change_volunteer(ctx, vid, lambda v: v.rate(rid, p.rating, ctx.clock()), scope=DISTRICT)
     await hours.record_rating(ctx, rid, vid, p.rating)
 
     async def attempt() -> bool | None:

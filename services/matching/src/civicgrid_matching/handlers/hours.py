@@ -1,4 +1,5 @@
-"""Hours: the winner checks in and out and completes (ServiceDelivered); staff approve or correct."""
+"""Hours: the winner checks in and out and completes (ServiceDelivered); staff of the area where
+the service was given (the entry's community, the request's) approve or correct."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from civicgrid_matching.domain.errors import NotAssigned, NotCheckedIn, NotFound
 from civicgrid_matching.domain.hours import HoursEntry, entry_id
 from civicgrid_matching.domain.match import Match
 from civicgrid_matching.domain.schedule import BOOKED
+from civicgrid_matching.domain.scope import AreaScope
 from civicgrid_matching.handlers import bookings, registry
 from civicgrid_matching.handlers.context import Matching, until_saved
 
@@ -67,24 +69,25 @@ async def complete(ctx: Matching, vid: str, rid: str, note: str | None) -> Hours
     return e
 
 
-async def _staff_change(ctx: Matching, eid: str, change) -> HoursEntry:
+async def _staff_change(ctx: Matching, eid: str, change, scope: AreaScope) -> HoursEntry:
     async def attempt() -> HoursEntry | None:
         e = await ctx.store.hours.get(eid)
         if e is None:
             raise NotFound("No such hours entry")
+        scope.require(e.community, f"Hours entry {eid}")
         change(e)
         return e if await ctx.store.hours.save(e) else None
 
     return await until_saved(attempt, "The hours entry")
 
 
-async def approve(ctx: Matching, eid: str, staff: str) -> HoursEntry:
-    return await _staff_change(ctx, eid, lambda e: e.approve(staff, ctx.clock()))
+async def approve(ctx: Matching, eid: str, staff: str, *, scope: AreaScope) -> HoursEntry:
+    return await _staff_change(ctx, eid, lambda e: e.approve(staff, ctx.clock()), scope)
 
 
-async def correct(ctx: Matching, eid: str, staff: str, hours: float, reason: str) -> HoursEntry:
+async def correct(ctx: Matching, eid: str, staff: str, hours: float, reason: str, *, scope: AreaScope) -> HoursEntry:
     """A correction never deletes: the old figure stays in the entry's history."""
-    e = await _staff_change(ctx, eid, lambda e: e.correct(staff, hours, reason, ctx.clock()))
+    e = await _staff_change(ctx, eid, lambda e: e.correct(staff, hours, reason, ctx.clock()), scope)
     await bookings.settle(ctx, e.volunteer_id, e.request_id, BOOKED, hours=hours)
     return e
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from civicgrid_matching.domain.errors import MatchingError, NotFound
 from civicgrid_matching.domain.match import OPEN, Match, request_of
 from civicgrid_matching.domain.schedule import BOOKED, RELEASED
+from civicgrid_matching.domain.scope import DISTRICT, AreaScope
 from civicgrid_matching.handlers import bookings, registry
 from civicgrid_matching.handlers.context import Matching, until_saved
 from civicgrid_matching.handlers.ranking import shortlist
@@ -33,7 +34,7 @@ async def accept(ctx: Matching, vid: str, oid: str) -> Match:
     if m.winner == vid and m.offer(oid, vid).status == "accepted":
         return m  # the same accept again: nothing changes
     m.check_acceptable(vid, oid, ctx.clock())
-    vol = await registry.get(ctx, vid)
+    vol = await registry.get(ctx, vid, scope=DISTRICT)
     await bookings.hold(ctx, vid, m, float(vol.weekly_hours_cap))
 
     async def claim() -> Match | None:
@@ -50,7 +51,8 @@ async def accept(ctx: Matching, vid: str, oid: str) -> Match:
     await bookings.settle(ctx, vid, rid, BOOKED)
     if m.visit.resident_ref:
         ref = m.visit.resident_ref
-        await registry.change_volunteer(ctx, vid, lambda v: v.starts_serving(ref, rid, ctx.clock()))
+        await registry.change_volunteer(ctx, vid, lambda v: v.starts_serving(ref, rid, ctx.clock()),
+                                        scope=DISTRICT)
     return m
 
 
@@ -102,10 +104,12 @@ async def expire(ctx: Matching, rid: str, now: datetime) -> int:
     return len(vids)
 
 
-async def no_show(ctx: Matching, rid: str, staff: str) -> Match:
-    """Staff report that the accepted volunteer did not come: reliability drops, others are asked."""
+async def no_show(ctx: Matching, rid: str, staff: str, *, scope: AreaScope) -> Match:
+    """Staff of the request's area report that the accepted volunteer did not come: reliability
+    drops, others are asked."""
     async def attempt() -> tuple[Match, str] | None:
         m = await load(ctx, rid)
+        scope.require(m.visit.community, f"Request {rid}")
         if not m.winner:
             raise NotFound("No accepted volunteer on this request")
         nxt = await shortlist(ctx, m, m.shortfall(set(), ctx.settings.offers_at_once))

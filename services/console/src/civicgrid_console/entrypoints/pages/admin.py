@@ -1,14 +1,23 @@
-"""Administrator pages: catalogue editor, map import (defects on the map), versions and
-activation, departments, roster look-up, working calendar (pending its API)."""
+"""Administrator pages: catalogue editor (time limits, handlers, attributes), map import (defects on
+the map), versions and activation, departments (read-only: grid has no API to edit them), the
+working calendar (month grids; define or edit a year). The roster is pages/roster.py.
+
+A refused form comes back as it was typed, with each problem next to the field it is about."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
+from fastapi.responses import RedirectResponse
 
 from civicgrid_console.adapters.api import ApiError
-from civicgrid_console.domain import i18n
+from civicgrid_console.domain import calendar as cal
+from civicgrid_console.domain import catalogue as cat
+from civicgrid_console.domain import field_errors, i18n
+from civicgrid_console.domain.forms import FormInvalid
 from civicgrid_console.domain.session import Session
-from civicgrid_console.entrypoints.web import PageProblem, act, api_message, console_of, need, render
+from civicgrid_console.entrypoints.web import act, api_message, console_of, need, render, session_of
 from civicgrid_console.handlers import admin
 
 router = APIRouter(prefix="/admin")
@@ -24,18 +33,48 @@ async def admin_home(request: Request, s: Session = Admin):
 
 @router.get("/catalogue")
 async def catalogue(request: Request, s: Session = Admin, edit: str = ""):
-    services = await admin.catalogue(console_of(request).apis)
-    return render(request, "admin_catalogue.html", services=services, edit=edit)
+    apis = console_of(request).apis
+    services = await admin.catalogue(apis)
+    editing = next((x for x in services if x["code"] == edit), None)
+    return await catalogue_page(request, services, editing, cat.form_of(editing) if editing else None)
+
+
+async def catalogue_page(request: Request, services, editing, form: cat.ServiceForm | None, status: int = 200,
+                         errors: field_errors.FieldErrors | None = None):
+    departments = await admin.departments(console_of(request).apis) if editing else []
+    errors = errors or field_errors.FieldErrors()
+    return render(request, "admin_catalogue.html", status, services=services, service=editing, form=form,
+                  departments=departments, errors=errors, labels=cat.field_names(session_of(request).lang,
+                                                                                 errors.by_field),
+                  targets={}, datatypes=cat.DATATYPES, handlers=cat.HANDLERS, clocks=cat.CLOCKS)
 
 
 @router.post("/catalogue/{code}")
 async def update_service(request: Request, code: str, s: Session = Admin):
-    form = await request.form()
+    apis = console_of(request).apis
+    current = await admin.service(apis, code)
+    typed = cat.posted(await request.form())
     try:
-        action = admin.update_service(console_of(request).apis, s.token, code, form)
-        return await act(request, action, back="/admin/catalogue", ok=i18n.t(s.lang, "admin.saved"))
-    except ValueError:
-        raise PageProblem(422, "error.invalid_form") from None
+        body = cat.body_of(current, typed)
+        await admin.update_service(apis, s.token, code, body.json)
+    except FormInvalid as exc:
+        errors = field_errors.local(s.lang, exc.errors)
+    except ApiError as exc:
+        errors = refusal(s.lang, exc, body.field_of)
+    else:
+        s.flash("ok", i18n.t(s.lang, "admin.saved"))
+        return RedirectResponse(f"/admin/catalogue?edit={code}", status_code=303)
+    return await catalogue_page(request, await admin.catalogue(apis), current, typed, 422, errors)
+
+
+def refusal(lang: str, exc: ApiError, field_of) -> field_errors.FieldErrors:
+    """An API's refusal of a form: each field it names gets its error next to it (and a count on
+    top); any other problem (no right, a conflict, a service away) is the message on top."""
+    if exc.status in (400, 422) and exc.errors:
+        errors = field_errors.place(lang, exc.errors, field_of)
+        errors.general.insert(0, i18n.t(lang, "fielderr.summary", n=len(exc.errors)))
+        return errors
+    return field_errors.FieldErrors(general=[api_message(lang, exc)])
 
 
 @router.get("/map")
@@ -73,17 +112,54 @@ async def departments(request: Request, s: Session = Admin):
     return render(request, "admin_departments.html", departments=await admin.departments(console_of(request).apis))
 
 
-@router.get("/roster")
-async def roster(request: Request, staff_id: str = "", s: Session = Admin):
-    person, error = None, None
-    if staff_id.strip():
-        try:
-            person = await admin.staff_member(console_of(request).apis, s.token, staff_id.strip())
-        except ApiError as exc:
-            error = api_message(s.lang, exc)
-    return render(request, "admin_roster.html", staff_id=staff_id, person=person, error=error)
-
-
 @router.get("/calendar")
 async def calendar(request: Request, s: Session = Admin):
-    return render(request, "admin_calendar.html")
+    return render(request, "admin_calendar.html", years=await admin.calendar_years(console_of(request).apis))
+
+
+Year = Annotated[int, Path(ge=2000, le=2200)]
+
+
+@router.get("/calendar/define")
+async def define_calendar_year(request: Request, year: int = Query(ge=2000, le=2200), s: Session = Admin):
+    """The list page's "define a year" field: on to that year's form."""
+    return RedirectResponse(f"/admin/calendar/{year}/edit", status_code=303)
+
+
+@router.get("/calendar/{year}")
+async def calendar_year(request: Request, year: Year, s: Session = Admin):
+    held = await admin.calendar_year(console_of(request).apis, year)
+    grid = cal.months(held["calendar"])
+    return render(request, "admin_calendar_year.html", year=year, held=held, c=held["calendar"], months=grid,
+                  counts=cal.counts(grid), offset=cal.utc_offset(held["calendar"]["timezone"], year))
+
+
+@router.get("/calendar/{year}/edit")
+async def edit_calendar_year(request: Request, year: Year, s: Session = Admin):
+    held = await admin.calendar_year(console_of(request).apis, year)
+    return calendar_form(request, year, held, cal.form_of(held["calendar"]))
+
+
+def calendar_form(request: Request, year: int, held, form: cal.CalendarForm, status: int = 200,
+                  errors: field_errors.FieldErrors | None = None):
+    errors = errors or field_errors.FieldErrors()
+    labels, targets = cal.field_names(session_of(request).lang, errors.by_field)
+    return render(request, "admin_calendar_edit.html", status, year=year, held=held, form=form, errors=errors,
+                  labels=labels, targets=targets, weekdays=cal.WEEKDAYS)
+
+
+@router.post("/calendar/{year}")
+async def save_calendar_year(request: Request, year: Year, s: Session = Admin):
+    apis = console_of(request).apis
+    typed = cal.posted(await request.form())
+    try:
+        body = cal.body_of(typed)
+        await admin.define_year(apis, s.token, year, body.json)
+    except FormInvalid as exc:
+        errors = field_errors.local(s.lang, exc.errors)
+    except ApiError as exc:
+        errors = refusal(s.lang, exc, body.field_of)
+    else:
+        s.flash("ok", i18n.t(s.lang, "cal.saved", year=year))
+        return RedirectResponse(f"/admin/calendar/{year}", status_code=303)
+    return calendar_form(request, year, await admin.calendar_year(apis, year), typed, 422, errors)

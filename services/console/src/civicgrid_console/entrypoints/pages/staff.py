@@ -6,9 +6,10 @@ from fastapi import APIRouter, Depends, Form, Request
 
 from civicgrid_console.adapters.api import ApiError
 from civicgrid_console.domain import i18n
+from civicgrid_console.domain.roster import my_post_text
 from civicgrid_console.domain.session import Session
 from civicgrid_console.entrypoints.web import PageProblem, act, console_of, need, now, render, session_of
-from civicgrid_console.handlers import staff
+from civicgrid_console.handlers import roster, staff
 
 router = APIRouter()
 Worker = Depends(need("grid_worker", "supervisor"))
@@ -19,7 +20,9 @@ async def my_queue(request: Request, s: Session = Worker, staff_id: str = ""):
     apis = console_of(request).apis
     rows = await staff.queue(apis, s.token, now(), staff_id or None)
     post = await staff.my_post(apis, s.token, s.sub) if s.role == "grid_worker" else None
-    return render(request, "queue.html", rows=rows, post=post, now=now(), staff_id=staff_id)
+    posts = await roster.my_posts(apis, s.token, s.sub) if post else []
+    return render(request, "queue.html", rows=rows, post=post, posts=posts, now=now(), staff_id=staff_id,
+                  my_post=lambda p: my_post_text(s.lang, p))
 
 
 @router.get("/work/{rid}")

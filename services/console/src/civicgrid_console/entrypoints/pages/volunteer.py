@@ -27,7 +27,7 @@ async def answer_offer(request: Request, offer_id: str, answer: str, reason: str
     if answer not in ("accept", "decline"):
         raise PageProblem(404, "error.not_found")
     try:
-        out = await volunteer.answer(console_of(request).apis, s.token, offer_id, answer == "accept", reason)
+        out = await volunteer.answer(console_of(request).apis, s.token, offer_id, answer == "accept", reason.strip())
     except ApiError as exc:
         s.flash("error", api_message(s.lang, exc))
     else:
