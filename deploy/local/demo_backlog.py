@@ -37,8 +37,9 @@ HOUR_WEIGHTS = [0.15, 0.1, 0.08, 0.08, 0.1, 0.2, 0.45, 0.8, 1.0, 1.0, 1.0, 0.9, 
                 0.8, 0.7, 0.6, 0.45, 0.3, 0.2]
 #: how residents reached the old system
 CHANNELS = {"hotline": 70, "app": 10, "web": 6, "walk_in": 6, "grid_patrol": 8}
-#: cases waiting on a department tend to be older: this share of them is from up to three times further back
-OLDER_DEPARTMENT_SHARE = 0.35
+#: cases waiting on a department tend to be older: this share of them is from up to this many times further
+#: back (so that business-hour report-back deadlines of several working days have passed for some)
+OLDER_DEPARTMENT_SHARE, OLDER_DEPARTMENT_REACH = 0.5, 4
 #: of the cases handled since, how residents rated them (unsatisfied reopens the case)
 RATINGS = {"satisfied": 62, "basically_satisfied": 20, "unsatisfied": 18}
 #: share of cases handled since that the resident has rated already
@@ -98,7 +99,7 @@ def plan(day, n: int, days: float, now: datetime, rng: random.Random) -> list[Ca
         svc = day.services[code]
         department = "department" in (svc.get("handled_by") or [])
         volunteer = bool(svc.get("needs_volunteer")) or "volunteer" in (svc.get("handled_by") or [])
-        back = days * 3 if department and rng.random() < OLDER_DEPARTMENT_SHARE else days
+        back = days * OLDER_DEPARTMENT_REACH if department and rng.random() < OLDER_DEPARTMENT_SHARE else days
         received = received_time(rng, now, back)
         g = rng.choice(day.grids)
         min_lon, min_lat, max_lon, max_lat = g["bbox"]

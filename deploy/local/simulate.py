@@ -109,7 +109,8 @@ class Day:
         self.backlog = demo_backlog.Backlog(self, n=backlog, days=backlog_days, seed=seed)
         #: the first day supervision's figures are shown for: the backlog's oldest (department cases reach
         #: further back)
-        self.since = datetime.now(OFFICE).date() - timedelta(days=math.ceil(3 * backlog_days) if backlog else 0)
+        reach = demo_backlog.OLDER_DEPARTMENT_REACH * backlog_days
+        self.since = datetime.now(OFFICE).date() - timedelta(days=math.ceil(reach) if backlog else 0)
 
     def delay(self, minutes: float) -> float:
         """Real seconds for a lognormal delay of about ``minutes`` simulated minutes (a reaction)."""
