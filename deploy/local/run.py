@@ -6,9 +6,14 @@ Starts Kafka, the store and the identity provider (deploy/local/infra.py), every
 ``--no-simulate`` -- drives a simulated day with a live terminal view. Ctrl-C stops everything
 cleanly: services first (SIGTERM, then SIGKILL after a grace period), then Kafka and the store.
 
-    make run                       # demo city + simulated day at the default rate
+    make run                       # demo city, its backlog, and a simulated day at the default rate
     make run RUN_ARGS="--rate 20 --time-scale 120"
+    make run RUN_ARGS="--backlog 0"  # no backlog of imported cases
     make run RUN_ARGS=--no-simulate
+
+Ports: the services listen on 8101-8104 and the console on 8100 unless ``INTAKE_HTTP_PORT``,
+``GRID_HTTP_PORT``, ``MATCHING_HTTP_PORT``, ``AUDIT_HTTP_PORT`` and ``CONSOLE_HTTP_PORT`` say
+otherwise (the infrastructure's: ``CIVICGRID_KAFKA_PORT`` etc., see infra.py).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import identity  # deploy/local/identity.py: the local identity provider and its
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run")).resolve()
 BIN = ROOT / ".venv" / "bin"
-SERVICES = {"intake": 8101, "grid": 8102, "matching": 8103, "audit": 8104}
+SERVICES = {svc: int(os.environ.get(f"{svc.upper()}_HTTP_PORT", port))
+            for svc, port in {"intake": 8101, "grid": 8102, "matching": 8103, "audit": 8104}.items()}
 #: the web console: a backend-for-frontend over the four services (started once they are ready)
 CONSOLE_PORT = int(os.environ.get("CONSOLE_HTTP_PORT", "8100"))
 #: demo data, in dependency order: the catalogue first (others follow its events), then the map
@@ -53,7 +59,10 @@ def service_env(infra_env: dict[str, str]) -> dict[str, str]:
     # every span to the local Jaeger (unless another collector is named)
     env.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", infra_env["CIVICGRID_JAEGER_OTLP_ENDPOINT"])
     for svc, port in SERVICES.items():
-        env.setdefault(f"{svc.upper()}_HTTP_PORT", str(port))
+        env[f"{svc.upper()}_HTTP_PORT"] = str(port)
+        # where the console, the demo tools and the simulator find each service
+        env.setdefault(f"CIVICGRID_{svc.upper()}_URL", f"http://127.0.0.1:{port}")
+    env["CONSOLE_HTTP_PORT"] = str(CONSOLE_PORT)
     return env
 
 
@@ -119,8 +128,12 @@ def stop_services(procs: dict[str, subprocess.Popen]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-simulate", action="store_true", help="only bring the platform up")
-    parser.add_argument("--rate", type=float, default=5.0, help="residents' requests per second")
-    parser.add_argument("--time-scale", type=float, default=60.0, help="simulated seconds per real second")
+    parser.add_argument("--rate", type=float, default=2.0, help="residents' requests per second")
+    parser.add_argument("--time-scale", type=float, default=60.0,
+                        help="how much faster than real time people react (work and lateness take real time)")
+    parser.add_argument("--backlog", type=int, default=1200,
+                        help="open cases of the old hotline imported before the live day (0 = none)")
+    parser.add_argument("--backlog-days", type=float, default=2.0, help="how far back the backlog was received")
     parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)")
     args = parser.parse_args()
 
@@ -176,7 +189,8 @@ def main() -> int:
         print("Ctrl-C stops everything.\n")
         simulator = ROOT / "deploy" / "local" / "simulate.py"
         if not args.no_simulate and simulator.exists():
-            cmd = [sys.executable, str(simulator), "--rate", str(args.rate), "--time-scale", str(args.time_scale)]
+            cmd = [sys.executable, str(simulator), "--rate", str(args.rate), "--time-scale", str(args.time_scale),
+                   "--backlog", str(args.backlog), "--backlog-days", str(args.backlog_days)]
             if args.duration:
                 cmd += ["--duration", str(args.duration)]
             subprocess.run(cmd, cwd=ROOT, env=env)

@@ -1,28 +1,39 @@
 """A simulated day in the demo city, driven through the services' public APIs, with a live view.
 
-Residents submit requests at ``--rate`` per second (Poisson arrivals) with a realistic mix of
-services and places; grid workers accept and resolve, departments acknowledge and report,
-volunteers answer offers, check in and out, and residents rate -- each after a realistic delay in
-*simulated* time, compressed by ``--time-scale`` (60 = one simulated minute per real second).
-The terminal shows requests per second, consumer lag per service, open and overdue counts and the
-three headline rates from supervision. Ctrl-C stops it.
+First the city's backlog: the open cases of the hotline system it replaces, imported with their
+original received times from the last ``--backlog-days`` days and partly worked since
+(``demo_backlog.py``), so that late cases, escalations, dispatches, volunteers and unsatisfied
+residents are there from the start. Then the live day on top: residents submit requests at
+``--rate`` per second (Poisson arrivals) with a realistic mix of services and places; grid workers
+accept and resolve, departments acknowledge and report, volunteers answer offers, check in and
+out, and residents rate.
 
-    python deploy/local/simulate.py --rate 5 --time-scale 60
+The platform's clocks, deadlines and KPIs run in real time. So ``--time-scale`` (60 = one
+simulated minute per real second) compresses how soon people *react* -- a worker looking at the
+queue, a volunteer answering an offer, a resident rating -- but not how long the work takes: a
+case not fixed on the spot is resolved after hours of real time, and a late worker or department
+is late in real time, so that handling times, on-time rates and escalations stay those of a real
+office. The terminal shows requests per second, consumer lag per service, open and overdue
+counts and the headline figures from supervision. Ctrl-C stops it.
+
+    python deploy/local/simulate.py --rate 2 --time-scale 60 --backlog 1200 --backlog-days 2
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import random
 import signal
 import time
 from collections import Counter, deque
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import demo_backlog
 import httpx
 from rich.console import Group
 from rich.live import Live
@@ -33,6 +44,7 @@ from civicgrid_runtime.auth import mint_token
 
 SECRET = os.environ.get("CIVICGRID_AUTH_SECRET", "civicgrid-development-secret-change-me")
 PORTS = {"intake": 8101, "grid": 8102, "matching": 8103, "audit": 8104}
+OFFICE = ZoneInfo("Asia/Shanghai")
 #: the share of each service in a street office's day (the rest spread evenly over the catalogue)
 MIX = {
     "sanitation": 22, "property_complaint": 14, "public_facility": 10, "parking": 8, "neighbour_dispute": 7,
@@ -46,6 +58,10 @@ MIX = {
 LATE_SHARE = 0.12
 WHISTLE_SHARE = 0.08
 VOLUNTEER_SHARE = 0.05
+#: share of requests fixed on the spot (minutes of simulated time); the others take hours of real time
+ON_THE_SPOT_SHARE = 0.15
+#: real hours (median) that work not done on the spot takes, a late worker waits and a late department takes
+WORK_HOURS, LATE_WORKER_HOURS, LATE_DEPARTMENT_HOURS = 4.0, 5.0, 8.0
 #: departments a worker whistles, by how often
 WHISTLED = {"chengguan": 5, "market_supervision": 2, "public_security": 2, "housing": 1}
 
@@ -74,7 +90,12 @@ def answer(attr: dict[str, Any]) -> Any:
 
 
 class Day:
-    def __init__(self, rate: float, time_scale: float) -> None:
+    answer = staticmethod(answer)
+    bearer = staticmethod(bearer)
+    url = staticmethod(url)
+
+    def __init__(self, rate: float, time_scale: float, *, backlog: int = 0, backlog_days: float = 2.0,
+                 seed: int | None = None) -> None:
         self.rate, self.scale = rate, time_scale
         self.stats: Counter[str] = Counter()
         self.submitted_at: deque[float] = deque(maxlen=5000)
@@ -85,10 +106,27 @@ class Day:
         self.tasks: set[asyncio.Task] = set()
         self.admin = bearer("admin")
         self.client = httpx.AsyncClient(timeout=15, limits=httpx.Limits(max_connections=64))
+        self.backlog = demo_backlog.Backlog(self, n=backlog, days=backlog_days, seed=seed)
+        #: the first day supervision's figures are shown for: the backlog's oldest (department cases reach
+        #: further back)
+        reach = demo_backlog.OLDER_DEPARTMENT_REACH * backlog_days
+        self.since = datetime.now(OFFICE).date() - timedelta(days=math.ceil(reach) if backlog else 0)
 
     def delay(self, minutes: float) -> float:
-        """Real seconds for a lognormal delay of about ``minutes`` simulated minutes."""
+        """Real seconds for a lognormal delay of about ``minutes`` simulated minutes (a reaction)."""
         return random.lognormvariate(0, 0.5) * minutes * 60 / self.scale
+
+    @staticmethod
+    def real_delay(hours: float) -> float:
+        """Real seconds for a lognormal duration of about ``hours`` real hours (work, lateness)."""
+        return random.lognormvariate(0, 0.6) * hours * 3600
+
+    @staticmethod
+    def worker_of(w: dict[str, Any]) -> dict[str, str]:
+        """The bearer of whoever holds a work item (a supervisor for the street's unlocated queue)."""
+        if w.get("holder") == "unlocated":
+            return bearer("supervisor")
+        return bearer("grid_worker", sub=w["assignee_id"], area=w.get("grid") or "")
 
     async def load(self) -> None:
         r = await self.client.get(f"{url('grid')}/v1/map/grids", params={"limit": 50000}, headers=self.admin)
@@ -139,18 +177,17 @@ class Day:
     async def handle(self, created: dict[str, Any], svc: dict[str, Any]) -> None:
         """One request's day. Most go smoothly; some workers are late (the clocks run out and
         supervision escalates), some cases need a department's whistle or a volunteer, and some
-        residents are not satisfied (the request reopens and is handled again): every page of the
-        console has something to show."""
+        residents are not satisfied (the request reopens and is handled again). Reactions are
+        compressed by the time scale; work and lateness take real time (see the module's doc)."""
         rid = created["request_id"]
         late = random.random() < LATE_SHARE
-        await asyncio.sleep(self.delay(240 if late else 25))  # the grid worker looks at the queue
+        # the grid worker looks at the queue (a late one only hours later)
+        await asyncio.sleep(self.real_delay(LATE_WORKER_HOURS) if late else self.delay(25))
         w = await self.work(rid)
         if not w or not w.get("assignee_id"):
             return
         self.stats["late_accepts"] += late
-        worker = bearer("grid_worker", sub=w["assignee_id"], area=w.get("grid") or "")
-        if w.get("holder") == "unlocated":
-            worker = bearer("supervisor")
+        worker = self.worker_of(w)
         r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/accept", headers=worker)
         if r.status_code == 200:
             self.stats["accepted"] += 1
@@ -165,7 +202,8 @@ class Day:
         elif random.random() < VOLUNTEER_SHARE and await self.ask_volunteers(rid, worker):
             self.spawn(self.volunteer(rid))
         for round_ in range(2):  # an unsatisfied resident reopens it once; the second answer stands
-            await asyncio.sleep(self.delay(180 if round_ == 0 else 90))  # the work itself
+            on_the_spot = random.random() < ON_THE_SPOT_SHARE
+            await asyncio.sleep(self.delay(30) if on_the_spot else self.real_delay(WORK_HOURS / (round_ + 1)))
             w = await self.work(rid)
             if w and w.get("status") not in ("resolved", "closed", "rejected"):
                 r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/resolve", headers=worker,
@@ -192,7 +230,7 @@ class Day:
 
     async def ask_volunteers(self, rid: str, worker: dict[str, str]) -> bool:
         """A visit tomorrow at 10:00 in the district (the demo volunteers serve by day)."""
-        day = datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=1)
+        day = datetime.now(OFFICE) + timedelta(days=1)
         r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/volunteers", headers=worker, json={
             "needed_from": day.replace(hour=10, minute=0, second=0, microsecond=0).isoformat(), "needed_hours": 2})
         if r.status_code == 200:
@@ -203,7 +241,8 @@ class Day:
         h = bearer("department", sub=dep)
         await asyncio.sleep(self.delay(40))
         await self.client.post(f"{url('grid')}/v1/requests/{rid}/dispatches/{dispatch_id}/acknowledge", headers=h)
-        await asyncio.sleep(self.delay(360 if random.random() < LATE_SHARE else 60))
+        late = random.random() < LATE_SHARE
+        await asyncio.sleep(self.real_delay(LATE_DEPARTMENT_HOURS) if late else self.delay(60))
         r = await self.client.post(f"{url('grid')}/v1/requests/{rid}/dispatches/{dispatch_id}/report", headers=h,
                                    json={"outcome": "Inspected and corrected"})
         if r.status_code == 200:
@@ -238,6 +277,9 @@ class Day:
     # -- observation
 
     async def observe(self) -> None:
+        """Each service's health and consumer lag every 2 s; supervision's figures every 10 s, one
+        query at a time and waited for (a query given up on would go on running in audit, and
+        the next one would pile on it)."""
         while True:
             for svc in PORTS:
                 try:
@@ -247,20 +289,24 @@ class Day:
                                      sum(body.get("consumer_lag", {}).values()))
                 except Exception:  # noqa: BLE001
                     self.lag[svc] = ("down", None)
-            today = date.today().isoformat()
+            await asyncio.sleep(2)
+
+    async def observe_supervision(self) -> None:
+        while True:
+            today = datetime.now(OFFICE).date().isoformat()  # the office's day, not this machine's
             try:
                 sup = bearer("supervisor")
-                r = await self.client.get(f"{url('audit')}/kpis", headers=sup,
-                                          params={"dimension": "all", "key": "*", "from": today, "to": today})
+                r = await self.client.get(f"{url('audit')}/kpis", headers=sup, timeout=120, params={
+                    "dimension": "all", "key": "*", "from": self.since.isoformat(), "to": today})
                 if r.status_code == 200:
                     self.kpis = r.json()
-                r = await self.client.get(f"{url('audit')}/supervision/overdue", headers=sup,
+                r = await self.client.get(f"{url('audit')}/supervision/overdue", headers=sup, timeout=120,
                                           params={"limit": 1000})
                 if r.status_code == 200:
                     self.overdue = len(r.json())
             except Exception as exc:  # noqa: BLE001
                 self.errors.append(f"audit: {exc!r}")
-            await asyncio.sleep(2)
+            await asyncio.sleep(10)
 
     def view(self) -> Group:
         now = time.monotonic()
@@ -276,6 +322,13 @@ class Day:
                     f"[bold]department reports[/] {self.stats['department_reports']}",
                     f"[bold]volunteer asks[/] {self.stats['volunteer_asks']}",
                     f"[bold]unsatisfied[/] {self.stats['rated_unsatisfied']}", "", "")
+        b = self.backlog.stats
+        if b["imported"] or b["already_imported"]:
+            top.add_row(f"[bold]backlog[/] {b['imported'] + b['already_imported']} imported",
+                        f"[bold]handled since[/] {b['resolved']} resolved", f"[bold]left open[/] {b['open']}",
+                        f"[bold]with departments[/] {b['department_cases']}",
+                        f"[bold]need volunteers[/] {b['volunteer_cases']}",
+                        f"[bold]unsatisfied[/] {b['rated_unsatisfied']}", "")
         svc = Table(title="services", expand=True)
         for c in ("service", "health", "consumer lag"):
             svc.add_column(c)
@@ -286,13 +339,18 @@ class Day:
         def pct(v):
             return "-" if v is None else f"{v:.1%}"
 
-        rates = Table(title="supervision today (all areas)", expand=True)
-        for c in ("received", "open", "overdue now", "escalations", "response rate", "resolution rate",
-                  "satisfaction rate"):
+        def hours(v):
+            return "-" if v is None else f"{v:.1f} h"
+
+        rates = Table(title=f"supervision, requests received since {self.since} (all areas)", expand=True)
+        for c in ("received", "open", "overdue now", "escalations", "dispatched",
+                  "response rate", "resolution rate", "satisfaction rate", "handling median / p90"):
             rates.add_column(c)
         rates.add_row(str(k.get("received", "-")), str(max(0, k.get("counted", 0) - k.get("resolved", 0))),
-                      str(self.overdue), str(k.get("escalations", "-")), pct(k.get("response_rate")),
-                      pct(k.get("resolution_rate")), pct(k.get("satisfaction_rate")))
+                      str(self.overdue), str(k.get("escalations", "-")),
+                      str(k.get("dispatched", "-")), pct(k.get("response_rate")), pct(k.get("resolution_rate")),
+                      pct(k.get("satisfaction_rate")),
+                      f"{hours(k.get('median_handling_hours'))} / {hours(k.get('p90_handling_hours'))}")
         parts = [Panel(top, title=f"civicgrid simulated day · ×{self.scale:g} time"), svc, rates]
         if self.errors:
             parts.append(Panel("\n".join(self.errors), title="recent errors"))
@@ -300,11 +358,12 @@ class Day:
 
     async def run(self, duration: float) -> None:
         await self.load()
+        await self.backlog.seed()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        observer = asyncio.create_task(self.observe())
+        observers = [asyncio.create_task(self.observe()), asyncio.create_task(self.observe_supervision())]
         started = time.monotonic()
         with Live(self.view(), refresh_per_second=2, screen=False) as live:
             next_at = time.monotonic()
@@ -318,7 +377,8 @@ class Day:
                     await asyncio.wait_for(stop.wait(), timeout=min(0.2, max(0.0, next_at - time.monotonic())))
                 except asyncio.TimeoutError:
                     pass
-        observer.cancel()
+        for observer in observers:
+            observer.cancel()
         for t in list(self.tasks):
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -328,13 +388,18 @@ class Day:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=5.0)
-    parser.add_argument("--time-scale", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=2.0, help="residents' requests per second")
+    parser.add_argument("--time-scale", type=float, default=60.0,
+                        help="how much faster than real time people react (work and lateness take real time)")
+    parser.add_argument("--backlog", type=int, default=1200,
+                        help="open cases of the old hotline imported before the live day (0 = none)")
+    parser.add_argument("--backlog-days", type=float, default=2.0, help="how far back the backlog was received")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
     random.seed(args.seed)
-    asyncio.run(Day(args.rate, args.time_scale).run(args.duration))
+    asyncio.run(Day(args.rate, args.time_scale, backlog=args.backlog, backlog_days=args.backlog_days,
+                    seed=args.seed).run(args.duration))
 
 
 if __name__ == "__main__":

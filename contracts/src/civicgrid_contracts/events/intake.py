@@ -13,7 +13,18 @@ from pydantic import Field
 
 from civicgrid_contracts.calendar import DEFAULT_CALENDAR, WorkingCalendar, due_at
 from civicgrid_contracts.envelope import EventPayload, register, upcaster
-from civicgrid_contracts.values import Channel, Handler, Location, Priority, Rating, TimeLimits
+from civicgrid_contracts.values import Channel, Handler, Location, Priority, Rating, TimeLimits, Value
+
+
+class ImportedFrom(Value):
+    """Where an imported case comes from: an open case of the hotline system a city replaces, taken
+    over by an administrator with its original received time."""
+
+    system: str = Field(max_length=64, description="The legacy system, as the import named it")
+    reference: str = Field(max_length=100, description="The case's reference in that system")
+    batch_id: str = Field(description="The import that brought it (its admin change in the staff access trail)")
+    imported_by: str = Field(description="The administrator who imported it (staff id)")
+    imported_at: datetime = Field(description="When it was imported (its received_at is the original time)")
 
 
 @register
@@ -45,6 +56,12 @@ class RequestReceived(EventPayload):
     duplicate_of: str | None = Field(
         default=None, description="Set when intake recognised a likely duplicate; a RequestMerged follows and the "
         "request is not assigned on its own unless staff unmerge it")
+    imported_from: ImportedFrom | None = Field(
+        default=None, description="Set on a case imported from the system the city replaces: received_at and the "
+        "deadlines are the original ones")
+    dispatched_at: datetime | None = Field(
+        default=None, description="Imported cases only: when the legacy system passed the case to the service's "
+        "departments; grid's dispatch (and its report-back deadline) counts from then")
 
     @classmethod
     def starting_clocks(cls, calendar: WorkingCalendar, **fields: Any) -> RequestReceived:

@@ -82,6 +82,17 @@ async def test_department_service_is_dispatched_with_the_calendars_report_back_d
     assert (await ctx.requests.get(env.subject)).dispatched_to == ["chengguan"]
 
 
+async def test_an_imported_case_the_legacy_system_had_dispatched_counts_its_report_back_from_then():
+    ctx, _ = await fake_grid()
+    then = datetime(2026, 11, 30, 2, 15, tzinfo=UTC)  # a Monday, 10:15 in the office's zone
+    env = received(grid(4), handled_by=("grid", "department"), departments=("chengguan",),
+                   received_at=then - timedelta(hours=1), dispatched_at=then)
+    await handle_requests(ctx, delivered(env))
+    [d] = published(ctx, env.subject, "civicgrid.request.department_dispatched")
+    assert d.data.dispatched_at == then
+    assert d.data.report_by == due_at(then, 24, "business", DEFAULT_CALENDAR)
+
+
 async def test_staff_flow_whistle_report_resolve_releases_the_load():
     ctx, commands = await fake_grid()
     env = received(grid(5))

@@ -10,17 +10,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from civicgrid_contracts import Envelope
-from civicgrid_contracts.events.intake import RequestMerged, RequestReceived
+from civicgrid_contracts.events.intake import ImportedFrom, RequestMerged, RequestReceived
 from civicgrid_contracts.values import Location
 from civicgrid_intake.adapters.catalogue import Catalogue
 from civicgrid_intake.adapters.crypto import ContactVault
 from civicgrid_intake.adapters.duplicate_index import DuplicateIndex
 from civicgrid_intake.adapters.repository import cell_of
-from civicgrid_intake.domain.catalogue import AnswerErrors, validate_answers
+from civicgrid_intake.domain.catalogue import AnswerErrors, ServiceDef, validate_answers
 from civicgrid_intake.domain.commands import RateRequest, SubmitRequest
 from civicgrid_intake.domain.errors import (
     Conflict,
@@ -30,6 +30,7 @@ from civicgrid_intake.domain.errors import (
     NotFound,
     UnknownService,
 )
+from civicgrid_intake.domain.imports import CheckedCase, ImportBatch, check_batch, to_millisecond
 from civicgrid_intake.domain.submission import DuplicateCandidate, Submission
 from civicgrid_intake.ports import AccessTrailPort, AlreadyStored, ApiKeyStore, RequestStore
 from civicgrid_intake.settings import IntakeSettings
@@ -53,6 +54,11 @@ class Submitted:
     token: str
     replayed: bool
     request_id: str
+
+
+def _import_conflict(c: CheckedCase) -> dict[str, str]:
+    return {"field": f"items/{c.index}/external_ref",
+            "message": f"{c.item.external_ref!r} was imported before with other content (request {c.request_id})"}
 
 
 def _now() -> datetime:
@@ -150,20 +156,8 @@ class IntakeHandlers:
         if cell and self.settings.duplicate_distance_m > 0:
             parent = await self._find_duplicate(cmd.service_code, loc.lat, loc.lon, now)
         contact = cmd.contact.model_dump(exclude_none=True) if cmd.contact else {}
-        location = Location(lat=loc.lat, lon=loc.lon, building_id=loc.building_id, address_text=loc.address_text,
-                            cell=cell)
-        received = RequestReceived.starting_clocks(
-            self.calendar.calendar, request_id=rid, service_code=svc.code, service_name=svc.name_en,
-            service_group=svc.group, handled_by=tuple(svc.handled_by), departments=tuple(svc.departments),
-            needs_volunteer=svc.needs_volunteer, time_limits=svc.time_limits, location=location,
-            description=cmd.description, attributes=answers, channel=cmd.channel, media_url=cmd.media_url,
-            reporter_id=self.vault.reporter_id(phone=contact.get("phone"), email=contact.get("email")),
-            preferred_time=cmd.preferred_time, received_at=now, duplicate_of=parent.request_id if parent else None)
-        details = {"service_code": svc.code, "service_name": svc.name_en, "service_name_zh": svc.name_zh,
-                   "service_group": svc.group, "location": location.model_dump(), "cell": cell,
-                   "description": cmd.description, "attributes": answers, "channel": cmd.channel,
-                   "media_url": cmd.media_url, "preferred_time": cmd.preferred_time, "device_id": cmd.device_id,
-                   "account_id": cmd.account_id, "time_limits": svc.time_limits.model_dump()}
+        received, details = self._received(svc, cmd, answers, request_id=rid, cell=cell, contact=contact,
+                                           received_at=now, duplicate_of=parent.request_id if parent else None)
         answer = {"request_id": rid, "expected_at": received.resolution_due.isoformat(), "service_code": svc.code,
                   "message": f"Thank you. Your request was received ({svc.name_zh} / {svc.name_en})."}
         sub = Submission.receive(received, source=self.source, details=details, parent=parent, answer=answer,
@@ -181,6 +175,30 @@ class IntakeHandlers:
             crash_point(CRASH_BEFORE_LINK)
             await self.link_follower(rid, parent.request_id)
         return Submitted(answer=sub.answer, token=self.vault.request_token(rid), replayed=False, request_id=rid)
+
+    def _received(self, svc: ServiceDef, cmd: SubmitRequest, answers: dict[str, Any], *, request_id: str,
+                  cell: str | None, contact: dict[str, Any], received_at: datetime,
+                  **more: Any) -> tuple[RequestReceived, dict[str, Any]]:
+        """The request's ``RequestReceived`` (its deadlines computed on the working calendar from
+        ``received_at``) and the details its document keeps."""
+        loc = cmd.location
+        location = Location(lat=loc.lat, lon=loc.lon, building_id=loc.building_id, address_text=loc.address_text,
+                            cell=cell)
+        received = RequestReceived.starting_clocks(
+            self.calendar.calendar, request_id=request_id, service_code=svc.code, service_name=svc.name_en,
+            service_group=svc.group, handled_by=tuple(svc.handled_by), departments=tuple(svc.departments),
+            needs_volunteer=svc.needs_volunteer, time_limits=svc.time_limits, location=location,
+            description=cmd.description, attributes=answers, channel=cmd.channel, media_url=cmd.media_url,
+            reporter_id=self.vault.reporter_id(phone=contact.get("phone"), email=contact.get("email")),
+            preferred_time=cmd.preferred_time, received_at=received_at, **more)
+        details = {"service_code": svc.code, "service_name": svc.name_en, "service_name_zh": svc.name_zh,
+                   "service_group": svc.group, "location": location.model_dump(), "cell": cell,
+                   "description": cmd.description, "attributes": answers, "channel": cmd.channel,
+                   "media_url": cmd.media_url, "preferred_time": cmd.preferred_time, "device_id": cmd.device_id,
+                   "account_id": cmd.account_id, "time_limits": svc.time_limits.model_dump(), "imported_from": None}
+        if received.imported_from is not None:
+            details["imported_from"] = {**received.imported_from.model_dump(), "dispatched_at": received.dispatched_at}
+        return received, details
 
     def _replay(self, existing: Submission, fingerprint: str | None) -> Submitted:
         if existing.idem_hash != fingerprint:
@@ -200,6 +218,77 @@ class IntakeHandlers:
             if c and c.can_be_followed:
                 return DuplicateCandidate(cid, dist, c.followers)
         return None
+
+    # ------------------------------------------------------------------ import (administrators)
+
+    async def import_requests(self, batch: ImportBatch, staff: Principal, *, reason: str | None = None) -> dict[str, Any]:
+        """Open cases of the system the city replaces, each with its original received time: every
+        item is checked first (nothing is imported while one has a defect), a reference imported
+        before with the same content answers what it got then, with other content is a conflict.
+        The act is recorded in the staff access trail; each case's own ``RequestReceived`` says
+        who imported it from where."""
+        now = _now()
+        services = {code: svc for code in {i.service_code for i in batch.items}
+                    if (svc := self.catalogue.get(code)) is not None}
+        checked, defects = check_batch(batch, services, now=now,
+                                       window=timedelta(days=self.settings.import_window_days))
+        if defects:
+            raise InvalidRequest(f"{len(defects)} defect(s) in the import; nothing was imported.", errors=defects)
+        stored = await self.requests.get_many([c.request_id for c in checked])
+        conflicts = [_import_conflict(c) for c in checked
+                     if c.request_id in stored and stored[c.request_id].idem_hash != c.item.fingerprint()]
+        if conflicts:
+            raise Conflict(f"{len(conflicts)} case(s) were imported before with other content; nothing was "
+                           "imported.", errors=conflicts)
+        origin = {"system": batch.system, "batch_id": str(uuid.uuid4()), "imported_by": staff.sub, "imported_at": now}
+        results = [await self._import_case(c, origin, stored.get(c.request_id)) for c in checked]
+        imported = sum(r["status"] == "imported" for r in results)
+        received = [c.item.received_at for c in checked]
+        await self.access.admin_changed(staff, "requests.import", origin["batch_id"], reason=reason, details={
+            "system": batch.system, "items": len(results), "imported": imported,
+            "already_imported": len(results) - imported, "received_from": min(received).isoformat(),
+            "received_to": max(received).isoformat()})
+        return {"batch_id": origin["batch_id"], "system": batch.system, "imported": imported,
+                "already_imported": len(results) - imported, "items": results}
+
+    async def _import_case(self, c: CheckedCase, origin: dict[str, Any], existing: Submission | None) -> dict[str, Any]:
+        imported = existing is None
+        if existing is None:
+            existing, imported = await self._store_imported(c, origin)
+        if not imported and existing.idem_hash != c.item.fingerprint():  # another import of it won a race
+            raise Conflict("This case was imported meanwhile with other content.", errors=[_import_conflict(c)])
+        return self._import_result(c, existing, imported=imported)
+
+    async def _store_imported(self, c: CheckedCase, origin: dict[str, Any]) -> tuple[Submission, bool]:
+        """Store one case: it and True; or, when another import stored it meanwhile, that one and False."""
+        item, rid = c.item, c.request_id
+        received_at = to_millisecond(item.received_at)
+        loc = item.location
+        cell = cell_of(loc.lat, loc.lon) if loc.lat is not None else None
+        contact = item.contact.model_dump(exclude_none=True) if item.contact else {}
+        received, details = self._received(
+            c.service, item, c.answers, request_id=rid, cell=cell, contact=contact, received_at=received_at,
+            imported_from=ImportedFrom(reference=item.external_ref, **origin),
+            dispatched_at=to_millisecond(item.dispatched_at) if item.dispatched_at else None)
+        answer = {"request_id": rid, "expected_at": received.resolution_due.isoformat(), "service_code": c.service.code,
+                  "message": f"Imported from {origin['system']} (case {item.external_ref})."}
+        sub = Submission.receive(received, source=self.source, details=details, parent=None, answer=answer,
+                                 idem_hash=item.fingerprint(),
+                                 contact_enc=self.vault.encrypt(contact, request_id=rid) if contact else None)
+        try:
+            await self.requests.add(sub)
+        except AlreadyStored:
+            return await self.requests.get(rid), False
+        if cell:  # a resident reporting the same problem again follows the imported case
+            self.duplicates.add(rid, service_code=c.service.code, lat=loc.lat, lon=loc.lon, at=received_at,
+                                merged=False)
+        return sub, True
+
+    def _import_result(self, c: CheckedCase, sub: Submission, *, imported: bool) -> dict[str, Any]:
+        return {"index": c.index, "external_ref": c.item.external_ref, "request_id": sub.request_id,
+                "status": "imported" if imported else "already_imported", "received_at": sub.received_at,
+                "response_due": sub.response_due, "resolution_due": sub.state.expected_at,
+                "token": self.vault.request_token(sub.request_id)}
 
     async def link_follower(self, rid: str, parent_id: str) -> None:
         await self._change(parent_id, lambda p: p.add_follower(rid, at=_now()), missing_ok=True)

@@ -31,6 +31,9 @@ class IntakeSettings(ServiceSettings):
         description="At start, how long to wait for the duplicate index to read the window from intake's topic "
                     "before serving anyway (a duplicate of a request not read yet is taken for a new one)")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    import_window_days: float = Field(
+        default=30.0, gt=0, le=366, description="How far back an imported case's received_at may lie (the import "
+                                                "of open cases from the system the city replaces)")
     # -- abuse limits on the public endpoints, per client (IP address; Open311: api_key), shared by
     #    every replica; unset = the production default, or no limit in development mode
     rate_limit_window_seconds: float = Field(default=60.0, gt=0, le=86400, description="Length of one window")

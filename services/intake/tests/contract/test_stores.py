@@ -176,6 +176,7 @@ async def test_a_request_stored_in_the_oldest_shape_reads_through_the_upcaster(b
     assert await backend.requests.save(old)
     view = await backend.requests.read("old-1")
     assert view["followers"] == 2 and "_ob" not in view
+    assert "imported_from" in view and view["imported_from"] is None  # version 2's field, written by the save
 
 
 async def test_api_keys_are_checked_by_hash(backend):

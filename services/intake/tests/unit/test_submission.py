@@ -113,6 +113,12 @@ def test_a_requests_version_0_loses_the_old_relays_token_and_gains_its_lists():
     assert "_ob" not in up and up["followers_ids"] == [] and up["response_due"] is None and up["version"] == 1
 
 
+def test_a_requests_version_1_was_never_imported():
+    up = documents.upcast(documents.REQUESTS, {"_id": "x", "schema_version": 1, "received_at": T0,
+                                               "status": "received"})
+    assert up["imported_from"] is None and up["schema_version"] == 2
+
+
 def test_a_shape_newer_than_the_code_is_refused():
     with pytest.raises(ValueError, match="newer"):
         documents.upcast(documents.REQUESTS, {"_id": "x", "schema_version": 99})

@@ -142,7 +142,8 @@ async def staff_access(request: Request, p: Auditor,
                        staff_id: Annotated[str | None, Query(max_length=200, description="Who acted")] = None,
                        request_id: Annotated[str | None, Query(
                            max_length=200, description="A request id, or an administered object "
-                                                       "(catalogue:<code>, calendar:<year>, map:<version>, roster:<staff id>)")] = None,
+                                                       "(catalogue:<code>, calendar:<year>, map:<version>, roster:<staff id>, "
+                                                       "requests:<import batch id>)")] = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 200):
     if staff_id is None and request_id is None:
         raise Problem(422, "Invalid request", "Name a staff_id or a request_id.", type_="validation-error",

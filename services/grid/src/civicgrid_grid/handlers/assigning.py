@@ -107,9 +107,12 @@ async def decide_many(ctx: GridContext, items: list[Item], today: datetime | Non
         city.version) for r, (_rid, loc, _line) in zip(result, items, strict=True)]
 
 
-def assign(ctx: GridContext, case: RequestCase, holder: Holder, catalogue: dict, *, dispatch_seed: str) -> None:
+def assign(ctx: GridContext, case: RequestCase, holder: Holder, catalogue: dict, *, dispatch_seed: str,
+           dispatched_at: datetime | None = None) -> None:
     """Hand the case to ``holder`` and record what the service needs besides (volunteers, departments).
-    ``dispatch_seed``: makes the dispatch id the same when the cause is delivered again."""
+    ``dispatch_seed``: makes the dispatch id the same when the cause is delivered again.
+    ``dispatched_at``: an imported case the legacy system had passed to the departments then; their
+    dispatch (and its report-back deadline) counts from that moment, not from the import."""
     city = ctx.require_city()
     t = now()
     handled = tuple(case.handled_by) or tuple(catalogue.get("handled_by") or ("grid",))
@@ -126,6 +129,7 @@ def assign(ctx: GridContext, case: RequestCase, holder: Holder, catalogue: dict,
             case.attention = ["service needs a department but none is configured"]
             return
         hours = case.time_limits.get("report_back_hours") or ctx.default_report_back_hours
-        report_by = due_at(t, hours, case.calendar, ctx.calendar.calendar)
+        since = dispatched_at or t
+        report_by = due_at(since, hours, case.calendar, ctx.calendar.calendar)
         case.whistle(str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dispatch_seed}|dispatch|")), deps,
-                     f"service {case.service_code} needs enforcement", report_by, t)
+                     f"service {case.service_code} needs enforcement", report_by, since)

@@ -113,7 +113,8 @@ async def handle_received(ctx: GridContext, deliveries: list[Delivery]) -> None:
     inserts = []
     for d, holder in zip(todo, holders, strict=True):
         case = new_case(d.envelope)
-        assign(ctx, case, holder, services.get(case.service_code, {}), dispatch_seed=d.envelope.id)
+        assign(ctx, case, holder, services.get(case.service_code, {}), dispatch_seed=d.envelope.id,
+               dispatched_at=d.envelope.data.dispatched_at)
         inserts.append((case, envelopes(ctx, case, d.envelope)))
     # a crash before the publish delivers the RequestReceived again: its insert then finds the
     # document and publishes the events kept in it again

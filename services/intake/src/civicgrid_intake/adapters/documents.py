@@ -20,13 +20,17 @@ API_KEYS, ACCESS_LOG = "open311_api_keys", "contact_access_log"
 
 #: what the resident sent and the catalogue said, stored as top-level fields (operators filter on them)
 DETAIL_FIELDS = ("service_code", "service_name", "service_name_zh", "service_group", "location", "cell", "description",
-                 "attributes", "channel", "media_url", "preferred_time", "device_id", "account_id", "time_limits")
+                 "attributes", "channel", "media_url", "preferred_time", "device_id", "account_id", "time_limits",
+                 "imported_from")
 #: fields of the relay and of this module, never shown to a reader
 INTERNAL_FIELDS = ("_outbox", "_outbox_pending", "_applied", "schema_version", "version", "idem_hash", "answer")
 
 
 #: fields older shapes had and the current one has not: the first save of an upcast document drops them
 DROPPED_FIELDS: dict[str, tuple[str, ...]] = {REQUESTS: ("_ob",)}
+#: fields of the request as received that newer shapes added: a save writes them too, so that a saved
+#: document of an older shape holds every field of the ``schema_version`` it is stamped with
+ADDED_DETAILS: dict[str, tuple[str, ...]] = {REQUESTS: ("imported_from",)}
 
 
 def _v0_to_v1_requests(doc: dict[str, Any]) -> dict[str, Any]:
@@ -42,14 +46,21 @@ def _v0_to_v1_requests(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _v1_to_v2_requests(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 adds ``imported_from`` (the legacy system, reference, batch, who and when, and the
+    legacy dispatch time of an imported case); every request before it was submitted here."""
+    doc.setdefault("imported_from", None)
+    return doc
+
+
 def _v0_to_v1_plain(doc: dict[str, Any]) -> dict[str, Any]:
     """The small collections' version 0 is version 1 without the field."""
     return doc
 
 
-CURRENT: dict[str, int] = {REQUESTS: 1, SERVICES: 1, CALENDAR_YEARS: 1, API_KEYS: 1, ACCESS_LOG: 1}
+CURRENT: dict[str, int] = {REQUESTS: 2, SERVICES: 1, CALENDAR_YEARS: 1, API_KEYS: 1, ACCESS_LOG: 1}
 UPCASTERS: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
-    REQUESTS: {0: _v0_to_v1_requests},
+    REQUESTS: {0: _v0_to_v1_requests, 1: _v1_to_v2_requests},
     SERVICES: {0: _v0_to_v1_plain},
     CALENDAR_YEARS: {0: _v0_to_v1_plain},
     API_KEYS: {0: _v0_to_v1_plain},
@@ -102,7 +113,8 @@ def mutable_fields(sub: Submission) -> dict[str, Any]:
 def save_update(sub: Submission) -> dict[str, dict[str, Any]]:
     """The update a save of ``sub`` makes: its changeable fields, the next version, and what an
     older shape had that the current one has not."""
-    update: dict[str, dict[str, Any]] = {"$set": {**mutable_fields(sub), "version": sub.version + 1}}
+    added = {f: sub.details.get(f) for f in ADDED_DETAILS[REQUESTS]}
+    update: dict[str, dict[str, Any]] = {"$set": {**mutable_fields(sub), **added, "version": sub.version + 1}}
     if DROPPED_FIELDS.get(REQUESTS):
         update["$unset"] = {f: "" for f in DROPPED_FIELDS[REQUESTS]}
     return update

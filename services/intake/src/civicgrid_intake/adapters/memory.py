@@ -103,7 +103,8 @@ class InMemoryAccessTrail:
     async def admin_changed(self, staff: Any, action: str, target: str, *, reason: str | None = None,
                             details: dict[str, Any] | None = None) -> Any:
         at = datetime.now(UTC)
-        self.entries.append({"action": action, "target": target, "staff_id": staff.sub, "reason": reason, "at": at})
+        self.entries.append({"action": action, "target": target, "staff_id": staff.sub, "reason": reason,
+                             "details": details or {}, "at": at})
         return SimpleNamespace(time=at)
 
     async def contact_reads(self, request_id: str) -> list[dict[str, Any]]:

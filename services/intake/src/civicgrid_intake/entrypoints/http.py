@@ -19,6 +19,7 @@ from civicgrid_contracts.calendar import CalendarYear
 from civicgrid_intake.domain.catalogue import ServiceSpec
 from civicgrid_intake.domain.commands import RateRequest, UnmergeRequest
 from civicgrid_intake.domain.errors import IntakeError
+from civicgrid_intake.domain.imports import ImportBatch
 from civicgrid_intake.domain.model import STATUSES
 from civicgrid_intake.entrypoints import open311
 from civicgrid_intake.entrypoints.limits import limit_reads, limit_submissions
@@ -27,6 +28,7 @@ from civicgrid_intake.entrypoints.schemas import (
     CalendarYearWrite,
     ContactRead,
     ErasureDone,
+    ImportDone,
     RequestCreate,
     RequestCreated,
     RequestPage,
@@ -292,6 +294,25 @@ async def set_calendar_year(request: Request, year: Annotated[int, Path(ge=2000,
                             changed_by=defined.changed_by)
 
 
+# ----------------------------------------------------------------------------- import of open cases
+
+imports_router = APIRouter(prefix="/api/v1", tags=["import"])
+
+
+@imports_router.post(
+    "/imports/requests", response_model=ImportDone,
+    summary="Admin: import open cases from the system the city replaces, with their original received time",
+    description="Up to 100 cases a call. Each keeps its `received_at` (in the past, within "
+                "`INTAKE_IMPORT_WINDOW_DAYS`): its deadlines count from it, so a case already late is escalated "
+                "as usual. The legacy `external_ref` makes the import idempotent: the same case again answers "
+                "`already_imported`, the same reference with other content is a 409. Every item is checked first; "
+                "while one has a defect (422, each naming `items/<n>/<field>`) nothing is imported. Recorded in the "
+                "staff access trail as `requests:<batch_id>` (reason in `X-Change-Reason`).")
+async def import_requests(body: ImportBatch, request: Request, p: Principal = Depends(require("admin")),
+                          x_change_reason: ChangeReason = None) -> ImportDone:
+    return ImportDone(**await handlers_of(request).import_requests(body, p, reason=x_change_reason))
+
+
 # ----------------------------------------------------------------------------- app
 
 
@@ -367,5 +388,6 @@ def build_app(settings: IntakeSettings | None = None, *, consume: bool = True) -
     app.include_router(requests_router)
     app.include_router(catalogue_router)
     app.include_router(calendar_router)
+    app.include_router(imports_router)
     app.include_router(open311.router)
     return app

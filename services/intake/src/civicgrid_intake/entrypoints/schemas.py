@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,6 +65,8 @@ class RequestRead(BaseModel):
     rating: dict[str, Any] | None = None
     reporter_id: str | None = None
     contact_on_file: bool = False
+    imported_from: ImportedFromRead | None = Field(
+        default=None, description="Staff only: the legacy system and case an imported request comes from")
     history: list[HistoryEntry] = []
 
 
@@ -106,6 +108,35 @@ class CalendarYearRead(BaseModel):
     changed_by: str | None = None
 
 
+class ImportedItem(BaseModel):
+    index: int = Field(description="The item's position in the batch")
+    external_ref: str
+    request_id: str
+    status: Literal["imported", "already_imported"] = Field(
+        description="already_imported: the same case (same reference and content) was imported before")
+    received_at: datetime = Field(description="The original received time the deadlines count from")
+    response_due: datetime | None
+    resolution_due: datetime | None
+    token: str = Field(description="The resident's token of the request (for a tracking link)")
+
+
+class ImportDone(BaseModel):
+    batch_id: str = Field(description="This import; its admin change in audit's trail is requests:<batch_id>")
+    system: str
+    imported: int
+    already_imported: int
+    items: list[ImportedItem]
+
+
+class ImportedFromRead(BaseModel):
+    system: str
+    reference: str
+    batch_id: str
+    imported_by: str
+    imported_at: datetime
+    dispatched_at: datetime | None = None
+
+
 class ContactRead(BaseModel):
     request_id: str
     contact: dict[str, Any] | None
@@ -130,5 +161,6 @@ def to_read(doc: dict[str, Any], *, parent_status: str | None = None, staff: boo
         follower_request_ids=(doc.get("followers_ids") or []) if staff else [],
         reopen_count=doc.get("reopen_count", 0), rating=doc.get("rating"),
         reporter_id=doc.get("reporter_id") if staff else None, contact_on_file=bool(doc.get("contact_enc")),
+        imported_from=doc.get("imported_from") if staff else None,
         history=[HistoryEntry(**{k: h.get(k) for k in ("at", "type", "status", "note")}) for h in doc.get("history", [])],
     )
