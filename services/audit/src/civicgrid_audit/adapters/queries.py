@@ -17,8 +17,8 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicgrid_audit.adapters.documents import COUNTERS, DEADLINES, upcast
-from civicgrid_audit.adapters.projection import clock_kind, legacy_counter_collection, request_collection
-from civicgrid_audit.domain import kpi, timeline
+from civicgrid_audit.adapters.projection import legacy_counter_collection, request_collection
+from civicgrid_audit.domain import clocks, kpi, timeline
 from civicgrid_contracts.calendar import working_hours_between
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
 from civicgrid_runtime.calendar import CalendarSource
@@ -56,21 +56,35 @@ class Queries:
                 "timeline": [public_entry(e) for e in entries]}
 
     async def overdue(self, area: str, *, now: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Running clocks past their deadline, most late first: one indexed query on the requests'
+        ``deadline`` (the earliest of their running clocks), each late clock a row. Requests stored
+        before version 3 and not written since have their clocks in ``deadlines`` still: those are
+        found there and read through the upcaster."""
         now = now or datetime.now(UTC)
+        requests = self.db[request_collection("")]
+        docs = await requests.find({"deadline": {"$lt": now}, **_area_filter(area)}).sort(
+            "deadline", ASCENDING).limit(limit).to_list(None)
+        seen = {d["_id"] for d in docs}
+        legacy = [d["request_id"] async for d in self.db[DEADLINES].find(
+            {"active": True, "base_due": {"$lt": now}, **_area_filter(area)}, {"request_id": 1}).limit(limit)]
+        docs += (await find_by_ids(requests, [rid for rid in legacy if rid not in seen])).values()
         rows = []
-        async for d in self.db[DEADLINES].find({"active": True, "base_due": {"$lt": now}, **_area_filter(area)}).sort(
-                "base_due", ASCENDING).limit(limit):
-            due = timeline.parse_time(d["base_due"])
-            rows.append({
-                "request_id": d["request_id"], "clock": d["clock"], "department": d.get("department"),
-                "area_code": d.get("area_code"), "due_at": due.isoformat(),
-                "overdue_hours": round(working_hours_between(due, now, clock_kind(d), self.calendar.calendar), 2),
-                "overdue_calendar_hours": round((now - due).total_seconds() / 3600, 2),
-                "escalation_steps": max(int(d.get("step", 1)) - 1, int(d.get("seen", 0))),
-                "level": timeline.higher_level(d.get("level"), d.get("esc_level")),
-            })
+        for doc in docs:
+            doc = upcast(requests.name, doc)
+            for c in doc["clocks"]:
+                due = timeline.parse_time(c["base_due"])
+                if not c["active"] or due >= now:
+                    continue
+                rows.append({
+                    "request_id": doc["_id"], "clock": c["clock"], "department": c.get("department"),
+                    "area_code": doc.get("area_code"), "due_at": due.isoformat(),
+                    "overdue_hours": round(working_hours_between(due, now, clocks.kind_of(c), self.calendar.calendar),
+                                           2),
+                    "overdue_calendar_hours": round((now - due).total_seconds() / 3600, 2),
+                    "escalation_steps": c["step"] - 1, "level": c["level"],
+                })
         rows.sort(key=lambda r: -r["overdue_calendar_hours"])
-        return rows
+        return rows[:limit]
 
     async def escalated(self, area: str, *, now: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """Open requests escalated at least once, most late first: one indexed query on the request
