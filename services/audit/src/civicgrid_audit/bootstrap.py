@@ -50,9 +50,10 @@ async def bootstrap(settings: AuditSettings | None = None, *, runtime: Runtime |
         projector.on_deadline = scanner.schedule
     svc = AuditService(rt, s, calendar, log, projector, scanner, Queries(rt.db, calendar))
     if consume:
-        # one batch per topic across its partitions: one round trip per step for the whole batch
+        # one batch per fetch across every topic and partition: one round trip per step for the whole
+        # batch, one write per request for its events of every topic
         svc.consumer = rt.consume(list(CONSUMED_TOPICS), projector.apply, auto_offset_reset=offset_reset,
-                                  merge_partitions=True)
+                                  merge_topics=True)
     if scan:
         rt.every(s.scan_seconds, scanner.scan, name="deadline-scan")
     if checkpoints:

@@ -16,6 +16,16 @@ class AuditSettings(ServiceSettings):
     service_name: str = "audit"
     http_port: int = Field(default=8104, ge=1, le=65535)
 
+    # -- consumer: audit records the pipeline, it is no step of it. Batches of about a second (and of
+    # every topic at once) fold a request's received, assigned, offered ... into one write of its
+    # document and add many requests to each KPI counter at once: half the store writes of 10 ms
+    # batches (bench/pipeline.py), for a trail a second behind
+    consumer_max_batch: int = Field(default=2000, ge=1, le=10000)
+    consumer_fetch_max_wait_ms: int = Field(
+        default=1000, ge=0, le=1000, description="Longest a fetch waits on the broker while events flow")
+    consumer_fetch_min_bytes: int = Field(
+        default=1_048_576, ge=1, le=1_048_576, description="Bytes a fetch waits for while events flow")
+
     # -- escalation
     scan_seconds: float = Field(default=0.5, gt=0, le=60, description="Deadline scanner period")
     lease_seconds: float = Field(default=30.0, gt=0, le=3600, description="Claim lease of a due deadline")
@@ -29,5 +39,5 @@ class AuditSettings(ServiceSettings):
     )
     checkpoint_seconds: float = Field(default=30.0, gt=0, le=86400, description="Signed checkpoint period")
     head_flush_seconds: float = Field(
-        default=0.5, gt=0, le=60, description="How often the log heads kept in memory are written back (the records "
+        default=5.0, gt=0, le=60, description="How often the log heads kept in memory are written back (the records "
                                               "are written with every batch; a head only saves folding them)")
