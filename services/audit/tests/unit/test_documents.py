@@ -26,6 +26,10 @@ STATE = {"status": "assigned", "area_code": "110105001001001", "level": "grid", 
 TIMELINE = [{"id": "e1", "type": "request.received", "time": "2026-11-02T02:00:00+00:00", "data": {}}]
 KC = {"all|*|2026-11-02": {"received": 1}}
 KP = {"intake_requests_v1:3@000000000012": {"all|*|2026-11-02": {"received": 1}}}
+#: what version 2 and before counted besides: a month bucket for every day bucket
+KC_MONTHS = {**KC, "all|*|2026-11": {"received": 1}}
+KP_MONTHS = {"intake_requests_v1:3@000000000012": {**KP["intake_requests_v1:3@000000000012"],
+                                                   "all|*|2026-11": {"received": 1}}}
 
 
 def zstd_blob(value) -> Binary:
@@ -35,12 +39,12 @@ def zstd_blob(value) -> Binary:
 @pytest.mark.parametrize("shape", ["plain, before versions", "packed with LZ4", "packed with zstd"])
 def test_requests_of_every_older_shape_read_as_today(shape):
     base = {"_id": "R1", "status": "assigned", "area_code": STATE["area_code"], "open": True, "escalation_count": 1,
-            "_kp": KP, "_v": 3, "_w": "token"}
+            "_kp": KP_MONTHS, "_v": 3, "_w": "token"}
     if shape == "plain, before versions":
-        doc = {**base, "timeline": TIMELINE, "state": STATE, "_kc": KC}
+        doc = {**base, "timeline": TIMELINE, "state": STATE, "_kc": KC_MONTHS}
     else:
         pack = pack_json if shape == "packed with LZ4" else zstd_blob
-        doc = {**base, "_body": pack({"timeline": TIMELINE, "_kc": KC}), "_state": pack(STATE)}
+        doc = {**base, "_body": pack({"timeline": TIMELINE, "_kc": KC_MONTHS}), "_state": pack(STATE)}
     out = upcast("requests_00", doc)
     assert out["schema_version"] == CURRENT["requests"] == 3
     assert (out["timeline"], out["state"], out["kpi_contribution"], out["kpi_pending"]) == (TIMELINE, STATE, KC, KP)
@@ -61,9 +65,10 @@ RECEIVED = {**STATE, "received_at": "2026-11-02T02:00:00+00:00", "accepted_at": 
 def test_requests_of_version_2_read_with_the_clocks_their_deadlines_documents_held():
     """Version 2 kept each clock in ``deadlines``; version 3 keeps them in the request, from its state."""
     doc = {"_id": "R1", "schema_version": 2, **request_summary(RECEIVED), "state": RECEIVED, "timeline": TIMELINE,
-           "kpi_contribution": KC, "kpi_pending": {}, "_v": 4, "_w": "t"}
+           "kpi_contribution": KC_MONTHS, "kpi_pending": KP_MONTHS, "_v": 4, "_w": "t"}
     out = upcast("requests_00", doc)
     assert out["schema_version"] == 3
+    assert (out["kpi_contribution"], out["kpi_pending"]) == (KC, KP)  # month buckets are counted no more
     response, resolution = out["clocks"]
     # escalated once (to the community): the next step goes on to the street, one limit after the first
     assert (response["id"], response["active"], response["step"], response["level"]) == (

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from civicgrid_audit.domain import clocks, timeline
+from civicgrid_audit.domain import clocks, kpi, timeline
 from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_runtime.store import unpack_json
 
@@ -117,8 +117,15 @@ def _request_before_clocks(doc: dict[str, Any]) -> dict[str, Any]:
     """Version 2 kept its clocks in ``deadlines`` (one document each, the step and next due time
     written by the scanner). They follow from the state (domain/clocks.py); the next due time of a
     clock that escalated already is set here on the shipped default calendar with the clock's own
-    limit as the period (a platform-wide setting is not at hand), until the request is next written."""
+    limit as the period (a platform-wide setting is not at hand), until the request is next written.
+    Its KPI contribution counted in a month bucket too, beside the day: month buckets are counted no
+    more, so they leave its contribution and pending deltas (the next write's difference then
+    touches day buckets only)."""
     doc["clocks"] = clocks.clocks_of(doc["_id"], doc["state"], DEFAULT_CALENDAR)
+    doc["kpi_contribution"] = {cid: m for cid, m in (doc.get("kpi_contribution") or {}).items()
+                               if not kpi.is_month_bucket(cid)}
+    doc["kpi_pending"] = {tag: {cid: m for cid, m in delta.items() if not kpi.is_month_bucket(cid)}
+                          for tag, delta in (doc.get("kpi_pending") or {}).items()}
     doc.update(clocks.summary(doc["clocks"]), schema_version=3)
     return doc
 

@@ -206,6 +206,8 @@ class Projector:
         await requests.create_index([("area_code", ASCENDING), ("deadline", ASCENDING)], name="area_deadline")
         # the scanner's schedule: what falls due next
         await requests.create_index([("next_escalation_at", ASCENDING)], name="next_escalation")
+        # the quarterly evaluation: a dimension's day counters of the quarter
+        await self.db[COUNTERS].create_index([("dim", ASCENDING), ("day", ASCENDING)], name="dim_day")
         await self.access.ensure_indexes()
 
     # ------------------------------------------------------------------ entry point

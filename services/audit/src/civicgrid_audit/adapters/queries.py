@@ -1,8 +1,7 @@
 """Read side: timelines (also "as of" a past moment), supervision lists, KPIs, evaluations.
 
-KPI queries read only the bucket counter documents of one (dimension, key) in the period (month
-buckets for whole months, day buckets for the ragged ends: at most about 70 small documents for a
-year) and compute rates and quantiles in Python.
+KPI queries read only the day counter documents of one (dimension, key) in the period, by ``_id``
+(at most 366 small documents for a year), and compute rates and quantiles in Python.
 """
 
 from __future__ import annotations
@@ -117,8 +116,8 @@ class Queries:
         return self._legacy
 
     async def counters(self, dim: str, key: str, start: str, end: str) -> dict[str, int]:
-        """Sum of the period's bucket documents (month buckets for whole months), read by ``_id`` in one
-        ``$in`` (and one per sharded collection an older database still holds, side by side)."""
+        """Sum of the period's day documents, read by ``_id`` in one ``$in`` (and one per sharded
+        collection an older database still holds, side by side)."""
         ids = [kpi.counter_id(dim, key, b) for b in kpi.buckets_for(start, end)]
 
         async def shard(p: int) -> list[dict[str, Any]]:
@@ -148,9 +147,9 @@ class Queries:
                                "dimensions": {}}
         for dim in dims:
             sums: dict[str, dict[str, int]] = defaultdict(dict)
-            months = {b for b in kpi.buckets_for(start, end)}  # a quarter is three month buckets
+            days = kpi.buckets_for(start, end)  # the quarter's day documents (index dim_day)
             for name in [COUNTERS] + [legacy_counter_collection(p) for p in await self._legacy_shards()]:
-                async for c in self.db[name].find({"dim": dim, "day": {"$in": sorted(months)}}, {"m": 1, "key": 1}):
+                async for c in self.db[name].find({"dim": dim, "day": {"$in": days}}, {"m": 1, "key": 1}):
                     c = upcast(name, c)
                     kpi.add_into(sums[c["key"]], c.get("m") or {})
             rows = []
