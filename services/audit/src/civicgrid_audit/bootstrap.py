@@ -59,5 +59,7 @@ async def bootstrap(settings: AuditSettings | None = None, *, runtime: Runtime |
     if checkpoints:
         rt.every(s.checkpoint_seconds, log.checkpoint, name="checkpoint")
     rt.every(s.head_flush_seconds, log.flush_heads, name="log-heads")
+    rt.every(s.kpi_flush_seconds, projector.ledger.flush, name="kpi-counting")
     rt.on_stop.append(log.flush_heads)
+    rt.on_stop.append(projector.ledger.flush)
     return svc

@@ -32,6 +32,13 @@ class AuditSettings(ServiceSettings):
     repeat_hours: float | None = Field(default=None, gt=0,
                                        description="Period between repeated escalations; default: the limit itself")
 
+    # -- KPIs
+    kpi_flush_seconds: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="How often the requests' KPI deltas are added to the counters (the KPIs lag by at most this "
+                    "much): a counter every request of a grid, staff member or day shares is written once per "
+                    "flush, not once per batch")
+
     # -- tamper-evident log
     signing_key: SecretStr = Field(
         default=SecretStr(hashlib.sha256(b"civicgrid-audit-development-key").hexdigest()),
@@ -39,5 +46,5 @@ class AuditSettings(ServiceSettings):
     )
     checkpoint_seconds: float = Field(default=30.0, gt=0, le=86400, description="Signed checkpoint period")
     head_flush_seconds: float = Field(
-        default=5.0, gt=0, le=60, description="How often the log heads kept in memory are written back (the records "
+        default=30.0, gt=0, le=600, description="How often the log heads kept in memory are written back (the records "
                                               "are written with every batch; a head only saves folding them)")

@@ -12,11 +12,8 @@ handler, and what replay feeds it) -- and is idempotent:
    scanner's schedule and the overdue list read them; domain/clocks.py), its new KPI contribution
    (``kpi_contribution``) and the *difference* as a pending delta tagged with the delivery's
    partition and offset (``kpi_pending``);
-3. apply pending deltas of each partition to the counter documents (one per counter, shared by all
-   partitions) with ``$inc``, skipping those at or below the counter's recorded position for that
-   partition (``_pos``, read first; a partition has a single writer): a delta is applied exactly
-   once even when a crash makes the batch come again; the request's next write from that partition
-   drops them.
+3. hand the pending deltas to the ``CounterLedger`` (adapters/counting.py), which adds them to the
+   counter documents every few seconds, exactly once; the request's next write drops those counted.
 
 No lock: every write is guarded in its own filter (the runtime's one concurrency rule, ADR 0601).
 
@@ -32,7 +29,7 @@ import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
@@ -42,6 +39,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from civicgrid_audit.adapters.access import ACCESS_TYPES, StaffAccessIndex
 from civicgrid_audit.adapters.auditlog import AuditLog, delivery_key
+from civicgrid_audit.adapters.counting import CounterLedger, split_tag
 from civicgrid_audit.adapters.documents import (
     COUNTERS,
     REQUESTS,
@@ -122,7 +120,8 @@ async def read_requests(db: AsyncDatabase, request_ids: Sequence[str]) -> dict[s
     return found
 
 CATALOGUE_TYPE = "civicgrid.catalogue.service_defined"
-FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
+#: deltas taken and not yet counted past which a batch counts them before it returns (memory bound)
+MOST_WAITING = 50_000
 
 
 def tag_of(d: Delivery) -> str:
@@ -155,13 +154,12 @@ def fold_document(rid: str, doc: dict[str, Any] | None, new_entries: list[dict[s
     return new_doc, delta
 
 
-def still_pending(pending: dict[str, Any], first_offsets: dict[str, int]) -> dict[str, Any]:
+def still_pending(pending: dict[str, Any], counted: Callable[[str], int]) -> dict[str, Any]:
     """The pending deltas (``<position>@<offset>`` -> delta) a request's next write keeps: all but
-    those of a position in ``first_offsets`` (the batch's first offset there) from before it, which
-    reached the counters with the batch that wrote them (it finished before this one was fetched)."""
+    those at or below the offset ``counted(position)`` says every delta of their position is counted."""
     def stale(tag: str) -> bool:
-        position, _, offset = tag.partition("@")
-        return position in first_offsets and int(offset) < first_offsets[position]
+        position, offset = split_tag(tag)
+        return offset <= counted(position)
 
     return {tag: delta for tag, delta in pending.items() if not stale(tag)}
 
@@ -193,6 +191,7 @@ class Projector:
         self.repeat_hours = repeat_hours
         self.services = db[SERVICES]
         self.access = StaffAccessIndex(db)
+        self.ledger = CounterLedger(db, log, lambda ids: read_requests(db, ids))
         #: told of every request written with a clock to escalate (the deadline scanner's schedule), if any
         self.on_deadline: Callable[[str, datetime], None] | None = None
 
@@ -221,6 +220,8 @@ class Projector:
         for d in deliveries:
             by_partition[d.position_key].append(d)
         await asyncio.gather(*(self.log.append(ds, payloads=payloads) for ds in by_partition.values()))
+        for position, ds in by_partition.items():
+            await self.ledger.ready(position, ds[0].offset)
         catalogue = [d for d in deliveries if d.envelope.type == CATALOGUE_TYPE]
         if catalogue:
             await self.apply_catalogue(catalogue)
@@ -231,15 +232,13 @@ class Projector:
         for d in deliveries:
             if topics.is_request_event(d.envelope.type):  # the catalogue's, calendar's and staff access's go to the log only
                 by_request[d.envelope.subject].append(d)
-        if not by_request:
-            return
-        first_offsets = {ds[0].position_key: ds[0].offset for ds in by_partition.values()}
-        docs = await self._fold_requests(by_request, payloads, first_offsets=first_offsets)
-        by_position: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        docs = await self._fold_requests(by_request, payloads) if by_request else {}
         for rid, ds in by_request.items():
-            for position in {d.position_key for d in ds}:  # its deltas pending from any of them
-                by_position[position][rid] = docs[rid]
-        await self._apply_counters(by_position)
+            self.ledger.take({d.position_key for d in ds}, docs[rid])  # its deltas pending from any of them
+        for position, ds in by_partition.items():
+            self.ledger.folded(position, ds[-1].offset)
+        if self.ledger.waiting > MOST_WAITING:
+            await self.ledger.flush()
         if self.on_deadline:
             for rid, doc in docs.items():
                 if doc.get("next_escalation_at") is not None:
@@ -269,14 +268,9 @@ class Projector:
     # ------------------------------------------------------------------ requests
 
     async def _fold_requests(self, by_request: dict[str, list[Delivery]],
-                             payloads: dict[tuple[str, int, int], dict[str, Any]], *,
-                             first_offsets: dict[str, int]) -> dict[str, dict[str, Any]]:
+                             payloads: dict[tuple[str, int, int], dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Fold the batch into request documents; returns the documents as written (or as found).
-
-        ``first_offsets``: position (topic-partition) -> the batch's first offset there. A pending
-        delta of a request's position from before that offset has reached the counters (its batch
-        finished before this one was fetched; a batch that failed comes again from its own start),
-        so the write drops it: no separate write clears deltas."""
+        A write drops the pending deltas the ledger counted: no separate write clears them."""
         pending = dict(by_request)
         result: dict[str, dict[str, Any]] = {}
         for _attempt in range(50):
@@ -289,8 +283,7 @@ class Projector:
                 if not new_entries:
                     result[rid] = doc
                     continue
-                kp = still_pending((doc or {}).get("kpi_pending") or {},
-                                   {d.position_key: first_offsets[d.position_key] for d in ds})
+                kp = still_pending((doc or {}).get("kpi_pending") or {}, self.ledger.counted)
                 new_doc, delta = fold_document(rid, doc, new_entries, self.calendar.calendar, kp=kp,
                                                repeat_hours=self.repeat_hours)
                 if delta:
@@ -322,32 +315,3 @@ class Projector:
             if not pending:
                 return result
         raise RuntimeError(f"request documents kept changing under us: {sorted(pending)[:5]}")
-
-    # ------------------------------------------------------------------ KPI counters
-
-    async def _apply_counters(self, by_position: dict[str, dict[str, dict[str, Any]]]) -> None:
-        """Apply the batch's pending deltas (position -> request id -> document written) to the counter
-        documents, one per counter shared by every partition, in one read and one bulk write. Each
-        counter records, per position, the offset of the last delta it took from there (a position
-        has one writer: the holder of its partition), so a delta at or below it is not counted twice."""
-        deltas: list[tuple[str, int, dict[str, dict[str, int]]]] = []
-        for position, docs in by_position.items():
-            prefix = position + "@"
-            for doc in docs.values():
-                for tag, delta in (doc.get("kpi_pending") or {}).items():
-                    if tag.startswith(prefix):
-                        deltas.append((position, int(tag[len(prefix):]), delta))
-        if not deltas:
-            return
-        counters = self.db[COUNTERS]
-        cids = {cid for _, _, delta in deltas for cid in delta}
-        current = {cid: c.get(POSITIONS) or {} for cid, c in (await find_by_ids(
-            counters, sorted(cids), {f"{POSITIONS}.{p}": 1 for p in by_position})).items()}
-        sums: dict[str, dict[str, int]] = defaultdict(dict)
-        top: dict[str, dict[str, int]] = defaultdict(dict)
-        for position, off, delta in deltas:
-            for cid, m in delta.items():
-                if off > current.get(cid, {}).get(position, -1):
-                    kpi.add_into(sums[cid], m)
-                    top[cid][position] = max(top[cid].get(position, -1), off)
-        await add_to_counters(counters, sums, existing=set(current), positions=top)
