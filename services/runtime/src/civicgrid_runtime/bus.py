@@ -367,10 +367,12 @@ class EventConsumer:
             self._has_room.set()
 
     async def _fetch_ahead(self) -> None:
+        # nothing for longer than a busy fetch waits on the broker means quiet (not a fetch still waiting)
+        quiet_ms = max(200, self._busy_fetch[1] + 100)
         while not self._stopping.is_set():
             await self._has_room.wait()
             try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+                batches = await self._consumer.getmany(timeout_ms=quiet_ms, max_records=self._max_batch)
                 self.healthy = True
             except KafkaError as exc:
                 self.healthy = False
