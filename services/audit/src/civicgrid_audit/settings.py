@@ -16,13 +16,12 @@ class AuditSettings(ServiceSettings):
     service_name: str = "audit"
     http_port: int = Field(default=8104, ge=1, le=65535)
 
-    # -- consumer: audit records the pipeline, it is no step of it. Batches of about a second (and of
-    # every topic at once) fold a request's received, assigned, offered ... into one write of its
-    # document and add many requests to each KPI counter at once: half the store writes of 10 ms
-    # batches (bench/pipeline.py), for a trail a second behind
+    # -- consumer: audit records the pipeline, it is no step of it. Batches of a couple of seconds (and
+    # of every topic at once) fold a request's received, assigned, offered ... into one write of its
+    # document, for a trail that much behind
     consumer_max_batch: int = Field(default=2000, ge=1, le=10000)
     consumer_fetch_max_wait_ms: int = Field(
-        default=1000, ge=0, le=1000, description="Longest a fetch waits on the broker while events flow")
+        default=2000, ge=0, le=10000, description="Longest a fetch waits on the broker while events flow")
     consumer_fetch_min_bytes: int = Field(
         default=1_048_576, ge=1, le=1_048_576, description="Bytes a fetch waits for while events flow")
 

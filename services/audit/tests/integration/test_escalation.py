@@ -184,6 +184,15 @@ async def test_an_older_database_escalates_requests_whose_clocks_are_still_in_de
         assert (response["step"], response["level"]) == (2, "community")
         on_kafka = await escalations_on_kafka(infra, {rid}, now)
         assert {e.data.escalation_id for e in on_kafka} == {f"{rid}|response|1"}
+        # the request in today's shape, its old clock document says nothing any more: gone at the next look
+        svc.scanner.schedule(rid, datetime.now(UTC))
+        await svc.scanner.reload()
+
+        async def forgotten():
+            await svc.scanner.scan()
+            return await mongo[db]["deadlines"].count_documents({"request_id": rid}) == 0
+
+        await eventually(forgotten)
     finally:
         await svc.runtime.stop()
         await mongo.drop_database(db)

@@ -29,7 +29,8 @@ with a claim that carries its event, and publishes it.
 
 An older database keeps the clocks of requests not written since in ``deadlines`` (version 2 of a
 request); the reload reads its running clocks too, and the request, read through its upcaster, has
-them again (``documents._request_before_clocks``).
+them again (``documents._request_before_clocks``). Once the request is written in today's shape its
+``deadlines`` documents say nothing any more and are deleted (nothing writes them since).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from civicgrid_audit.adapters.documents import CLAIMS, DEADLINES, stamped, upcast
+from civicgrid_audit.adapters.documents import CLAIMS, CURRENT, DEADLINES, REQUESTS, stamped, upcast
 from civicgrid_audit.domain import clocks, timeline
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.calendar import working_hours_between
@@ -75,6 +76,8 @@ class DeadlineScanner:
         self.reload_seconds = reload_seconds
         self._heap: list[tuple[datetime, str]] = []
         self._loaded_at: float | None = None
+        #: requests scheduled from an older database's ``deadlines``
+        self._legacy: set[str] = set()
 
     async def ensure_indexes(self) -> None:
         await self.claims.create_index([("done", 1)], name="done")
@@ -95,6 +98,7 @@ class DeadlineScanner:
         legacy = await self.legacy_deadlines.find({"active": True, "due_at": {"$lte": horizon}},
                                                   {"request_id": 1, "due_at": 1}).to_list(None)
         self._heap += [(timeline.parse_time(d["due_at"]), d["request_id"]) for d in legacy]
+        self._legacy = {d["request_id"] for d in legacy}
         heapq.heapify(self._heap)
         self._loaded_at = time.monotonic()
 
@@ -114,7 +118,10 @@ class DeadlineScanner:
         if not ids:
             return 0
         due: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        for rid, doc in (await find_by_ids(self.requests, ids)).items():
+        found = await find_by_ids(self.requests, ids)
+        await self._forget_legacy_clocks([rid for rid, doc in found.items() if rid in self._legacy
+                                          and doc.get("schema_version") == CURRENT[REQUESTS]])
+        for rid, doc in found.items():
             doc = upcast(self.requests.name, doc)
             late = [c for c in doc["clocks"] if c["active"] and c["due_at"] is not None
                     and timeline.parse_time(c["due_at"]) <= t]
@@ -128,6 +135,14 @@ class DeadlineScanner:
                 done += 1
         self.escalated += done
         return done
+
+    async def _forget_legacy_clocks(self, request_ids: list[str]) -> None:
+        """Delete the ``deadlines`` documents of requests written in today's shape since (but not one
+        whose outbox still waits for the relay)."""
+        if request_ids:
+            await self.legacy_deadlines.delete_many({"request_id": {"$in": request_ids},
+                                                     "_outbox_pending": {"$exists": False}})
+            self._legacy -= set(request_ids)
 
     def _escalation(self, doc: dict[str, Any], clock: dict[str, Any], now: datetime) -> Envelope:
         due = timeline.parse_time(clock["due_at"])
