@@ -441,10 +441,13 @@ COMPARED = {REQUESTS: _norm_request, COUNTERS: _norm_counter, RECORDS: _norm_rec
 
 async def _documents(db: AsyncDatabase, name: str) -> AsyncIterator[dict[str, Any]]:
     """A collection's documents in ``_id`` order; the log's records one by one (``_id`` = ``log#seq``;
-    a database of an older version may hold them in blocks)."""
+    a database of an older version may hold them in blocks); the counters without the month buckets
+    an older version kept (nothing counts or reads them any more)."""
     cursor = db[name].find({}).sort("_id", 1)
     if name != RECORDS:
         async for doc in cursor.batch_size(2000):
+            if family(name) == COUNTERS and kpi.is_month_bucket(upcast(name, dict(doc))["_id"]):
+                continue
             yield doc
         return
     async for block in cursor.batch_size(32):
