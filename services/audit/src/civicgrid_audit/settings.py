@@ -17,9 +17,9 @@ class AuditSettings(ServiceSettings):
     http_port: int = Field(default=8104, ge=1, le=65535)
 
     # -- consumer: audit records the pipeline, it is no step of it. Batches of a couple of seconds (and
-    # of every topic at once) fold a request's received, assigned, offered ... into one write of its
-    # document, for a trail that much behind
-    consumer_max_batch: int = Field(default=2000, ge=1, le=10000)
+    # of every topic at once; up to 10,000 events when it catches up) fold a request's received,
+    # assigned, offered ... into one write of its document, for a trail that much behind
+    consumer_max_batch: int = Field(default=10000, ge=1, le=10000)
     consumer_fetch_max_wait_ms: int = Field(
         default=2000, ge=0, le=10000, description="Longest a fetch waits on the broker while events flow")
     consumer_fetch_min_bytes: int = Field(

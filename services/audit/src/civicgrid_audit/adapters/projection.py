@@ -54,6 +54,7 @@ from civicgrid_contracts.calendar import WorkingCalendar
 from civicgrid_runtime.bus import Delivery
 from civicgrid_runtime.calendar import CalendarSource
 from civicgrid_runtime.store import (
+    BULK_CHUNK,
     POSITIONS,
     bulk_in_chunks,
     find_by_ids,
@@ -298,15 +299,16 @@ class Projector:
             lost: set[str] = set()
             for cname, cops in ops.items():
                 conflict = False
-                try:
-                    res = await self.db[cname].bulk_write(cops, ordered=False)
-                    conflict = res.matched_count + res.inserted_count < len(cops)
-                except BulkWriteError:
-                    conflict = True
+                for i in range(0, len(cops), BULK_CHUNK):  # bounded round trips: a batch is up to 10,000 events
+                    chunk = cops[i:i + BULK_CHUNK]
+                    try:
+                        res = await self.db[cname].bulk_write(chunk, ordered=False)
+                        conflict |= res.matched_count + res.inserted_count < len(chunk)
+                    except BulkWriteError:
+                        conflict = True
                 if conflict:  # someone else wrote some of these documents: find out which, redo those
                     mine = [rid for rid in written if request_collection(rid) == cname]
-                    tokens = {d["_id"]: d.get("_w") async for d in self.db[cname].find(
-                        {"_id": {"$in": mine}}, {"_w": 1})}
+                    tokens = {i: d.get("_w") for i, d in (await find_by_ids(self.db[cname], mine, {"_w": 1})).items()}
                     lost |= {rid for rid in mine if tokens.get(rid) != written[rid][0]["_w"]}
             for rid, (nd, _old) in written.items():
                 if rid not in lost:
