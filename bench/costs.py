@@ -39,6 +39,23 @@ def store_profile(folder: Path) -> dict[str, dict[str, float]]:
     return dict(out)
 
 
+def writes_by_collection(folder: Path) -> dict[str, dict[str, int]]:
+    """Documents written so far, per process name and collection (from each command shape's
+    collection: ``update[12] requests_00 {_id,_v}``)."""
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for f in folder.glob("*.json"):
+        try:
+            shapes = json.loads(f.read_text())
+        except (json.JSONDecodeError, OSError):  # being replaced at this moment: the next read has it
+            continue
+        name = f.stem.rsplit("-", 1)[0].removeprefix("civicgrid-")
+        for shape, s in shapes.items():
+            parts = shape.split(" ")
+            if s.get("docs_written") and len(parts) > 1:
+                out[name][parts[1]] += s["docs_written"]
+    return {svc: dict(cols) for svc, cols in out.items()}
+
+
 def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | tuple) -> int:
     """An event's bytes as produced: key, value and headers, before the producer compresses a batch."""
     return len(key or b"") + len(value or b"") + sum(len(k) + len(v or b"") for k, v in headers or ())
@@ -77,8 +94,10 @@ def git_commit() -> str:
 
 def costs(*, requests: int, seconds: float, cpu: dict[str, float], profile_before: dict[str, dict[str, float]],
           profile_after: dict[str, dict[str, float]], db_growth: dict[str, int], topics: dict[str, dict[str, float]],
-          run: dict[str, Any]) -> dict[str, Any]:
-    """The costs document from what the benchmark measured over ``requests`` requests."""
+          run: dict[str, Any], writes_before: dict[str, dict[str, int]] | None = None,
+          writes_after: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+    """The costs document from what the benchmark measured over ``requests`` requests
+    (``writes_before``/``writes_after``: ``writes_by_collection`` at the start and the end)."""
     n = max(1, requests)
     store = {}
     for svc, after in sorted(profile_after.items()):
@@ -90,6 +109,10 @@ def costs(*, requests: int, seconds: float, cpu: dict[str, float], profile_befor
                       "docs_written_per_request": round(delta["docs_written"] / n, 2),
                       "commands_per_request": round(delta["commands"] / n, 2),
                       "bytes_per_request": round(db_growth.get(svc, 0) / n)}
+        if writes_after is not None:
+            before_cols = (writes_before or {}).get(svc, {})
+            by_col = {c: round((v - before_cols.get(c, 0)) / n, 2) for c, v in sorted(writes_after.get(svc, {}).items())}
+            store[svc]["docs_written_per_request_by_collection"] = {c: v for c, v in by_col.items() if v}
     return {
         "run": {"at": datetime.now(UTC).isoformat(timespec="seconds"), "commit": git_commit(),
                 "requests": requests, "seconds": round(seconds, 1), **run},

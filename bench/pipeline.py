@@ -261,6 +261,19 @@ def database_bytes(p: Platform) -> dict[str, int]:
         client.close()
 
 
+def writes_table(doc: dict) -> Table:
+    """Store documents written per accepted request, per service and collection (the IOPS bill)."""
+    total = sum(s["docs_written_per_request"] for s in doc["store"].values())
+    t = Table(title=f"store documents written per accepted request: {total:.2f} (goal <= 10)")
+    for c in ("service", "collection", "written per request"):
+        t.add_column(c)
+    for svc, s in doc["store"].items():
+        t.add_row(svc, "(all)", f"{s['docs_written_per_request']:.2f}")
+        for col, v in sorted(s.get("docs_written_per_request_by_collection", {}).items(), key=lambda kv: -kv[1]):
+            t.add_row("", col, f"{v:.2f}")
+    return t
+
+
 def processes(p: Platform) -> dict[str, psutil.Process]:
     return {**{name: psutil.Process(sp.proc.pid) for name, sp in p.services.items()}, **infrastructure(STATE)}
 
@@ -282,6 +295,7 @@ async def main() -> None:
         await asyncio.sleep(6)  # every process has written its store profile since the demo load
         cost_start = (time.monotonic(), cpu_seconds(procs), costs.store_profile(profile),
                       await asyncio.to_thread(database_bytes, p))
+        writes_start = costs.writes_by_collection(profile)
 
         # phase 1: fixed rate
         obs = Observer()
@@ -387,8 +401,10 @@ async def main() -> None:
             topics=obs.tally.per_request(measured),
             run={"bench": "bench/pipeline.py", "fixed_rate": FIXED_RATE, "fixed_seconds": FIXED_SECONDS,
                  "max_seconds": MAX_SECONDS, "concurrency": MAX_CONCURRENCY, "kafka": KAFKA, "store": MONGO,
-                 "sustained_e2e_per_second": round(n_max / e2e_elapsed, 1)})
+                 "sustained_e2e_per_second": round(n_max / e2e_elapsed, 1)},
+            writes_before=writes_start, writes_after=costs.writes_by_collection(profile))
         costs.write(COSTS_FILE, doc)
+        console.print(writes_table(doc))
         console.print(goals_table(doc, assigned_p99, n_max / e2e_elapsed))
         total_writes = sum(c["docs_written_per_request"] for c in doc["store"].values())
         print(f"RESULT pipeline writes_per_request={total_writes:.1f} assigned_p99_ms={assigned_p99:.0f}")

@@ -237,3 +237,49 @@ async def test_fetches_wait_long_while_idle_and_briefly_while_events_flow(infra)
     finally:
         await consumer.stop()
         await publisher.stop()
+
+
+async def test_merged_topics_hand_one_fetchs_events_of_every_topic_to_one_call(infra):
+    """With ``merge_topics`` the handler gets a fetch's records of every topic together (each
+    partition's in order), so a handler folding per key writes a key's events of several topics once;
+    every event is handled once."""
+    from civicgrid_contracts.topics import TopicSpec
+    from civicgrid_runtime.bus import EventConsumer, ensure_topics
+
+    first, second = unique("merge-a"), unique("merge-b")
+    await ensure_topics(infra.kafka, [TopicSpec(t, "test", "merged topics test", partitions=3) for t in (first, second)])
+    calls: list[list[tuple[str, str]]] = []
+
+    async def handler(batch):
+        calls.append([(d.topic, d.envelope.id) for d in batch])
+        for tp in {(d.topic, d.partition) for d in batch}:
+            offsets = [d.offset for d in batch if (d.topic, d.partition) == tp]
+            assert offsets == sorted(offsets), "a partition's records in order"
+
+    publisher = EventPublisher(infra.kafka, client_id=unique("merge"))
+    await publisher.start()
+    # a long fetch wait: both topics' events of one moment arrive in one fetch
+    consumer = EventConsumer(bootstrap_servers=infra.kafka, group_id=unique("g"), topic_names=[first, second],
+                             handler=handler, publisher=publisher, merge_topics=True, fetch_min_bytes=1_000_000,
+                             fetch_max_wait_ms=1000, idle_fetch_max_wait_ms=1000)
+    await consumer.start()
+    try:
+        await consumer.wait_assigned()
+        await asyncio.sleep(0.5)
+        # the first event after a quiet spell is fetched at once (and switches to the busy fetch)
+        wake = received(f"req-{uuid.uuid4()}")
+        await publisher.publish_many([wake], topic=first)
+        a = [received(f"req-{uuid.uuid4()}") for _ in range(6)]
+        b = [received(f"req-{uuid.uuid4()}") for _ in range(6)]
+        await asyncio.gather(publisher.publish_many(a, topic=first), publisher.publish_many(b, topic=second))
+
+        async def all_handled():
+            return sum(len(c) for c in calls) >= 13
+
+        await wait_for(all_handled)
+        handled = [eid for c in calls for _, eid in c]
+        assert sorted(handled) == sorted(e.id for e in [wake, *a, *b]), "each event once"
+        assert any({t for t, _ in c} == {first, second} for c in calls), calls
+    finally:
+        await consumer.stop()
+        await publisher.stop()

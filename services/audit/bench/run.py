@@ -100,7 +100,6 @@ async def kpi_latency(s: AuditSettings, requests_total: int = 1_000_000, queries
     rng = random.Random(1)
     t0 = time.perf_counter()
     ops = []
-    months: dict[str, dict[str, int]] = {}
     for g in grids:
         for d in days:
             m = {"received": int(per_doc) + (rng.random() < per_doc % 1), "counted": int(per_doc),
@@ -110,10 +109,6 @@ async def kpi_latency(s: AuditSettings, requests_total: int = 1_000_000, queries
             for _ in range(4):  # handling times spread over a few histogram buckets
                 kpi.add_into(m, {f"hres_{rng.randint(4, 16)}": int(per_doc / 4)})
             ops.append({"_id": kpi.counter_id("grid", g, d), "dim": "grid", "key": g, "day": d, "m": m})
-            kpi.add_into(months.setdefault(f"{g}|{d[:7]}", {}), m)
-    for gm, m in months.items():
-        g, month = gm.split("|")
-        ops.append({"_id": kpi.counter_id("grid", g, month), "dim": "grid", "key": g, "day": month, "m": m})
     # plain inserts in modest batches: FerretDB on SQLite inserts fast but stalls on huge bulks
     for i in range(0, len(ops), 1000):
         await db[COUNTERS].insert_many(ops[i:i + 1000], ordered=False)

@@ -18,7 +18,8 @@ from civicgrid_runtime.testing import unique
 async def start_audit(infra, *, database: str, group: str, offset_reset: str = "latest", scan: bool = True,
                       **over) -> AuditService:
     s = AuditSettings(kafka_bootstrap_servers=infra.kafka, mongodb_url=infra.mongodb, database=database,
-                      consumer_group=group, scan_seconds=0.2, checkpoint_seconds=3600, **over)
+                      consumer_group=group, scan_seconds=0.2, checkpoint_seconds=3600, kpi_flush_seconds=0.2,
+                      head_flush_seconds=1, **over)
     svc = await bootstrap(s, offset_reset=offset_reset, scan=scan)
     await svc.runtime.start()
     return svc

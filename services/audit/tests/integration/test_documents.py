@@ -18,8 +18,8 @@ from .conftest import eventually, settle, start_audit
 from .test_escalation import received
 from .test_timeline import lifecycle
 
-AUDIT_COLLECTIONS = {"requests_00", "kpi_counters", "deadlines", "services", "log_records", "log_heads",
-                     "checkpoints", "escalation_claims"}
+AUDIT_COLLECTIONS = {"requests_00", "kpi_counters", "services", "log_records", "log_heads", "checkpoints",
+                     "escalation_claims"}
 
 
 def binary_fields(value, path: str = "") -> list[str]:
@@ -79,6 +79,15 @@ async def test_every_collection_holds_plain_versioned_documents_after_a_realisti
         assert "escalated" in {i["name"] async for i in await db["requests_00"].list_indexes()}
         area = doc["area_code"][:6]  # (another platform on the shared topics may have reassigned it)
         assert any(r["request_id"] == late for r in await svc.queries.escalated(area, limit=1000))
+        # ... the open requests of a grid past their deadline, from the clocks kept in the request ...
+        past = await db["requests_00"].find({"area_code": doc["area_code"], "deadline": {"$lt": datetime.now(UTC)}},
+                                            {"_id": 1}).to_list(None)
+        assert late in {d["_id"] for d in past}
+        assert "area_deadline" in {i["name"] async for i in await db["requests_00"].list_indexes()}
+        assert "deadlines" not in names, "a request's clocks are in its own document"
+        # ... and the escalation decided, with the event it published, in its claim
+        claim = await db["escalation_claims"].find_one({"_id": f"{late}|response|1"})
+        assert claim["done"] and claim["_caused"][0]["data"]["escalation_id"] == f"{late}|response|1"
     finally:
         await svc.runtime.stop()
         await mongo.drop_database(db_name)

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 
+from civicgrid_audit.adapters.documents import request_summary
+from civicgrid_audit.domain import kpi, timeline
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_contracts.events.grid import RequestAccepted, RequestAssigned
@@ -97,8 +99,8 @@ async def test_escalation_climbs_two_levels_and_stops_when_accepted(infra, mongo
             source="/civicgrid/grid"))
 
         async def stopped():
-            d = await svc.runtime.db["deadlines"].find_one({"_id": f"{rid}|response"})
-            return d is None or not d["active"]
+            d = await svc.runtime.db["requests_00"].find_one({"_id": rid})
+            return not next(c for c in d["clocks"] if c["clock"] == "response")["active"]
 
         await eventually(stopped)
         count = len((await svc.queries.request(rid))["state"]["escalations"])
@@ -113,7 +115,7 @@ async def test_escalation_climbs_two_levels_and_stops_when_accepted(infra, mongo
 
 async def test_no_double_escalation_with_two_replicas(infra, mongo):
     db, group = unique("audit_rep"), unique("audit_grp")
-    # two replicas: same database, same consumer group, both scanning the same deadlines
+    # two replicas: same database, same consumer group, both scanning the same requests
     a = await start_audit(infra, database=db, group=group, repeat_hours=1000)
     b = await start_audit(infra, database=db, group=group, repeat_hours=1000)
     since = datetime.now(UTC)
@@ -123,10 +125,10 @@ async def test_no_double_escalation_with_two_replicas(infra, mongo):
         rids = [unique("DUP") for _ in range(24)]
         await a.runtime.publisher.publish_many([e for rid in rids for e in received(rid)])
 
-        async def all_escalated():
-            n = await a.runtime.db["deadlines"].count_documents(
-                {"request_id": {"$in": rids}, "clock": "response", "step": 2})
-            return n == len(rids)
+        async def all_escalated():  # decided, published and folded back into every request
+            docs = await a.runtime.db["requests_00"].find({"_id": {"$in": rids}}).to_list(None)
+            steps = [next(c for c in d["clocks"] if c["clock"] == "response")["step"] for d in docs]
+            return steps == [2] * len(rids)
 
         await eventually(all_escalated, timeout=60)
         await asyncio.sleep(1.5)  # give a would-be double a chance to show up
@@ -142,4 +144,55 @@ async def test_no_double_escalation_with_two_replicas(infra, mongo):
     finally:
         await a.runtime.stop()
         await b.runtime.stop()
+        await mongo.drop_database(db)
+
+
+async def test_an_older_database_escalates_requests_whose_clocks_are_still_in_deadlines(infra, mongo):
+    """A request stored by version 2 (its clocks in ``deadlines``) and not written since: the scanner
+    finds its running clock there, reads the request through its upcaster, escalates it once, and the
+    escalation folded back rewrites the request in today's shape (its clocks in it)."""
+    db = unique("audit_old")
+    rid = unique("OLD")
+    now = datetime.now(UTC)
+    entries = [timeline.entry_from_envelope(e, topic="t", partition=0, offset=i)
+               for i, e in enumerate(received(rid))]  # the response deadline one second after now
+    state = timeline.fold(entries)
+    await mongo[db]["requests_00"].insert_one({
+        "_id": rid, "schema_version": 2, **request_summary(state), "state": state, "timeline": entries,
+        "kpi_contribution": kpi.contributions(state, DEFAULT_CALENDAR), "kpi_pending": {}, "_v": 2, "_w": "old"})
+    due = timeline.parse_time(state["response_due"])
+    await mongo[db]["deadlines"].insert_one({
+        "_id": f"{rid}|response", "schema_version": 1, "request_id": rid, "clock": "response", "department": None,
+        "dispatch_id": None, "base_due": due, "active": True, "area_code": state["area_code"], "level": "grid",
+        "seen": 0, "period_hours": ONE_SECOND, "business": False, "_rv": 2, "step": 1, "due_at": due,
+        "esc_level": None})
+    svc = await start_audit(infra, database=db, group=unique("audit_grp"), repeat_hours=1000)
+    try:
+        await settle(svc)
+
+        async def listed_overdue():
+            return any(r["request_id"] == rid for r in await svc.queries.overdue(""))
+
+        await eventually(listed_overdue)
+
+        async def folded_back():
+            doc = await svc.runtime.db["requests_00"].find_one({"_id": rid, "escalation_count": 1})
+            return doc if doc and doc["schema_version"] == 3 else None
+
+        doc = await eventually(folded_back, timeout=60)
+        response = next(c for c in doc["clocks"] if c["clock"] == "response")
+        assert (response["step"], response["level"]) == (2, "community")
+        on_kafka = await escalations_on_kafka(infra, {rid}, now)
+        assert {e.data.escalation_id for e in on_kafka} == {f"{rid}|response|1"}
+        # the request in today's shape, its old clock document says nothing any more: gone at the next look
+        svc.scanner.schedule(rid, datetime.now(UTC))
+        await svc.scanner.reload()
+
+        async def forgotten():
+            await svc.scanner.scan()
+            return await mongo[db]["deadlines"].count_documents({"request_id": rid}) == 0
+
+        await eventually(forgotten)
+    finally:
+        await svc.runtime.stop()
         await mongo.drop_database(db)

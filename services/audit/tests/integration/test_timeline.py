@@ -1,5 +1,5 @@
 """Timeline order with out-of-order delivery across topics; the same event twice changes nothing;
-'as of' queries; clocks on the deadlines the received event carries (with the real stack)."""
+'as of' queries; the request's clocks on the deadlines the received event carries (with the real stack)."""
 
 from __future__ import annotations
 
@@ -100,8 +100,8 @@ async def test_clocks_run_to_the_deadlines_carried_in_the_event(infra, mongo):
         await svc.runtime.publisher.publish(rec)
 
         async def clocks():
-            docs = await svc.runtime.db["deadlines"].find({"request_id": rid}).to_list(None)
-            return {d["clock"]: d for d in docs} if len(docs) == 2 else None
+            doc = await svc.runtime.db["requests_00"].find_one({"_id": rid})
+            return {c["clock"]: c for c in doc["clocks"]} if doc else None
 
         d = await eventually(clocks)
         # 1 h on Friday (17-18), weekend, Monday holiday, then Tuesday 09:00-10:00
@@ -109,6 +109,9 @@ async def test_clocks_run_to_the_deadlines_carried_in_the_event(infra, mongo):
         # 8 h: Friday 1 h + Tuesday 09-12 (3) + 13:30-17:30 (4)
         assert d["resolution"]["base_due"] == datetime(2026, 12, 1, 17, 30, tzinfo=SH) == rec.data.resolution_due
         assert d["response"]["active"] and d["response"]["due_at"] == d["response"]["base_due"]
+        # the request's indexed clock fields: the earliest deadline and the first escalation to decide
+        doc = await svc.runtime.db["requests_00"].find_one({"_id": rid})
+        assert doc["deadline"] == doc["next_escalation_at"] == rec.data.response_due
     finally:
         await svc.runtime.stop()
         await mongo.drop_database(db)

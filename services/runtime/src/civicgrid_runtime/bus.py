@@ -235,6 +235,7 @@ class EventConsumer:
         auto_offset_reset: str = "earliest",
         transient: Callable[[BaseException], bool] = is_transient,
         merge_partitions: bool = False,
+        merge_topics: bool = False,
         commit_interval_seconds: float = 0.1,
         fetch_max_wait_ms: int = 10,
         fetch_min_bytes: int = 3000,
@@ -244,7 +245,10 @@ class EventConsumer:
         #: hand the handler one batch per *topic* (every partition's records, each partition's in
         #: order) instead of one per partition: fewer, larger store round trips for handlers that
         #: work per request and do not care which partition a delivery came from
-        self._merge = merge_partitions
+        self._merge = merge_partitions or merge_topics
+        #: and one per *fetch*, every topic's records together: a handler that folds per request
+        #: writes a request's events of several topics (received, assigned, ...) once
+        self._merge_topics = merge_topics
         self.topic_names = list(topic_names)
         self._handler = handler
         self._publisher = publisher
@@ -363,10 +367,12 @@ class EventConsumer:
             self._has_room.set()
 
     async def _fetch_ahead(self) -> None:
+        # nothing for longer than a busy fetch waits on the broker means quiet (not a fetch still waiting)
+        quiet_ms = max(200, self._busy_fetch[1] + 100)
         while not self._stopping.is_set():
             await self._has_room.wait()
             try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+                batches = await self._consumer.getmany(timeout_ms=quiet_ms, max_records=self._max_batch)
                 self.healthy = True
             except KafkaError as exc:
                 self.healthy = False
@@ -442,7 +448,7 @@ class EventConsumer:
             batches = self._take_fetched()
             by_topic: dict[str, dict[TopicPartition, list[ConsumerRecord]]] = {}
             for tp, recs in batches.items():
-                by_topic.setdefault(tp.topic, {})[tp] = recs
+                by_topic.setdefault("" if self._merge_topics else tp.topic, {})[tp] = recs
             await asyncio.gather(*(self._process_topic(parts) for parts in by_topic.values()))
             self._commit_later({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
 
@@ -531,8 +537,9 @@ class EventConsumer:
                 await asyncio.sleep(0.5)
 
     async def _process_topic(self, parts: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """One handler call for several partitions of a topic; if it fails, each partition again on
-        its own (and there one by one, then the dead-letter topic), as without merging."""
+        """One handler call for several partitions of a topic (of every topic, with ``merge_topics``);
+        if it fails, each partition again on its own (and there one by one, then the dead-letter
+        topic), as without merging."""
         if len(parts) == 1:
             [(tp, recs)] = parts.items()
             return await self._process_partition(tp, recs)

@@ -76,7 +76,8 @@ class Runtime:
         return cls(settings=settings, publisher=publisher, client=client, db=client[settings.database_name])
 
     def consume(self, topic_names: Sequence[str], handler: BatchHandler, *, group_id: str | None = None,
-                auto_offset_reset: str = "earliest", merge_partitions: bool = False) -> EventConsumer:
+                auto_offset_reset: str = "earliest", merge_partitions: bool = False,
+                merge_topics: bool = False) -> EventConsumer:
         s = self.settings
         consumer = EventConsumer(
             bootstrap_servers=s.kafka_bootstrap_servers, group_id=group_id or s.group_id, topic_names=topic_names,
@@ -86,7 +87,7 @@ class Runtime:
             fetch_max_wait_ms=s.consumer_fetch_max_wait_ms, fetch_min_bytes=s.consumer_fetch_min_bytes,
             idle_fetch_max_wait_ms=s.consumer_idle_fetch_max_wait_ms,
             instance_id=s.consumer_instance or None, auto_offset_reset=auto_offset_reset,
-            merge_partitions=merge_partitions,
+            merge_partitions=merge_partitions, merge_topics=merge_topics,
         )
         self.consumers.append(consumer)
         return consumer

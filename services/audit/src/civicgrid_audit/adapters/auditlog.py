@@ -174,6 +174,31 @@ class AuditLog:
                 out += block
                 at += len(block)
 
+    async def _end(self, log: str) -> int:
+        """The size of a log, from this process's head if it writes there, else from the stored head
+        and the records past it (without keeping a head of a log this process does not write)."""
+        if log in self._heads:
+            return self._heads[log]["size"]
+        stored = upcast(HEADS, await self.heads.find_one({"_id": log}))
+        size = stored["size"] if stored else 0
+        tail = await self._records_from(log, size)
+        return tail[-1]["seq"] + 1 if tail else size
+
+    async def records_between(self, log: str, after: int, before: int, probe: int = 64) -> list[dict[str, Any]]:
+        """The records of ``log`` whose source offset is above ``after`` and below ``before``, read
+        back from the log's end by ``_id`` a window at a time (the recent past: what a process that
+        crashed folded since its last KPI count, say), in sequence order."""
+        top = await self._end(log) - 1
+        out: list[dict[str, Any]] = []
+        while top >= 0:
+            ids = [record_id(log, s) for s in range(max(0, top - probe + 1), top + 1)]
+            found = [r for d in await self.records.find({"_id": {"$in": ids}}).to_list(None) for r in records_of(d)]
+            out += [r for r in found if after < r["offset"] < before]
+            if found and min(r["offset"] for r in found) <= after:
+                break
+            top -= probe
+        return sorted(out, key=lambda r: r["seq"])
+
     async def append(self, deliveries: Sequence[Delivery], *,
                      payloads: Mapping[tuple[str, int, int], dict[str, Any]] | None = None) -> int:
         """Append the deliveries of one topic-partition (in offset order); idempotent by offset.

@@ -13,15 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from civicgrid_audit.domain import timeline
+from civicgrid_audit.domain import clocks, kpi, timeline
+from civicgrid_contracts.calendar import DEFAULT_CALENDAR
 from civicgrid_runtime.store import unpack_json
 
 REQUESTS, COUNTERS, DEADLINES, SERVICES = "requests", "kpi_counters", "deadlines", "services"
 RECORDS, HEADS, CHECKPOINTS, CLAIMS = "log_records", "log_heads", "checkpoints", "escalation_claims"
+KPI_POSITIONS = "kpi_positions"
 
-#: the version each collection's writers write now
-CURRENT: dict[str, int] = {REQUESTS: 2, RECORDS: 2, COUNTERS: 1, DEADLINES: 1, SERVICES: 1, HEADS: 1,
-                           CHECKPOINTS: 1, CLAIMS: 1}
+#: the version each collection's writers write now (``deadlines`` is written no more: version 3 of a
+#: request keeps its clocks; an older database's documents are still read, see the scanner)
+CURRENT: dict[str, int] = {REQUESTS: 3, RECORDS: 2, COUNTERS: 1, DEADLINES: 1, SERVICES: 1, HEADS: 1,
+                           CHECKPOINTS: 1, CLAIMS: 2, KPI_POSITIONS: 1}
 #: the fields of one audit-log record, in the order of a packed block's rows (version 1)
 RECORD_FIELDS = ("seq", "offset", "event_id", "raw", "leaf", "prev", "chain")
 
@@ -110,6 +113,24 @@ def _request_before_versions(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+@upcaster(REQUESTS, 2)
+def _request_before_clocks(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 kept its clocks in ``deadlines`` (one document each, the step and next due time
+    written by the scanner). They follow from the state (domain/clocks.py); the next due time of a
+    clock that escalated already is set here on the shipped default calendar with the clock's own
+    limit as the period (a platform-wide setting is not at hand), until the request is next written.
+    Its KPI contribution counted in a month bucket too, beside the day: month buckets are counted no
+    more, so they leave its contribution and pending deltas (the next write's difference then
+    touches day buckets only)."""
+    doc["clocks"] = clocks.clocks_of(doc["_id"], doc["state"], DEFAULT_CALENDAR)
+    doc["kpi_contribution"] = {cid: m for cid, m in (doc.get("kpi_contribution") or {}).items()
+                               if not kpi.is_month_bucket(cid)}
+    doc["kpi_pending"] = {tag: {cid: m for cid, m in delta.items() if not kpi.is_month_bucket(cid)}
+                          for tag, delta in (doc.get("kpi_pending") or {}).items()}
+    doc.update(clocks.summary(doc["clocks"]), schema_version=3)
+    return doc
+
+
 # ------------------------------------------------------------------------------------- the log
 
 
@@ -155,4 +176,14 @@ def _unchanged(collection: str) -> None:
 
 for _name in (DEADLINES, SERVICES, HEADS, CHECKPOINTS, CLAIMS):
     _unchanged(_name)
+
+
+@upcaster(CLAIMS, 1)
+def _claim_before_caused(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 claims held only the decision (the event went out through the ``deadlines``
+    document's outbox); version 2 keeps the escalation event itself (``_caused``) and when it was
+    decided (``at``)."""
+    doc.setdefault("at", None)
+    doc["schema_version"] = 2
+    return doc
 

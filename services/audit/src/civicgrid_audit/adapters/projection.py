@@ -1,28 +1,25 @@
-"""The projections: per-request timeline + state, KPI counters, deadlines, the catalogue.
+"""The projections: per-request timeline, state and time-limit clocks, KPI counters, the catalogue.
 
-``Projector.apply(deliveries)`` takes the events of one topic -- one or more of its partitions, each
-partition's in offset order (what the runtime's merging consumer hands a batch handler, and what
-replay feeds it) -- and is idempotent:
+``Projector.apply(deliveries)`` takes the events of one fetch -- one or more partitions of one or
+more topics, each partition's in offset order (what the runtime's merging consumer hands a batch
+handler, and what replay feeds it) -- and is idempotent:
 
 1. append them to the audit log of their partition (tamper-evident trail);
-2. fold new entries into each request document (a write guarded by the document's version ``_v``:
-   events of one request arrive on the same partition number of several topics, whose batches run
-   side by side); the same single-document write stores the request's new KPI contribution
+2. fold new entries into each request document, one write per request for the whole batch (guarded
+   by the document's version ``_v``: events of one request may still be folded side by side when a
+   batch is retried partition by partition). The same single-document write keeps the request's
+   time-limit clocks (``clocks``, with the indexed ``deadline`` and ``next_escalation_at``: the
+   scanner's schedule and the overdue list read them; domain/clocks.py), its new KPI contribution
    (``kpi_contribution``) and the *difference* as a pending delta tagged with the delivery's
    partition and offset (``kpi_pending``);
-3. apply pending deltas of each partition to the counter documents (one per counter, shared by all
-   partitions) with ``$inc``, skipping those at or below the counter's recorded position for that
-   partition (``_pos``, read first; a partition has a single writer): a delta is applied exactly
-   once even when a crash makes the batch come again; the request's next write from that partition
-   drops them;
-4. write the request's time-limit clocks into ``deadlines`` (projection-owned fields only, guarded
-   by the request version they come from; the escalation step and next due time belong to the
-   scanner).
+3. hand the pending deltas to the ``CounterLedger`` (adapters/counting.py), which adds them to the
+   counter documents every few seconds, exactly once; the request's next write drops those counted.
 
 No lock: every write is guarded in its own filter (the runtime's one concurrency rule, ADR 0601).
 
-One batch for all partitions of a topic makes each step one round trip for the whole batch (the
-log appends one per partition, side by side) instead of one per partition.
+One batch for all partitions of all topics makes each step one round trip for the whole batch (the
+log appends one per partition, side by side) instead of one per partition, and folds a request's
+events of several topics (received, assigned, offered ...) into one write of its document.
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
@@ -42,22 +39,22 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from civicgrid_audit.adapters.access import ACCESS_TYPES, StaffAccessIndex
 from civicgrid_audit.adapters.auditlog import AuditLog, delivery_key
+from civicgrid_audit.adapters.counting import CounterLedger, split_tag
 from civicgrid_audit.adapters.documents import (
     COUNTERS,
-    DEADLINES,
     REQUESTS,
     SERVICES,
     request_summary,
     stamped,
     upcast,
 )
-from civicgrid_audit.domain import kpi, timeline
+from civicgrid_audit.domain import clocks, kpi, timeline
 from civicgrid_contracts import topics
 from civicgrid_contracts.calendar import WorkingCalendar
-from civicgrid_contracts.values import Calendar
 from civicgrid_runtime.bus import Delivery
 from civicgrid_runtime.calendar import CalendarSource
 from civicgrid_runtime.store import (
+    BULK_CHUNK,
     POSITIONS,
     bulk_in_chunks,
     find_by_ids,
@@ -124,60 +121,48 @@ async def read_requests(db: AsyncDatabase, request_ids: Sequence[str]) -> dict[s
     return found
 
 CATALOGUE_TYPE = "civicgrid.catalogue.service_defined"
-FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
+#: deltas taken and not yet counted past which a batch counts them before it returns (memory bound)
+MOST_WAITING = 50_000
 
 
 def tag_of(d: Delivery) -> str:
     return f"{d.position_key}@{d.offset:012d}"
 
 
-def clock_kind(deadline: dict[str, Any]) -> Calendar:
-    """Whether a clock counts working hours or wall-clock hours."""
-    return "business" if deadline.get("business", True) else "calendar"
-
-
-def deadline_fields(request_id: str, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Projection-owned fields of each clock of a request."""
-    out = {}
-    tl = state.get("time_limits") or {}
-    seen: dict[tuple[str, str | None], int] = defaultdict(int)
-    for e in state["escalations"]:
-        seen[(e["clock"], e.get("department"))] = max(seen[(e["clock"], e.get("department"))], int(e["step"]))
-    for c in timeline.clocks(state):
-        if c["clock"] == "report_back":
-            hours = tl.get("report_back_hours") or tl.get("resolution_hours")
-        else:
-            hours = tl.get(f"{c['clock']}_hours")
-        out[timeline.clock_id(request_id, c)] = {
-            "request_id": request_id, "clock": c["clock"], "department": c["department"],
-            "dispatch_id": c["dispatch_id"], "base_due": timeline.parse_time(c["base_due"]), "active": c["active"],
-            "area_code": state.get("area_code") or "", "level": state.get("level") or "grid",
-            "seen": seen[(c["clock"], c["department"])], "period_hours": hours,
-            "business": tl.get("calendar", "business") == "business",
-        }
-    return out
-
-
 def stored_document(doc: dict[str, Any]) -> dict[str, Any]:
-    """The request document as written (plain: its timeline, state and KPI contribution as named
-    fields, beside the summary the supervision lists query)."""
-    return stamped(REQUESTS, {k: v for k, v in doc.items() if k != "_prev_state"})
+    """The request document as written (plain: its timeline, state, clocks and KPI contribution as
+    named fields, beside the summary the supervision lists and the scanner query)."""
+    return stamped(REQUESTS, doc)
 
 
 def fold_document(rid: str, doc: dict[str, Any] | None, new_entries: list[dict[str, Any]],
-                  calendar: WorkingCalendar, *, kp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+                  calendar: WorkingCalendar, *, kp: dict[str, Any],
+                  repeat_hours: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The request document after ``new_entries`` (entries not in ``doc`` yet), and the KPI delta it
-    makes (its new contribution minus the one ``doc`` recorded). ``kp``: the pending deltas to keep."""
-    old = doc or {"_id": rid, "timeline": [], "_v": 0, "kpi_contribution": {}}
+    makes (its new contribution minus the one ``doc`` recorded). ``kp``: the pending deltas to keep;
+    ``repeat_hours``: the period between repeated escalations (None: each clock's own limit)."""
+    old = doc or {"_id": rid, "timeline": [], "_v": 0, "kpi_contribution": {}, "clocks": []}
     entries = timeline.ordered(old["timeline"] + new_entries)
     state = timeline.fold(entries)
     contrib = kpi.contributions(state, calendar)
     delta = kpi.diff(contrib, old.get("kpi_contribution") or {})
+    request_clocks = clocks.clocks_of(rid, state, calendar, repeat_hours=repeat_hours, before=old.get("clocks"))
     new_doc = {
-        "_id": rid, **request_summary(state), "state": state, "timeline": entries, "kpi_contribution": contrib,
-        "kpi_pending": kp, "_v": old["_v"] + 1, "_w": uuid.uuid4().hex,
+        "_id": rid, **request_summary(state), **clocks.summary(request_clocks), "state": state, "timeline": entries,
+        "clocks": request_clocks, "kpi_contribution": contrib, "kpi_pending": kp, "_v": old["_v"] + 1,
+        "_w": uuid.uuid4().hex,
     }
     return new_doc, delta
+
+
+def still_pending(pending: dict[str, Any], counted: Callable[[str], int]) -> dict[str, Any]:
+    """The pending deltas (``<position>@<offset>`` -> delta) a request's next write keeps: all but
+    those at or below the offset ``counted(position)`` says every delta of their position is counted."""
+    def stale(tag: str) -> bool:
+        position, offset = split_tag(tag)
+        return offset <= counted(position)
+
+    return {tag: delta for tag, delta in pending.items() if not stale(tag)}
 
 
 def new_entries_of(doc: dict[str, Any] | None, deliveries: Sequence[Delivery],
@@ -199,25 +184,31 @@ def payloads_of(deliveries: Sequence[Delivery]) -> dict[tuple[str, int, int], di
 
 
 class Projector:
-    def __init__(self, db: AsyncDatabase, log: AuditLog, calendar: CalendarSource) -> None:
+    def __init__(self, db: AsyncDatabase, log: AuditLog, calendar: CalendarSource, *,
+                 repeat_hours: float | None = None) -> None:
         self.db = db
         self.log = log
         self.calendar = calendar
-        self.deadlines = db[DEADLINES]
+        self.repeat_hours = repeat_hours
         self.services = db[SERVICES]
         self.access = StaffAccessIndex(db)
-        #: told of every running clock written (the deadline scanner's schedule), if any
+        self.ledger = CounterLedger(db, log, lambda ids: read_requests(db, ids))
+        #: told of every request written with a clock to escalate (the deadline scanner's schedule), if any
         self.on_deadline: Callable[[str, datetime], None] | None = None
 
     async def ensure_indexes(self) -> None:
         await self.log.ensure_indexes()
+        requests = self.db[request_collection("")]
         # the supervision list of escalated open requests, most late first (by area prefix)
-        await self.db[request_collection("")].create_index(
+        await requests.create_index(
             [("open", ASCENDING), ("escalation_count", ASCENDING), ("late_since", ASCENDING)], name="escalated")
+        # the overdue list and an operator's "open requests of a grid past their deadline"
+        await requests.create_index([("area_code", ASCENDING), ("deadline", ASCENDING)], name="area_deadline")
+        # the scanner's schedule: what falls due next
+        await requests.create_index([("next_escalation_at", ASCENDING)], name="next_escalation")
+        # the quarterly evaluation: a dimension's day counters of the quarter
+        await self.db[COUNTERS].create_index([("dim", ASCENDING), ("day", ASCENDING)], name="dim_day")
         await self.access.ensure_indexes()
-        await self.deadlines.create_index([("active", ASCENDING), ("due_at", ASCENDING)], name="due")
-        await self.deadlines.create_index([("area_code", ASCENDING), ("base_due", ASCENDING)], name="area_due")
-        await self.deadlines.create_index([("request_id", ASCENDING)], name="request")
 
     # ------------------------------------------------------------------ entry point
 
@@ -226,10 +217,12 @@ class Projector:
         if not deliveries:
             return
         payloads = payloads_of(deliveries)
-        by_partition: dict[int, list[Delivery]] = defaultdict(list)
+        by_partition: dict[str, list[Delivery]] = defaultdict(list)
         for d in deliveries:
-            by_partition[d.partition].append(d)
+            by_partition[d.position_key].append(d)
         await asyncio.gather(*(self.log.append(ds, payloads=payloads) for ds in by_partition.values()))
+        for position, ds in by_partition.items():
+            await self.ledger.ready(position, ds[0].offset)
         catalogue = [d for d in deliveries if d.envelope.type == CATALOGUE_TYPE]
         if catalogue:
             await self.apply_catalogue(catalogue)
@@ -240,15 +233,17 @@ class Projector:
         for d in deliveries:
             if topics.is_request_event(d.envelope.type):  # the catalogue's, calendar's and staff access's go to the log only
                 by_request[d.envelope.subject].append(d)
-        if not by_request:
-            return
-        first_offsets = {ds[0].position_key: ds[0].offset for ds in by_partition.values()}
-        docs = await self._fold_requests(by_request, payloads, first_offsets=first_offsets)
-        by_position: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        docs = await self._fold_requests(by_request, payloads) if by_request else {}
         for rid, ds in by_request.items():
-            by_position[ds[0].position_key][rid] = docs[rid]
-        await self._apply_counters(by_position)
-        await self.write_clocks(docs)
+            self.ledger.take({d.position_key for d in ds}, docs[rid])  # its deltas pending from any of them
+        for position, ds in by_partition.items():
+            self.ledger.folded(position, ds[-1].offset)
+        if self.ledger.waiting > MOST_WAITING:
+            await self.ledger.flush()
+        if self.on_deadline:
+            for rid, doc in docs.items():
+                if doc.get("next_escalation_at") is not None:
+                    self.on_deadline(rid, doc["next_escalation_at"])
 
     # ------------------------------------------------------------------ catalogue
 
@@ -274,14 +269,9 @@ class Projector:
     # ------------------------------------------------------------------ requests
 
     async def _fold_requests(self, by_request: dict[str, list[Delivery]],
-                             payloads: dict[tuple[str, int, int], dict[str, Any]], *,
-                             first_offsets: dict[str, int]) -> dict[str, dict[str, Any]]:
+                             payloads: dict[tuple[str, int, int], dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Fold the batch into request documents; returns the documents as written (or as found).
-
-        ``first_offsets``: position (topic-partition) -> the batch's first offset there. A pending
-        delta of a request's position from before that offset has reached the counters (its batch
-        finished before this one was fetched; a batch that failed comes again from its own start),
-        so the write drops it: no separate write clears deltas."""
+        A write drops the pending deltas the ledger counted: no separate write clears them."""
         pending = dict(by_request)
         result: dict[str, dict[str, Any]] = {}
         for _attempt in range(50):
@@ -294,11 +284,9 @@ class Projector:
                 if not new_entries:
                     result[rid] = doc
                     continue
-                position = ds[0].position_key
-                stale_before = f"{position}@{first_offsets[position]:012d}"
-                kp = {t: v for t, v in ((doc or {}).get("kpi_pending") or {}).items()
-                      if not (t.startswith(position + "@") and t < stale_before)}
-                new_doc, delta = fold_document(rid, doc, new_entries, self.calendar.calendar, kp=kp)
+                kp = still_pending((doc or {}).get("kpi_pending") or {}, self.ledger.counted)
+                new_doc, delta = fold_document(rid, doc, new_entries, self.calendar.calendar, kp=kp,
+                                               repeat_hours=self.repeat_hours)
                 if delta:
                     new_doc["kpi_pending"][tag_of(ds[-1])] = delta
                 doc = doc or {"_id": rid, "timeline": [], "_v": 0}
@@ -311,91 +299,21 @@ class Projector:
             lost: set[str] = set()
             for cname, cops in ops.items():
                 conflict = False
-                try:
-                    res = await self.db[cname].bulk_write(cops, ordered=False)
-                    conflict = res.matched_count + res.inserted_count < len(cops)
-                except BulkWriteError:
-                    conflict = True
+                for i in range(0, len(cops), BULK_CHUNK):  # bounded round trips: a batch is up to 10,000 events
+                    chunk = cops[i:i + BULK_CHUNK]
+                    try:
+                        res = await self.db[cname].bulk_write(chunk, ordered=False)
+                        conflict |= res.matched_count + res.inserted_count < len(chunk)
+                    except BulkWriteError:
+                        conflict = True
                 if conflict:  # someone else wrote some of these documents: find out which, redo those
                     mine = [rid for rid in written if request_collection(rid) == cname]
-                    tokens = {d["_id"]: d.get("_w") async for d in self.db[cname].find(
-                        {"_id": {"$in": mine}}, {"_w": 1})}
+                    tokens = {i: d.get("_w") for i, d in (await find_by_ids(self.db[cname], mine, {"_w": 1})).items()}
                     lost |= {rid for rid in mine if tokens.get(rid) != written[rid][0]["_w"]}
-            for rid, (nd, old) in written.items():
+            for rid, (nd, _old) in written.items():
                 if rid not in lost:
-                    nd["_prev_state"] = old.get("state")
                     result[rid] = nd
             pending = {rid: pending[rid] for rid in lost}
             if not pending:
                 return result
         raise RuntimeError(f"request documents kept changing under us: {sorted(pending)[:5]}")
-
-    # ------------------------------------------------------------------ KPI counters
-
-    async def _apply_counters(self, by_position: dict[str, dict[str, dict[str, Any]]]) -> None:
-        """Apply the batch's pending deltas (position -> request id -> document written) to the counter
-        documents, one per counter shared by every partition, in one read and one bulk write. Each
-        counter records, per position, the offset of the last delta it took from there (a position
-        has one writer: the holder of its partition), so a delta at or below it is not counted twice."""
-        deltas: list[tuple[str, int, dict[str, dict[str, int]]]] = []
-        for position, docs in by_position.items():
-            prefix = position + "@"
-            for doc in docs.values():
-                for tag, delta in (doc.get("kpi_pending") or {}).items():
-                    if tag.startswith(prefix):
-                        deltas.append((position, int(tag[len(prefix):]), delta))
-        if not deltas:
-            return
-        counters = self.db[COUNTERS]
-        cids = {cid for _, _, delta in deltas for cid in delta}
-        current = {cid: c.get(POSITIONS) or {} for cid, c in (await find_by_ids(
-            counters, sorted(cids), {f"{POSITIONS}.{p}": 1 for p in by_position})).items()}
-        sums: dict[str, dict[str, int]] = defaultdict(dict)
-        top: dict[str, dict[str, int]] = defaultdict(dict)
-        for position, off, delta in deltas:
-            for cid, m in delta.items():
-                if off > current.get(cid, {}).get(position, -1):
-                    kpi.add_into(sums[cid], m)
-                    top[cid][position] = max(top[cid].get(position, -1), off)
-        await add_to_counters(counters, sums, existing=set(current), positions=top)
-
-    # ------------------------------------------------------------------ deadlines
-
-    async def write_clocks(self, docs: dict[str, dict[str, Any]]) -> None:
-        """Write the clocks of these requests to ``deadlines``: every clock a request has is one document,
-        ``active`` while it runs (the scanner's schedule and the overdue list read only those); a stopped
-        clock stays, inactive, as the record of its request version (``_rv``). Each write is guarded by
-        that version, so batches of several topics folding the same request side by side leave the
-        clocks of its newest version, whichever writes last; a clock is inserted where none exists (a
-        unique ``_id``: another writer's insert makes this one a guarded update). A redelivered batch
-        (no change) rewrites all clocks of its requests, in case a crash came between the request write
-        and this one."""
-        changed: dict[str, tuple[int, dict[str, Any]]] = {}
-        running: list[tuple[str, datetime]] = []
-        for rid, doc in docs.items():
-            if not doc.get("state"):
-                continue
-            new = deadline_fields(rid, doc["state"])
-            known = "_prev_state" in doc
-            old = deadline_fields(rid, doc["_prev_state"]) if known and doc["_prev_state"] else {}
-            for did, fields in new.items():
-                if known and old.get(did) == fields:
-                    continue
-                changed[did] = (doc["_v"], fields)
-                if fields["active"]:
-                    running.append((did, fields["base_due"]))
-        if not changed:
-            return
-        existing = set(await find_by_ids(self.deadlines, list(changed), {"_id": 1}))
-        new_docs = [stamped(DEADLINES, {"_id": did, **fields, "_rv": v, "step": 1, "due_at": fields["base_due"],
-                                        "esc_level": None})
-                    for did, (v, fields) in changed.items() if did not in existing]
-        taken = await insert_new(self.deadlines, new_docs) if new_docs else set()
-        update = [did for did in changed if did in existing] + [new_docs[i]["_id"] for i in sorted(taken)]
-        await bulk_in_chunks(self.deadlines, [
-            UpdateOne({"_id": did, "$or": [{"_rv": {"$lt": changed[did][0]}}, {"_rv": {"$exists": False}}]},
-                      {"$set": stamped(DEADLINES, {**changed[did][1], "_rv": changed[did][0]})})
-            for did in update])
-        if self.on_deadline:
-            for did, base_due in running:
-                self.on_deadline(did, base_due)

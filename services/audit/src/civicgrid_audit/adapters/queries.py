@@ -1,8 +1,7 @@
 """Read side: timelines (also "as of" a past moment), supervision lists, KPIs, evaluations.
 
-KPI queries read only the bucket counter documents of one (dimension, key) in the period (month
-buckets for whole months, day buckets for the ragged ends: at most about 70 small documents for a
-year) and compute rates and quantiles in Python.
+KPI queries read only the day counter documents of one (dimension, key) in the period, by ``_id``
+(at most 366 small documents for a year), and compute rates and quantiles in Python.
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicgrid_audit.adapters.documents import COUNTERS, DEADLINES, upcast
-from civicgrid_audit.adapters.projection import clock_kind, legacy_counter_collection, request_collection
-from civicgrid_audit.domain import kpi, timeline
+from civicgrid_audit.adapters.projection import legacy_counter_collection, request_collection
+from civicgrid_audit.domain import clocks, kpi, timeline
 from civicgrid_contracts.calendar import working_hours_between
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
 from civicgrid_runtime.calendar import CalendarSource
@@ -56,21 +55,35 @@ class Queries:
                 "timeline": [public_entry(e) for e in entries]}
 
     async def overdue(self, area: str, *, now: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Running clocks past their deadline, most late first: one indexed query on the requests'
+        ``deadline`` (the earliest of their running clocks), each late clock a row. Requests stored
+        before version 3 and not written since have their clocks in ``deadlines`` still: those are
+        found there and read through the upcaster."""
         now = now or datetime.now(UTC)
+        requests = self.db[request_collection("")]
+        docs = await requests.find({"deadline": {"$lt": now}, **_area_filter(area)}).sort(
+            "deadline", ASCENDING).limit(limit).to_list(None)
+        seen = {d["_id"] for d in docs}
+        legacy = [d["request_id"] async for d in self.db[DEADLINES].find(
+            {"active": True, "base_due": {"$lt": now}, **_area_filter(area)}, {"request_id": 1}).limit(limit)]
+        docs += (await find_by_ids(requests, [rid for rid in legacy if rid not in seen])).values()
         rows = []
-        async for d in self.db[DEADLINES].find({"active": True, "base_due": {"$lt": now}, **_area_filter(area)}).sort(
-                "base_due", ASCENDING).limit(limit):
-            due = timeline.parse_time(d["base_due"])
-            rows.append({
-                "request_id": d["request_id"], "clock": d["clock"], "department": d.get("department"),
-                "area_code": d.get("area_code"), "due_at": due.isoformat(),
-                "overdue_hours": round(working_hours_between(due, now, clock_kind(d), self.calendar.calendar), 2),
-                "overdue_calendar_hours": round((now - due).total_seconds() / 3600, 2),
-                "escalation_steps": max(int(d.get("step", 1)) - 1, int(d.get("seen", 0))),
-                "level": timeline.higher_level(d.get("level"), d.get("esc_level")),
-            })
+        for doc in docs:
+            doc = upcast(requests.name, doc)
+            for c in doc["clocks"]:
+                due = timeline.parse_time(c["base_due"])
+                if not c["active"] or due >= now:
+                    continue
+                rows.append({
+                    "request_id": doc["_id"], "clock": c["clock"], "department": c.get("department"),
+                    "area_code": doc.get("area_code"), "due_at": due.isoformat(),
+                    "overdue_hours": round(working_hours_between(due, now, clocks.kind_of(c), self.calendar.calendar),
+                                           2),
+                    "overdue_calendar_hours": round((now - due).total_seconds() / 3600, 2),
+                    "escalation_steps": c["step"] - 1, "level": c["level"],
+                })
         rows.sort(key=lambda r: -r["overdue_calendar_hours"])
-        return rows
+        return rows[:limit]
 
     async def escalated(self, area: str, *, now: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """Open requests escalated at least once, most late first: one indexed query on the request
@@ -103,8 +116,8 @@ class Queries:
         return self._legacy
 
     async def counters(self, dim: str, key: str, start: str, end: str) -> dict[str, int]:
-        """Sum of the period's bucket documents (month buckets for whole months), read by ``_id`` in one
-        ``$in`` (and one per sharded collection an older database still holds, side by side)."""
+        """Sum of the period's day documents, read by ``_id`` in one ``$in`` (and one per sharded
+        collection an older database still holds, side by side)."""
         ids = [kpi.counter_id(dim, key, b) for b in kpi.buckets_for(start, end)]
 
         async def shard(p: int) -> list[dict[str, Any]]:
@@ -134,9 +147,9 @@ class Queries:
                                "dimensions": {}}
         for dim in dims:
             sums: dict[str, dict[str, int]] = defaultdict(dict)
-            months = {b for b in kpi.buckets_for(start, end)}  # a quarter is three month buckets
+            days = kpi.buckets_for(start, end)  # the quarter's day documents (index dim_day)
             for name in [COUNTERS] + [legacy_counter_collection(p) for p in await self._legacy_shards()]:
-                async for c in self.db[name].find({"dim": dim, "day": {"$in": sorted(months)}}, {"m": 1, "key": 1}):
+                async for c in self.db[name].find({"dim": dim, "day": {"$in": days}}, {"m": 1, "key": 1}):
                     c = upcast(name, c)
                     kpi.add_into(sums[c["key"]], c.get("m") or {})
             rows = []

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -30,7 +30,6 @@ from civicgrid_audit.adapters.auditlog import AuditLog, Signer, delivery_key, lo
 from civicgrid_audit.adapters.documents import (
     CHECKPOINTS,
     COUNTERS,
-    DEADLINES,
     HEADS,
     RECORDS,
     REQUESTS,
@@ -55,9 +54,6 @@ from civicgrid_runtime.bus import Delivery, kafka_client_options
 from civicgrid_runtime.calendar import CalendarSource, FixedCalendar
 from civicgrid_runtime.service import tune_collector
 from civicgrid_runtime.store import BULK_CHUNK, bulk_in_chunks, find_by_ids
-
-DEADLINE_FIELDS = ("request_id", "clock", "department", "dispatch_id", "base_due", "active", "area_code", "level",
-                   "seen", "period_hours", "business")
 
 
 def default_workers() -> int:
@@ -169,8 +165,8 @@ class ReplayFold:
 
     async def _write_requests(self, work: dict[str, dict[str, dict[str, Any]]], *, after: asyncio.Task | None,
                               chunk: int = BULK_CHUNK, in_flight: int = 2) -> None:
-        """Fold ``work`` into request documents and write them a chunk at a time, the store writing
-        one chunk (documents and clocks) while the next is folded."""
+        """Fold ``work`` into request documents (their clocks with them) and write them a chunk at a
+        time, the store writing one chunk while the next is folded."""
         if after is not None:
             await after
         # some of these may have been written by an earlier flush
@@ -178,38 +174,37 @@ class ReplayFold:
         self._flushed_before = True
         writes: list[asyncio.Task] = []
         ops: dict[str, list[InsertOne | ReplaceOne]] = defaultdict(list)
-        written: dict[str, dict[str, Any]] = {}
+        pending = 0
         for rid, entries in work.items():
             doc = existing.get(rid)
             known = {e["id"] for e in doc["timeline"]} if doc else set()
             new = [e for eid, e in entries.items() if eid not in known]
             if not new:
                 continue
-            new_doc, delta = fold_document(rid, doc, new, self.calendar.calendar, kp={})
+            new_doc, delta = fold_document(rid, doc, new, self.calendar.calendar, kp={},
+                                           repeat_hours=self.projector.repeat_hours)
             for cid, m in delta.items():
                 kpi.add_into(self._counters[cid], m)
             if doc is None:
                 ops[request_collection(rid)].append(InsertOne(stored_document(new_doc)))
             else:
                 ops[request_collection(rid)].append(ReplaceOne({"_id": rid, "_v": doc["_v"]}, stored_document(new_doc)))
-            written[rid] = {**new_doc, "_prev_state": doc.get("state") if doc else None}
-            if len(written) >= chunk:
+            pending += 1
+            if pending >= chunk:
                 if len(writes) >= in_flight:
                     await writes.pop(0)
-                writes.append(asyncio.create_task(self._write_chunk(ops, written)))
-                ops, written = defaultdict(list), {}
+                writes.append(asyncio.create_task(self._write_chunk(ops)))
+                ops, pending = defaultdict(list), 0
                 await asyncio.sleep(0)  # let it start
-        if written:
-            writes.append(asyncio.create_task(self._write_chunk(ops, written)))
+        if pending:
+            writes.append(asyncio.create_task(self._write_chunk(ops)))
         await asyncio.gather(*writes)
         if len(self._counters) >= 4 * self.max_requests:
             await self._flush_counters()
 
-    async def _write_chunk(self, ops: dict[str, list[InsertOne | ReplaceOne]], written: dict[str, dict[str, Any]]
-                           ) -> None:
+    async def _write_chunk(self, ops: dict[str, list[InsertOne | ReplaceOne]]) -> None:
         for cname, cops in ops.items():
             await bulk_in_chunks(self.db[cname], cops)
-        await self.projector.write_clocks(written)
 
     async def _flush_counters(self) -> None:
         sums, self._counters = {cid: m for cid, m in self._counters.items() if any(m.values())}, defaultdict(dict)
@@ -221,8 +216,10 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
                         signing_key: str, from_time: datetime | None = None, batch: int = 5000,
                         max_requests: int = 20_000, on_progress: Callable[[int, int], None] | None = None,
                         workers: int = 1, mongodb_url: str | None = None,
-                        bounds: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
-    """Rebuild into the empty ``db``. ``bounds``: log name (``log_name(topic, partition)``) -> the
+                        bounds: dict[str, tuple[int, int]] | None = None,
+                        repeat_hours: float | None = None) -> dict[str, Any]:
+    """Rebuild into the empty ``db``. ``repeat_hours``: the live service's period between repeated
+    escalations (``AUDIT_REPEAT_HOURS``), for the same clocks. ``bounds``: log name (``log_name(topic, partition)``) -> the
     offsets to replay, first and end (exclusive), instead of ``from_time`` to the end; a log not
     named is not replayed (what another trail holds, e.g. a live one to compare with). ``workers`` > 1 (with ``mongodb_url``): that many processes,
     each the single writer of its share of the partition numbers (the topics are co-partitioned,
@@ -238,11 +235,12 @@ async def replay_topics(*, bootstrap: str, db: AsyncDatabase, topic_names: list[
         res = await _replay_in_processes(bootstrap=bootstrap, mongodb_url=mongodb_url, db=db,
                                          topic_names=topic_names, calendar=calendar, signing_key=signing_key,
                                          from_time=from_time, batch=batch, max_requests=max_requests,
-                                         bounds=bounds, on_progress=on_progress, workers=workers)
+                                         bounds=bounds, on_progress=on_progress, workers=workers,
+                                         repeat_hours=repeat_hours)
     else:
         res = await _replay_share(bootstrap=bootstrap, db=db, log=log, topic_names=topic_names, calendar=calendar,
                                   from_time=from_time, batch=batch, max_requests=max_requests, bounds=bounds,
-                                  on_progress=on_progress)
+                                  on_progress=on_progress, repeat_hours=repeat_hours)
     # A bulk load builds its secondary indexes once it is loaded (one sort per index) instead of
     # keeping them up to date through every insert: about a quarter of the store's work in a replay,
     # measured. Nothing the replay reads goes through them (it reads by _id). Timed with the rest.
@@ -260,12 +258,12 @@ async def _replay_share(*, bootstrap: str, db: AsyncDatabase, log: AuditLog, top
                         bounds: dict[str, tuple[int, int]] | None = None,
                         on_progress: Callable[[int, int], None] | None = None, share: tuple[int, int] = (0, 1),
                         ready: Callable[[], None] | None = None,
-                        counter_sink: Callable[[dict[str, dict[str, int]]], Awaitable[None]] | None = None
-                        ) -> dict[str, Any]:
+                        counter_sink: Callable[[dict[str, dict[str, int]]], Awaitable[None]] | None = None,
+                        repeat_hours: float | None = None) -> dict[str, Any]:
     """Replay the partitions whose number is ``share[0]`` modulo ``share[1]``; writes the log heads
     but signs no checkpoint. ``ready``: called (and awaited, if it blocks) once the consumer is set up,
     before the clock starts. ``counter_sink``: takes the counter sums instead of this process."""
-    projector = Projector(db, log, calendar)
+    projector = Projector(db, log, calendar, repeat_hours=repeat_hours)
     fold = ReplayFold(db, log, projector, calendar, max_requests=max_requests, counter_sink=counter_sink)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 **kafka_client_options(),
@@ -421,15 +419,8 @@ def _norm_counter(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _norm_request(doc: dict[str, Any]) -> dict[str, Any]:
     doc = upcast(REQUESTS, doc)
-    return {"timeline": doc.get("timeline"), "state": doc.get("state"),
+    return {"timeline": doc.get("timeline"), "state": doc.get("state"), "clocks": doc.get("clocks"),
             "kpi_contribution": {k: v for k, v in (doc.get("kpi_contribution") or {}).items() if v}}
-
-
-def _norm_deadline(doc: dict[str, Any]) -> dict[str, Any]:
-    out = {k: doc.get(k) for k in DEADLINE_FIELDS}
-    if isinstance(out["base_due"], datetime):
-        out["base_due"] = out["base_due"].astimezone(UTC).isoformat()
-    return out
 
 
 def _norm_record(doc: dict[str, Any]) -> dict[str, Any]:
@@ -444,16 +435,19 @@ def _norm_service(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: doc.get(k) for k in ("revision", "definition")}
 
 
-COMPARED = {REQUESTS: _norm_request, COUNTERS: _norm_counter, DEADLINES: _norm_deadline, RECORDS: _norm_record,
+COMPARED = {REQUESTS: _norm_request, COUNTERS: _norm_counter, RECORDS: _norm_record,
             HEADS: _norm_head, SERVICES: _norm_service}
 
 
 async def _documents(db: AsyncDatabase, name: str) -> AsyncIterator[dict[str, Any]]:
     """A collection's documents in ``_id`` order; the log's records one by one (``_id`` = ``log#seq``;
-    a database of an older version may hold them in blocks)."""
+    a database of an older version may hold them in blocks); the counters without the month buckets
+    an older version kept (nothing counts or reads them any more)."""
     cursor = db[name].find({}).sort("_id", 1)
     if name != RECORDS:
         async for doc in cursor.batch_size(2000):
+            if family(name) == COUNTERS and kpi.is_month_bucket(upcast(name, dict(doc))["_id"]):
+                continue
             yield doc
         return
     async for block in cursor.batch_size(32):

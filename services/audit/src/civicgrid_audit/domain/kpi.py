@@ -109,11 +109,9 @@ def contributions(state: dict[str, Any], calendar: WorkingCalendar) -> dict[str,
         keys.append(("property", state["property_company"]))
     if state.get("service_code"):
         keys.append(("service", state["service_code"]))
-    month = day[:7]
     out: dict[str, dict[str, int]] = {}
-    for d, k in keys:  # a day bucket and a month bucket each
+    for d, k in keys:  # one day bucket each (a period is read as its days: ADR 0600)
         out[counter_id(d, k, day)] = dict(m)
-        out[counter_id(d, k, month)] = dict(m)
     # departments: the request's figures plus their own report-back figures
     dept_extra: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     if not excluded:
@@ -129,8 +127,13 @@ def contributions(state: dict[str, Any], calendar: WorkingCalendar) -> dict[str,
                         x["reported_on_time"] += 1
     for dept, extra in dept_extra.items():
         out[counter_id("department", dept, day)] = {**m, **extra}
-        out[counter_id("department", dept, month)] = {**m, **extra}
     return out
+
+
+def is_month_bucket(cid: str) -> bool:
+    """Counters had a month bucket (``grid|g1|2026-11``) beside each day bucket until ADR 0600's
+    revision; they are read no more."""
+    return len(cid.rsplit("|", 1)[-1]) == 7
 
 
 def diff(new: dict[str, dict[str, int]], old: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
@@ -212,22 +215,11 @@ def score(f: dict[str, Any]) -> float:
 
 
 def buckets_for(start: str, end: str) -> list[str]:
-    """The fewest buckets covering the inclusive local-day range: whole months as month buckets
-    (``2026-10``), the ragged ends as day buckets (``2026-12-03``)."""
+    """The day buckets (``2026-12-03``) of the inclusive local-day range."""
     from datetime import date, timedelta
 
     a, b = date.fromisoformat(start), date.fromisoformat(end)
-    out: list[str] = []
-    d = a
-    while d <= b:
-        nxt = (d.replace(day=28) + timedelta(days=4)).replace(day=1)
-        if d.day == 1 and nxt - timedelta(days=1) <= b:
-            out.append(d.isoformat()[:7])
-            d = nxt
-        else:
-            out.append(d.isoformat())
-            d += timedelta(days=1)
-    return out
+    return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 
 def quarter_range(quarter: str) -> tuple[str, str]:

@@ -145,7 +145,8 @@ def cmd_replay(args) -> int:
                                           topic_names=list(CONSUMED_TOPICS), calendar=calendar,
                                           signing_key=live_settings.signing_key.get_secret_value(),
                                           from_time=from_time, batch=args.batch, on_progress=on_progress,
-                                          workers=args.workers, mongodb_url=live_settings.mongodb_url)
+                                          workers=args.workers, mongodb_url=live_settings.mongodb_url,
+                                          repeat_hours=live_settings.repeat_hours)
             console.print(f"replayed {res['events']:,} events into {target!r} in {res['seconds']} s "
                           f"with {res['workers']} process{'es' if res['workers'] > 1 else ''} "
                           f"({res['events_per_second']:,} events/s){', from ' + res['from'] if res['from'] else ''}")
