@@ -144,7 +144,15 @@ class Day:
     def spawn(self, coro) -> None:
         t = asyncio.create_task(coro)
         self.tasks.add(t)
-        t.add_done_callback(self.tasks.discard)
+        t.add_done_callback(self._finished)
+
+    def _finished(self, t: asyncio.Task) -> None:
+        """An actor that failed (a service restarting, a connection dropped) is shown in the view's
+        errors and counted; the day goes on."""
+        self.tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            self.stats["actor_errors"] += 1
+            self.errors.append(f"{t.get_coro().__name__}: {t.exception()!r}"[:200])
 
     async def resident(self) -> None:
         code = random.choices(self.codes, self.weights)[0]
