@@ -181,3 +181,13 @@ def test_htmx_requests_send_the_csrf_token_as_a_header(client):
     r = client.post("/lang", data={"lang": "en", "next": "/"}, headers={"X-CSRF-Token": token},
                     follow_redirects=False)
     assert r.status_code == 303
+
+
+def test_a_supervisors_default_kpis_are_those_of_their_own_area():
+    from civicgrid_console.handlers.supervisor import own_dimension
+
+    assert own_dimension("110105") == "district"  # audit refuses 'all' to any area scope
+    assert own_dimension("110105001") == "street"
+    assert own_dimension("110105001002") == "community"
+    assert own_dimension("110105001002003") == "grid"
+    assert own_dimension("") == "all"

@@ -51,6 +51,16 @@ def default_period(today: date) -> tuple[str, str]:
     return (today - timedelta(days=30)).isoformat(), today.isoformat()
 
 
+#: area codes nest as district(6) + street(3) + community(3) + grid(3)
+DIMENSION_OF_CODE_LENGTH = {6: "district", 9: "street", 12: "community", 15: "grid"}
+
+
+def own_dimension(area: str) -> str:
+    """The KPI dimension of a person's own area (a district-scoped supervisor may not ask for
+    ``all``: audit refuses any area scope a dimension spanning areas); no scope: ``all``."""
+    return DIMENSION_OF_CODE_LENGTH.get(len(area), "all") if area else "all"
+
+
 async def kpis(apis: Apis, token: str, dimension: str, key: str, start: str, end: str) -> dict[str, Any]:
     return await apis.audit.call("GET", "/kpis", token=token,
                                  params={"dimension": dimension, "key": key or "*", "from": start, "to": end})

@@ -43,9 +43,7 @@ async def grid_requests(request: Request, grid: str, s: Session = Supervisor):
 async def kpis(request: Request, s: Session = Reader, dimension: str = "", key: str = "",
                start: str = Query("", alias="from"), end: str = Query("", alias="to")):
     start_d, end_d = supervisor.default_period(today(request))
-    dimension = dimension if dimension in DIMENSIONS else ("community" if len(s.area) == 12 else
-                                                           "street" if len(s.area) == 9 else
-                                                           "grid" if len(s.area) == 15 else "all")
+    dimension = dimension if dimension in DIMENSIONS else supervisor.own_dimension(s.area)
     key = key or s.area or "*"
     data = await supervisor.kpis(console_of(request).apis, s.token, dimension, key, start or start_d, end or end_d)
     chart = {"rates": [[k, None if data.get(k) is None else round(100 * data[k], 1)] for k in RATES],
