@@ -131,7 +131,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=2.0, help="residents' requests per second")
     parser.add_argument("--time-scale", type=float, default=60.0,
                         help="how much faster than real time people react (work and lateness take real time)")
-    parser.add_argument("--backlog", type=int, default=1200,
+    parser.add_argument("--backlog", type=int, default=600,
                         help="open cases of the old hotline imported before the live day (0 = none)")
     parser.add_argument("--backlog-days", type=float, default=2.0, help="how far back the backlog was received")
     parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)")

@@ -16,7 +16,7 @@ is late in real time, so that handling times, on-time rates and escalations stay
 office. The terminal shows requests per second, consumer lag per service, open and overdue
 counts and the headline figures from supervision. Ctrl-C stops it.
 
-    python deploy/local/simulate.py --rate 2 --time-scale 60 --backlog 1200 --backlog-days 2
+    python deploy/local/simulate.py --rate 2 --time-scale 60 --backlog 600 --backlog-days 2
 """
 
 from __future__ import annotations
@@ -399,7 +399,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2.0, help="residents' requests per second")
     parser.add_argument("--time-scale", type=float, default=60.0,
                         help="how much faster than real time people react (work and lateness take real time)")
-    parser.add_argument("--backlog", type=int, default=1200,
+    parser.add_argument("--backlog", type=int, default=600,
                         help="open cases of the old hotline imported before the live day (0 = none)")
     parser.add_argument("--backlog-days", type=float, default=2.0, help="how far back the backlog was received")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
