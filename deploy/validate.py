@@ -2,7 +2,7 @@
 
 - ``chart``: renders the Helm chart (``helm template``) under a few value sets and validates every
   object with kubeconform in strict mode against the schemas kept in ``deploy/schemas`` (Kubernetes
-  1.36 and the CRDs of Strimzi, KEDA, MongoDB Community and the Prometheus operator), then checks
+  1.36 and the CRDs of Strimzi (Kafka, node pools, topics, users), KEDA, MongoDB Community and the Prometheus operator), then checks
   that its ``KafkaTopic``s are exactly the topic registry's;
 - ``compose``: validates ``docker-compose.yml`` against the Compose specification's JSON Schema.
 
@@ -33,14 +33,15 @@ VALUE_SETS: dict[str, list[str]] = {
     "existing secret, external Kafka, no console, fixed replicas, digests": [
         "--set", "secrets.existingSecret=civicgrid-prod", "--set", "kafka.create=false",
         "--set", "kafka.clusterName=city-kafka", "--set", "console.enabled=false",
+        "--set-json", 'kafka.users.existing={"intake":{"name":"city-intake","secret":"city-intake-scram"}}',
         "--set", "grid.autoscaling.enabled=false", "--set", "grid.image.digest=sha256:" + "0" * 64,
         "--set", "ingress.tlsSecret=civicgrid-tls", "--set", "ingress.className=nginx",
         "--set", "traceCollector.endpoint=http://otel-collector.observability:4318",
         "--set-json", 'traceCollector.peers=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"observability"}}}]',
         "--set-json", 'identityProvider.peers=[{"ipBlock":{"cidr":"203.0.113.10/32"}}]',
     ],
-    "no operators' extras": [
-        "--set", "mongodb.create=false", "--set", "ingress.enabled=false", "--set", "networkPolicy.enabled=false",
+    "no operators' extras, plain Kafka": [
+        "--set", "kafka.authentication=none", "--set", "mongodb.create=false", "--set", "ingress.enabled=false", "--set", "networkPolicy.enabled=false",
         "--set", "monitoring.serviceMonitor.enabled=false", "--set", "monitoring.rules.enabled=false",
     ],
 }

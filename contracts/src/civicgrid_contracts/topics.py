@@ -90,6 +90,14 @@ def dead_letter(consumer_group: str) -> TopicSpec:
 
 CONSUMER_GROUPS = ("intake", "grid", "matching", "audit")
 DEAD_LETTER_TOPICS: tuple[TopicSpec, ...] = tuple(dead_letter(g) for g in CONSUMER_GROUPS)
+#: The topics each service reads (its consumer group's and its group-less readers': the calendar every
+#: service follows, intake's duplicate window). Owners write; the chart's Kafka ACLs are made from both.
+READS: dict[str, tuple[TopicSpec, ...]] = {
+    "intake": (REQUESTS, CALENDAR, ASSIGNMENTS, VOLUNTEERS, SUPERVISION),
+    "grid": (REQUESTS, CATALOGUE, CALENDAR, SUPERVISION, VOLUNTEERS),
+    "matching": (REQUESTS, CATALOGUE, CALENDAR, ASSIGNMENTS),
+    "audit": EVENT_TOPICS,
+}
 ALL_TOPICS: tuple[TopicSpec, ...] = EVENT_TOPICS + DEAD_LETTER_TOPICS
 
 

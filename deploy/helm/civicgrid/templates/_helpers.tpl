@@ -25,8 +25,44 @@
 {{- default (printf "%s-secrets" .Release.Name) .Values.secrets.existingSecret -}}
 {{- end -}}
 
+{{/* "true" when the services reach Kafka over TLS with SCRAM-SHA-512 (kafka.authentication: scram), "" when
+     over the plain listener (none); any other value fails the render. */}}
+{{- define "civicgrid.kafkaScram" -}}
+{{- $auth := .Values.kafka.authentication -}}
+{{- if not (has $auth (list "scram" "none")) }}{{ fail (printf "kafka.authentication: scram or none, not %q" $auth) }}{{ end -}}
+{{- if eq $auth "scram" }}true{{ end -}}
+{{- end -}}
+
+{{/* The listener's port: 9093 (TLS + SCRAM) or 9092 (plain). */}}
+{{- define "civicgrid.kafkaPort" -}}
+{{- if include "civicgrid.kafkaScram" . }}9093{{ else }}9092{{ end -}}
+{{- end -}}
+
 {{- define "civicgrid.bootstrapServers" -}}
-{{- printf "%s-kafka-bootstrap:9092" (include "civicgrid.kafkaName" .) -}}
+{{- printf "%s-kafka-bootstrap:%s" (include "civicgrid.kafkaName" .) (include "civicgrid.kafkaPort" .) -}}
+{{- end -}}
+
+{{/* The Secret holding the cluster CA's certificate (key ca.crt), which Strimzi makes per cluster. */}}
+{{- define "civicgrid.kafkaCaSecret" -}}
+{{- default (printf "%s-cluster-ca-cert" (include "civicgrid.kafkaName" .)) .Values.kafka.caSecret -}}
+{{- end -}}
+
+{{/* A service's SCRAM user: kafka.users.existing.<service>.name, or the KafkaUser the chart makes. */}}
+{{- define "civicgrid.kafkaUser" -}}
+{{- $existing := index .root.Values.kafka.users.existing .name | default dict -}}
+{{- default (include "civicgrid.fullname" .) $existing.name -}}
+{{- end -}}
+
+{{/* The Secret with that user's password (key password): Strimzi names it after the user. */}}
+{{- define "civicgrid.kafkaUserSecret" -}}
+{{- $existing := index .root.Values.kafka.users.existing .name | default dict -}}
+{{- default (include "civicgrid.kafkaUser" .) $existing.secret -}}
+{{- end -}}
+
+{{/* "true" for a service with a Kafka client (the registry lists what it reads); the console has none. */}}
+{{- define "civicgrid.usesKafka" -}}
+{{- $registry := include "civicgrid.registry" .root | fromYaml -}}
+{{- if hasKey $registry.reads .name }}true{{ end -}}
 {{- end -}}
 
 {{- define "civicgrid.commonLabels" -}}
