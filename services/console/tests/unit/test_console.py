@@ -106,6 +106,8 @@ def test_report_form_becomes_intake_body():
 
 
 def test_production_refuses_built_in_secrets(monkeypatch):
+    for name in ("CIVICGRID_OIDC_ISSUER", "CONSOLE_PUBLIC_URL"):  # `make test` names its local provider
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CIVICGRID_ENV", "production")
     with pytest.raises(ValueError, match="CONSOLE_SESSION_SECRET"):
         ConsoleSettings()

@@ -552,14 +552,15 @@ class EventConsumer:
                     return await self._each_partition(parts)  # the per-partition path dead-letters it
                 deliveries.append(Delivery(env, rec.topic, rec.partition, rec.offset))
         started = time.perf_counter()
+        topic = ",".join(sorted({d.topic for d in deliveries}))  # several, when topics are merged
         try:
-            with tracing.handling(self.group_id, deliveries[0].topic, deliveries):
+            with tracing.handling(self.group_id, topic, deliveries):
                 await self._call_with_patience(deliveries)
         except Exception as exc:  # noqa: BLE001 - retried partition by partition
-            log.info("merged batch failed; retrying per partition", topic=deliveries[0].topic, error=repr(exc))
+            log.info("merged batch failed; retrying per partition", topic=topic, error=repr(exc))
             return await self._each_partition(parts)
         self._count_consumed(deliveries)
-        HANDLER_SECONDS.labels(self.group_id, deliveries[0].topic).observe(time.perf_counter() - started)
+        HANDLER_SECONDS.labels(self.group_id, topic).observe(time.perf_counter() - started)
 
     async def _each_partition(self, parts: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         for tp, recs in parts.items():

@@ -177,7 +177,8 @@ def end_publish(spans: Sequence[trace.Span], exc: BaseException | None = None) -
 
 @contextlib.contextmanager
 def handling(group_id: str, topic: str, deliveries: Sequence[Delivery]) -> Iterator[trace.Span]:
-    """Spans and log fields for handling ``deliveries`` (one topic): a ``process`` span per event,
+    """Spans and log fields for handling ``deliveries`` (of ``topic``, or of several topics when a
+    consumer merges them: each event's span names its own topic): a ``process`` span per event,
     a child of the context in its header; the handler runs in that span (one event) or in a
     ``process batch`` span linked to them all. Log lines carry the event id, correlation and request
     id (one event) or the batch's size and its first and last event id."""
@@ -185,11 +186,11 @@ def handling(group_id: str, topic: str, deliveries: Sequence[Delivery]) -> Itera
     contexts: dict[str, otel_context.Context] = {}
     for d in deliveries:
         env = d.envelope
-        span = TRACER.start_span(f"process {topic}", context=context_of(env), kind=SpanKind.CONSUMER)
+        span = TRACER.start_span(f"process {d.topic}", context=context_of(env), kind=SpanKind.CONSUMER)
         if span.is_recording():
             span.set_attributes({
                 "messaging.system": "kafka", "messaging.operation.type": "process",
-                "messaging.destination.name": topic, "messaging.consumer.group.name": group_id,
+                "messaging.destination.name": d.topic, "messaging.consumer.group.name": group_id,
                 "messaging.destination.partition.id": str(d.partition), "messaging.kafka.offset": d.offset,
                 "messaging.message.id": env.id, "cloudevents.event_type": env.type,
                 "civicgrid.request_id": env.subject, "civicgrid.correlation_id": env.correlationid,
