@@ -26,7 +26,7 @@ def main() -> int:
     run = subprocess.run([sys.executable, "-m", "pytest", "--fakes-only", "-q", "-p", "no:cacheprovider"],
                          cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - t
-    summary = (re.findall(r"^=+ (.*(?:passed|failed|error).*) =+$", run.stdout, re.M) or ["(no summary)"])[-1]
+    summary = (re.findall(r"^=* ?(\d+ (?:passed|failed).*?) ?=*$", run.stdout, re.M) or ["(no summary)"])[-1]
     print(f"unit layer (fakes only, no infrastructure): {summary}")
     print(f"  wall time {seconds:.1f} s, goal < {GOAL_SECONDS} s: {'met' if seconds < GOAL_SECONDS else 'NOT MET'}")
     print(f"RESULT unit_layer seconds={seconds:.1f} exit={run.returncode}")
