@@ -126,16 +126,13 @@ def stop_services(procs: dict[str, subprocess.Popen]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Any other option goes to the simulated day: "
+                                            "python deploy/local/simulate.py --help (--rate, --time-scale, "
+                                            "--backlog, --backlog-days, --seed).")
     parser.add_argument("--no-simulate", action="store_true", help="only bring the platform up")
-    parser.add_argument("--rate", type=float, default=2.0, help="residents' requests per second")
-    parser.add_argument("--time-scale", type=float, default=60.0,
-                        help="how much faster than real time people react (work and lateness take real time)")
-    parser.add_argument("--backlog", type=int, default=600,
-                        help="open cases of the old hotline imported before the live day (0 = none)")
-    parser.add_argument("--backlog-days", type=float, default=2.0, help="how far back the backlog was received")
     parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)")
-    args = parser.parse_args()
+    args, day_args = parser.parse_known_args()
 
     infra("up")
     infra_env = dict(line.split("=", 1) for line in (STATE / "infra.env").read_text().split())
@@ -189,8 +186,7 @@ def main() -> int:
         print("Ctrl-C stops everything.\n")
         simulator = ROOT / "deploy" / "local" / "simulate.py"
         if not args.no_simulate and simulator.exists():
-            cmd = [sys.executable, str(simulator), "--rate", str(args.rate), "--time-scale", str(args.time_scale),
-                   "--backlog", str(args.backlog), "--backlog-days", str(args.backlog_days)]
+            cmd = [sys.executable, str(simulator), *day_args]
             if args.duration:
                 cmd += ["--duration", str(args.duration)]
             subprocess.run(cmd, cwd=ROOT, env=env)

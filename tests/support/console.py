@@ -22,6 +22,17 @@ SHOTS = ROOT / ".artifacts" / "console"
 AXE_SOURCE = AXE.read_text() if AXE.exists() else ""
 
 
+def until(check, *, timeout: float = 90, every: float = 1.0, what: str = "condition"):
+    """``check()``'s first truthy answer, asked every ``every`` seconds for up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = check()
+        if out:
+            return out
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 class ConsoleProcess:
     def __init__(self, services: Platform | dict[str, str], log_path: Path, *, port: int | None = None,
                  extra_env: dict[str, str] | None = None) -> None:

@@ -7,7 +7,6 @@ import json
 import random
 import re
 import subprocess
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from civicgrid_runtime.auth import mint_token
-from tests.support.console import Checked
+from tests.support.console import Checked, until
 from tests.support.platform import BIN, ROOT
 
 pytestmark = [pytest.mark.infra]
@@ -39,16 +38,6 @@ def first_grid(stack, *, any_of: int = 1, margin: float = 0.25) -> dict:
     min_lon, min_lat, max_lon, max_lat = g["bbox"]
     fx, fy = random.uniform(margin, 1 - margin), random.uniform(margin, 1 - margin)
     return {"grid": g["grid"], "lat": min_lat + fy * (max_lat - min_lat), "lon": min_lon + fx * (max_lon - min_lon)}
-
-
-def until(check, *, timeout: float = 90, every: float = 1.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = check()
-        if out:
-            return out
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def sign_in(c: Checked, account: str) -> None:

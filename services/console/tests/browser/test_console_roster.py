@@ -5,27 +5,15 @@ and checked by axe-core (no serious or critical violation)."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
 from civicgrid_runtime.auth import mint_token
-from tests.support.console import Checked
+from civicgrid_runtime.settings import DEV_AUTH_SECRET
+from tests.support.console import Checked, until
 from tests.support.platform import daytime_visit
 
 pytestmark = [pytest.mark.infra]
-SECRET = "civicgrid-development-secret-change-me"
-
-
-def until(check, *, timeout: float = 90, every: float = 1.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = check()
-        if out:
-            return out
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def sign_in_as(c: Checked, role: str, sub: str, area: str) -> None:
@@ -106,7 +94,7 @@ def test_administrator_swaps_b_sets_a_away_and_the_next_request_goes_to_the_new_
 
     # the next request of that grid goes to the new B
     rid = submit_request_in(stack, g)
-    admin_api = {"Authorization": f"Bearer {mint_token(secret=SECRET, sub='roster-test', role='admin')}"}
+    admin_api = {"Authorization": f"Bearer {mint_token(secret=DEV_AUTH_SECRET, sub='roster-test', role='admin')}"}
 
     def assigned():
         r = httpx.get(f"{stack['grid']}/v1/requests/{rid}", headers=admin_api, timeout=10)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 import re
 import sys
-import time
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
@@ -21,7 +20,7 @@ import pytest
 
 from civicgrid_console.adapters.session_cookie import COOKIE_NAME, SessionCodec
 from civicgrid_console.settings import DEVELOPMENT_SESSION_SECRET
-from tests.support.console import SHOTS, Checked, ConsoleProcess
+from tests.support.console import SHOTS, Checked, ConsoleProcess, until
 from tests.support.platform import ROOT, SERVICES
 
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
@@ -29,16 +28,6 @@ import identity  # noqa: E402 - deploy/local is not a package
 
 pytestmark = [pytest.mark.infra]
 WORKER = f"s{identity.DEMO_GRID}-1"  # post A of the demo city's first grid, a Dex user of the demo staff
-
-
-def until(check, *, timeout: float = 90, every: float = 1.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = check()
-        if out:
-            return out
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def report_in_the_workers_grid(stack) -> str:
