@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def store_profile(folder: Path) -> dict[str, dict[str, float]]:
-    """Commands and documents read/written so far, per process name (``<app>-<pid>.json`` files)."""
-    out: dict[str, dict[str, float]] = defaultdict(lambda: {"commands": 0, "docs_read": 0, "docs_written": 0})
+def profiled_shapes(folder: Path) -> Iterator[tuple[str, dict[str, dict]]]:
+    """(process name, its command shapes so far) of each ``<app>-<pid>.json`` store profile."""
     for f in folder.glob("*.json"):
         try:
             shapes = json.loads(f.read_text())
         except (json.JSONDecodeError, OSError):  # being replaced at this moment: the next read has it
             continue
-        name = f.stem.rsplit("-", 1)[0].removeprefix("civicgrid-")
+        yield f.stem.rsplit("-", 1)[0].removeprefix("civicgrid-"), shapes
+
+
+def store_profile(folder: Path) -> dict[str, dict[str, float]]:
+    """Commands and documents read/written so far, per process name."""
+    out: dict[str, dict[str, float]] = defaultdict(lambda: {"commands": 0, "docs_read": 0, "docs_written": 0})
+    for name, shapes in profiled_shapes(folder):
         for s in shapes.values():
             out[name]["commands"] += s["count"]
             out[name]["docs_read"] += s.get("docs_read", 0)
@@ -43,12 +49,7 @@ def writes_by_collection(folder: Path) -> dict[str, dict[str, int]]:
     """Documents written so far, per process name and collection (from each command shape's
     collection: ``update[12] requests_00 {_id,_v}``)."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for f in folder.glob("*.json"):
-        try:
-            shapes = json.loads(f.read_text())
-        except (json.JSONDecodeError, OSError):  # being replaced at this moment: the next read has it
-            continue
-        name = f.stem.rsplit("-", 1)[0].removeprefix("civicgrid-")
+    for name, shapes in profiled_shapes(folder):
         for shape, s in shapes.items():
             parts = shape.split(" ")
             if s.get("docs_written") and len(parts) > 1:
