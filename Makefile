@@ -18,7 +18,7 @@ DEV   := CIVICGRID_ENV=development
 help:
 	@echo "make run     - start Kafka, the store and all four services with a demo city (Ctrl-C stops)"
 	@echo "make test    - set up what is missing, start the infrastructure, run the whole suite, stop"
-	@echo "make bench   - benchmarks (foundation + every service + full pipeline)"
+	@echo "make bench   - benchmarks (unit layer + foundation + every service + full pipeline + scaling)"
 	@echo "make up/down - start/stop only Kafka and the store;  make lint;  make schemas"
 	@echo "make lint    - ruff, and the Helm chart (kubeconform -strict) and docker-compose.yml validated offline"
 	@echo "make chart-topics - regenerate the chart's topic list from contracts/' registry"
