@@ -217,6 +217,15 @@ def hop_ms(obs: Observer, submitted: dict[str, float], event_type: str) -> list[
             if event_type in obs.first.get(rid, {})]
 
 
+def slowest_line(obs: Observer, submitted: dict[str, float], event_type: str, since: float) -> str:
+    """The slowest 1% of a hop with when each was submitted (seconds into the phase): a cluster at
+    the start or at one moment points at a stall (a rebalance, a flush), a spread at load."""
+    hops = sorted(((obs.first[rid][event_type] - ts) * 1000, ts - since) for rid, ts in submitted.items()
+                  if event_type in obs.first.get(rid, {}))
+    worst = hops[-max(1, len(hops) // 100):][::-1]
+    return ", ".join(f"{ms:.0f} ms at +{at:.1f} s" for ms, at in worst)
+
+
 def goals_table(doc: dict, assigned_p99_ms: float, sustained: float) -> Table:
     """The figures issue 21 asks ``make bench`` to print, each beside its goal."""
     writes = {svc: c["docs_written_per_request"] for svc, c in doc["store"].items()}
@@ -301,7 +310,7 @@ async def main() -> None:
         obs = Observer()
         start = await end_offsets(names)
         otask = asyncio.create_task(obs.run(start))
-        t0 = time.monotonic()
+        t0, wall0 = time.monotonic(), time.time()
         await load.fixed(FIXED_RATE, FIXED_SECONDS)
         fixed_elapsed = time.monotonic() - t0
         await asyncio.sleep(5)
@@ -311,6 +320,8 @@ async def main() -> None:
                                 f"refused {load.refusals}, HTTP p99 {pct(load.latency, 0.99) * 1000:.0f} ms",
                                 obs, fixed_submitted))
         assigned_p99 = pct(hop_ms(obs, fixed_submitted, "civicgrid.request.assigned"), 0.99)
+        console.print("slowest 1% submitted→assigned: "
+                      + slowest_line(obs, fixed_submitted, "civicgrid.request.assigned", wall0))
 
         # phase 2: maximum rate, with a profile of the slowest service
         load.submitted.clear()

@@ -41,6 +41,10 @@ WORKER = {"preferred_username": "s110101001001001-1", "name": "Wang Fang",
           "groups": ["civicgrid-role:grid_worker", "civicgrid-area:110101001001001"]}
 
 
+#: one signing key for the module: a 2048-bit RSA key costs up to half a second to generate
+PROVIDER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
@@ -50,7 +54,7 @@ class FakeProvider:
     """A provider on loopback: codes are handed out by ``sign_in`` (what the login form would do)."""
 
     server: ThreadingHTTPServer
-    key: Any = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    key: Any = PROVIDER_KEY
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     refresh_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
@@ -142,7 +146,8 @@ def provider() -> Iterator[FakeProvider]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     holder["p"] = FakeProvider(server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # a short poll: shutdown() waits for the loop's next poll (half a second by default)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield holder["p"]
     server.shutdown()
     server.server_close()
