@@ -13,11 +13,12 @@ export UV_LINK_MODE := copy
 # any other way refuses them (CIVICGRID_ENV defaults to production: docs/adr/0400-fail-closed-secrets.md)
 DEV   := CIVICGRID_ENV=development
 
-.PHONY: help setup deps infra-setup tools console-setup browser up down status run test faults bench lint chart-topics schemas clean-data
+.PHONY: help setup deps infra-setup tools console-setup browser up down status run test unit faults bench lint chart-topics schemas clean-data
 
 help:
 	@echo "make run     - start Kafka, the store and all four services with a demo city (Ctrl-C stops)"
 	@echo "make test    - set up what is missing, start the infrastructure, run the whole suite, stop"
+	@echo "make unit    - only the unit layer: the tests that need no broker, store or browser, on every core"
 	@echo "make bench   - benchmarks (unit layer + foundation + every service + full pipeline + scaling)"
 	@echo "make up/down - start/stop only Kafka and the store;  make lint;  make schemas"
 	@echo "make lint    - ruff, and the Helm chart (kubeconform -strict) and docker-compose.yml validated offline"
@@ -84,6 +85,11 @@ run: setup
 # publish never reach the demo's topics and consumer groups in .run
 test: lint setup
 	$(DEV) CIVICGRID_STATE_DIR=$(CURDIR)/.run/test bash deploy/local/with-infra.sh $(PY) -m pytest $(PYTEST_ARGS)
+
+# the unit layer (fakes and pure code; a test there that reaches for a real part fails): no set-up
+# beyond the Python dependencies, one pytest-xdist worker per core
+unit: deps
+	env -u KAFKA_BOOTSTRAP_SERVERS -u MONGODB_URL -u CI $(DEV) $(PY) -m pytest --fakes-only -n auto -q -p no:cacheprovider $(PYTEST_ARGS)
 
 faults: setup
 	$(DEV) CIVICGRID_STATE_DIR=$(CURDIR)/.run/test bash deploy/local/with-infra.sh $(PY) -m pytest tests/faults -s --timeout 1800 $(PYTEST_ARGS)

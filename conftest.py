@@ -87,6 +87,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         _needs_real[item.nodeid] = "infra" in getattr(item, "fixturenames", ()) or \
             item.get_closest_marker("infra") is not None
+        if _needs_real[item.nodeid]:
+            item.add_marker("infra")  # its reports then say so, also from pytest-xdist's workers
     if config.getoption("--fakes-only"):
         real = [item for item in items if _needs_real[item.nodeid]]
         items[:] = [item for item in items if not _needs_real[item.nodeid]]
@@ -95,7 +97,7 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_runtest_logreport(report):
     if report.when == "call" and not report.skipped:
-        _ran["real" if _needs_real.get(report.nodeid) else "fakes"] += 1
+        _ran["real" if "infra" in report.keywords else "fakes"] += 1
 
 
 def pytest_terminal_summary(terminalreporter):

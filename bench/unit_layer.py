@@ -1,8 +1,9 @@
 """The unit layer's time: every test that needs no broker, store or browser, run with none of them.
 
 Issue 21 asks that the handlers' and domain's tests run on in-memory fakes in under 30 s. This runs
-``pytest --fakes-only`` in a clean environment (no broker or store address, not CI) and prints the
-wall time beside that goal; a test of that layer that reaches for a real part fails here.
+``make unit`` (``pytest --fakes-only`` on one worker per core) in a clean environment (no broker or
+store address, not CI) and prints the wall time beside that goal; a test of that layer that reaches
+for a real part fails there.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ def main() -> int:
            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "CI") and not k.startswith("CIVICGRID_")}
     env["CIVICGRID_ENV"] = "development"
     t = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "pytest", "--fakes-only", "-q", "-p", "no:cacheprovider"],
-                         cwd=ROOT, env=env, capture_output=True, text=True)
+    run = subprocess.run(["make", "--no-print-directory", "unit"], cwd=ROOT, env=env, capture_output=True,
+                         text=True)
     seconds = time.monotonic() - t
     summary = (re.findall(r"^=* ?(\d+ (?:passed|failed).*?) ?=*$", run.stdout, re.M) or ["(no summary)"])[-1]
-    print(f"unit layer (fakes only, no infrastructure): {summary}")
+    print(f"unit layer (`make unit`: fakes only, no infrastructure, a worker per core): {summary}")
     print(f"  wall time {seconds:.1f} s, goal < {GOAL_SECONDS} s: {'met' if seconds < GOAL_SECONDS else 'NOT MET'}")
     print(f"RESULT unit_layer seconds={seconds:.1f} exit={run.returncode}")
     if run.returncode:
