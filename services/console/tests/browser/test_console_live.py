@@ -1,0 +1,101 @@
+"""Live updates in a real headless Chromium against the real stack (docs/adr/0303): a grid worker's
+open queue gains a request a resident just reported, without a reload, and says so in its polite
+note; the queue is not asked for while the worker uses it or while the tab is hidden; when the
+session is gone, the next update sends the browser to the sign-in page instead of pasting it into
+the list. A console of the test's own refreshes every 2 s; every page is screenshot and checked by
+axe-core (no serious or critical violation) and for CSP violations."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.support.console import Checked, ConsoleProcess
+from tests.support.platform import SERVICES, daytime_visit, free_port
+
+pytestmark = [pytest.mark.infra]
+REFRESH_SECONDS = 2
+
+#: whether the next live update of ``region`` is asked for: htmx's own event, as console.js left it
+NEXT_UPDATE_ASKED = """region => new Promise(resolve => {
+  document.addEventListener("htmx:beforeRequest", e => resolve(!e.defaultPrevented), {once: true});
+  htmx.trigger(document.getElementById(region), "live-refresh");
+})"""
+
+
+@pytest.fixture(scope="module")
+def live_console(stack, tmp_path_factory):
+    """A console in front of the stack's services that refreshes its live regions every 2 s."""
+    port = free_port()
+    console = ConsoleProcess({svc: stack[svc] for svc in SERVICES},
+                             tmp_path_factory.mktemp("live-console") / "console.log", port=port,
+                             extra_env={"CONSOLE_LIVE_REFRESH_SECONDS": str(REFRESH_SECONDS),
+                                        "CONSOLE_PUBLIC_URL": f"http://127.0.0.1:{port}"})
+    try:
+        console.wait_ready()
+        yield console.url
+    finally:
+        console.stop()
+
+
+def sign_in_as(c: Checked, role: str, sub: str, area: str) -> None:
+    """The development sign-in's own form (role, id, area)."""
+    c.page.goto("/signin")
+    form = c.page.locator("#custom-signin")
+    form.locator("select[name=role]").select_option(role)
+    form.locator("input[name=sub]").fill(sub)
+    form.locator("input[name=area]").fill(area)
+    form.locator("button[type=submit]").click()
+    c.page.wait_for_load_state()
+
+
+def report_in(stack, grid: str) -> str:
+    """A resident's report at a building of ``grid``, through intake's public API."""
+    b = httpx.get(f"{stack['grid']}/v1/map/buildings", params={"area": grid, "limit": 1}, timeout=10).json()
+    r = httpx.post(f"{stack['intake']}/api/v1/requests", timeout=30, json={
+        "service_code": "public_facility", "location": {"building_id": b["buildings"][0]["building_id"]},
+        "description": "楼道的灯不亮了 live browser test", "attributes": {"facility": "lighting"},
+        "channel": "app", "preferred_time": daytime_visit()})
+    assert r.status_code == 201 and not r.json().get("duplicate_of"), r.text
+    return r.json()["request_id"]
+
+
+def test_an_open_queue_gains_a_new_request_without_a_reload(stack, browser, live_console):
+    g = httpx.get(f"{stack['grid']}/v1/map/grids", params={"limit": 1}, timeout=10).json()["grids"][0]["grid"]
+    worker = Checked(browser, live_console, "live-worker", mobile=True)
+    sign_in_as(worker, "grid_worker", f"s{g}-1", g)  # post A of the first grid: its new requests are theirs
+    p = worker.page
+    p.goto("/work")
+    region = p.locator("#queue-live")
+    assert region.get_attribute("hx-trigger") == f"every {REFRESH_SECONDS}s, live-refresh"
+    assert p.locator("#queue-live-note").get_attribute("aria-live") == "polite"
+    worker.check("queue-before")
+    p.evaluate("() => { window.notReloaded = true; }")  # gone if the page were loaded again
+
+    rid = report_in(stack, g)
+    p.wait_for_selector(f"#queue-live li[data-request='{rid}']", timeout=120_000)
+    assert p.evaluate("() => window.notReloaded === true"), "the queue changed in place"
+    assert p.locator("#queue-live-note").inner_text().startswith("工单有变化"), "the change is announced"
+    assert p.evaluate("() => document.activeElement === document.body"), "focus stayed where it was"
+    assert p.locator("#queue-live .live-updated time").inner_text().count(":") == 2, "updated at HH:MM:SS"
+    worker.check("queue-after")
+
+    # the person comes first: no update while they use the region or while the tab is hidden
+    p.locator(f"#queue-live li[data-request='{rid}'] a").focus()
+    assert not p.evaluate(NEXT_UPDATE_ASKED, "queue-live"), "focus in the queue holds it"
+    p.evaluate("() => document.activeElement.blur()")
+    p.evaluate("() => Object.defineProperty(document, 'hidden', {value: true, configurable: true})")
+    assert not p.evaluate(NEXT_UPDATE_ASKED, "queue-live"), "a hidden tab asks for nothing"
+    p.evaluate("() => { delete document.hidden; }")
+    assert p.evaluate(NEXT_UPDATE_ASKED, "queue-live"), "back in view, it is asked again"
+    p.wait_for_load_state("networkidle")
+
+    # the session is gone (its cookie expired): the next update takes the whole page to sign-in
+    worker.context.clear_cookies()
+    p.wait_for_url(re.compile(r"/signin\?next=/work$"), timeout=60_000)
+    p.wait_for_load_state()
+    assert p.locator("#queue-live").count() == 0 and p.locator(".flash.error").count() == 1
+    worker.check("signed-out")
+    worker.close()
