@@ -1,9 +1,10 @@
 """Live updates in a real headless Chromium against the real stack (docs/adr/0303): a grid worker's
-open queue gains a request a resident just reported, without a reload, and says so in its polite
-note; the queue is not asked for while the worker uses it or while the tab is hidden; when the
-session is gone, the next update sends the browser to the sign-in page instead of pasting it into
-the list. A console of the test's own refreshes every 2 s; every page is screenshot and checked by
-axe-core (no serious or critical violation) and for CSP violations."""
+open queue renews its "updated at" in place while nothing changes (no list rebuilt, nothing
+announced), gains a request a resident just reported without a reload and says so in its polite
+note; it is not asked for while the worker uses it or while the tab is hidden; when the session is
+gone, the next update sends the browser to the sign-in page instead of pasting it into the list.
+A console of the test's own refreshes every 2 s; every page is screenshot and checked by axe-core
+(no serious or critical violation) and for CSP violations."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from tests.support.platform import SERVICES, daytime_visit, free_port
 
 pytestmark = [pytest.mark.infra]
 REFRESH_SECONDS = 2
+UPDATED_AT = "#queue-live .live-updated time"
+SUMMARY = "document.querySelector('#queue-live [data-live-summary]')"
 
 #: whether the next live update of ``region`` is asked for: htmx's own event, as console.js left it
 NEXT_UPDATE_ASKED = """region => new Promise(resolve => {
@@ -73,13 +76,22 @@ def test_an_open_queue_gains_a_new_request_without_a_reload(stack, browser, live
     assert p.locator("#queue-live-note").get_attribute("aria-live") == "polite"
     worker.check("queue-before")
     p.evaluate("() => { window.notReloaded = true; }")  # gone if the page were loaded again
+    p.evaluate(f"() => {{ {SUMMARY}.mark = 'as shown first'; }}")  # gone if the list were rebuilt
+
+    # an answer with nothing new renews "updated at" in place: no rebuilt list, nothing announced
+    read_at = p.locator(UPDATED_AT).get_attribute("datetime")
+    p.wait_for_function("([sel, was]) => document.querySelector(sel).dateTime !== was", arg=[UPDATED_AT, read_at],
+                        timeout=60_000)
+    assert p.evaluate(f"() => {SUMMARY}.mark") == "as shown first"
+    assert p.locator("#queue-live-note").inner_text() == ""
 
     rid = report_in(stack, g)
     p.wait_for_selector(f"#queue-live li[data-request='{rid}']", timeout=120_000)
     assert p.evaluate("() => window.notReloaded === true"), "the queue changed in place"
+    assert p.evaluate(f"() => {SUMMARY}.mark") is None, "the list was drawn anew"
     assert p.locator("#queue-live-note").inner_text().startswith("工单有变化"), "the change is announced"
     assert p.evaluate("() => document.activeElement === document.body"), "focus stayed where it was"
-    assert p.locator("#queue-live .live-updated time").inner_text().count(":") == 2, "updated at HH:MM:SS"
+    assert p.locator(UPDATED_AT).inner_text().count(":") == 2, "updated at HH:MM:SS"
     worker.check("queue-after")
 
     # the person comes first: no update while they use the region or while the tab is hidden

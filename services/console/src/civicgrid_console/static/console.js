@@ -155,8 +155,10 @@
   // ---- live regions (docs/adr/0303). htmx asks for each [data-live-region] every few seconds (its
   // hx-trigger); here the person comes first: a region they are using is neither asked for nor
   // replaced (focus in it, a form in it changed, a section in it opened), nothing is asked while the
-  // tab is hidden (and the regions are asked at once when it shows again), and a change -- or a
-  // failed update -- is written to the region's note, a polite status: announced without moving focus.
+  // tab is hidden (and the regions are asked at once when it shows again), an answer that changes
+  // only the time it was read and the time left renews those words in place (the list is not
+  // rebuilt under a reader), and a change -- or a failed update -- is written to the region's note,
+  // a polite status: announced without moving focus.
 
   function isRegion(el) { return !!(el && el.hasAttribute && el.hasAttribute("data-live-region")); }
 
@@ -168,11 +170,38 @@
     return !!focused || region.querySelector("form[data-live-edited], details[data-live-opened]") !== null;
   }
 
-  // what a region says, less what changes on every update (the time it was read, the time left)
-  function said(region) {
-    var copy = region.cloneNode(true);
-    copy.querySelectorAll("[data-live-volatile], [hx-preserve]").forEach(function (el) { el.remove(); });
-    return copy.textContent.replace(/\s+/g, " ").trim();
+  function parsed(html) {
+    var t = document.createElement("template");
+    t.innerHTML = html;
+    return t.content;
+  }
+
+  // a region's HTML as the console sent it, less what changes on every answer (marked volatile)
+  function lasting(html) {
+    var content = parsed(html);
+    content.querySelectorAll("[data-live-volatile]").forEach(function (el) { el.remove(); });
+    var holder = document.createElement("div");
+    holder.appendChild(content);
+    return holder.innerHTML.trim();
+  }
+
+  // the same words with new values: texts and attributes copied into the elements already shown
+  function renew(shown, fresh) {
+    if (shown.childNodes.length !== fresh.childNodes.length) { shown.innerHTML = fresh.innerHTML; return; }
+    Array.prototype.forEach.call(fresh.attributes, function (a) {
+      if (shown.getAttribute(a.name) !== a.value) { shown.setAttribute(a.name, a.value); }
+    });
+    for (var i = 0; i < fresh.childNodes.length; i++) {
+      var was = shown.childNodes[i], now = fresh.childNodes[i];
+      if (now.nodeType === Node.ELEMENT_NODE && was.nodeType === Node.ELEMENT_NODE) { renew(was, now); }
+      else if (was.nodeValue !== now.nodeValue) { was.nodeValue = now.nodeValue; }
+    }
+  }
+
+  function renewVolatile(region, html) {
+    var shown = region.querySelectorAll("[data-live-volatile]");
+    var fresh = parsed(html).querySelectorAll("[data-live-volatile]");
+    for (var i = 0; i < shown.length && i < fresh.length; i++) { renew(shown[i], fresh[i]); }
   }
 
   function note(region, text) {
@@ -200,24 +229,30 @@
   document.addEventListener("htmx:beforeSwap", function (e) {
     var region = e.detail.target;
     if (!isRegion(region) || !e.detail.shouldSwap) { return; }
+    var html = e.detail.serverResponse;
     if (inUse(region)) {  // taken into use while the answer was on its way
       e.detail.shouldSwap = false;
       return;
     }
-    region.liveSaid = said(region);
+    if (region.liveFailing) { note(region, ""); }
+    region.liveFailing = false;
+    var now = lasting(html);
+    if (now === region.liveLasting) {
+      renewVolatile(region, html);
+      e.detail.shouldSwap = false;
+      return;
+    }
+    region.liveLasting = now;
+    region.liveChanged = true;
     chartsIn(region).forEach(function (c) { c.dispose(); });
   });
 
   document.addEventListener("htmx:afterSwap", function (e) {
     var region = e.detail.target;
-    if (!isRegion(region)) { return; }
-    if (said(region) !== region.liveSaid) {
-      var summary = region.querySelector("[data-live-summary]");
-      note(region, region.dataset.liveChanged + (summary ? " " + summary.textContent.replace(/\s+/g, " ").trim() : ""));
-    } else if (region.dataset.liveFailing) {
-      note(region, "");
-    }
-    delete region.dataset.liveFailing;
+    if (!isRegion(region) || !region.liveChanged) { return; }
+    region.liveChanged = false;
+    var summary = region.querySelector("[data-live-summary]");
+    note(region, region.dataset.liveChanged + (summary ? " " + summary.textContent.replace(/\s+/g, " ").trim() : ""));
     charts(region);
     recolourAreaMaps(region);
   });
@@ -225,7 +260,7 @@
   function failed(e) {
     var region = e.detail.elt;
     if (!isRegion(region)) { return; }
-    region.dataset.liveFailing = "1";
+    region.liveFailing = true;
     note(region, region.dataset.liveFailed);
   }
   document.addEventListener("htmx:responseError", failed);
@@ -238,5 +273,12 @@
     });
   });
 
-  document.addEventListener("DOMContentLoaded", function () { maps(); charts(document); errorSummary(); });
+  // what each region shows as the page came (before maps and charts draw into it)
+  function liveRegions() {
+    document.querySelectorAll("[data-live-region]").forEach(function (region) {
+      region.liveLasting = lasting(region.innerHTML);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { liveRegions(); maps(); charts(document); errorSummary(); });
 })();
