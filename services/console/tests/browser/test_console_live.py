@@ -59,7 +59,7 @@ def report_in(stack, grid: str) -> str:
     b = httpx.get(f"{stack['grid']}/v1/map/buildings", params={"area": grid, "limit": 1}, timeout=10).json()
     r = httpx.post(f"{stack['intake']}/api/v1/requests", timeout=30, json={
         "service_code": "public_facility", "location": {"building_id": b["buildings"][0]["building_id"]},
-        "description": "楼道的灯不亮了 live browser test", "attributes": {"facility": "lighting"},
+        "description": "路灯不亮了 live browser test", "attributes": {"facility": "streetlight"},
         "channel": "app", "preferred_time": daytime_visit()})
     assert r.status_code == 201 and not r.json().get("duplicate_of"), r.text
     return r.json()["request_id"]
