@@ -98,7 +98,7 @@ def region_of(page: str, region_id: str) -> str:
 #: each live page: who opens it, its path, its region, and a text its list shows
 LIVE_PAGES = [
     ("grid_worker", "s1", GRID, "/work", "queue-live", "r-first"),
-    ("supervisor", "sup", GRID[:12], "/supervise", "supervise-live", "r-late"),
+    ("supervisor", "sup", GRID[:12], "/supervise", "supervise-live", "&#34;state&#34;: &#34;overdue&#34;"),
     ("supervisor", "sup", GRID[:12], f"/supervise/grid/{GRID}", "grid-live", "Sanitation"),
     ("supervisor", "sup", GRID[:12], "/supervise/kpis?dimension=community&key=110105001001", "kpis-live",
      'data-kpi="received">7'),
@@ -127,6 +127,7 @@ def test_a_live_page_polls_its_region_and_the_region_route_answers_it_alone(serv
         assert shows in live.text and 'class="live-updated' in live.text
         assert "<html" not in live.text and "<nav" not in live.text and "<h1" not in live.text, "the region alone"
         assert "hx-get" not in live.text, "the region's content, not the polling element again"
+        assert "<script" not in live.text, "htmx strips every script element from an answer (allowScriptTags)"
         assert live.headers["content-security-policy"].startswith("default-src 'self'")
 
 

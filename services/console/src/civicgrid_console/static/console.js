@@ -5,9 +5,12 @@
 (function () {
   "use strict";
 
+  // data for the scripts: a JSON block, or (inside a live region, whose answers htmx strips of every
+  // <script> element) an element's data-json attribute
   function json(id) {
     var el = document.getElementById(id);
-    return el ? JSON.parse(el.textContent) : null;
+    if (!el) { return null; }
+    return JSON.parse(el.hasAttribute("data-json") ? el.getAttribute("data-json") : el.textContent);
   }
 
   var STATE_COLOURS = { overdue: "#b3261e", open: "#b85c00", clear: "#2e7d32" };
