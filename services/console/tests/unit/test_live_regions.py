@@ -98,7 +98,7 @@ def region_of(page: str, region_id: str) -> str:
 #: each live page: who opens it, its path, its region, and a text its list shows
 LIVE_PAGES = [
     ("grid_worker", "s1", GRID, "/work", "queue-live", "r-first"),
-    ("supervisor", "sup", GRID[:12], "/supervise", "supervise-live", "&#34;state&#34;: &#34;overdue&#34;"),
+    ("supervisor", "sup", GRID[:12], "/supervise", "supervise-live", "\"state\": \"overdue\""),
     ("supervisor", "sup", GRID[:12], f"/supervise/grid/{GRID}", "grid-live", "Sanitation"),
     ("supervisor", "sup", GRID[:12], "/supervise/kpis?dimension=community&key=110105001001", "kpis-live",
      'data-kpi="received">7'),
