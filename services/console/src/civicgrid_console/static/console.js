@@ -163,6 +163,15 @@
   // rebuilt under a reader), and a change -- or a failed update -- is written to the region's note,
   // a polite status: announced without moving focus.
 
+  // what console.js knows of each region: the HTML it lasts with (``lasting``), whether the answer
+  // being swapped in replaces it, whether the last update failed
+  var regions = new WeakMap();
+
+  function known(region) {
+    if (!regions.has(region)) { regions.set(region, { lasting: null, replacing: false, failing: false }); }
+    return regions.get(region);
+  }
+
   function isRegion(el) { return !!(el && el.hasAttribute && el.hasAttribute("data-live-region")); }
 
   function regionOf(el) { return el && el.closest ? el.closest("[data-live-region]") : null; }
@@ -188,15 +197,23 @@
     return holder.innerHTML.trim();
   }
 
+  function sameShape(a, b) {
+    if (a.childNodes.length !== b.childNodes.length) { return false; }
+    for (var i = 0; i < a.childNodes.length; i++) {
+      if (a.childNodes[i].nodeName !== b.childNodes[i].nodeName) { return false; }
+    }
+    return true;
+  }
+
   // the same words with new values: texts and attributes copied into the elements already shown
   function renew(shown, fresh) {
-    if (shown.childNodes.length !== fresh.childNodes.length) { shown.innerHTML = fresh.innerHTML; return; }
     Array.prototype.forEach.call(fresh.attributes, function (a) {
       if (shown.getAttribute(a.name) !== a.value) { shown.setAttribute(a.name, a.value); }
     });
+    if (!sameShape(shown, fresh)) { shown.innerHTML = fresh.innerHTML; return; }
     for (var i = 0; i < fresh.childNodes.length; i++) {
       var was = shown.childNodes[i], now = fresh.childNodes[i];
-      if (now.nodeType === Node.ELEMENT_NODE && was.nodeType === Node.ELEMENT_NODE) { renew(was, now); }
+      if (now.nodeType === Node.ELEMENT_NODE) { renew(was, now); }
       else if (was.nodeValue !== now.nodeValue) { was.nodeValue = now.nodeValue; }
     }
   }
@@ -237,23 +254,24 @@
       e.detail.shouldSwap = false;
       return;
     }
-    if (region.liveFailing) { note(region, ""); }
-    region.liveFailing = false;
+    var state = known(region);
+    if (state.failing) { note(region, ""); }
+    state.failing = false;
     var now = lasting(html);
-    if (now === region.liveLasting) {
+    if (now === state.lasting) {
       renewVolatile(region, html);
       e.detail.shouldSwap = false;
       return;
     }
-    region.liveLasting = now;
-    region.liveChanged = true;
+    state.lasting = now;
+    state.replacing = true;
     chartsIn(region).forEach(function (c) { c.dispose(); });
   });
 
   document.addEventListener("htmx:afterSwap", function (e) {
     var region = e.detail.target;
-    if (!isRegion(region) || !region.liveChanged) { return; }
-    region.liveChanged = false;
+    if (!isRegion(region) || !known(region).replacing) { return; }
+    known(region).replacing = false;
     var summary = region.querySelector("[data-live-summary]");
     note(region, region.dataset.liveChanged + (summary ? " " + summary.textContent.replace(/\s+/g, " ").trim() : ""));
     charts(region);
@@ -263,7 +281,7 @@
   function failed(e) {
     var region = e.detail.elt;
     if (!isRegion(region)) { return; }
-    region.liveFailing = true;
+    known(region).failing = true;
     note(region, region.dataset.liveFailed);
   }
   document.addEventListener("htmx:responseError", failed);
@@ -279,7 +297,7 @@
   // what each region shows as the page came (before maps and charts draw into it)
   function liveRegions() {
     document.querySelectorAll("[data-live-region]").forEach(function (region) {
-      region.liveLasting = lasting(region.innerHTML);
+      known(region).lasting = lasting(region.innerHTML);
     });
   }
 
