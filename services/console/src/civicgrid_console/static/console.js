@@ -273,7 +273,9 @@
     if (!isRegion(region) || !known(region).replacing) { return; }
     known(region).replacing = false;
     var summary = region.querySelector("[data-live-summary]");
-    note(region, region.dataset.liveChanged + (summary ? " " + summary.textContent.replace(/\s+/g, " ").trim() : ""));
+    var changed = region.dataset.liveChanged;
+    var gap = /[\u3000-\u303f\uff00-\uffef]$/.test(changed) ? "" : " ";  // none after Chinese punctuation
+    note(region, changed + (summary ? gap + summary.textContent.replace(/\s+/g, " ").trim() : ""));
     charts(region);
     recolourAreaMaps(region);
   });
