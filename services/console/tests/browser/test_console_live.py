@@ -3,6 +3,8 @@ open queue renews its "updated at" in place while nothing changes (no list rebui
 announced), gains a request a resident just reported without a reload and says so in its polite
 note; it is not asked for while the worker uses it or while the tab is hidden; when the session is
 gone, the next update sends the browser to the sign-in page instead of pasting it into the list.
+A supervisor's open dashboard and KPIs follow a new request: counts, the map's colours (the map
+kept), the KPI figures and charts drawn again.
 A console of the test's own refreshes every 2 s; every page is screenshot and checked by axe-core
 (no serious or critical violation) and for CSP violations."""
 
@@ -20,6 +22,7 @@ pytestmark = [pytest.mark.infra]
 REFRESH_SECONDS = 2
 UPDATED_AT = "#queue-live .live-updated time"
 SUMMARY = "document.querySelector('#queue-live [data-live-summary]')"
+CLEAR = "#2e7d32"  # console.js's fill of a grid with nothing open
 
 #: whether the next live update of ``region`` is asked for: htmx's own event, as console.js left it
 NEXT_UPDATE_ASKED = """region => new Promise(resolve => {
@@ -111,3 +114,48 @@ def test_an_open_queue_gains_a_new_request_without_a_reload(stack, browser, live
     assert p.locator("#queue-live").count() == 0 and p.locator(".flash.error").count() == 1
     worker.check("signed-out")
     worker.close()
+
+
+def test_a_supervisors_open_dashboard_and_kpis_follow_a_new_request(stack, browser, live_console):
+    grids = httpx.get(f"{stack['grid']}/v1/map/grids", params={"limit": 20}, timeout=10).json()["grids"]
+    district = grids[0]["grid"][:6]
+    dashboard = Checked(browser, live_console, "live-supervisor")
+    kpis = Checked(browser, live_console, "live-kpis")
+    errors: list[str] = []
+    for c in (dashboard, kpis):
+        c.page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in_as(dashboard, "supervisor", "live-district", district)
+    sign_in_as(kpis, "supervisor", "live-district", district)
+    d, k = dashboard.page, kpis.page
+    d.goto("/supervise")
+    d.wait_for_selector("#area-map .leaflet-interactive")
+    k.goto("/supervise/kpis?dimension=district&key=" + district)
+    k.wait_for_selector(".chart canvas")
+    state = d.evaluate("() => JSON.parse(document.getElementById('grid-state').dataset.json)")
+    clear = next(g["grid"] for g in grids if state.get(g["grid"], {}).get("state") == "clear")
+    open_before = int(d.locator("p.totals").get_attribute("data-open"))
+    received_before = int(k.locator("[data-kpi=received]").inner_text())
+    clear_paths = f"#area-map path.leaflet-interactive[fill='{CLEAR}']"
+    clear_before = d.locator(clear_paths).count()
+    dashboard.check("dashboard-before")
+    kpis.check("kpis-before")
+    for p in (d, k):
+        p.evaluate("() => { window.notReloaded = true; }")
+
+    report_in(stack, clear)
+    d.wait_for_function("n => Number(document.querySelector('p.totals').dataset.open) > n", arg=open_before,
+                        timeout=120_000)
+    d.wait_for_function("([sel, n]) => document.querySelectorAll(sel).length < n", arg=[clear_paths, clear_before],
+                        timeout=120_000)  # its grid is no longer drawn as clear: the map kept, recoloured
+    k.wait_for_function("n => Number(document.querySelector('[data-kpi=received]').textContent) > n",
+                        arg=received_before, timeout=120_000)
+    k.wait_for_selector(".chart canvas")  # the charts drawn again from the new series
+    assert d.evaluate("() => window.notReloaded") and k.evaluate("() => window.notReloaded")
+    assert d.locator("#supervise-live-note").inner_text().startswith("督办数据有变化")
+    assert k.locator("#kpis-live-note").inner_text() == "考核指标有变化。"
+    assert k.locator(".chart canvas").count() == 2
+    assert not errors, errors
+    dashboard.check("dashboard-after")
+    kpis.check("kpis-after")
+    dashboard.close()
+    kpis.close()
