@@ -67,6 +67,11 @@ class ConsoleSettings(ServiceSettings):
                     "token to the APIs (Dex: audience:server:client_id:civicgrid)")
     token_refresh_margin_seconds: int = Field(
         default=60, ge=0, le=3600, description="Refresh the access token this long before it expires")
+    live_refresh_seconds: int = Field(
+        default=15, ge=0, le=3600,
+        description="How often an open page asks for its live region again (the queue, the late lists, the KPIs, "
+                    "dispatches, offers, a tracked request): one page's API calls per open page per interval "
+                    "(docs/adr/0303). 0: pages are refreshed only when reloaded")
 
     @property
     def base_url(self) -> str:

@@ -4,10 +4,11 @@ rendered as a page in the visitor's language (never a stack trace or raw JSON)."
 from __future__ import annotations
 
 import contextlib
+from html import escape
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -78,6 +79,8 @@ def install_error_pages(app: FastAPI) -> None:
     def page(request: Request, status: int, message: str, key: str = ""):
         if not hasattr(request.state, "session"):  # failed before the session middleware ran
             return JSONResponse({"title": message}, status_code=status)
+        if web.is_live(request):  # htmx swaps no error in: the region keeps what it showed, and says it failed
+            return HTMLResponse(f'<p class="flash error" role="alert">{escape(message)}</p>', status_code=status)
         return web.render(request, "error.html", status, message=message, status=status,
                           sign_in_again=key.startswith("signin."))
 

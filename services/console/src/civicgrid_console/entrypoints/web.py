@@ -1,6 +1,7 @@
 """What every page shares: the session (encrypted cookie), CSRF checks on every form, role guards,
 security headers (a strict Content-Security-Policy: scripts and styles only from this origin, no
-inline ones), rendering in the visitor's language, and API problems shown as readable messages."""
+inline ones), rendering in the visitor's language, API problems shown as readable messages, and
+the live regions pages refresh without a reload (docs/adr/0303)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -35,6 +36,10 @@ NAV: dict[str, list[tuple[str, str]]] = {
     "admin": [("/admin", "nav.admin"), ("/supervise", "nav.supervise"), ("/audit", "nav.audit")],
 }
 PUBLIC_NAV = [("/report", "nav.report"), ("/track", "nav.my_reports")]
+#: a page's live region is served at this prefix + the page's own path and query (ADR 0303)
+LIVE_PREFIX = "/live"
+#: the block of a page's template that is its live region
+LIVE_BLOCK = "live"
 
 
 class PageProblem(Exception):
@@ -82,13 +87,20 @@ def install(app, console: Console) -> None:
         raw = request.cookies.get(COOKIE_NAME)
         request.state.session = Session.load(console.sessions.open(raw),
                                              default_lang=console.settings.default_language)
-        if not request.url.path.startswith(("/static/", "/assets/", "/health/")):
+        as_loaded = request.state.session.dump()
+        page = not request.url.path.startswith(("/static/", "/assets/", "/health/"))
+        if page:
             await keep_signed_in(console, request.state.session)
         response: Response = await call_next(request)
-        if not request.url.path.startswith(("/static/", "/assets/", "/health/")):
-            response.set_cookie(COOKIE_NAME, console.sessions.seal(request.state.session.dump()),
-                                max_age=console.sessions.max_age_seconds, httponly=True, samesite="lax",
-                                secure=secure, path="/")
+        if page:
+            # a live region's poll writes the cookie only when it changed the session (a renewed
+            # token, a sign-out): a poll answered after the person signed out or switched language
+            # in another request would otherwise put the old session back, and a poll alone does
+            # not extend the cookie's life
+            if not is_live(request) or request.state.session.dump() != as_loaded:
+                response.set_cookie(COOKIE_NAME, console.sessions.seal(request.state.session.dump()),
+                                    max_age=console.sessions.max_age_seconds, httponly=True, samesite="lax",
+                                    secure=secure, path="/")
             response.headers.setdefault("Cache-Control", "no-store")
         response.headers["Content-Security-Policy"] = csp
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -134,7 +146,34 @@ def need(*roles: str):
     return check
 
 
+def is_live(request: Request) -> bool:
+    """A request for a page's live region (a poll of htmx), not for the page."""
+    return request.url.path.startswith(LIVE_PREFIX + "/")
+
+
+def live_page(router: APIRouter, path: str):
+    """Serve a page at ``path`` and its live region at ``/live<path>`` with one handler: the same
+    API calls and rules, and ``render`` answers the region's request with the template's ``live``
+    block alone (ADR 0303)."""
+
+    def register(endpoint):
+        router.add_api_route(path, endpoint, methods=["GET"])
+        router.add_api_route(LIVE_PREFIX + path, endpoint, methods=["GET"], name=f"{endpoint.__name__}_live",
+                             include_in_schema=False)
+        return endpoint
+
+    return register
+
+
+def page_path(request: Request) -> str:
+    """The page a request belongs to, with its query: a live region's request names its page."""
+    path = request.url.path.removeprefix(LIVE_PREFIX) if is_live(request) else request.url.path
+    return f"{path}?{request.url.query}" if request.url.query else path
+
+
 def render(request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+    """The page in the visitor's language; for a live region's request, the template's ``live``
+    block alone (the block sees the context given here, not what the page sets outside it)."""
     c = console_of(request)
     s = session_of(request)
     lang = s.lang
@@ -146,11 +185,19 @@ def render(request: Request, template: str, status_code: int = 200, **ctx: Any) 
     for href, key in NAV.get(s.role or "", []):
         if (href, key) not in nav:
             nav.append((href, key))
-    return templates.TemplateResponse(request, template, status_code=status_code, context={
+    live = is_live(request)
+    context = {
         "t": tr, "lang": lang, "session": s, "csrf": s.csrf, "nav": nav, "path": request.url.path,
-        "flashes": s.take_flashes(),
+        "flashes": [] if live else s.take_flashes(),  # a poll leaves the next page's messages alone
         "local": lambda v: i18n.local_time(v, c.tz), "status_label": lambda st: i18n.status_label(lang, st),
-        "duration": lambda sec: i18n.duration(lang, sec), "has_t": i18n.has, "zh": i18n.simplified, "tile_url": c.settings.tile_url, **ctx})
+        "duration": lambda sec: i18n.duration(lang, sec), "has_t": i18n.has, "zh": i18n.simplified,
+        "tile_url": c.settings.tile_url, "live_every": c.settings.live_refresh_seconds,
+        "live_url": LIVE_PREFIX + page_path(request), "updated_at": now().astimezone(c.tz), **ctx}
+    if not live:
+        return templates.TemplateResponse(request, template, status_code=status_code, context=context)
+    page = templates.get_template(template)
+    body = "".join(page.blocks[LIVE_BLOCK](page.new_context({"request": request, **context})))
+    return HTMLResponse(body, status_code=status_code)
 
 
 def api_message(lang: str, exc: ApiError) -> str:
@@ -181,6 +228,12 @@ async def act(request: Request, action: Awaitable[Any], *, back: str, ok: str) -
     return RedirectResponse(back, status_code=303)
 
 
-def sign_in_redirect(request: Request) -> RedirectResponse:
+def sign_in_redirect(request: Request) -> Response:
+    """To the sign-in page and back to this page after it. An htmx request (a live region's poll,
+    the catalogue's search) is told to send the whole browser there (``HX-Redirect``), so that the
+    sign-in page is never pasted into a list."""
     session_of(request).flash("error", i18n.t(session_of(request).lang, "error.signin_required"))
-    return RedirectResponse(f"/signin?next={quote(request.url.path)}", status_code=303)
+    where = f"/signin?next={quote(page_path(request))}"
+    if request.headers.get("HX-Request"):
+        return Response(status_code=401, headers={"HX-Redirect": where})
+    return RedirectResponse(where, status_code=303)

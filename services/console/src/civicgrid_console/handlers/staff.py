@@ -18,6 +18,22 @@ async def queue(apis: Apis, token: str, now: datetime, staff_id: str | None = No
     return queue_rows(await apis.grid.call("GET", path, token=token), now)
 
 
+async def dispatches(apis: Apis, token: str, department: str,
+                     now: datetime) -> tuple[list[dict[str, Any]], list[ApiError]]:
+    """A department's requests with the dispatches addressed to it, and the problems of those whose
+    record could not be read (shown on the page; the others are still listed)."""
+    items, problems = [], []
+    for row in await queue(apis, token, now):
+        try:
+            work = await apis.grid.call("GET", f"/v1/requests/{row.request_id}", token=token)
+        except ApiError as exc:
+            problems.append(exc)
+            continue
+        mine = {k: v for k, v in (work.get("dispatches") or {}).items() if department in (v.get("departments") or [])}
+        items.append({"row": row, "work": work, "dispatches": mine})
+    return items, problems
+
+
 async def my_post(apis: Apis, token: str, sub: str) -> dict[str, Any] | None:
     try:
         return await apis.grid.call("GET", f"/v1/staff/{sub}", token=token)

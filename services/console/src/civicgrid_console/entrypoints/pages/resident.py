@@ -9,7 +9,7 @@ from civicgrid_console.adapters.api import ApiError
 from civicgrid_console.domain import i18n
 from civicgrid_console.domain.forms import FormInvalid
 from civicgrid_console.domain.work import RATEABLE, RATINGS
-from civicgrid_console.entrypoints.web import api_message, console_of, render, session_of
+from civicgrid_console.entrypoints.web import api_message, console_of, live_page, render, session_of
 from civicgrid_console.handlers import resident
 
 router = APIRouter()
@@ -55,7 +55,7 @@ async def my_reports(request: Request):
     return render(request, "track_list.html", tracked=session_of(request).tracked)
 
 
-@router.get("/track/{rid}")
+@live_page(router, "/track/{rid}")
 async def track(request: Request, rid: str, token: str = ""):
     s = session_of(request)
     token = token or s.tracked.get(rid, "")

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form, Request
 
-from civicgrid_console.adapters.api import ApiError
 from civicgrid_console.domain import i18n
 from civicgrid_console.domain.roster import my_post_text
 from civicgrid_console.domain.session import Session
-from civicgrid_console.entrypoints.web import PageProblem, act, console_of, need, now, render, session_of
+from civicgrid_console.entrypoints.web import (
+    PageProblem,
+    act,
+    api_message,
+    console_of,
+    live_page,
+    need,
+    now,
+    render,
+)
 from civicgrid_console.handlers import roster, staff
 
 router = APIRouter()
 Worker = Depends(need("grid_worker", "supervisor"))
 
 
-@router.get("/work")
+@live_page(router, "/work")
 async def my_queue(request: Request, s: Session = Worker, staff_id: str = ""):
     apis = console_of(request).apis
     rows = await staff.queue(apis, s.token, now(), staff_id or None)
@@ -51,20 +59,11 @@ ACTION_LABEL = {"accept": "work.accept", "notes": "work.add_note", "volunteers":
                 "reject": "work.reject", "reassign": "work.reassign"}
 
 
-@router.get("/dispatches")
+@live_page(router, "/dispatches")
 async def dispatches(request: Request, s: Session = Depends(need("department"))):
-    apis = console_of(request).apis
-    rows = await staff.queue(apis, s.token, now())
-    details = []
-    for r in rows:
-        try:
-            d = await apis.grid.call("GET", f"/v1/requests/{r.request_id}", token=s.token)
-        except ApiError as exc:
-            session_of(request).flash("error", str(exc.title))
-            continue
-        mine = {k: v for k, v in (d.get("dispatches") or {}).items() if s.sub in (v.get("departments") or [])}
-        details.append({"row": r, "work": d, "dispatches": mine})
-    return render(request, "dispatches.html", items=details)
+    items, problems = await staff.dispatches(console_of(request).apis, s.token, s.sub, now())
+    return render(request, "dispatches.html", items=items,
+                  problems=[api_message(s.lang, exc) for exc in problems])
 
 
 @router.post("/dispatches/{rid}/{dispatch_id}/{step}")

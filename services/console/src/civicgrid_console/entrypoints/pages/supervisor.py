@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from civicgrid_console.domain import i18n
 from civicgrid_console.domain.session import Session
-from civicgrid_console.entrypoints.web import PageProblem, console_of, need, render
+from civicgrid_console.entrypoints.web import PageProblem, console_of, live_page, need, render
 from civicgrid_console.handlers import supervisor
 
 router = APIRouter()
@@ -27,19 +27,19 @@ def today(request: Request):
     return datetime.now(console_of(request).tz).date()
 
 
-@router.get("/supervise")
+@live_page(router, "/supervise")
 async def overview(request: Request, s: Session = Supervisor):
     data = await supervisor.overview(console_of(request).apis, s.token, s.area)
     return render(request, "supervise.html", **data)
 
 
-@router.get("/supervise/grid/{grid}")
+@live_page(router, "/supervise/grid/{grid}")
 async def grid_requests(request: Request, grid: str, s: Session = Supervisor):
     items = await supervisor.grid_requests(console_of(request).apis, s.token, grid)
     return render(request, "grid_requests.html", grid=grid, items=items)
 
 
-@router.get("/supervise/kpis")
+@live_page(router, "/supervise/kpis")
 async def kpis(request: Request, s: Session = Reader, dimension: str = "", key: str = "",
                start: str = Query("", alias="from"), end: str = Query("", alias="to")):
     start_d, end_d = supervisor.default_period(today(request))

@@ -8,14 +8,22 @@ from fastapi.responses import RedirectResponse
 from civicgrid_console.adapters.api import ApiError
 from civicgrid_console.domain import i18n
 from civicgrid_console.domain.session import Session
-from civicgrid_console.entrypoints.web import PageProblem, act, api_message, console_of, need, render
+from civicgrid_console.entrypoints.web import (
+    PageProblem,
+    act,
+    api_message,
+    console_of,
+    live_page,
+    need,
+    render,
+)
 from civicgrid_console.handlers import volunteer
 
 router = APIRouter()
 Volunteer = Depends(need("volunteer"))
 
 
-@router.get("/volunteer")
+@live_page(router, "/volunteer")
 async def page(request: Request, s: Session = Volunteer):
     data = await volunteer.overview(console_of(request).apis, s.token)
     return render(request, "volunteer.html", **data, bookings=s.bookings)
