@@ -217,3 +217,23 @@ async def test_open311_asks_the_question_in_the_clients_language(http, headers, 
     assert r.status_code == 200, r.text
     (a,) = r.json()["attributes"]
     assert (a["description"], a["values"][0]["name"]) == expected
+
+
+async def test_a_shipped_service_stored_in_one_language_gets_its_chinese_texts_where_still_shipped():
+    catalogue = InMemoryCatalogue()
+    doc = dict(v1_document(description="What kind of waste?", values=[
+        {"key": "household", "name": "Household waste"}, {"key": "bulky", "name": "Big things"}]),
+        _id="sanitation", revision=1)
+    doc["attributes"][0]["code"] = "waste_type"
+    mine = dict(v1_document(description="Which floor is it on?", values=[{"key": "low", "name": "Low"}]),
+                _id="public_facility", revision=5)
+    mine["attributes"][0]["code"] = "facility"  # reworded by an administrator: not the shipped text
+    catalogue.documents = {"sanitation": doc, "public_facility": mine}
+    await catalogue.refresh()
+    assert await catalogue.complete_shipped_texts() == 1
+    a = catalogue.get("sanitation").attributes[0]
+    assert (a.description_zh, a.description_en) == ("是什麼垃圾？", "What kind of waste?")
+    assert [(v.name_zh, v.name_en) for v in a.values] == [("生活垃圾", "Household waste"), (None, "Big things")]
+    assert catalogue.get("sanitation").revision == 2 and [e.data.revision for e in catalogue.published] == [2]
+    assert catalogue.get("public_facility").attributes[0].description_zh is None
+    assert await catalogue.complete_shipped_texts() == 0, "once"

@@ -18,8 +18,8 @@ from pymongo.errors import DuplicateKeyError
 from civicgrid_contracts import Envelope, derived_event_id
 from civicgrid_contracts.events.catalogue import ServiceDefined, ServiceQuestion
 from civicgrid_intake.adapters.documents import SERVICES, stamped, upcast
-from civicgrid_intake.domain.catalogue import DEFAULT_CATALOGUE, ServiceDef, ServiceSpec
-from civicgrid_intake.domain.errors import Conflict, NotFound
+from civicgrid_intake.domain.catalogue import DEFAULT_CATALOGUE, ServiceDef, ServiceSpec, with_shipped_texts
+from civicgrid_intake.domain.errors import Conflict, NotFound, StaleRevision
 from civicgrid_intake.domain.revisions import require_revision
 from civicgrid_runtime.store import OUTBOX, PENDING, OutboxRelay, update_with_events
 
@@ -106,6 +106,24 @@ class ServiceCatalogue:
             if await self._add(svc.model_copy(update={"revision": 1, "changed_at": now})):
                 n += 1
         await self.refresh()
+        return n
+
+    async def complete_shipped_texts(self) -> int:
+        """Give the shipped services' questions held in one language (stored before both were asked
+        for) their other text from the shipped catalogue, where the held text is still the shipped
+        one (``with_shipped_texts``); each is a change of its own (a revision, its event). Returns
+        how many services were completed."""
+        n = 0
+        for shipped in DEFAULT_CATALOGUE:
+            held = self._cache.get(shipped.code)
+            if held is None or with_shipped_texts(held, shipped) is None:
+                continue
+            try:
+                await self._change(shipped.code, lambda cur, s=shipped: with_shipped_texts(cur, s) or cur,
+                                   held.revision)
+            except (StaleRevision, Conflict):
+                continue  # changed meanwhile (another replica completing it, an administrator): left as it is
+            n += 1
         return n
 
     async def create(self, code: str, spec: ServiceSpec) -> ServiceDef:

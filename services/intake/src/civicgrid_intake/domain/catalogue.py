@@ -144,6 +144,40 @@ class ServiceDef(ServiceSpec):
         return bool(self.attributes)
 
 
+# ----------------------------------------------------------------------------- the shipped texts
+
+
+def _completed(held: dict[str, Any], shipped: dict[str, Any], field: str) -> bool:
+    """Fill ``held``'s missing ``field_zh`` / ``field_en`` from ``shipped`` where its other text is
+    still the shipped one; True when something was filled."""
+    filled = False
+    for lang, other in (("zh", "en"), ("en", "zh")):
+        mine, theirs = f"{field}_{lang}", f"{field}_{other}"
+        if not held.get(mine) and shipped.get(mine) and held.get(theirs) == shipped.get(theirs):
+            held[mine] = shipped[mine]
+            filled = True
+    return filled
+
+
+def with_shipped_texts(held: ServiceDef, shipped: ServiceDef) -> ServiceDef | None:
+    """``held`` with the texts its questions lack (a catalogue stored when questions had one
+    language) taken from the shipped version of the service, where the text it has is still the
+    shipped one: an administrator's own wording is never touched. None: nothing to complete."""
+    questions = [a.model_dump() for a in held.attributes]
+    shipped_questions = {a.code: a.model_dump() for a in shipped.attributes}
+    filled = False
+    for q in questions:
+        s = shipped_questions.get(q["code"])
+        if s is None:
+            continue
+        filled |= _completed(q, s, "description")
+        shipped_values = {v["key"]: v for v in s["values"]}
+        for v in q["values"]:
+            if v["key"] in shipped_values:
+                filled |= _completed(v, shipped_values[v["key"]], "name")
+    return held.model_copy(update={"attributes": [HeldAttribute(**q) for q in questions]}) if filled else None
+
+
 # ----------------------------------------------------------------------------- answers
 
 

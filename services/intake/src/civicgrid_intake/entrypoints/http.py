@@ -216,11 +216,13 @@ async def services(request: Request, include_retired: bool = False) -> list[Serv
 
 
 @catalogue_router.get("/services/{code}", response_model=ServiceRead,
-                      summary="One service; its ETag names its revision (send it back as If-Match to change it)")
+                      summary="One service as stored now; its ETag names its revision (send it back as If-Match "
+                              "to change it)",
+                      description="Read from the store, not from this replica's copy of the catalogue (which "
+                                  "follows other replicas' changes within seconds): an editor loads the revision a "
+                                  "save is checked against.")
 async def service(code: str, request: Request, response: Response) -> ServiceRead:
-    s = request.app.state.service.catalogue.get(code)
-    if s is None:
-        raise Problem(404, "Not found", f"no service {code!r}")
+    s = await request.app.state.service.catalogue.current(code)
     response.headers["ETag"] = etag(s.revision)
     return ServiceRead(**s.model_dump())
 

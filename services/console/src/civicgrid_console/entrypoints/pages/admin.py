@@ -35,7 +35,9 @@ async def admin_home(request: Request, s: Session = Admin):
 async def catalogue(request: Request, s: Session = Admin, edit: str = ""):
     apis = console_of(request).apis
     services = await admin.catalogue(apis)
-    editing = next((x for x in services if x["code"] == edit), None)
+    listed = next((x for x in services if x["code"] == edit), None)
+    # the service as stored now (the list is a replica's copy): its revision is what a save is checked against
+    editing = await admin.service(apis, edit) if listed else None
     return await catalogue_page(request, services, editing, cat.form_of(editing) if editing else None)
 
 
