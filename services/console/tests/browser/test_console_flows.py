@@ -475,14 +475,17 @@ def test_admin_edits_a_services_attributes_and_residents_are_asked_them(stack, b
     a.locator(f"{new}-code").fill(code)
     a.locator(f"{new}-datatype").select_option("singlevaluelist")
     a.locator(f"{new}-description_zh").fill("涉及几户？")
-    a.locator("#save-service").click()  # no English question, no answer values: intake names both
+    a.locator("#save-service").click()  # no English question: intake names that field
     a.wait_for_selector("#form-errors")
-    assert "需要填写取值" in a.locator(f"{new}-error").inner_text()
     assert a.locator(f"{new}-description_en-error").inner_text() == "不能为空。"
     assert a.locator(f"{new}-code").input_value() == code, "the form comes back as typed"
     assert a.locator(f"{new}-description_zh").input_value() == "涉及几户？"
-    admin.check("attribute-refused")
+    admin.check("attribute-refused-english-missing")
     a.locator(f"{new}-description_en").fill("How many households?")
+    a.locator("#save-service").click()  # a choice without answer values: intake names the attribute
+    a.wait_for_selector("#form-errors")
+    assert "需要填写取值" in a.locator(f"{new}-error").inner_text()
+    admin.check("attribute-refused")
     a.locator(f"{new}-values").fill("two = 两户 | Two households\nmany = 三户及以上 | Three or more")
     a.locator(f"{new}-required").check()
     a.locator("#save-service").click()

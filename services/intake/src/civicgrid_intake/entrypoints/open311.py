@@ -213,7 +213,7 @@ async def discovery(fmt: str, request: Request) -> Response:
 LANGUAGE_CHOICE = ("Names (service list) and questions (service definition) in Chinese or English: the `locale` "
                    "parameter (`zh`, `zh-CN`, `en`...) or else the `Accept-Language` header; English when neither "
                    "asks for Chinese.")
-LocaleParam = Query(None, max_length=35, description="zh or en (as a language tag); wins over Accept-Language")
+LocaleParam = Query(None, description="zh or en (as a language tag); wins over Accept-Language")
 
 
 @router.get("/services.{fmt}", summary="Open311 service list", description=LANGUAGE_CHOICE)
