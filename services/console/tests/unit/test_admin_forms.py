@@ -15,7 +15,7 @@ from starlette.datastructures import ImmutableMultiDict
 from civicgrid_console.domain import calendar as cal
 from civicgrid_console.domain import catalogue as cat
 from civicgrid_console.domain import field_errors
-from civicgrid_console.domain.forms import FormInvalid
+from civicgrid_console.domain.forms import FormInvalid, questions
 from civicgrid_console.entrypoints.http import build_app
 from civicgrid_console.settings import ConsoleSettings
 
@@ -393,3 +393,15 @@ def test_the_report_form_asks_each_question_in_the_visitors_language(admin_clien
     page = admin_client.get("/report/public_facility").text
     assert '<label for="attr_facility">Which facility?' in page and ">Street light</option>" in page
     assert page.index("attr_facility") < page.index("attr_hazard"), "in their order"
+
+
+def test_a_question_intake_holds_in_one_language_is_asked_in_it_and_edited_with_the_other_empty():
+    held = {"code": "floor", "datatype": "singlevaluelist", "description_zh": None, "description_en": "Which floor?",
+            "order": 1, "values": [{"key": "low", "name_zh": "低层", "name_en": None}]}
+    (asked,) = questions({"attributes": [held]}, "zh")
+    assert asked["label"] == "Which floor?" and asked["values"] == [{"key": "low", "name": "低层"}]
+    row = cat.form_of({**SERVICE, "attributes": [held]}).attributes[0]
+    assert (row.description_zh, row.description_en, row.values) == ("", "Which floor?", "low = 低层 | ")
+    with pytest.raises(FormInvalid) as e:  # saved as it is, the missing name is the console's to point out
+        cat.body_of(SERVICE, cat.posted(as_posted(cat.form_of({**SERVICE, "attributes": [held]}))))
+    assert e.value.errors == [("attr-0-values", "attr.bad_value_line")]
