@@ -47,21 +47,22 @@ async def offsets(kafka: str, topic: str):
 
 def handlers_on_fakes(**settings_over):
     """Intake's handlers on the in-memory fakes (no broker, no store): for unit tests."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
-    from civicgrid_intake.adapters.catalogue import Catalogue
     from civicgrid_intake.adapters.crypto import ContactVault
     from civicgrid_intake.adapters.duplicate_index import DuplicateIndex
-    from civicgrid_intake.adapters.memory import InMemoryAccessTrail, InMemoryApiKeys, InMemoryRequests
-    from civicgrid_intake.domain.catalogue import DEFAULT_CATALOGUE
+    from civicgrid_intake.adapters.memory import (
+        InMemoryAccessTrail,
+        InMemoryApiKeys,
+        InMemoryCatalogue,
+        InMemoryRequests,
+    )
     from civicgrid_intake.handlers import IntakeHandlers
     from civicgrid_intake.settings import IntakeSettings
     from civicgrid_runtime.calendar import CalendarFollower
 
     settings = IntakeSettings(log_json=False, **settings_over)
-    catalogue = Catalogue(None, None, source=settings.source)  # type: ignore[arg-type]
-    now = datetime.now(UTC)
-    catalogue._cache = {s.code: s.model_copy(update={"revision": 1, "changed_at": now}) for s in DEFAULT_CATALOGUE}
+    catalogue = InMemoryCatalogue.with_defaults(source=settings.source)
     vault = ContactVault(settings.contact_key.get_secret_value(), settings.reporter_key.get_secret_value(),
                          settings.token_key.get_secret_value())
     return IntakeHandlers(InMemoryRequests(), InMemoryApiKeys(), InMemoryAccessTrail(), catalogue, vault, settings,

@@ -474,13 +474,19 @@ def test_admin_edits_a_services_attributes_and_residents_are_asked_them(stack, b
     new = f"#attr-{a.locator('fieldset.attribute').count() - 1}"
     a.locator(f"{new}-code").fill(code)
     a.locator(f"{new}-datatype").select_option("singlevaluelist")
-    a.locator(f"{new}-description").fill("涉及几户？")
+    a.locator(f"{new}-description_zh").fill("涉及几户？")
+    a.locator("#save-service").click()  # no English question: intake names that field
+    a.wait_for_selector("#form-errors")
+    assert a.locator(f"{new}-description_en-error").inner_text() == "不能为空。"
+    assert a.locator(f"{new}-code").input_value() == code, "the form comes back as typed"
+    assert a.locator(f"{new}-description_zh").input_value() == "涉及几户？"
+    admin.check("attribute-refused-english-missing")
+    a.locator(f"{new}-description_en").fill("How many households?")
     a.locator("#save-service").click()  # a choice without answer values: intake names the attribute
     a.wait_for_selector("#form-errors")
     assert "需要填写取值" in a.locator(f"{new}-error").inner_text()
-    assert a.locator(f"{new}-code").input_value() == code, "the form comes back as typed"
     admin.check("attribute-refused")
-    a.locator(f"{new}-values").fill("two = 两户\nmany = 三户及以上")
+    a.locator(f"{new}-values").fill("two = 两户 | Two households\nmany = 三户及以上 | Three or more")
     a.locator(f"{new}-required").check()
     a.locator("#save-service").click()
     a.wait_for_selector(".flash.ok")
@@ -488,18 +494,61 @@ def test_admin_edits_a_services_attributes_and_residents_are_asked_them(stack, b
     saved = httpx.get(f"{stack['intake']}/api/v1/services/neighbour_dispute", timeout=10).json()
     attribute = next(x for x in saved["attributes"] if x["code"] == code)
     assert attribute["required"] and attribute["datatype"] == "singlevaluelist"
-    assert attribute["values"] == [{"key": "two", "name": "两户"}, {"key": "many", "name": "三户及以上"}]
-    assert attribute["description"] == "涉及几户？"
+    assert attribute["values"] == [{"key": "two", "name_zh": "两户", "name_en": "Two households"},
+                                   {"key": "many", "name_zh": "三户及以上", "name_en": "Three or more"}]
+    assert (attribute["description_zh"], attribute["description_en"]) == ("涉及几户？", "How many households?")
     row = a.locator(f"fieldset.attribute[data-attribute='{code}']")
-    assert "two = 两户" in row.locator("textarea").input_value(), "the editor shows what intake holds"
+    assert "two = 两户 | Two households" in row.locator("textarea").input_value(), "the editor shows what intake holds"
     admin.close()
 
     resident = Checked(browser, stack["console"], "resident-attributes", mobile=True)
     p = resident.page
     p.goto("/report/neighbour_dispute")
+    assert p.locator(f"label[for=attr_{code}]").inner_text().startswith("涉及几户？")
     assert p.locator(f"#attr_{code} option[value=many]").inner_text() == "三户及以上"
     resident.check("asked-the-new-question")
+    p.locator("form[action='/lang'] button").click()  # the same question in English
+    p.wait_for_load_state()
+    assert p.locator(f"label[for=attr_{code}]").inner_text().startswith("How many households?")
+    assert p.locator(f"#attr_{code} option[value=many]").inner_text() == "Three or more"
+    resident.check("asked-the-new-question-en")
     resident.close()
+
+
+def test_two_administrators_edit_one_service_the_second_sees_the_current_version_and_keeps_what_they_typed(
+        stack, browser):
+    service = "disability_assistance"
+    admin = Checked(browser, stack["console"], "admin-conflict")
+    sign_in(admin, "admin")
+    a = admin.page
+    a.goto(f"/admin/catalogue?edit={service}")
+    loaded = int(a.locator("input[name=revision]").input_value())
+    typed_en = f"Help for residents with disabilities {random.randint(100, 999)}"
+    a.locator("#name_en").fill(typed_en)
+    # meanwhile a second administrator saves the same service through the API, on the same revision
+    r = httpx.get(f"{stack['intake']}/api/v1/services/{service}", timeout=10)
+    assert r.headers["etag"] == f'"{loaded}"'
+    theirs = {k: v for k, v in r.json().items() if k not in ("code", "active", "revision", "changed_at")}
+    theirs["name_zh"] = f"助残上门服务 {random.randint(100, 999)}"
+    r = httpx.put(f"{stack['intake']}/api/v1/services/{service}", json=theirs, timeout=10,
+                  headers={**bearer("admin", sub="admin-2"), "If-Match": r.headers["etag"]})
+    assert r.status_code == 200, r.text
+    a.locator("#save-service").click()
+    a.wait_for_selector("#form-errors")
+    assert "已被他人修改" in a.locator("#form-errors").inner_text()
+    assert f"第 {loaded + 1} 版" in a.locator("#form-errors").inner_text()
+    assert a.evaluate("document.activeElement.id") == "form-errors", "the message is announced"
+    assert a.locator("#name_en").input_value() == typed_en, "what the administrator typed is kept"
+    assert a.locator("#name_zh-error").inner_text() == f"当前版本：{theirs['name_zh']}"
+    assert a.locator("input[name=revision]").input_value() == str(loaded + 1)
+    admin.check("someone-else-saved-first")
+    a.locator("#name_zh").fill(theirs["name_zh"])  # keep the other administrator's change too
+    a.locator("#save-service").click()
+    a.wait_for_selector(".flash.ok")
+    held = httpx.get(f"{stack['intake']}/api/v1/services/{service}", timeout=10).json()
+    assert (held["name_zh"], held["name_en"], held["revision"]) == (theirs["name_zh"], typed_en, loaded + 2)
+    admin.check("saved-on-the-current-version")
+    admin.close()
 
 
 def held_by(stack, rid: str) -> dict:

@@ -47,6 +47,8 @@ class IntakeService:
             n = await self.catalogue.load_defaults()
             if n:
                 log.info("default catalogue loaded", services=n)
+            if completed := await self.catalogue.complete_shipped_texts():
+                log.info("shipped questions given their second language", services=completed)
         else:
             await self.catalogue.refresh()
         if self.duplicate_feed is not None:

@@ -16,7 +16,7 @@ from typing import Any
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.events.intake import ImportedFrom, RequestMerged, RequestReceived
 from civicgrid_contracts.values import Location
-from civicgrid_intake.adapters.catalogue import Catalogue
+from civicgrid_intake.adapters.catalogue import ServiceCatalogue
 from civicgrid_intake.adapters.crypto import ContactVault
 from civicgrid_intake.adapters.duplicate_index import DuplicateIndex
 from civicgrid_intake.adapters.repository import cell_of
@@ -114,7 +114,7 @@ class LifecycleFold:
 
 class IntakeHandlers:
     def __init__(self, requests: RequestStore, api_keys: ApiKeyStore, access: AccessTrailPort,
-                 catalogue: Catalogue, vault: ContactVault, settings: IntakeSettings, *,
+                 catalogue: ServiceCatalogue, vault: ContactVault, settings: IntakeSettings, *,
                  duplicates: DuplicateIndex, calendar: CalendarFollower) -> None:
         self.requests = requests
         self.api_keys = api_keys

@@ -44,7 +44,8 @@ async def test_catalogue_admin_create_update_retire(ctx, infra):
     since = await offsets(infra.kafka, topics.CATALOGUE.name)
     spec = {"code": "snow_clearing", "name_zh": "清雪", "name_en": "Snow clearing", "group": "environment",
             "handled_by": ["grid"], "time_limits": {"response_hours": 2, "resolution_hours": 12},
-            "attributes": [{"code": "depth", "datatype": "number", "description": "Depth in cm", "required": True}]}
+            "attributes": [{"code": "depth", "datatype": "number", "description_zh": "積雪多深（釐米）？",
+                            "description_en": "Depth in cm", "required": True}]}
     assert (await ctx.client.post("/api/v1/services", json=spec)).status_code == 401
     r = await ctx.client.post("/api/v1/services", json=spec, headers=ctx.token("operator"))
     assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")
@@ -72,6 +73,62 @@ async def test_catalogue_admin_create_update_retire(ctx, infra):
     bad = dict(spec, code="bad_one", handled_by=["department"])
     r = await ctx.client.post("/api/v1/services", json=bad, headers=ctx.token("admin"))
     assert r.status_code == 422
+    one_text = dict(spec, code="one_text", attributes=[{"code": "depth", "datatype": "number",
+                                                         "description_en": "Depth in cm"}])
+    r = await ctx.client.post("/api/v1/services", json=one_text, headers=ctx.token("admin"))
+    assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == ["attributes/0/description_zh"]
+
+
+def _service_spec(svc: dict, **over) -> dict:
+    keep = ("name_zh", "name_en", "group", "keywords", "description", "handled_by", "departments", "needs_volunteer",
+            "required_qualifications", "visit_hours", "time_limits", "attributes", "type")
+    return {k: svc[k] for k in keep} | over
+
+
+async def test_two_administrators_editing_one_service_the_second_save_is_refused_with_412(ctx, infra):
+    admin = ctx.token("admin")
+    r = await ctx.client.get("/api/v1/services/greening")
+    loaded, tag = r.json(), r.headers["etag"]
+    assert tag == f'"{loaded["revision"]}"'
+    first = await ctx.client.put("/api/v1/services/greening", json=_service_spec(loaded, name_en="Trees"),
+                                 headers={**admin, "If-Match": tag})
+    assert first.status_code == 200 and first.headers["etag"] == f'"{loaded["revision"] + 1}"'
+    second = await ctx.client.put("/api/v1/services/greening", json=_service_spec(loaded, name_en="Parks"),
+                                  headers={**admin, "If-Match": tag})
+    assert second.status_code == 412 and second.headers["content-type"].startswith("application/problem+json")
+    p = second.json()
+    assert p["status"] == 412 and p["current_revision"] == loaded["revision"] + 1
+    assert p["errors"][0]["field"] == "If-Match" and p["errors"][0]["in"] == "header"
+    assert second.headers["etag"] == first.headers["etag"]
+    now = await ctx.client.get("/api/v1/services/greening")
+    assert now.json()["name_en"] == "Trees" and now.headers["etag"] == first.headers["etag"]
+    retire = await ctx.client.delete("/api/v1/services/greening", headers={**admin, "If-Match": tag})
+    assert retire.status_code == 412 and (await ctx.client.get("/api/v1/services/greening")).json()["active"]
+    stored = await ctx.db["services"].find_one({"_id": "greening"})
+    assert stored["schema_version"] == 2 and stored["revision"] == loaded["revision"] + 1
+    trail = await ctx.db["staff_access"].find({"action": "catalogue.update", "target": "greening"}).to_list(None)
+    assert [t["details"]["made_on_revision"] for t in trail] == [loaded["revision"]]
+
+
+async def test_a_calendar_year_saved_on_an_older_revision_is_refused_with_412(ctx):
+    admin = ctx.token("admin")
+    year = 2100 + datetime.now(UTC).microsecond % 99  # the calendar topic outlives this test's database
+    r = await ctx.client.get(f"/api/v1/calendar/{year}")
+    tag = r.headers["etag"]
+    assert tag == f'"{r.json()["revision"]}"'
+    body = {"holidays": [f"{year}-10-01"], "source": "integration test"}
+    first = await ctx.client.put(f"/api/v1/calendar/{year}", json=body, headers={**admin, "If-Match": tag})
+    assert first.status_code == 200, first.text
+    assert first.headers["etag"] == f'"{first.json()["revision"]}"'
+    second = await ctx.client.put(f"/api/v1/calendar/{year}", json=dict(body, holidays=[f"{year}-10-02"]),
+                                  headers={**admin, "If-Match": tag})
+    assert second.status_code == 412
+    assert second.json()["current_revision"] == first.json()["revision"]
+    assert second.json()["errors"][0]["field"] == "If-Match"
+    held = await ctx.client.get(f"/api/v1/calendar/{year}")
+    assert held.json()["calendar"]["holidays"] == [f"{year}-10-01"] and held.headers["etag"] == first.headers["etag"]
+    again = await ctx.client.put(f"/api/v1/calendar/{year}", json=body, headers={**admin, "If-Match": "not-an-etag"})
+    assert again.status_code == 422 and again.json()["errors"][0]["field"] == "If-Match"
 
 
 # ----------------------------------------------------------------------------- submission

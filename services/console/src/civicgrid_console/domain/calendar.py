@@ -39,6 +39,7 @@ class CalendarForm:
     holiday: list[tuple[str, str]] = field(default_factory=list)  # (first, last) as YYYY-MM-DD; last optional
     makeup: list[tuple[str, str]] = field(default_factory=list)
     source: str = ""
+    revision: str = ""  # the year's revision the form was loaded at (sent back as If-Match; 0: not defined yet)
 
     def rows(self, kind: str) -> list[tuple[str, str]]:
         """The rows the page shows for ``kind`` (periods, holiday, makeup): those in use and spares."""
@@ -71,12 +72,14 @@ def hhmm(value: str) -> str:
     return value[:5]
 
 
-def form_of(cal: Mapping[str, Any]) -> CalendarForm:
-    """The edit form filled with a year's calendar as intake returns it."""
+def form_of(held: Mapping[str, Any]) -> CalendarForm:
+    """The edit form filled with a year as intake returns it (its calendar and revision)."""
+    cal = held["calendar"]
     return CalendarForm(timezone=cal.get("timezone") or "", weekdays=list(cal.get("working_weekdays") or []),
                         periods=[(hhmm(p["start"]), hhmm(p["end"])) for p in cal.get("periods") or []],
                         holiday=date_ranges(cal.get("holidays") or []),
-                        makeup=date_ranges(cal.get("makeup_workdays") or []), source=cal.get("source") or "")
+                        makeup=date_ranges(cal.get("makeup_workdays") or []), source=cal.get("source") or "",
+                        revision=str(held.get("revision", "")))
 
 
 # ----------------------------------------------------------------------------- posted form -> form
@@ -101,7 +104,7 @@ def posted(form) -> CalendarForm:
                         periods=_rows(form, "period", "start", "end", MAX_PERIODS),
                         holiday=_rows(form, "holiday", "first", "last", MAX_RANGE_ROWS),
                         makeup=_rows(form, "makeup", "first", "last", MAX_RANGE_ROWS),
-                        source=str(form.get("source") or "").strip())
+                        source=str(form.get("source") or "").strip(), revision=str(form.get("revision") or "").strip())
 
 
 # ----------------------------------------------------------------------------- form -> API body
@@ -177,6 +180,23 @@ def body_of(cf: CalendarForm) -> Body:
     if problems:
         raise FormInvalid(problems)
     return Body(json=body, origin=origin)
+
+
+# ----------------------------------------------------------------------------- someone else saved first
+
+
+def _ranges_shown(rows: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{a}–{b}" if b else a for a, b in rows)
+
+
+def differences(current: CalendarForm, typed: CalendarForm) -> list[tuple[str, str]]:
+    """(field id, the current version's value) for each field where the form as typed differs from
+    the year's current version (after intake refused a save made on an older revision)."""
+    shown = {"timezone": lambda f: f.timezone, "weekdays": lambda f: ", ".join(str(d) for d in f.weekdays),
+             "periods": lambda f: ", ".join(f"{a}–{b}" for a, b in f.periods),
+             "holiday": lambda f: _ranges_shown(f.holiday), "makeup": lambda f: _ranges_shown(f.makeup),
+             "source": lambda f: f.source}
+    return [(fid, show(current)) for fid, show in shown.items() if show(current) != show(typed)]
 
 
 # ----------------------------------------------------------------------------- a year as month grids

@@ -1,11 +1,14 @@
 """The service catalogue editor: a service's form (names, handlers, departments, time limits and its
-Open311 attributes) turned into intake's ``PUT /api/v1/services/{code}`` body, and intake's
-refusals placed next to the fields that produced them.
+Open311 attributes, each question in Chinese and English) turned into intake's
+``PUT /api/v1/services/{code}`` body, and intake's refusals placed next to the fields that produced
+them.
 
 intake's ``ServiceSpec`` is the whole service: the body starts from the service as it is, and the
 form replaces what it shows, so fields the page does not edit (keywords, description,
 qualifications...) go back unchanged. An attribute's answer values are typed one per line,
-``key = name``.
+``key = 中文名称 | English name``. The form carries the revision it was loaded at: intake refuses
+the save (412) when someone else saved the service since, and the page shows how the current
+version differs from what was typed (``differences``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ CLOCKS = ("business", "calendar")
 DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
 LIST_TYPES = ("singlevaluelist", "multivaluelist")
 #: an attribute's fields, as its form rows name them
-ATTRIBUTE_FIELDS = ("code", "datatype", "description", "required", "variable", "order", "values",
-                    "datatype_description")
+#: (those the form carries unseen -- variable, datatype_description_zh/en -- are shown on the attribute)
+ATTRIBUTE_FIELDS = ("code", "datatype", "description_zh", "description_en", "required", "order", "values")
 #: intake takes at most 30 attributes a service
 MAX_ATTRIBUTES = 30
 #: what a time limit's body path names on the form
@@ -41,17 +44,19 @@ class AttributeRow:
 
     code: str = ""
     datatype: str = "string"
-    description: str = ""
+    description_zh: str = ""
+    description_en: str = ""
     required: bool = False
     variable: bool = True
     order: str = ""
-    values: str = ""  # "key = name" lines
-    datatype_description: str = ""
+    values: str = ""  # "key = 中文 | English" lines
+    datatype_description_zh: str = ""
+    datatype_description_en: str = ""
     remove: bool = False
 
     @property
     def blank(self) -> bool:
-        return not (self.code or self.description or self.values.strip())
+        return not (self.code or self.description_zh or self.description_en or self.values.strip())
 
 
 @dataclass
@@ -66,6 +71,7 @@ class ServiceForm:
     report_back_hours: str = ""
     calendar: str = "business"
     attributes: list[AttributeRow] = field(default_factory=list)
+    revision: str = ""  # the service's revision the form was loaded at (sent back as If-Match)
 
     def attribute_rows(self) -> list[AttributeRow]:
         """The rows the page shows: those in use and one blank for a new attribute."""
@@ -81,17 +87,21 @@ def _number(value: Any) -> str:
 
 
 def values_text(values: list[Mapping[str, Any]]) -> str:
-    return "\n".join(f"{v['key']} = {v['name']}" for v in values)
+    """Answer values as the form shows them: ``key = 中文 | English``, a line each (a name intake
+    holds in one language only leaves the other side empty, to be filled in)."""
+    return "\n".join(f"{v['key']} = {v.get('name_zh') or ''} | {v.get('name_en') or ''}" for v in values)
 
 
 def form_of(service: Mapping[str, Any]) -> ServiceForm:
     """The editor filled with a service as intake returns it."""
     limits = service.get("time_limits") or {}
     attributes = [AttributeRow(code=a["code"], datatype=a.get("datatype") or "string",
-                               description=a.get("description") or "", required=bool(a.get("required")),
+                               description_zh=a.get("description_zh") or "",
+                               description_en=a.get("description_en") or "", required=bool(a.get("required")),
                                variable=a.get("variable", True) is not False, order=str(a.get("order", 1)),
                                values=values_text(a.get("values") or []),
-                               datatype_description=a.get("datatype_description") or "")
+                               datatype_description_zh=a.get("datatype_description_zh") or "",
+                               datatype_description_en=a.get("datatype_description_en") or "")
                   for a in sorted(service.get("attributes") or [], key=lambda a: a.get("order", 1))]
     return ServiceForm(name_zh=service.get("name_zh") or "", name_en=service.get("name_en") or "",
                        group=service.get("group") or "", handled_by=list(service.get("handled_by") or []),
@@ -99,7 +109,8 @@ def form_of(service: Mapping[str, Any]) -> ServiceForm:
                        response_hours=_number(limits.get("response_hours")),
                        resolution_hours=_number(limits.get("resolution_hours")),
                        report_back_hours=_number(limits.get("report_back_hours")),
-                       calendar=limits.get("calendar") or "business", attributes=attributes)
+                       calendar=limits.get("calendar") or "business", attributes=attributes,
+                       revision=str(service.get("revision") or ""))
 
 
 def posted(form) -> ServiceForm:
@@ -111,10 +122,13 @@ def posted(form) -> ServiceForm:
     pattern = re.compile(r"^attr-(\d{1,2})-code$")
     rows = sorted({int(m.group(1)) for k in form.keys() if (m := pattern.match(k))})[:MAX_ATTRIBUTES + 1]
     attributes = [AttributeRow(code=text(f"attr-{i}-code"), datatype=text(f"attr-{i}-datatype") or "string",
-                               description=text(f"attr-{i}-description"), required=bool(form.get(f"attr-{i}-required")),
+                               description_zh=text(f"attr-{i}-description_zh"),
+                               description_en=text(f"attr-{i}-description_en"),
+                               required=bool(form.get(f"attr-{i}-required")),
                                variable=bool(form.get(f"attr-{i}-variable")), order=text(f"attr-{i}-order"),
                                values=str(form.get(f"attr-{i}-values") or "").strip(),
-                               datatype_description=text(f"attr-{i}-datatype_description"),
+                               datatype_description_zh=text(f"attr-{i}-datatype_description_zh"),
+                               datatype_description_en=text(f"attr-{i}-datatype_description_en"),
                                remove=bool(form.get(f"attr-{i}-remove")))
                   for i in rows]
     return ServiceForm(name_zh=text("name_zh"), name_en=text("name_en"), group=text("group"),
@@ -122,7 +136,7 @@ def posted(form) -> ServiceForm:
                        departments=[str(d) for d in form.getlist("departments") if str(d).strip()],
                        response_hours=text("response_hours"), resolution_hours=text("resolution_hours"),
                        report_back_hours=text("report_back_hours"), calendar=text("calendar") or "business",
-                       attributes=[a for a in attributes if not a.blank])
+                       attributes=[a for a in attributes if not a.blank], revision=text("revision"))
 
 
 # ----------------------------------------------------------------------------- form -> API body
@@ -160,24 +174,27 @@ def _hours(value: str, field_id: str, problems: list[tuple[str, str]], *, option
 
 
 def parse_values(text: str) -> list[dict[str, str]]:
-    """``key = name`` lines (a line without '=' is its own key and name); blank lines skipped."""
+    """``key = 中文名称 | English name`` lines (blank lines skipped); a line without its key, or
+    without either of its names, is refused (ValueError)."""
     out = []
     for line in text.splitlines():
         if not line.strip():
             continue
-        key, sep, name = line.partition("=")
-        key, name = key.strip(), name.strip()
-        if not key:
+        key, _, names = line.partition("=")
+        name_zh, _, name_en = names.partition("|")
+        key, name_zh, name_en = key.strip(), name_zh.strip(), name_en.strip()
+        if not (key and name_zh and name_en):
             raise ValueError(line)
-        out.append({"key": key, "name": name if sep and name else key})
+        out.append({"key": key, "name_zh": name_zh, "name_en": name_en})
     return out
 
 
 def _attribute(i: int, a: AttributeRow, problems: list[tuple[str, str]]) -> dict[str, Any]:
     row = f"attr-{i}"
-    body: dict[str, Any] = {"code": a.code, "datatype": a.datatype, "description": a.description,
-                            "required": a.required, "variable": a.variable,
-                            "datatype_description": a.datatype_description or None}
+    body: dict[str, Any] = {"code": a.code, "datatype": a.datatype, "description_zh": a.description_zh,
+                            "description_en": a.description_en, "required": a.required, "variable": a.variable,
+                            "datatype_description_zh": a.datatype_description_zh or None,
+                            "datatype_description_en": a.datatype_description_en or None}
     try:
         body["order"] = int(a.order) if a.order else i + 1
     except ValueError:
@@ -226,8 +243,9 @@ FIELD_LABELS = {"name_zh": "admin.name_zh", "name_en": "admin.name_en", "group":
                 "response_hours": "admin.response_hours", "resolution_hours": "admin.resolution_hours",
                 "report_back_hours": "cat.report_back_hours", "calendar": "admin.calendar",
                 "time_limits": "admin.calendar", "attributes": "attr.title"}
-ATTRIBUTE_LABELS = {"code": "attr.code", "datatype": "attr.datatype", "description": "attr.description",
-                    "required": "attr.required", "order": "attr.order", "values": "attr.values"}
+ATTRIBUTE_LABELS = {"code": "attr.code", "datatype": "attr.datatype", "description_zh": "attr.description_zh",
+                    "description_en": "attr.description_en", "required": "attr.required", "order": "attr.order",
+                    "values": "attr.values"}
 
 
 def field_names(lang: str, field_ids) -> dict[str, str]:
@@ -244,3 +262,47 @@ def field_names(lang: str, field_ids) -> dict[str, str]:
             part = ATTRIBUTE_LABELS.get(m.group(2) or "")
             out[fid] = f"{question} · {i18n.t(lang, part)}" if part else question
     return out
+
+
+# ----------------------------------------------------------------------------- someone else saved first
+
+#: the editor's fields compared with the current version after a refused save (list ones joined)
+TOP_FIELDS = ("name_zh", "name_en", "group", "handled_by", "departments", "response_hours", "resolution_hours",
+              "report_back_hours", "calendar")
+COMPARED_ATTRIBUTE_FIELDS = ("datatype", "description_zh", "description_en", "values", "required")
+
+
+def _shown(value: Any) -> str:
+    """A field's value as the comparison and the note at the field show it."""
+    if isinstance(value, bool):
+        return "✓" if value else "✗"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def differences(current: ServiceForm, typed: ServiceForm) -> tuple[list[tuple[str, str]], list[AttributeRow]]:
+    """Where the form as typed differs from the service's current version: (field id, the current
+    value) for each field, and the current version's questions the form has not (by code)."""
+    fields = [(name, _shown(getattr(current, name))) for name in TOP_FIELDS
+              if _shown(getattr(current, name)) != _shown(getattr(typed, name))]
+    rows = {a.code: i for i, a in enumerate(typed.attributes) if a.code}
+    missing = []
+    for a in current.attributes:
+        if a.code not in rows:
+            missing.append(a)
+            continue
+        mine = typed.attributes[rows[a.code]]
+        fields += [(f"attr-{rows[a.code]}-{name}", _shown(getattr(a, name))) for name in COMPARED_ATTRIBUTE_FIELDS
+                   if _comparable(name, getattr(a, name)) != _comparable(name, getattr(mine, name))]
+    return fields, missing
+
+
+def _comparable(name: str, value: Any) -> Any:
+    """Answer values compared as the values they name (spacing aside), anything else as shown."""
+    if name == "values":
+        try:
+            return parse_values(value)
+        except ValueError:
+            return value.strip()
+    return _shown(value).strip()

@@ -1,5 +1,5 @@
 """What a resident typed into the report form, turned into intake's submission body, and the
-service's attribute questions turned into form fields."""
+service's attribute questions turned into form fields, worded in the visitor's language."""
 
 from __future__ import annotations
 
@@ -44,3 +44,20 @@ def submission(service: dict[str, Any], form: dict[str, Any]) -> dict[str, Any]:
     if contact:
         body["contact"] = contact
     return body
+
+
+def in_language(item: dict[str, Any], field: str, lang: str) -> str:
+    """``field_zh`` or ``field_en`` of a catalogue item in the visitor's language; the other
+    language's text when intake holds the item in that one only (a question written before both
+    were asked for)."""
+    other = "en" if lang == "zh" else "zh"
+    return str(item.get(f"{field}_{lang}") or item.get(f"{field}_{other}") or "")
+
+
+def questions(service: dict[str, Any], lang: str) -> list[dict[str, Any]]:
+    """The service's attribute questions as the report form asks them, in order, each worded in
+    ``lang`` (with its answer values' names): {code, datatype, required, label, hint, values}."""
+    return [{"code": a["code"], "datatype": a.get("datatype") or "string", "required": bool(a.get("required")),
+             "label": in_language(a, "description", lang), "hint": in_language(a, "datatype_description", lang),
+             "values": [{"key": v["key"], "name": in_language(v, "name", lang)} for v in a.get("values") or []]}
+            for a in sorted(service.get("attributes") or [], key=lambda a: a.get("order", 1))]

@@ -541,19 +541,40 @@ M: dict[str, tuple[str, str]] = {
     "clock.business": ("工作时间", "Working hours"),
     "clock.calendar": ("自然时间", "Wall-clock hours"),
     "attr.title": ("补充问题（Open311 属性）", "Questions (Open311 attributes)"),
-    "attr.intro": ("居民反映此事项时回答的问题，按顺序显示。取值只用于单选和多选，每行一个：代码 = 名称。",
-                   "What residents answer when they report this service, in order. Answer values are for "
-                   "single and multiple choice only, one a line: key = name."),
+    "attr.intro": ("居民反映此事项时回答的问题，按顺序显示，按居民所选语言显示中文或英文。取值只用于单选和多选，"
+                   "每行一个：代码 = 中文名称 | English name。",
+                   "What residents answer when they report this service, in order, in Chinese or English as "
+                   "each resident reads. Answer values are for single and multiple choice only, one a line: "
+                   "key = 中文名称 | English name."),
     "attr.question": ("问题 {n}", "Question {n}"),
     "attr.new": ("新增一个问题（选填）", "Add a question (optional)"),
     "attr.code": ("代码", "Code"),
     "attr.datatype": ("类型", "Type"),
-    "attr.description": ("问题（向居民显示）", "Question (shown to residents)"),
+    "attr.description_zh": ("问题（中文）", "Question in Chinese"),
+    "attr.description_en": ("问题（英文）", "Question in English"),
     "attr.required": ("必答", "Required"),
     "attr.order": ("顺序", "Order"),
-    "attr.values": ("取值（每行：代码 = 名称）", "Answer values (a line each: key = name)"),
+    "attr.values": ("取值（每行：代码 = 中文名称 | English name）", "Answer values (a line each: key = 中文名称 | English name)"),
     "attr.remove": ("删除此问题", "Remove this question"),
-    "attr.bad_value_line": ("每行应为“代码 = 名称”，代码不能为空。", "Each line is “key = name”, with a key."),
+    "attr.bad_value_line": ("每行应为“代码 = 中文名称 | English name”，代码和两种名称都不能为空。",
+                            "Each line is “key = 中文名称 | English name”, with the key and both names."),
+    "conflict.service": ("此事项在您打开编辑后已被他人修改（现为第 {revision} 版），您的修改没有保存。下面仍是您输入的内容；"
+                         "与当前版本不同的地方，已在字段旁注明当前版本的内容。请核对后再保存。",
+                         "Someone else changed this service since you opened it (it is now revision {revision}); "
+                         "your changes were not saved. The form below still holds what you typed; where it differs "
+                         "from the current version, the current version is shown at the field. Check, then save "
+                         "again."),
+    "conflict.year": ("{year} 年工作日历在您打开编辑后已被他人修改（现为第 {revision} 版），您的修改没有保存。下面仍是"
+                      "您输入的内容；与当前版本不同的地方，已在字段旁注明当前版本的内容。请核对后再保存。",
+                      "Someone else changed the working calendar of {year} since you opened it (it is now revision "
+                      "{revision}); your changes were not saved. The form below still holds what you typed; where it "
+                      "differs from the current version, the current version is shown at the field. Check, then "
+                      "save again."),
+    "conflict.current": ("当前版本：{value}", "Current version: {value}"),
+    "conflict.empty": ("（空）", "(empty)"),
+    "conflict.only_current": ("当前版本还有问题“{code}”（{question}），此表单中没有。",
+                              "The current version also has the question “{code}” ({question}), which this form "
+                              "has not."),
     "attr.values_only_for_lists": ("只有单选和多选有取值：请清空取值，或改为单选/多选。",
                                    "Only single and multiple choice take values: clear them, or change the type."),
     "attr_type.string": ("单行文字", "Short text"),

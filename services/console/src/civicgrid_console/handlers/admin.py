@@ -20,9 +20,17 @@ async def service(apis: Apis, code: str) -> dict[str, Any]:
     return await apis.intake.call("GET", f"/api/v1/services/{code}")
 
 
-async def update_service(apis: Apis, token: str, code: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The whole spec (domain/catalogue.body_of built it from the service as it is and the form)."""
-    return await apis.intake.call("PUT", f"/api/v1/services/{code}", token=token, json=body)
+def if_match(revision: str) -> dict[str, str]:
+    """The header naming the revision an edit form was loaded at (none for a form without one): intake
+    refuses the save with 412 when someone else saved since (ADR 0903)."""
+    return {"If-Match": f'"{revision}"'} if revision.isdigit() else {}
+
+
+async def update_service(apis: Apis, token: str, code: str, body: dict[str, Any], revision: str) -> dict[str, Any]:
+    """The whole spec (domain/catalogue.body_of built it from the service as it is and the form),
+    saved if the service is still at ``revision``."""
+    return await apis.intake.call("PUT", f"/api/v1/services/{code}", token=token, json=body,
+                                  headers=if_match(revision))
 
 
 def parse_upload(raw: bytes) -> dict[str, Any]:
@@ -89,5 +97,7 @@ async def calendar_year(apis: Apis, year: int) -> dict[str, Any]:
     return await apis.intake.call("GET", f"/api/v1/calendar/{year}")
 
 
-async def define_year(apis: Apis, token: str, year: int, body: dict[str, Any]) -> dict[str, Any]:
-    return await apis.intake.call("PUT", f"/api/v1/calendar/{year}", token=token, json=body)
+async def define_year(apis: Apis, token: str, year: int, body: dict[str, Any], revision: str) -> dict[str, Any]:
+    """A new version of the year, saved if the year is still at ``revision`` (0: nobody defined it)."""
+    return await apis.intake.call("PUT", f"/api/v1/calendar/{year}", token=token, json=body,
+                                  headers=if_match(revision))

@@ -17,6 +17,7 @@ from civicgrid_contracts import Envelope, derived_event_id
 from civicgrid_contracts.calendar import CalendarYear, calendar_defects
 from civicgrid_contracts.events.calendar import CalendarYearDefined
 from civicgrid_intake.domain.errors import Conflict, InvalidRequest
+from civicgrid_intake.domain.revisions import require_revision
 from civicgrid_runtime.calendar import CalendarFollower
 from civicgrid_runtime.store import OutboxRelay, update_with_events
 
@@ -37,20 +38,28 @@ class CalendarYears:
         self.follower = follower
         self.source = source
 
-    async def set_year(self, cal: CalendarYear, *, by: str) -> CalendarYearDefined:
-        """Store and publish a new version of ``cal.year``'s calendar (revision = the last + 1)."""
+    async def _stored_revision(self, year: int) -> int:
+        current = await self.col.find_one({"_id": str(year)}, {"revision": 1})
+        return (current or {}).get("revision", 0)
+
+    def _revision_on_bus(self, year: int) -> int:
+        # the bus's revision counts too: a version the followers hold (e.g. published by an intake
+        # whose database was since replaced) must never be outnumbered by an older one
+        return self.follower.versions[year].revision if self.follower and year in self.follower.versions else 0
+
+    async def set_year(self, cal: CalendarYear, *, by: str, expected: int | None = None) -> CalendarYearDefined:
+        """Store and publish a new version of ``cal.year``'s calendar (revision = the last + 1).
+        ``expected``: the revision the administrator's version was made on (If-Match; 0: a year not
+        defined yet); None saves over whatever is there (ADR 0903)."""
         defects = calendar_defects(cal)
         if defects:
             raise InvalidRequest(f"The calendar of {cal.year} has {len(defects)} defect(s); nothing was changed.",
                                  errors=defects)
         key = str(cal.year)
-        current = await self.col.find_one({"_id": key}, {"revision": 1})
-        revision = (current or {}).get("revision", 0)
-        # the bus's revision counts too: a version the followers hold (e.g. published by an intake
-        # whose database was since replaced) must never be outnumbered by an older one
-        on_bus = self.follower.versions[cal.year].revision if self.follower and cal.year in self.follower.versions \
-            else 0
-        defined = CalendarYearDefined(request_id=key, calendar=cal, revision=max(revision, on_bus) + 1,
+        revision = await self._stored_revision(cal.year)
+        latest = max(revision, self._revision_on_bus(cal.year))
+        require_revision(f"the calendar of {cal.year}", latest, expected)
+        defined = CalendarYearDefined(request_id=key, calendar=cal, revision=latest + 1,
                                       changed_at=datetime.now(UTC), changed_by=by)
         doc = await update_with_events(
             self.col, self.relay, filter={"_id": key, "revision": revision}, upsert=revision == 0,
@@ -59,6 +68,9 @@ class CalendarYears:
                              "changed_by": by}},
             events=[year_event(defined, source=self.source)])
         if doc is None:
+            if expected is not None:  # another save came between: the If-Match no longer holds
+                require_revision(f"the calendar of {cal.year}", max(await self._stored_revision(cal.year),
+                                                                    self._revision_on_bus(cal.year)), expected)
             raise Conflict(f"the calendar of {cal.year} changed meanwhile; read it again and retry", field="year")
         if self.follower is not None:  # this process computes with it at once; the others when it arrives
             self.follower.apply(defined)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from civicgrid_intake.domain.catalogue import written_in
 from civicgrid_intake.domain.model import OPEN_STATUSES, StatusState
 from civicgrid_intake.domain.submission import Submission
 
@@ -53,15 +54,39 @@ def _v1_to_v2_requests(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _in_its_language(texts: dict[str, Any], field: str) -> dict[str, Any]:
+    """``texts`` with its one-language ``field`` moved to ``field_zh`` or ``field_en`` (the language
+    it is written in), the other one None."""
+    out = {k: v for k, v in texts.items() if k != field}
+    text = texts.get(field)
+    out[f"{field}_zh"] = out[f"{field}_en"] = None
+    if text:
+        out[f"{field}_{written_in(text)}"] = text
+    return out
+
+
+def _v1_to_v2_services(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 holds each question (an attribute's ``description``, its ``datatype_description``
+    and its answers' ``name``) in Chinese and English. Version 1 had one text each, which becomes the
+    text of the language it is written in (the shipped catalogue's were English, an administrator
+    may have written Chinese); the other stays None until an administrator gives it."""
+    attributes = []
+    for a in doc.get("attributes") or []:
+        a = _in_its_language(_in_its_language(a, "description"), "datatype_description")
+        a["values"] = [_in_its_language(v, "name") for v in a.get("values") or []]
+        attributes.append(a)
+    return {**doc, "attributes": attributes}
+
+
 def _v0_to_v1_plain(doc: dict[str, Any]) -> dict[str, Any]:
     """The small collections' version 0 is version 1 without the field."""
     return doc
 
 
-CURRENT: dict[str, int] = {REQUESTS: 2, SERVICES: 1, CALENDAR_YEARS: 1, API_KEYS: 1, ACCESS_LOG: 1}
+CURRENT: dict[str, int] = {REQUESTS: 2, SERVICES: 2, CALENDAR_YEARS: 1, API_KEYS: 1, ACCESS_LOG: 1}
 UPCASTERS: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     REQUESTS: {0: _v0_to_v1_requests, 1: _v1_to_v2_requests},
-    SERVICES: {0: _v0_to_v1_plain},
+    SERVICES: {0: _v0_to_v1_plain, 1: _v1_to_v2_services},
     CALENDAR_YEARS: {0: _v0_to_v1_plain},
     API_KEYS: {0: _v0_to_v1_plain},
     ACCESS_LOG: {0: _v0_to_v1_plain},

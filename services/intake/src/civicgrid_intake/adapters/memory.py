@@ -15,7 +15,9 @@ from typing import Any
 
 from civicgrid_contracts import Envelope
 from civicgrid_intake.adapters import documents as docs_
+from civicgrid_intake.adapters.catalogue import ServiceCatalogue, to_document
 from civicgrid_intake.adapters.repository import key_hash, new_api_key
+from civicgrid_intake.domain.catalogue import DEFAULT_CATALOGUE
 from civicgrid_intake.domain.submission import Submission
 from civicgrid_intake.ports import AlreadyStored
 
@@ -110,3 +112,45 @@ class InMemoryAccessTrail:
     async def contact_reads(self, request_id: str) -> list[dict[str, Any]]:
         return [{k: e[k] for k in ("request_id", "staff_id", "role", "area", "reason", "at")}
                 for e in self.entries if e.get("request_id") == request_id]
+
+
+class InMemoryCatalogue(ServiceCatalogue):
+    """The catalogue's documents in a dict (the same shape and upcaster as the store's), a saved
+    change's event at once in ``published``."""
+
+    def __init__(self, *, source: str = "/civicgrid/intake") -> None:
+        super().__init__(source=source)
+        self.documents: dict[str, dict[str, Any]] = {}
+        self.published: list[Envelope] = []
+
+    @classmethod
+    def with_defaults(cls, *, source: str = "/civicgrid/intake") -> InMemoryCatalogue:
+        """The shipped catalogue at revision 1, ready to read (no event loop needed)."""
+        catalogue = cls(source=source)
+        now = datetime.now(UTC)
+        for svc in DEFAULT_CATALOGUE:
+            held = svc.model_copy(update={"revision": 1, "changed_at": now})
+            catalogue.documents[svc.code] = to_document(held)
+            catalogue._cache[svc.code] = held
+        return catalogue
+
+    async def _documents(self) -> list[dict[str, Any]]:
+        return [copy.deepcopy(d) for d in self.documents.values()]
+
+    async def _document(self, code: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.documents.get(code))
+
+    async def _insert(self, doc: dict[str, Any], event: Envelope) -> bool:
+        if doc["_id"] in self.documents:
+            return False
+        self.documents[doc["_id"]] = copy.deepcopy(doc)
+        self.published.append(event)
+        return True
+
+    async def _replace(self, code: str, revision: int, fields: dict[str, Any], event: Envelope) -> bool:
+        stored = self.documents.get(code)
+        if stored is None or stored.get("revision") != revision:
+            return False
+        stored.update(copy.deepcopy(fields))
+        self.published.append(event)
+        return True

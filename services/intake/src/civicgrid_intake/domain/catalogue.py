@@ -7,6 +7,7 @@ normalised (numbers as numbers, lists as lists) or raises ``AnswerErrors`` namin
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,24 +17,51 @@ from civicgrid_contracts.values import Handler, TimeLimits
 
 Datatype = Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
 CODE_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
+Language = Literal["zh", "en"]
+LANGUAGES: tuple[Language, ...] = ("zh", "en")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def written_in(text: str) -> Language:
+    """The language a catalogue text is written in: Chinese when it has a Han character, else English
+    (what a text of the one-language catalogue is taken to be)."""
+    return "zh" if _HAN.search(text) else "en"
+
+
+def in_language(texts: dict[str, str | None], lang: str) -> str:
+    """The text in ``lang`` ('zh' or 'en'), else in the other language (a question the catalogue holds
+    in one language only); '' when there is none."""
+    first = "zh" if lang.startswith("zh") else "en"
+    return texts.get(first) or texts.get("en" if first == "zh" else "zh") or ""
 
 
 class AttributeValue(BaseModel):
+    """One answer a list question offers, named in Chinese and in English."""
+
     model_config = ConfigDict(extra="forbid")
     key: str = Field(min_length=1, max_length=100)
-    name: str = Field(min_length=1, max_length=200)
+    name_zh: str = Field(min_length=1, max_length=200, description="The answer's name in Chinese")
+    name_en: str = Field(min_length=1, max_length=200, description="The answer's name in English")
+
+    def name(self, lang: str) -> str:
+        return in_language({"zh": self.name_zh, "en": self.name_en}, lang)
 
 
 class Attribute(BaseModel):
-    """An Open311 attribute: one extra question a service asks."""
+    """An Open311 attribute: one extra question a service asks, in Chinese and in English (an
+    administrator writes both; Open311's single ``description`` is chosen by the client's language)."""
 
     model_config = ConfigDict(extra="forbid")
     code: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
     datatype: Datatype
-    description: str = Field(min_length=1, max_length=500, description="The question shown to the resident")
+    description_zh: str = Field(min_length=1, max_length=500, description="The question in Chinese")
+    description_en: str = Field(min_length=1, max_length=500, description="The question in English")
     required: bool = False
     variable: bool = True
-    datatype_description: str | None = None
+    datatype_description_zh: str | None = Field(default=None, max_length=500,
+                                                description="How to answer, in Chinese")
+    datatype_description_en: str | None = Field(default=None, max_length=500,
+                                                description="How to answer, in English")
     order: int = 1
     values: list[AttributeValue] = Field(default_factory=list)
 
@@ -42,6 +70,29 @@ class Attribute(BaseModel):
         if self.datatype in ("singlevaluelist", "multivaluelist") and not self.values:
             raise ValueError(f"attribute {self.code}: a {self.datatype} needs values")
         return self
+
+    def question(self, lang: str) -> str:
+        return in_language({"zh": self.description_zh, "en": self.description_en}, lang)
+
+    def answer_hint(self, lang: str) -> str:
+        return in_language({"zh": self.datatype_description_zh, "en": self.datatype_description_en}, lang)
+
+
+class HeldValue(AttributeValue):
+    """An answer as the catalogue holds it: written before both languages were asked for (documents
+    of ``schema_version`` 1), it has one name only."""
+
+    name_zh: str | None = Field(default=None, max_length=200)  # type: ignore[assignment]
+    name_en: str | None = Field(default=None, max_length=200)  # type: ignore[assignment]
+
+
+class HeldAttribute(Attribute):
+    """A question as the catalogue holds it: one written before both languages were asked for has
+    one of its texts only, until an administrator gives the other (a save needs both)."""
+
+    description_zh: str | None = Field(default=None, max_length=500)  # type: ignore[assignment]
+    description_en: str | None = Field(default=None, max_length=500)  # type: ignore[assignment]
+    values: list[HeldValue] = Field(default_factory=list)  # type: ignore[assignment]
 
 
 class ServiceSpec(BaseModel):
@@ -80,7 +131,10 @@ class ServiceSpec(BaseModel):
 
 
 class ServiceDef(ServiceSpec):
+    """A service as the catalogue holds it (the spec an administrator saved, or an older one)."""
+
     code: str = Field(pattern=CODE_PATTERN)
+    attributes: list[HeldAttribute] = Field(default_factory=list, max_length=30)  # type: ignore[assignment]
     active: bool = True
     revision: int = 1
     changed_at: datetime | None = None
@@ -88,6 +142,40 @@ class ServiceDef(ServiceSpec):
     @property
     def metadata(self) -> bool:
         return bool(self.attributes)
+
+
+# ----------------------------------------------------------------------------- the shipped texts
+
+
+def _completed(held: dict[str, Any], shipped: dict[str, Any], field: str) -> bool:
+    """Fill ``held``'s missing ``field_zh`` / ``field_en`` from ``shipped`` where its other text is
+    still the shipped one; True when something was filled."""
+    filled = False
+    for lang, other in (("zh", "en"), ("en", "zh")):
+        mine, theirs = f"{field}_{lang}", f"{field}_{other}"
+        if not held.get(mine) and shipped.get(mine) and held.get(theirs) == shipped.get(theirs):
+            held[mine] = shipped[mine]
+            filled = True
+    return filled
+
+
+def with_shipped_texts(held: ServiceDef, shipped: ServiceDef) -> ServiceDef | None:
+    """``held`` with the texts its questions lack (a catalogue stored when questions had one
+    language) taken from the shipped version of the service, where the text it has is still the
+    shipped one: an administrator's own wording is never touched. None: nothing to complete."""
+    questions = [a.model_dump() for a in held.attributes]
+    shipped_questions = {a.code: a.model_dump() for a in shipped.attributes}
+    filled = False
+    for q in questions:
+        s = shipped_questions.get(q["code"])
+        if s is None:
+            continue
+        filled |= _completed(q, s, "description")
+        shipped_values = {v["key"]: v for v in s["values"]}
+        for v in q["values"]:
+            if v["key"] in shipped_values:
+                filled |= _completed(v, shipped_values[v["key"]], "name")
+    return held.model_copy(update={"attributes": [HeldAttribute(**q) for q in questions]}) if filled else None
 
 
 # ----------------------------------------------------------------------------- answers
@@ -177,8 +265,13 @@ def _tl(resp: float, res: float, cal: str = "business", report: float | None = N
     return TimeLimits(response_hours=resp, resolution_hours=res, calendar=cal, report_back_hours=report)
 
 
-def _vals(*pairs: tuple[str, str]) -> list[AttributeValue]:
-    return [AttributeValue(key=k, name=n) for k, n in pairs]
+def _vals(*answers: tuple[str, str, str]) -> list[HeldValue]:
+    """(key, Chinese name, English name) of each answer."""
+    return [HeldValue(key=k, name_zh=zh, name_en=en) for k, zh, en in answers]
+
+
+def _ask(code: str, datatype: Datatype, zh: str, en: str, **more: Any) -> HeldAttribute:
+    return HeldAttribute(code=code, datatype=datatype, description_zh=zh, description_en=en, **more)
 
 
 DEFAULT_CATALOGUE: list[ServiceDef] = [
@@ -188,19 +281,19 @@ DEFAULT_CATALOGUE: list[ServiceDef] = [
         departments=["property_office"], time_limits=_tl(4, 72, report=48),
         description="Complaints about a property company's service, maintenance or fees; routed to the property "
         "management office (物業管理辦公室).",
-        attributes=[Attribute(code="issue", datatype="singlevaluelist", description="What is the problem?",
-                              required=True, values=_vals(("maintenance", "Repairs not done"),
-                                                          ("lift", "Lift out of order"), ("fees", "Fees"),
-                                                          ("security", "Security / access"), ("other", "Other")))],
+        attributes=[_ask("issue", "singlevaluelist", "出現了什麼問題？", "What is the problem?", required=True,
+                         values=_vals(("maintenance", "報修未處理", "Repairs not done"),
+                                      ("lift", "電梯故障", "Lift out of order"), ("fees", "收費", "Fees"),
+                                      ("security", "安保 / 門禁", "Security / access"), ("other", "其他", "Other")))],
     ),
     ServiceDef(
         code="sanitation", name_zh="環境衛生", name_en="Environment and sanitation", group="environment",
         keywords=["垃圾", "garbage", "litter", "cleaning"], handled_by=["grid"], time_limits=_tl(2, 24),
         description="Uncollected garbage, litter, dirty stairwells and public spaces.",
-        attributes=[Attribute(code="waste_type", datatype="singlevaluelist", description="What kind of waste?",
-                              required=True, values=_vals(("household", "Household waste"),
-                                                          ("construction", "Construction debris"),
-                                                          ("bulky", "Bulky items"), ("other", "Other")))],
+        attributes=[_ask("waste_type", "singlevaluelist", "是什麼垃圾？", "What kind of waste?", required=True,
+                         values=_vals(("household", "生活垃圾", "Household waste"),
+                                      ("construction", "建築垃圾", "Construction debris"),
+                                      ("bulky", "大件垃圾", "Bulky items"), ("other", "其他", "Other")))],
     ),
     ServiceDef(
         code="public_order", name_zh="治安秩序", name_en="Public order and safety", group="public_order",
@@ -213,8 +306,8 @@ DEFAULT_CATALOGUE: list[ServiceDef] = [
         keywords=["違建", "違法建設", "illegal building", "extension"], handled_by=["department"],
         departments=["chengguan", "housing"], time_limits=_tl(4, 120, report=72),
         description="Unauthorised building work; the street whistles urban management (城管) and housing.",
-        attributes=[Attribute(code="ongoing", datatype="singlevaluelist", description="Is the work still going on?",
-                              required=True, values=_vals(("yes", "Yes"), ("no", "No, finished")))],
+        attributes=[_ask("ongoing", "singlevaluelist", "施工是否仍在進行？", "Is the work still going on?", required=True,
+                         values=_vals(("yes", "是", "Yes"), ("no", "否，已完工", "No, finished")))],
     ),
     ServiceDef(
         code="street_vending", name_zh="占道經營", name_en="Street vending and road occupation", group="enforcement",
@@ -230,20 +323,19 @@ DEFAULT_CATALOGUE: list[ServiceDef] = [
         code="public_facility", name_zh="公共設施維修", name_en="Public facility repair", group="facilities",
         keywords=["路燈", "streetlight", "bench", "manhole", "road"], handled_by=["grid"], time_limits=_tl(4, 72),
         description="Broken street lights, benches, manhole covers, paths and other public facilities.",
-        attributes=[Attribute(code="facility", datatype="singlevaluelist", description="Which facility?",
-                              required=True, values=_vals(("streetlight", "Street light"), ("manhole", "Manhole cover"),
-                                                          ("road", "Road or path"), ("bench", "Bench"),
-                                                          ("other", "Other"))),
-                    Attribute(code="hazard", datatype="singlevaluelist", description="Is it a danger to people?",
-                              order=2, values=_vals(("yes", "Yes"), ("no", "No")))],
+        attributes=[_ask("facility", "singlevaluelist", "哪一項設施？", "Which facility?", required=True,
+                         values=_vals(("streetlight", "路燈", "Street light"), ("manhole", "井蓋", "Manhole cover"),
+                                      ("road", "道路或小徑", "Road or path"), ("bench", "長椅", "Bench"),
+                                      ("other", "其他", "Other"))),
+                    _ask("hazard", "singlevaluelist", "是否危及行人？", "Is it a danger to people?", order=2,
+                         values=_vals(("yes", "是", "Yes"), ("no", "否", "No")))],
     ),
     ServiceDef(
         code="floating_population", name_zh="流動人口登記", name_en="Floating population registration",
         group="registration", keywords=["登記", "registration", "tenant"], handled_by=["grid"],
         time_limits=_tl(8, 72), description="Registering residents who moved in (tenants, workers).",
-        attributes=[Attribute(code="arrival_date", datatype="datetime", description="Date of arrival", required=True),
-                    Attribute(code="persons", datatype="number", description="Number of persons", required=True,
-                              order=2)],
+        attributes=[_ask("arrival_date", "datetime", "到達日期", "Date of arrival", required=True),
+                    _ask("persons", "number", "人數", "Number of persons", required=True, order=2)],
     ),
     ServiceDef(
         code="neighbour_dispute", name_zh="鄰里糾紛", name_en="Neighbour dispute mediation", group="community",
@@ -255,19 +347,19 @@ DEFAULT_CATALOGUE: list[ServiceDef] = [
         keywords=["養老", "elderly", "visit", "care"], handled_by=["grid", "volunteer"], needs_volunteer=True,
         required_qualifications=["elderly_care"], visit_hours=2, time_limits=_tl(8, 72),
         description="Visits, company, shopping and light help at home for elderly residents (家服務).",
-        attributes=[Attribute(code="care_type", datatype="multivaluelist", description="What help is needed?",
-                              required=True, values=_vals(("company", "Company / chat"), ("shopping", "Shopping"),
-                                                          ("cleaning", "Light cleaning"), ("medical", "Medical escort"))),
-                    Attribute(code="resident_age", datatype="number", description="Age of the person cared for",
-                              order=2)],
+        attributes=[_ask("care_type", "multivaluelist", "需要哪些幫助？", "What help is needed?", required=True,
+                         values=_vals(("company", "陪伴聊天", "Company / chat"), ("shopping", "代購", "Shopping"),
+                                      ("cleaning", "簡單清潔", "Light cleaning"),
+                                      ("medical", "陪同就醫", "Medical escort"))),
+                    _ask("resident_age", "number", "受照顧老人的年齡", "Age of the person cared for", order=2)],
     ),
     ServiceDef(
         code="after_school_care", name_zh="四點半課堂", name_en="After-school care", group="care",
         keywords=["四點半課堂", "children", "homework", "after school"], handled_by=["grid", "volunteer"],
         needs_volunteer=True, required_qualifications=["tutoring"], visit_hours=2, time_limits=_tl(8, 120),
         description="Supervision and homework help for schoolchildren after 4:30 pm.",
-        attributes=[Attribute(code="children", datatype="number", description="Number of children", required=True),
-                    Attribute(code="grade", datatype="string", description="School grade(s)", order=2)],
+        attributes=[_ask("children", "number", "兒童人數", "Number of children", required=True),
+                    _ask("grade", "string", "就讀年級", "School grade(s)", order=2)],
     ),
     ServiceDef(
         code="disability_assistance", name_zh="助殘服務", name_en="Disability assistance", group="care",

@@ -37,3 +37,18 @@ class IdempotencyConflict(Conflict):
 
 class Forbidden(IntakeError):
     status, title = 403, "Forbidden"
+
+
+class StaleRevision(IntakeError):
+    """An administrator's change was made on an older revision than the one stored (If-Match)."""
+
+    status, title = 412, "Changed since you read it"
+
+    def __init__(self, what: str, *, current: int, expected: int) -> None:
+        super().__init__(
+            f"{what} is at revision {current}, your change was made on revision {expected}: someone else changed it "
+            "since you read it. Read it again (its ETag names the revision) and make your change on that version.",
+            errors=[{"field": "If-Match", "in": "header",
+                     "message": f"revision {expected} is not the current one ({current})"}])
+        self.current_revision = current
+        self.expected_revision = expected

@@ -49,6 +49,7 @@ async def _with_service(fn):
 def _load_demo(args: argparse.Namespace) -> None:
     async def run(service):
         n = await service.catalogue.load_defaults()
+        await service.catalogue.complete_shipped_texts()
         await service.runtime.relay.sweep()
         # the published development key only in development mode; elsewhere a fresh random one
         wanted = args.api_key or (DEV_API_KEY if service.settings.development else None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from civicgrid_contracts.calendar import CalendarYear
 from civicgrid_intake.domain.catalogue import ServiceSpec
 from civicgrid_intake.domain.commands import RateRequest, UnmergeRequest
-from civicgrid_intake.domain.errors import IntakeError
+from civicgrid_intake.domain.errors import IntakeError, StaleRevision
 from civicgrid_intake.domain.imports import ImportBatch
 from civicgrid_intake.domain.model import STATUSES
 from civicgrid_intake.entrypoints import open311
@@ -39,7 +40,13 @@ from civicgrid_intake.entrypoints.schemas import (
 )
 from civicgrid_intake.settings import IntakeSettings
 from civicgrid_runtime.auth import Principal, authenticate, require, require_area
-from civicgrid_runtime.problems import Problem, problem_response, validation_problem
+from civicgrid_runtime.problems import (
+    PROBLEM_JSON,
+    PROBLEM_SCHEMA,
+    Problem,
+    problem_response,
+    validation_problem,
+)
 from civicgrid_runtime.protection import problem_413
 from civicgrid_runtime.service import create_app
 
@@ -208,50 +215,100 @@ async def services(request: Request, include_retired: bool = False) -> list[Serv
             request.app.state.service.catalogue.all(include_retired=include_retired)]
 
 
-@catalogue_router.get("/services/{code}", response_model=ServiceRead)
-async def service(code: str, request: Request) -> ServiceRead:
-    s = request.app.state.service.catalogue.get(code)
-    if s is None:
-        raise Problem(404, "Not found", f"no service {code!r}")
+@catalogue_router.get("/services/{code}", response_model=ServiceRead,
+                      summary="One service as stored now; its ETag names its revision (send it back as If-Match "
+                              "to change it)",
+                      description="Read from the store, not from this replica's copy of the catalogue (which "
+                                  "follows other replicas' changes within seconds): an editor loads the revision a "
+                                  "save is checked against.")
+async def service(code: str, request: Request, response: Response) -> ServiceRead:
+    s = await request.app.state.service.catalogue.current(code)
+    response.headers["ETag"] = etag(s.revision)
     return ServiceRead(**s.model_dump())
 
 
 ChangeReason = Annotated[str | None, Header(max_length=200, description="Why (kept in the audit trail)")]
+IfMatch = Annotated[str | None, Header(
+    max_length=40, description='The ETag of the version this change was made on, as GET returned it (`"7"`: '
+    "revision 7). A newer revision stored answers 412 with the current one, nothing changed. Without it the "
+    "change is saved over whatever is stored (ADR 0903).")]
+#: the answer to a change made on an older revision than the one stored
+STALE: dict[int | str, dict[str, Any]] = {412: {
+    "description": "Changed since you read it: If-Match names an older revision (the current one in "
+                   "`current_revision` and the ETag header); nothing was changed",
+    "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}}
+REVISION_CHECKED = ("Send the ETag your editor loaded as `If-Match`: if someone changed it since, the answer is 412 "
+                    "(problem details naming `If-Match`, `current_revision`, and the current ETag) and nothing "
+                    "changes. Without `If-Match` the change is saved over whatever is stored (ADR 0903). The "
+                    "answer's ETag names the new revision.")
 
 
-async def _audited(request: Request, p: Principal, action: str, svc, reason: str | None) -> ServiceRead:
+def etag(revision: int) -> str:
+    """A document's ETag: its revision (a change always makes a new one)."""
+    return f'"{revision}"'
+
+
+def revision_in(if_match: str | None) -> int | None:
+    """The revision an ``If-Match`` header names; None when there is none (or ``*``: whatever is stored)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    m = re.fullmatch(r'\s*(?:W/)?"(\d{1,9})"\s*', if_match)
+    if m is None:
+        raise Problem(422, "Invalid request", "If-Match must be one ETag as this API returned it", type_="validation-error",
+                      errors=[{"field": "If-Match", "in": "header",
+                               "message": f'expected one ETag such as "7" (a revision), got {if_match!r}'}])
+    return int(m.group(1))
+
+
+async def _audited(request: Request, response: Response, p: Principal, action: str, svc, reason: str | None,
+                   expected: int | None) -> ServiceRead:
     await handlers_of(request).access.admin_changed(p, action, svc.code, reason=reason,
-                                                    details={"revision": svc.revision, "active": svc.active})
+                                                    details={"revision": svc.revision, "active": svc.active,
+                                                             "made_on_revision": expected})
+    response.headers["ETag"] = etag(svc.revision)
     return ServiceRead(**svc.model_dump())
 
 
-@catalogue_router.post("/services", response_model=ServiceRead, status_code=201, summary="Admin: add a service")
-async def create_service(body: ServiceCreate, request: Request, p: Principal = Depends(require("admin")),
-                         x_change_reason: ChangeReason = None):
+@catalogue_router.post("/services", response_model=ServiceRead, status_code=201, summary="Admin: add a service",
+                       description="Each attribute (a question residents answer) is written in Chinese and English "
+                                   "(`description_zh`, `description_en`, and each answer value's `name_zh`, "
+                                   "`name_en`); a missing one is named in the 422.")
+async def create_service(body: ServiceCreate, request: Request, response: Response,
+                         p: Principal = Depends(require("admin")), x_change_reason: ChangeReason = None):
     spec = ServiceSpec(**body.model_dump(exclude={"code"}))
     svc = await request.app.state.service.catalogue.create(body.code, spec)
-    return await _audited(request, p, "catalogue.create", svc, x_change_reason)
+    return await _audited(request, response, p, "catalogue.create", svc, x_change_reason, None)
 
 
-@catalogue_router.put("/services/{code}", response_model=ServiceRead, summary="Admin: change a service")
-async def update_service(code: str, body: ServiceSpec, request: Request, p: Principal = Depends(require("admin")),
-                         x_change_reason: ChangeReason = None):
-    svc = await request.app.state.service.catalogue.update(code, body)
-    return await _audited(request, p, "catalogue.update", svc, x_change_reason)
+@catalogue_router.put("/services/{code}", response_model=ServiceRead, summary="Admin: change a service",
+                      description="The whole service, each attribute in Chinese and English (as on POST). "
+                                  + REVISION_CHECKED, responses=STALE)
+async def update_service(code: str, body: ServiceSpec, request: Request, response: Response,
+                         p: Principal = Depends(require("admin")), x_change_reason: ChangeReason = None,
+                         if_match: IfMatch = None):
+    expected = revision_in(if_match)
+    svc = await request.app.state.service.catalogue.update(code, body, expected=expected)
+    return await _audited(request, response, p, "catalogue.update", svc, x_change_reason, expected)
 
 
-@catalogue_router.delete("/services/{code}", response_model=ServiceRead, summary="Admin: retire a service")
-async def retire_service(code: str, request: Request, p: Principal = Depends(require("admin")),
-                         x_change_reason: ChangeReason = None):
-    svc = await request.app.state.service.catalogue.retire(code)
-    return await _audited(request, p, "catalogue.retire", svc, x_change_reason)
+@catalogue_router.delete("/services/{code}", response_model=ServiceRead, summary="Admin: retire a service",
+                         description=REVISION_CHECKED, responses=STALE)
+async def retire_service(code: str, request: Request, response: Response, p: Principal = Depends(require("admin")),
+                         x_change_reason: ChangeReason = None, if_match: IfMatch = None):
+    expected = revision_in(if_match)
+    svc = await request.app.state.service.catalogue.retire(code, expected=expected)
+    return await _audited(request, response, p, "catalogue.retire", svc, x_change_reason, expected)
 
 
-@catalogue_router.post("/services/{code}/reactivate", response_model=ServiceRead)
-async def reactivate_service(code: str, request: Request, p: Principal = Depends(require("admin")),
-                             x_change_reason: ChangeReason = None):
-    svc = await request.app.state.service.catalogue.reactivate(code)
-    return await _audited(request, p, "catalogue.reactivate", svc, x_change_reason)
+@catalogue_router.post("/services/{code}/reactivate", response_model=ServiceRead,
+                       summary="Admin: offer a retired service again", description=REVISION_CHECKED,
+                       responses=STALE)
+async def reactivate_service(code: str, request: Request, response: Response,
+                             p: Principal = Depends(require("admin")), x_change_reason: ChangeReason = None,
+                             if_match: IfMatch = None):
+    expected = revision_in(if_match)
+    svc = await request.app.state.service.catalogue.reactivate(code, expected=expected)
+    return await _audited(request, response, p, "catalogue.reactivate", svc, x_change_reason, expected)
 
 
 # ----------------------------------------------------------------------------- working calendar
@@ -276,20 +333,29 @@ async def calendar_years(request: Request) -> list[CalendarYearRead]:
 
 
 @calendar_router.get("/calendar/{year}", response_model=CalendarYearRead,
-                     summary="One year's working calendar (a year nobody defined: the nearest year's week)")
-async def calendar_year(request: Request, year: Annotated[int, Path(ge=2000, le=2200)]) -> CalendarYearRead:
-    return _calendar_read(request.app.state.runtime.calendar, year)
+                     summary="One year's working calendar (a year nobody defined: the nearest year's week); its "
+                             "ETag names its revision (0: nobody defined it)")
+async def calendar_year(request: Request, response: Response,
+                        year: Annotated[int, Path(ge=2000, le=2200)]) -> CalendarYearRead:
+    read = _calendar_read(request.app.state.runtime.calendar, year)
+    response.headers["ETag"] = etag(read.revision)
+    return read
 
 
 @calendar_router.put("/calendar/{year}", response_model=CalendarYearRead,
-                     summary="Admin: set a year's working calendar (a new revision; deadlines already set stay)")
-async def set_calendar_year(request: Request, year: Annotated[int, Path(ge=2000, le=2200)], body: CalendarYearWrite,
-                            who: Principal = Depends(require("admin")),
-                            x_change_reason: ChangeReason = None) -> CalendarYearRead:
+                     summary="Admin: set a year's working calendar (a new revision; deadlines already set stay)",
+                     description=REVISION_CHECKED + ' A year nobody defined yet is revision 0 (`If-Match: "0"`).',
+                     responses=STALE)
+async def set_calendar_year(request: Request, response: Response, year: Annotated[int, Path(ge=2000, le=2200)],
+                            body: CalendarYearWrite, who: Principal = Depends(require("admin")),
+                            x_change_reason: ChangeReason = None, if_match: IfMatch = None) -> CalendarYearRead:
+    expected = revision_in(if_match)
     cal = CalendarYear(year=year, **body.model_dump())  # the body passed the same field rules
-    defined = await request.app.state.service.calendar_years.set_year(cal, by=who.sub)
+    defined = await request.app.state.service.calendar_years.set_year(cal, by=who.sub, expected=expected)
     await handlers_of(request).access.admin_changed(who, "calendar.define", str(year), reason=x_change_reason,
-                                                    details={"revision": defined.revision})
+                                                    details={"revision": defined.revision,
+                                                             "made_on_revision": expected})
+    response.headers["ETag"] = etag(defined.revision)
     return CalendarYearRead(calendar=defined.calendar, revision=defined.revision, changed_at=defined.changed_at,
                             changed_by=defined.changed_by)
 
@@ -324,15 +390,22 @@ def oversize(scope, limit: int) -> Response:
     return problem_413(scope, limit)
 
 
+def stale_revision(exc: IntakeError) -> dict[str, Any]:
+    """What a 412 adds to its problem details: the current revision, and its ETag to read it again."""
+    if not isinstance(exc, StaleRevision):
+        return {}
+    return {"current_revision": exc.current_revision, "headers": {"ETag": etag(exc.current_revision)}}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IntakeError)
     async def _intake_error(request: Request, exc: IntakeError):
         if request.url.path.startswith("/open311/"):
             return open311.error_response(exc.status if exc.status in (403, 404) else 400, exc.detail,
                                           open311.fmt_of(request.url.path))
-        errors = [{"field": e["field"], "in": "body", "message": e["message"]} for e in exc.errors or []]
+        errors = [{"field": e["field"], "in": e.get("in", "body"), "message": e["message"]} for e in exc.errors or []]
         return problem_response(Problem(exc.status, exc.title, exc.detail, type_=type(exc).__name__.lower(),
-                                        errors=errors or None), request)
+                                        errors=errors or None, **stale_revision(exc)), request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):

@@ -1,7 +1,8 @@
 """Open311 GeoReport v2 (http://wiki.open311.org/GeoReport_v2) under /open311/v2, JSON and XML.
 
 Field names follow the specification exactly, so an existing Open311 client just works.
-Extensions: ``page``/``page_size`` on GET requests, and ``extensions=true`` adds ``notes[]`` (the
+Extensions: ``page``/``page_size`` on GET requests, ``locale`` (or ``Accept-Language``) choosing Chinese or
+English names and questions, and ``extensions=true`` adds ``notes[]`` (the
 status history) and ``extended_attributes``. Errors are the standard list of ``{code, description}``
 (400, 403 for a missing or wrong ``api_key``, 404).
 """
@@ -13,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -131,17 +132,39 @@ def _parse_dt(raw: str | None, name: str, fmt: str) -> datetime | None:
 # ----------------------------------------------------------------------------- shapes
 
 
-def service_json(s, locale: str = "en") -> dict[str, Any]:
-    return {"service_code": s.code, "service_name": s.name_zh if locale.startswith("zh") else s.name_en,
+def language_of(request: Request) -> str:
+    """The language a client reads: ``locale`` ('zh...' or 'en...'), else the first of Chinese or
+    English its ``Accept-Language`` prefers, else English (what Open311 clients were always sent)."""
+    locale = request.query_params.get("locale")
+    if locale:
+        return "zh" if locale.lower().startswith("zh") else "en"
+    ranked = []
+    for i, part in enumerate(request.headers.get("accept-language", "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = params.strip().removeprefix("q=") if params.strip().startswith("q=") else "1"
+        try:
+            weight = float(q)
+        except ValueError:
+            continue
+        lang = tag.strip().lower()[:2]
+        if lang in ("zh", "en") and weight > 0:
+            ranked.append((-weight, i, lang))
+    return min(ranked)[2] if ranked else "en"
+
+
+def service_json(s, lang: str = "en") -> dict[str, Any]:
+    return {"service_code": s.code, "service_name": s.name_zh if lang == "zh" else s.name_en,
             "description": s.description, "metadata": s.metadata, "type": s.type,
             "keywords": ", ".join(s.keywords), "group": s.group}
 
 
-def definition_json(s) -> dict[str, Any]:
+def definition_json(s, lang: str = "en") -> dict[str, Any]:
+    """Open311's definition: each question (``description``) and answer name in ``lang``; a question
+    the catalogue holds in the other language only is sent in that one."""
     return {"service_code": s.code, "attributes": [
         {"variable": a.variable, "code": a.code, "datatype": a.datatype, "required": a.required,
-         "datatype_description": a.datatype_description or "", "order": a.order, "description": a.description,
-         "values": [{"key": v.key, "name": v.name} for v in a.values]}
+         "datatype_description": a.answer_hint(lang), "order": a.order, "description": a.question(lang),
+         "values": [{"key": v.key, "name": v.name(lang)} for v in a.values]}
         for a in sorted(s.attributes, key=lambda a: a.order)]}
 
 
@@ -187,22 +210,30 @@ async def discovery(fmt: str, request: Request) -> Response:
     return render(data, fmt, root="discovery")
 
 
-@router.get("/services.{fmt}", summary="Open311 service list")
-async def services(fmt: str, request: Request, locale: str = "en") -> Response:
+LANGUAGE_CHOICE = ("Names (service list) and questions (service definition) in Chinese or English: the `locale` "
+                   "parameter (`zh`, `zh-CN`, `en`...) or else the `Accept-Language` header; English when neither "
+                   "asks for Chinese.")
+LocaleParam = Query(None, description="zh or en (as a language tag); wins over Accept-Language")
+
+
+@router.get("/services.{fmt}", summary="Open311 service list", description=LANGUAGE_CHOICE)
+async def services(fmt: str, request: Request, locale: str | None = LocaleParam) -> Response:
     fmt = _check_fmt(fmt)
     _jurisdiction(request, fmt)
     cat = request.app.state.service.catalogue
-    return render([service_json(s, locale) for s in cat.all()], fmt, root="services", item="service")
+    lang = language_of(request)
+    return render([service_json(s, lang) for s in cat.all()], fmt, root="services", item="service")
 
 
-@router.get("/services/{service_code}.{fmt}", summary="Open311 service definition")
-async def service_definition(service_code: str, fmt: str, request: Request) -> Response:
+@router.get("/services/{service_code}.{fmt}", summary="Open311 service definition", description=LANGUAGE_CHOICE)
+async def service_definition(service_code: str, fmt: str, request: Request,
+                             locale: str | None = LocaleParam) -> Response:
     fmt = _check_fmt(fmt)
     _jurisdiction(request, fmt)
     s = request.app.state.service.catalogue.get(service_code)
     if s is None or not s.active:
         raise Open311Error(404, f"service_code {service_code!r} not found", fmt)
-    return render(definition_json(s), fmt, root="service_definition")
+    return render(definition_json(s, language_of(request)), fmt, root="service_definition")
 
 
 def _answers(form) -> dict[str, Any]:

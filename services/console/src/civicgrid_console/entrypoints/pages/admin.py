@@ -35,7 +35,9 @@ async def admin_home(request: Request, s: Session = Admin):
 async def catalogue(request: Request, s: Session = Admin, edit: str = ""):
     apis = console_of(request).apis
     services = await admin.catalogue(apis)
-    editing = next((x for x in services if x["code"] == edit), None)
+    listed = next((x for x in services if x["code"] == edit), None)
+    # the service as stored now (the list is a replica's copy): its revision is what a save is checked against
+    editing = await admin.service(apis, edit) if listed else None
     return await catalogue_page(request, services, editing, cat.form_of(editing) if editing else None)
 
 
@@ -54,17 +56,36 @@ async def update_service(request: Request, code: str, s: Session = Admin):
     apis = console_of(request).apis
     current = await admin.service(apis, code)
     typed = cat.posted(await request.form())
+    status = 422
     try:
         body = cat.body_of(current, typed)
-        await admin.update_service(apis, s.token, code, body.json)
+        await admin.update_service(apis, s.token, code, body.json, typed.revision)
     except FormInvalid as exc:
         errors = field_errors.local(s.lang, exc.errors)
     except ApiError as exc:
-        errors = refusal(s.lang, exc, body.field_of)
+        if exc.status != 412:
+            errors = refusal(s.lang, exc, body.field_of)
+        else:  # someone else saved first: the form stays as typed, on the current revision, each difference shown
+            current = await admin.service(apis, code)
+            errors, typed.revision, status = service_conflict(s.lang, current, typed), str(current["revision"]), 409
     else:
         s.flash("ok", i18n.t(s.lang, "admin.saved"))
         return RedirectResponse(f"/admin/catalogue?edit={code}", status_code=303)
-    return await catalogue_page(request, await admin.catalogue(apis), current, typed, 422, errors)
+    return await catalogue_page(request, await admin.catalogue(apis), current, typed, status, errors)
+
+
+def service_conflict(lang: str, current, typed: cat.ServiceForm) -> field_errors.FieldErrors:
+    """The message of a save refused because the service changed since the form was loaded: on top,
+    what happened; at each field where the form differs from the current version, its current value."""
+    changed, missing = cat.differences(cat.form_of(current), typed)
+    errors = field_errors.FieldErrors(general=[i18n.t(lang, "conflict.service", revision=current["revision"])])
+    for fid, value in changed:
+        errors.add(fid, i18n.t(lang, "conflict.current", value=value or i18n.t(lang, "conflict.empty")))
+    for a in missing:
+        question = i18n.simplified(a.description_zh or a.description_en) if lang == "zh" else \
+            a.description_en or a.description_zh
+        errors.add("attributes", i18n.t(lang, "conflict.only_current", code=a.code, question=question))
+    return errors
 
 
 def refusal(lang: str, exc: ApiError, field_of) -> field_errors.FieldErrors:
@@ -137,7 +158,7 @@ async def calendar_year(request: Request, year: Year, s: Session = Admin):
 @router.get("/calendar/{year}/edit")
 async def edit_calendar_year(request: Request, year: Year, s: Session = Admin):
     held = await admin.calendar_year(console_of(request).apis, year)
-    return calendar_form(request, year, held, cal.form_of(held["calendar"]))
+    return calendar_form(request, year, held, cal.form_of(held))
 
 
 def calendar_form(request: Request, year: int, held, form: cal.CalendarForm, status: int = 200,
@@ -152,14 +173,27 @@ def calendar_form(request: Request, year: int, held, form: cal.CalendarForm, sta
 async def save_calendar_year(request: Request, year: Year, s: Session = Admin):
     apis = console_of(request).apis
     typed = cal.posted(await request.form())
+    status = 422
     try:
         body = cal.body_of(typed)
-        await admin.define_year(apis, s.token, year, body.json)
+        await admin.define_year(apis, s.token, year, body.json, typed.revision)
     except FormInvalid as exc:
         errors = field_errors.local(s.lang, exc.errors)
     except ApiError as exc:
-        errors = refusal(s.lang, exc, body.field_of)
+        if exc.status != 412:
+            errors = refusal(s.lang, exc, body.field_of)
+        else:  # someone else saved first: the form stays as typed, on the current revision, each difference shown
+            held = await admin.calendar_year(apis, year)
+            errors, typed.revision, status = year_conflict(s.lang, year, held, typed), str(held["revision"]), 409
     else:
         s.flash("ok", i18n.t(s.lang, "cal.saved", year=year))
         return RedirectResponse(f"/admin/calendar/{year}", status_code=303)
-    return calendar_form(request, year, await admin.calendar_year(apis, year), typed, 422, errors)
+    return calendar_form(request, year, await admin.calendar_year(apis, year), typed, status, errors)
+
+
+def year_conflict(lang: str, year: int, held, typed: cal.CalendarForm) -> field_errors.FieldErrors:
+    """As ``service_conflict``, for a year of the working calendar."""
+    errors = field_errors.FieldErrors(general=[i18n.t(lang, "conflict.year", year=year, revision=held["revision"])])
+    for fid, value in cal.differences(cal.form_of(held), typed):
+        errors.add(fid, i18n.t(lang, "conflict.current", value=value or i18n.t(lang, "conflict.empty")))
+    return errors

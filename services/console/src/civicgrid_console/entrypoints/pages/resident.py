@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse
 
 from civicgrid_console.adapters.api import ApiError
 from civicgrid_console.domain import i18n
-from civicgrid_console.domain.forms import FormInvalid
+from civicgrid_console.domain.forms import FormInvalid, questions
 from civicgrid_console.domain.work import RATEABLE, RATINGS
 from civicgrid_console.entrypoints.web import api_message, console_of, live_page, render, session_of
 from civicgrid_console.handlers import resident
@@ -22,10 +22,16 @@ async def catalogue(request: Request, q: str = ""):
     return render(request, template, groups=groups, q=q)
 
 
+def report_page(request: Request, svc: dict, status: int = 200, form=None, errors: list[str] | None = None):
+    """The report form, its questions in the visitor's language; a refused one as it was typed."""
+    chosen = {k: form.getlist(k) for k in form.keys()} if form is not None else {}
+    return render(request, "report_form.html", status, svc=svc, asked=questions(svc, session_of(request).lang),
+                  values=dict(form or {}), chosen=chosen, errors=errors or [])
+
+
 @router.get("/report/{code}")
 async def report_form(request: Request, code: str):
-    svc = await resident.service(console_of(request).apis, code)
-    return render(request, "report_form.html", svc=svc, values={}, errors=[])
+    return report_page(request, await resident.service(console_of(request).apis, code))
 
 
 @router.post("/report/{code}")
@@ -36,11 +42,10 @@ async def send_report(request: Request, code: str):
     try:
         created = await resident.submit(c.apis, svc, form)
     except FormInvalid as exc:
-        return render(request, "report_form.html", 422, svc=svc, values=dict(form),
-                      errors=[i18n.t(s.lang, key) for _, key in exc.errors])
+        return report_page(request, svc, 422, form, [i18n.t(s.lang, key) for _, key in exc.errors])
     except ApiError as exc:
-        return render(request, "report_form.html", exc.status if 400 <= exc.status < 500 else 502, svc=svc,
-                      values=dict(form), errors=[api_message(s.lang, exc)])
+        return report_page(request, svc, exc.status if 400 <= exc.status < 500 else 502, form,
+                           [api_message(s.lang, exc)])
     rid = created["request_id"]
     s.track(rid, created["token"])
     if created.get("duplicate_of"):
