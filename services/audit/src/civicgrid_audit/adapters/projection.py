@@ -110,6 +110,18 @@ async def add_to_counters(counters: AsyncCollection, sums: dict[str, dict[str, i
         await bulk_in_chunks(counters, ops)
 
 
+async def ensure_request_indexes(db: AsyncDatabase) -> None:
+    """The request documents' secondary indexes (MongoDB answers the lists and the scanner from them)."""
+    requests = db[request_collection("")]
+    # the supervision list of escalated open requests, most late first (by area prefix)
+    await requests.create_index(
+        [("open", ASCENDING), ("escalation_count", ASCENDING), ("late_since", ASCENDING)], name="escalated")
+    # the overdue list and an operator's "open requests of a grid past their deadline"
+    await requests.create_index([("area_code", ASCENDING), ("deadline", ASCENDING)], name="area_deadline")
+    # the scanner's schedule: what falls due next
+    await requests.create_index([("next_escalation_at", ASCENDING)], name="next_escalation")
+
+
 async def read_requests(db: AsyncDatabase, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Request documents by id, from their collections, in today's shape (``upcast``)."""
     groups: dict[str, list[str]] = defaultdict(list)
@@ -198,14 +210,7 @@ class Projector:
 
     async def ensure_indexes(self) -> None:
         await self.log.ensure_indexes()
-        requests = self.db[request_collection("")]
-        # the supervision list of escalated open requests, most late first (by area prefix)
-        await requests.create_index(
-            [("open", ASCENDING), ("escalation_count", ASCENDING), ("late_since", ASCENDING)], name="escalated")
-        # the overdue list and an operator's "open requests of a grid past their deadline"
-        await requests.create_index([("area_code", ASCENDING), ("deadline", ASCENDING)], name="area_deadline")
-        # the scanner's schedule: what falls due next
-        await requests.create_index([("next_escalation_at", ASCENDING)], name="next_escalation")
+        await ensure_request_indexes(self.db)
         # the quarterly evaluation: a dimension's day counters of the quarter
         await self.db[COUNTERS].create_index([("dim", ASCENDING), ("day", ASCENDING)], name="dim_day")
         await self.access.ensure_indexes()
