@@ -195,6 +195,44 @@ async def where_the_time_goes(db: AsyncDatabase, now: datetime, repeats: int) ->
     }
 
 
+def _variants(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The same document with parts left out: what a scan of each would cost (investigation only)."""
+    no_data = {**doc, "timeline": [{k: v for k, v in e.items() if k != "data"} for e in doc["timeline"]]}
+    return {
+        "as_stored": doc,
+        "timeline_without_data": no_data,
+        "no_timeline": {k: v for k, v in doc.items() if k != "timeline"},
+        "no_timeline_no_contribution": {k: v for k, v in doc.items() if k not in ("timeline", "kpi_contribution")},
+        "summary_and_clocks": {k: v for k, v in doc.items() if k not in ("timeline", "kpi_contribution", "state")},
+    }
+
+
+async def scan_costs(url: str, n: int, repeats: int = 3) -> dict[str, Any]:
+    """A full scan (a filter nothing matches) of ``n`` documents in each variant's shape."""
+    client = connect(url, app_name="audit-bench-supervision")
+    name = f"audit_bench_scan_{uuid.uuid4().hex[:6]}"
+    db = client[name]
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        batches: dict[str, list[dict[str, Any]]] = {}
+        for doc in request_documents(n, now):
+            for variant, d in _variants(doc).items():
+                batches.setdefault(variant, []).append(d)
+                if len(batches[variant]) == INSERT_BATCH:
+                    await db[variant].insert_many(batches.pop(variant), ordered=False)
+        for variant, docs in batches.items():
+            await db[variant].insert_many(docs, ordered=False)
+        out = {}
+        for variant in _variants({"timeline": [], "_id": 0}):
+            stats = await db.command("collStats", variant)
+            run = await timed(lambda v=variant: db[v].find({"no_such_field": 1}).to_list(None), repeats)
+            out[variant] = {"avg_bytes": stats.get("avgObjSize"), "scan_s": round(run["median"], 3)}
+        return out
+    finally:
+        await drop_quietly(client, name)
+        await client.close()
+
+
 async def main() -> None:
     import os
 
@@ -202,8 +240,12 @@ async def main() -> None:
     ap.add_argument("--requests", type=int, nargs="+", default=[2000, 10000])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--parts", action="store_true", help="time the store's queries one by one too")
+    ap.add_argument("--shapes", action="store_true", help="time a full scan of each document shape variant")
     args = ap.parse_args()
     for n in args.requests:
+        if args.shapes:
+            print({"requests": n, **await scan_costs(os.environ["MONGODB_URL"], n, args.repeats)}, flush=True)
+            continue
         print(await measure(os.environ["MONGODB_URL"], n, repeats=args.repeats, parts=args.parts), flush=True)
 
 

@@ -20,11 +20,13 @@ from civicgrid_runtime.store import unpack_json
 REQUESTS, COUNTERS, DEADLINES, SERVICES = "requests", "kpi_counters", "deadlines", "services"
 RECORDS, HEADS, CHECKPOINTS, CLAIMS = "log_records", "log_heads", "checkpoints", "escalation_claims"
 KPI_POSITIONS = "kpi_positions"
+#: which start-up migrations a database has been through (adapters/upgrade.py)
+MIGRATIONS = "migrations"
 
 #: the version each collection's writers write now (``deadlines`` is written no more: version 3 of a
 #: request keeps its clocks; an older database's documents are still read, see the scanner)
 CURRENT: dict[str, int] = {REQUESTS: 3, RECORDS: 2, COUNTERS: 1, DEADLINES: 1, SERVICES: 1, HEADS: 1,
-                           CHECKPOINTS: 1, CLAIMS: 2, KPI_POSITIONS: 1}
+                           CHECKPOINTS: 1, CLAIMS: 2, KPI_POSITIONS: 1, MIGRATIONS: 1}
 #: the fields of one audit-log record, in the order of a packed block's rows (version 1)
 RECORD_FIELDS = ("seq", "offset", "event_id", "raw", "leaf", "prev", "chain")
 
