@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from civicgrid_audit.adapters.documents import MIGRATIONS, request_summary
+from civicgrid_audit.adapters.documents import CURRENT, MIGRATIONS, request_summary
 from civicgrid_audit.adapters.projection import fold_document, stored_document
 from civicgrid_audit.adapters.queries import Queries
 from civicgrid_audit.adapters.upgrade import upgrade_requests
@@ -122,7 +122,7 @@ async def test_older_shapes_are_rewritten_once_and_listed_like_todays(fresh_db):
     assert await upgrade_requests(fresh_db) == 2
     for rid, before in older.items():
         doc = await fresh_db["requests_00"].find_one({"_id": rid})
-        assert (doc["schema_version"], doc["_v"]) == (3, before["_v"] + 1)
+        assert (doc["schema_version"], doc["_v"]) == (CURRENT["requests"], before["_v"] + 1)
         assert not {"_body", "_state", "_kp"} & set(doc)
     marker = await fresh_db[MIGRATIONS].find_one({"_id": "requests_00@3"})
     assert (marker["rewritten"], marker["schema_version"]) == (2, 1)

@@ -15,8 +15,9 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicgrid_audit.adapters.documents import COUNTERS, upcast
-from civicgrid_audit.adapters.projection import legacy_counter_collection, request_collection
+from civicgrid_audit.adapters.auditlog import record_payloads
+from civicgrid_audit.adapters.documents import COUNTERS, RECORDS, upcast
+from civicgrid_audit.adapters.projection import legacy_counter_collection, request_collection, with_payloads
 from civicgrid_audit.domain import clocks, kpi, timeline
 from civicgrid_contracts.calendar import WorkingCalendar, working_hours_between
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
@@ -77,6 +78,9 @@ class Queries:
         if doc is None:
             return None
         entries = doc["timeline"]
+        stored_apart = [e["record"] for e in entries if "data" not in e]
+        if stored_apart:  # the payloads its audit-log records hold
+            entries = with_payloads(entries, await record_payloads(self.db[RECORDS], stored_apart))
         if as_of is not None:
             entries = [e for e in entries if timeline.parse_time(e["time"]) <= as_of]
             state = timeline.fold(entries)

@@ -27,9 +27,13 @@ from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicgrid_audit.adapters.documents import CURRENT, MIGRATIONS, REQUESTS, stamped, upcast
+from civicgrid_audit.adapters.documents import MIGRATIONS, stamped, upcast
 from civicgrid_audit.adapters.projection import request_collection, stored_document
 from civicgrid_runtime.store import BULK_CHUNK, find_by_ids, insert_new
+
+#: the version since which a request document has every field the lists and the scanner query (3:
+#: its clocks, ``deadline`` and ``next_escalation_at``); a later one needs no rewrite for them
+LISTED_SINCE = 3
 
 
 def older_than(version: int) -> dict[str, Any]:
@@ -42,9 +46,9 @@ def migration_id(collection: str, version: int) -> str:
 
 
 async def upgrade_requests(db: AsyncDatabase) -> int | None:
-    """Rewrite the request documents of an older shape in today's; returns how many this call
-    rewrote, or None when the database was upgraded already."""
-    version = CURRENT[REQUESTS]
+    """Rewrite the request documents stored before ``LISTED_SINCE`` in today's shape; returns how
+    many this call rewrote, or None when the database was upgraded already."""
+    version = LISTED_SINCE
     requests = db[request_collection("")]
     marker = migration_id(requests.name, version)
     if await db[MIGRATIONS].find_one({"_id": marker}, {"_id": 1}) is not None:
