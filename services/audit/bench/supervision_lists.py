@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -40,6 +43,14 @@ from civicgrid_contracts.values import Location
 from civicgrid_runtime.calendar import FixedCalendar
 from civicgrid_runtime.store import connect
 from civicgrid_runtime.testing import drop_quietly
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+
+from bench.processes import cpu_seconds, infrastructure  # noqa: E402
+
+#: the local store's process (its CPU seconds are the figure a loaded machine does not blur), if local
+STORE = infrastructure(Path(os.environ.get("CIVICGRID_STATE_DIR", ROOT / ".run" / "bench")))
 
 #: minutes between two requests of the history (about 200 a day: a busy street office)
 SPACING_MINUTES = 7
@@ -64,7 +75,9 @@ def _realistic(env: Envelope, i: int) -> Envelope:
 
 
 def _entry(env: Envelope, offset: int) -> dict[str, Any]:
-    return timeline.entry_from_envelope(env, topic="bench", partition=0, offset=offset)
+    """The entry the projection folds: with its payload, naming the log record it was appended as."""
+    return {**timeline.entry_from_envelope(env, topic="bench", partition=0, offset=offset),
+            "record": f"bench:0#{offset:012d}"}
 
 
 def _escalation(rid: str, state_clock: dict[str, Any], at: datetime) -> Envelope:
@@ -131,16 +144,25 @@ async def fill(db: AsyncDatabase, n: int, now: datetime) -> dict[str, float]:
     return {"seconds": time.perf_counter() - t0}
 
 
+def _store_cpu() -> float | None:
+    return cpu_seconds(STORE).get("store")
+
+
 async def timed(fn, repeats: int) -> dict[str, Any]:
-    runs, out = [], None
+    """Wall seconds (median, min) and the store's CPU seconds (median) of ``repeats`` calls."""
+    runs, store, out = [], [], None
     for _ in range(repeats):
-        t = time.perf_counter()
+        c, t = _store_cpu(), time.perf_counter()
         out = await fn()
         runs.append(time.perf_counter() - t)
-    return {"median": statistics.median(runs), "min": min(runs), "rows": len(out) if isinstance(out, list) else out}
+        if c is not None:
+            store.append(_store_cpu() - c)
+    return {"median": round(statistics.median(runs), 3), "min": round(min(runs), 3),
+            "store_cpu": round(statistics.median(store), 3) if store else None,
+            "rows": len(out) if isinstance(out, list) else out}
 
 
-async def measure(url: str, n: int, *, repeats: int = 3, parts: bool = False) -> dict[str, Any]:
+async def measure(url: str, n: int, *, repeats: int = 3) -> dict[str, Any]:
     """Fill a fresh database with ``n`` requests and time both lists (district-wide and one street)."""
     client = connect(url, app_name="audit-bench-supervision")
     name = f"audit_bench_sup_{uuid.uuid4().hex[:6]}"
@@ -148,105 +170,28 @@ async def measure(url: str, n: int, *, repeats: int = 3, parts: bool = False) ->
     now = datetime.now(UTC).replace(microsecond=0)
     try:
         filled = await fill(db, n, now)
+        stats = await db.command("collStats", request_collection(""))
         q = Queries(db, FixedCalendar())
         street = f"{DISTRICT}002"
-        out: dict[str, Any] = {"requests": n, "fill_s": filled["seconds"]}
-        out["escalated"] = await timed(lambda: q.escalated("", now=now, limit=LIMIT), repeats)
-        out["escalated_street"] = await timed(lambda: q.escalated(street, now=now, limit=LIMIT), repeats)
-        out["overdue"] = await timed(lambda: q.overdue("", now=now, limit=LIMIT), repeats)
-        out["overdue_street"] = await timed(lambda: q.overdue(street, now=now, limit=LIMIT), repeats)
-        if parts:
-            out.update(await where_the_time_goes(db, now, repeats))
-        return out
-    finally:
-        await drop_quietly(client, name)
-        await client.close()
-
-
-async def where_the_time_goes(db: AsyncDatabase, now: datetime, repeats: int) -> dict[str, Any]:
-    """The store's part of each list, query by query (for the investigation, not the bench table)."""
-    col = db[request_collection("")]
-    stats = await db.command("collStats", col.name)
-    wanted = {"open": True, "escalation_count": {"$gt": 0}}
-    summary = {"status": 1, "area_code": 1, "escalation_count": 1, "escalated_to": 1, "last_escalated_clock": 1,
-               "late_since": 1, "schema_version": 1}
-
-    def q(filt, proj=None, sort=None, limit=0):
-        async def run():
-            c = col.find(filt, proj)
-            if sort:
-                c = c.sort(sort, 1)
-            if limit:
-                c = c.limit(limit)
-            return await c.to_list(None)
-        return run
-
-    return {
-        "docs": stats.get("count"), "avg_bytes": stats.get("avgObjSize"), "size_mb": stats.get("size", 0) / 1e6,
-        "q_nothing": await timed(q({"no_such_field": 1}), repeats),
-        "q_id_only": await timed(q({"no_such_field": 1}, {"_id": 1}), repeats),
-        "q_escalated_current": await timed(q({**wanted, "schema_version": {"$exists": True}}, summary, "late_since",
-                                             LIMIT), repeats),
-        "q_escalated_older": await timed(q({**wanted, "schema_version": {"$exists": False}}), repeats),
-        "q_overdue_main": await timed(q({"deadline": {"$lt": now}}, None, "deadline", LIMIT), repeats),
-        "q_overdue_projected": await timed(q({"deadline": {"$lt": now}}, {"area_code": 1, "clocks": 1}, "deadline",
-                                             LIMIT), repeats),
-        "q_overdue_unsorted": await timed(q({"deadline": {"$lt": now}}, {"area_code": 1, "clocks": 1}), repeats),
-    }
-
-
-def _variants(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The same document with parts left out: what a scan of each would cost (investigation only)."""
-    no_data = {**doc, "timeline": [{k: v for k, v in e.items() if k != "data"} for e in doc["timeline"]]}
-    return {
-        "as_stored": doc,
-        "timeline_without_data": no_data,
-        "no_timeline": {k: v for k, v in doc.items() if k != "timeline"},
-        "no_timeline_no_contribution": {k: v for k, v in doc.items() if k not in ("timeline", "kpi_contribution")},
-        "summary_and_clocks": {k: v for k, v in doc.items() if k not in ("timeline", "kpi_contribution", "state")},
-    }
-
-
-async def scan_costs(url: str, n: int, repeats: int = 3) -> dict[str, Any]:
-    """A full scan (a filter nothing matches) of ``n`` documents in each variant's shape."""
-    client = connect(url, app_name="audit-bench-supervision")
-    name = f"audit_bench_scan_{uuid.uuid4().hex[:6]}"
-    db = client[name]
-    now = datetime.now(UTC).replace(microsecond=0)
-    try:
-        batches: dict[str, list[dict[str, Any]]] = {}
-        for doc in request_documents(n, now):
-            for variant, d in _variants(doc).items():
-                batches.setdefault(variant, []).append(d)
-                if len(batches[variant]) == INSERT_BATCH:
-                    await db[variant].insert_many(batches.pop(variant), ordered=False)
-        for variant, docs in batches.items():
-            await db[variant].insert_many(docs, ordered=False)
-        out = {}
-        for variant in _variants({"timeline": [], "_id": 0}):
-            stats = await db.command("collStats", variant)
-            run = await timed(lambda v=variant: db[v].find({"no_such_field": 1}).to_list(None), repeats)
-            out[variant] = {"avg_bytes": stats.get("avgObjSize"), "scan_s": round(run["median"], 3)}
-        return out
+        return {
+            "requests": n, "fill_s": round(filled["seconds"], 1), "stored_bytes": stats.get("avgObjSize"),
+            "escalated": await timed(lambda: q.escalated("", now=now, limit=LIMIT), repeats),
+            "escalated_street": await timed(lambda: q.escalated(street, now=now, limit=LIMIT), repeats),
+            "overdue": await timed(lambda: q.overdue("", now=now, limit=LIMIT), repeats),
+            "overdue_street": await timed(lambda: q.overdue(street, now=now, limit=LIMIT), repeats),
+        }
     finally:
         await drop_quietly(client, name)
         await client.close()
 
 
 async def main() -> None:
-    import os
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, nargs="+", default=[2000, 10000])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--parts", action="store_true", help="time the store's queries one by one too")
-    ap.add_argument("--shapes", action="store_true", help="time a full scan of each document shape variant")
     args = ap.parse_args()
     for n in args.requests:
-        if args.shapes:
-            print({"requests": n, **await scan_costs(os.environ["MONGODB_URL"], n, args.repeats)}, flush=True)
-            continue
-        print(await measure(os.environ["MONGODB_URL"], n, repeats=args.repeats, parts=args.parts), flush=True)
+        print(await measure(os.environ["MONGODB_URL"], n, repeats=args.repeats), flush=True)
 
 
 if __name__ == "__main__":
