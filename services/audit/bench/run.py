@@ -1,5 +1,6 @@
 """audit's part of `make bench`: replay rate vs raw aiokafka consumption, KPI query latency over
-1,000,000 requests' worth of counters, escalation lag. Prints a table of goal vs measured.
+1,000,000 requests' worth of counters, escalation lag, the supervision lists over 10,000 request
+documents (supervision_lists.py). Prints a table of goal vs measured.
 
     KAFKA_BOOTSTRAP_SERVERS=... MONGODB_URL=... .venv/bin/python services/audit/bench/run.py [--requests N]
 """
@@ -14,6 +15,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import supervision_lists  # the lists over a filled request collection (beside this file)
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
@@ -38,6 +40,10 @@ from civicgrid_runtime.store import connect
 from civicgrid_runtime.testing import drop_quietly
 
 console = Console()
+#: the supervision lists' floor (ADR 0604): request documents held, and the escalated list's wall time
+#: over them on the embedded store (the console waits 10 s for an answer)
+LISTS_REQUESTS = 10_000
+ESCALATED_FLOOR_SECONDS = 15.0
 
 
 async def publish_workload(s: AuditSettings, n: int) -> tuple[datetime, int]:
@@ -222,6 +228,9 @@ async def main() -> None:
     console.print(f"kpi: {k}")
     console.print("escalation lag ...")
     e = await escalation_lag(s)
+    console.print(f"supervision lists over {LISTS_REQUESTS:,} request documents ...")
+    sup = await supervision_lists.measure(s.mongodb_url, LISTS_REQUESTS)
+    console.print(f"lists: {sup}")
 
     t = Table(title="civicgrid audit - bench (same run, same machine)")
     for c in ("figure", "goal", "measured", "baseline / note"):
@@ -238,6 +247,13 @@ async def main() -> None:
               f"{verified['records'] / verified['seconds']:,.0f} records/s")
     t.add_row("escalation lag", "< 2 s", f"p50 {e['p50']:.2f} s, max {e['max']:.2f} s" if e["count"] else "none",
               f"{e['count']} escalations, deadline -> event on Kafka, scanner every 0.25 s")
+    for name, key in (("escalated list", "escalated"), ("overdue list", "overdue")):
+        m = sup[key]
+        cpu = f", store CPU {m['store_cpu']:.2f} s" if m["store_cpu"] is not None else ""
+        t.add_row(f"{name}, {LISTS_REQUESTS:,} requests",
+                  f"< {ESCALATED_FLOOR_SECONDS:.0f} s" if key == "escalated" else "(as the escalated list)",
+                  f"{m['median']:.2f} s (min {m['min']:.2f}{cpu})",
+                  f"{m['rows']} rows; one street {sup[key + '_street']['median']:.2f} s (ADR 0604)")
     console.print(t)
 
 

@@ -9,13 +9,16 @@ from civicgrid_audit.adapters.documents import DEADLINES
 from civicgrid_audit.adapters.projection import Projector, request_collection
 from civicgrid_audit.adapters.queries import Queries
 from civicgrid_audit.adapters.scanner import DeadlineScanner
+from civicgrid_audit.adapters.upgrade import upgrade_requests
 from civicgrid_audit.settings import AuditSettings
 from civicgrid_contracts import topics
 from civicgrid_runtime import Runtime
 from civicgrid_runtime.bus import EventConsumer
 from civicgrid_runtime.calendar import CalendarSource
+from civicgrid_runtime.logging import get_logger
 
 CONSUMED_TOPICS: tuple[str, ...] = tuple(t.name for t in topics.EVENT_TOPICS)
+logger = get_logger("civicgrid.audit")
 
 
 @dataclass
@@ -39,6 +42,10 @@ async def bootstrap(settings: AuditSettings | None = None, *, runtime: Runtime |
     log = AuditLog(rt.db, Signer(s.signing_key.get_secret_value()))
     projector = Projector(rt.db, log, calendar, repeat_hours=s.repeat_hours)
     await projector.ensure_indexes()
+    # requests an older version stored, rewritten in today's shape once: the lists query today's fields only
+    rewritten = await upgrade_requests(rt.db)
+    if rewritten:
+        logger.info("request documents of an older shape rewritten in today's", rewritten=rewritten)
     # escalations go out through their claims (insert_caused); the relay's sweep is for what an older
     # version left in the outbox of a ``deadlines`` document, in a database that has them
     legacy = [rt.db[DEADLINES]] if DEADLINES in await rt.db.list_collection_names() else []

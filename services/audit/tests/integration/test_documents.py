@@ -19,7 +19,7 @@ from .test_escalation import received
 from .test_timeline import lifecycle
 
 AUDIT_COLLECTIONS = {"requests_00", "kpi_counters", "services", "log_records", "log_heads", "checkpoints",
-                     "escalation_claims"}
+                     "escalation_claims", "migrations"}
 
 
 def binary_fields(value, path: str = "") -> list[str]:
@@ -93,17 +93,24 @@ async def test_every_collection_holds_plain_versioned_documents_after_a_realisti
         await mongo.drop_database(db_name)
 
 
-async def test_the_escalated_list_still_shows_requests_stored_in_an_older_shape(audit):
-    """A request written before versions (its state packed, no summary fields) is upcast where it is
-    listed, beside today's documents."""
+async def test_the_escalated_list_still_shows_requests_stored_in_an_older_shape(infra, mongo):
+    """A request written before versions (its state packed, no summary fields) is rewritten in
+    today's shape when audit starts (adapters/upgrade.py) and listed beside today's documents."""
     state = {"status": "assigned", "area_code": "110105009001001", "escalations": [
         {"escalation_id": "OLD|response|1", "clock": "response", "step": 1, "from_level": "grid",
          "to_level": "community", "due_at": (datetime.now(UTC) - timedelta(hours=3)).isoformat(),
          "escalated_at": datetime.now(UTC).isoformat(), "department": None, "overdue_hours": 3.0}]}
     rid = unique("OLD")
-    await audit.runtime.db["requests_00"].insert_one({
+    db_name = unique("audit_old")
+    await mongo[db_name]["requests_00"].insert_one({
         "_id": rid, "status": "assigned", "area_code": state["area_code"], "open": True, "escalation_count": 1,
         "_body": pack_json({"timeline": [], "_kc": {}}), "_state": pack_json(state), "_kp": {}, "_v": 1, "_w": "w"})
-    rows = await audit.queries.escalated("110105009")
-    assert [(r["request_id"], r["level"], r["last_clock"], round(r["late_hours"])) for r in rows] == [
-        (rid, "community", "response", 3)]
+    svc = await start_audit(infra, database=db_name, group=unique("audit_grp"), scan=False)
+    try:
+        rows = await svc.queries.escalated("110105009")
+        assert [(r["request_id"], r["level"], r["last_clock"], round(r["late_hours"])) for r in rows] == [
+            (rid, "community", "response", 3)]
+        assert (await mongo[db_name]["requests_00"].find_one({"_id": rid}))["schema_version"] == CURRENT["requests"]
+    finally:
+        await svc.runtime.stop()
+        await mongo.drop_database(db_name)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 
-from civicgrid_audit.adapters.documents import request_summary
+from civicgrid_audit.adapters.documents import CURRENT, request_summary
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_contracts import Envelope
 from civicgrid_contracts.calendar import DEFAULT_CALENDAR
@@ -148,9 +148,10 @@ async def test_no_double_escalation_with_two_replicas(infra, mongo):
 
 
 async def test_an_older_database_escalates_requests_whose_clocks_are_still_in_deadlines(infra, mongo):
-    """A request stored by version 2 (its clocks in ``deadlines``) and not written since: the scanner
-    finds its running clock there, reads the request through its upcaster, escalates it once, and the
-    escalation folded back rewrites the request in today's shape (its clocks in it)."""
+    """A request stored by version 2 (its clocks in ``deadlines``) and not written since: audit
+    rewrites it in today's shape when it starts (its clocks in it, through the upcaster), lists it
+    overdue, escalates it once, and folds the escalation back; its old clock document says nothing
+    any more and is deleted at the scanner's next look."""
     db = unique("audit_old")
     rid = unique("OLD")
     now = datetime.now(UTC)
@@ -177,7 +178,7 @@ async def test_an_older_database_escalates_requests_whose_clocks_are_still_in_de
 
         async def folded_back():
             doc = await svc.runtime.db["requests_00"].find_one({"_id": rid, "escalation_count": 1})
-            return doc if doc and doc["schema_version"] == 3 else None
+            return doc if doc and doc["schema_version"] == CURRENT["requests"] else None
 
         doc = await eventually(folded_back, timeout=60)
         response = next(c for c in doc["clocks"] if c["clock"] == "response")

@@ -17,6 +17,7 @@ from civicgrid_audit.adapters.documents import (
     request_summary,
     upcast,
 )
+from civicgrid_audit.domain import kpi
 from civicgrid_runtime.store import pack_json
 
 STATE = {"status": "assigned", "area_code": "110105001001001", "level": "grid", "escalations": [
@@ -46,8 +47,9 @@ def test_requests_of_every_older_shape_read_as_today(shape):
         pack = pack_json if shape == "packed with LZ4" else zstd_blob
         doc = {**base, "_body": pack({"timeline": TIMELINE, "_kc": KC_MONTHS}), "_state": pack(STATE)}
     out = upcast("requests_00", doc)
-    assert out["schema_version"] == CURRENT["requests"] == 3
-    assert (out["timeline"], out["state"], out["kpi_contribution"], out["kpi_pending"]) == (TIMELINE, STATE, KC, KP)
+    assert out["schema_version"] == CURRENT["requests"] == 4
+    assert (out["timeline"], out["state"], out["kpi_contribution"], out["kpi_pending"]) == (
+        TIMELINE, STATE, kpi.grouped(KC), KP)
     assert not {"_body", "_state", "_kc", "_kp"} & set(out)
     assert out["late_since"] == datetime(2026, 11, 2, 4, 0, tzinfo=UTC)
     assert (out["escalated_to"], out["last_escalated_clock"], out["open"]) == ("community", "response", True)
@@ -67,8 +69,8 @@ def test_requests_of_version_2_read_with_the_clocks_their_deadlines_documents_he
     doc = {"_id": "R1", "schema_version": 2, **request_summary(RECEIVED), "state": RECEIVED, "timeline": TIMELINE,
            "kpi_contribution": KC_MONTHS, "kpi_pending": KP_MONTHS, "_v": 4, "_w": "t"}
     out = upcast("requests_00", doc)
-    assert out["schema_version"] == 3
-    assert (out["kpi_contribution"], out["kpi_pending"]) == (KC, KP)  # month buckets are counted no more
+    assert out["schema_version"] == 4
+    assert (out["kpi_contribution"], out["kpi_pending"]) == (kpi.grouped(KC), KP)  # month buckets: counted no more
     response, resolution = out["clocks"]
     # escalated once (to the community): the next step goes on to the street, one limit after the first
     assert (response["id"], response["active"], response["step"], response["level"]) == (
@@ -81,10 +83,27 @@ def test_requests_of_version_2_read_with_the_clocks_their_deadlines_documents_he
 
 
 def test_a_request_of_today_is_read_as_it_is():
+    entry = {"id": "e1", "type": "request.received", "time": "2026-11-02T02:00:00+00:00",
+             "record": "intake_requests_v1:3#000000000012"}  # its payload in the audit log
+    doc = {"_id": "R1", "schema_version": 4, **request_summary(STATE), "state": STATE, "timeline": [entry],
+           "clocks": [], "deadline": None, "next_escalation_at": None,
+           "kpi_contribution": kpi.grouped(KC), "kpi_pending": {}, "_v": 1, "_w": "t"}
+    assert upcast("requests_00", dict(doc)) == doc
+
+
+def test_requests_of_version_3_read_with_each_payload_in_its_entry_and_the_contribution_grouped():
+    """Version 3 kept every entry's payload (``data``): today an entry without a ``record`` does; its
+    contribution had a subdocument per counter: today the counters of the same metrics are together."""
+    contribution = {**KC, "grid|g1|2026-11-02": {"received": 1}, "department|d1|2026-11-02": {"received": 1,
+                                                                                            "dispatched": 1}}
     doc = {"_id": "R1", "schema_version": 3, **request_summary(STATE), "state": STATE, "timeline": TIMELINE,
            "clocks": [], "deadline": None, "next_escalation_at": None,
-           "kpi_contribution": KC, "kpi_pending": {}, "_v": 1, "_w": "t"}
-    assert upcast("requests_00", dict(doc)) == doc
+           "kpi_contribution": contribution, "kpi_pending": {}, "_v": 1, "_w": "t"}
+    out = upcast("requests_00", dict(doc))
+    assert out == {**doc, "schema_version": 4, "kpi_contribution": [
+        {"metrics": {"received": 1}, "counters": ["all|*|2026-11-02", "grid|g1|2026-11-02"]},
+        {"metrics": {"received": 1, "dispatched": 1}, "counters": ["department|d1|2026-11-02"]}]}
+    assert kpi.expanded(out["kpi_contribution"]) == contribution
 
 
 RECORDS = [{"seq": s, "offset": 100 + s, "event_id": f"e{s}", "raw": "{}", "leaf": f"{s:064x}", "prev": f"{s:064x}",

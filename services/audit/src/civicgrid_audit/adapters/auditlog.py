@@ -28,8 +28,10 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -45,7 +47,7 @@ from civicgrid_audit.domain import merkle
 from civicgrid_audit.domain.trail import LogVerification, checkpoint_message
 from civicgrid_contracts import Envelope
 from civicgrid_runtime.bus import Delivery
-from civicgrid_runtime.store import BULK_CHUNK
+from civicgrid_runtime.store import BULK_CHUNK, find_by_ids
 
 #: sorted by log, then sequence, then ``_id`` (a duplicate sequence, e.g. an inserted record, in a fixed order)
 LOG_ORDER = [("log", ASCENDING), ("seq", ASCENDING), ("_id", ASCENDING)]
@@ -84,6 +86,13 @@ def records_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The records a stored document holds, in their stored order, each in today's shape (one, or
     the records of a block an older version packed)."""
     return [upcast(RECORDS, r) for r in split_block(doc)]
+
+
+async def record_payloads(records: AsyncCollection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The payload of the event each record holds (record ``_id`` -> ``data`` of its ``raw``), read
+    by ``_id``; a record not found is left out."""
+    found = await find_by_ids(records, ids, {"raw": 1})
+    return {rid: orjson.loads(doc["raw"])["data"] for rid, doc in found.items() if "raw" in doc}
 
 
 class Signer:
@@ -200,11 +209,13 @@ class AuditLog:
         return sorted(out, key=lambda r: r["seq"])
 
     async def append(self, deliveries: Sequence[Delivery], *,
-                     payloads: Mapping[tuple[str, int, int], dict[str, Any]] | None = None) -> int:
+                     payloads: Mapping[tuple[str, int, int], dict[str, Any]] | None = None,
+                     records: dict[tuple[str, int, int], str] | None = None) -> int:
         """Append the deliveries of one topic-partition (in offset order); idempotent by offset.
         ``payloads``: ``delivery_key`` -> payload dumped in JSON mode, where the caller has them already
         (by delivery, not event id: two messages with one id -- say, an escalation decided twice --
-        are each recorded as they were consumed)."""
+        are each recorded as they were consumed). ``records``: filled with ``delivery_key`` -> the
+        ``_id`` of the record appended for it (a delivery in the log already is left out)."""
         if not deliveries:
             return 0
         log = log_name(deliveries[0].topic, deliveries[0].partition)
@@ -221,6 +232,8 @@ class AuditLog:
             new_chain = merkle.chain_hash(chain, leaf)
             docs.append(record_document(log, {"seq": size, "offset": d.offset, "event_id": d.envelope.id, "raw": raw,
                                               "leaf": leaf.hex(), "prev": chain.hex(), "chain": new_chain.hex()}))
+            if records is not None:
+                records[delivery_key(d)] = docs[-1]["_id"]
             frontier = merkle.frontier_append(frontier, leaf)
             chain, size, last_offset = new_chain, size + 1, d.offset
         if not docs:
@@ -237,6 +250,9 @@ class AuditLog:
                             "frontier": merkle.frontier_to_doc(frontier)}
         self._unwritten.add(log)
         return len(docs)
+
+    async def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return await record_payloads(self.records, ids)
 
     async def flush_heads(self) -> int:
         """Write back the heads that moved since their last write; each write is guarded by the size

@@ -20,11 +20,13 @@ from civicgrid_runtime.store import unpack_json
 REQUESTS, COUNTERS, DEADLINES, SERVICES = "requests", "kpi_counters", "deadlines", "services"
 RECORDS, HEADS, CHECKPOINTS, CLAIMS = "log_records", "log_heads", "checkpoints", "escalation_claims"
 KPI_POSITIONS = "kpi_positions"
+#: which start-up migrations a database has been through (adapters/upgrade.py)
+MIGRATIONS = "migrations"
 
 #: the version each collection's writers write now (``deadlines`` is written no more: version 3 of a
 #: request keeps its clocks; an older database's documents are still read, see the scanner)
-CURRENT: dict[str, int] = {REQUESTS: 3, RECORDS: 2, COUNTERS: 1, DEADLINES: 1, SERVICES: 1, HEADS: 1,
-                           CHECKPOINTS: 1, CLAIMS: 2, KPI_POSITIONS: 1}
+CURRENT: dict[str, int] = {REQUESTS: 4, RECORDS: 2, COUNTERS: 1, DEADLINES: 1, SERVICES: 1, HEADS: 1,
+                           CHECKPOINTS: 1, CLAIMS: 2, KPI_POSITIONS: 1, MIGRATIONS: 1}
 #: the fields of one audit-log record, in the order of a packed block's rows (version 1)
 RECORD_FIELDS = ("seq", "offset", "event_id", "raw", "leaf", "prev", "chain")
 
@@ -128,6 +130,18 @@ def _request_before_clocks(doc: dict[str, Any]) -> dict[str, Any]:
     doc["kpi_pending"] = {tag: {cid: m for cid, m in delta.items() if not kpi.is_month_bucket(cid)}
                           for tag, delta in (doc.get("kpi_pending") or {}).items()}
     doc.update(clocks.summary(doc["clocks"]), schema_version=3)
+    return doc
+
+
+@upcaster(REQUESTS, 3)
+def _request_before_slimming(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 kept every timeline entry's payload (``data``) and its KPI contribution as a
+    subdocument per counter. Version 4 (ADR 0604) names an entry's audit-log record instead
+    (``record``: the payload is in its ``raw``) and keeps ``data`` only in an entry without one -- as
+    a version-3 entry is, so it reads as it is -- and keeps the contribution grouped: the counters
+    that get the same metrics together (``kpi.grouped``)."""
+    doc["kpi_contribution"] = kpi.grouped(doc.get("kpi_contribution") or {})
+    doc["schema_version"] = 4
     return doc
 
 

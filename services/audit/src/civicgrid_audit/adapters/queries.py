@@ -15,10 +15,11 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicgrid_audit.adapters.documents import COUNTERS, DEADLINES, upcast
-from civicgrid_audit.adapters.projection import legacy_counter_collection, request_collection
+from civicgrid_audit.adapters.auditlog import record_payloads
+from civicgrid_audit.adapters.documents import COUNTERS, RECORDS, upcast
+from civicgrid_audit.adapters.projection import legacy_counter_collection, request_collection, with_payloads
 from civicgrid_audit.domain import clocks, kpi, timeline
-from civicgrid_contracts.calendar import working_hours_between
+from civicgrid_contracts.calendar import WorkingCalendar, working_hours_between
 from civicgrid_contracts.topics import REQUEST_PARTITIONS
 from civicgrid_runtime.calendar import CalendarSource
 from civicgrid_runtime.store import find_by_ids
@@ -34,6 +35,37 @@ def public_entry(e: dict[str, Any]) -> dict[str, Any]:
     return {k: e[k] for k in ("id", "type", "time", "who", "service", "topic", "partition", "offset", "data")}
 
 
+#: what each list reads of a request document (never its timeline, state or KPI contribution)
+OVERDUE_FIELDS = {"area_code": 1, "clocks": 1}
+ESCALATED_FIELDS = {"status": 1, "area_code": 1, "escalation_count": 1, "escalated_to": 1, "last_escalated_clock": 1,
+                    "late_since": 1}
+
+
+def overdue_rows(doc: dict[str, Any], now: datetime, calendar: WorkingCalendar) -> list[dict[str, Any]]:
+    """A row per running clock of the request past its deadline at ``now``."""
+    rows = []
+    for c in doc["clocks"]:
+        due = timeline.parse_time(c["base_due"])
+        if not c["active"] or due >= now:
+            continue
+        rows.append({
+            "request_id": doc["_id"], "clock": c["clock"], "department": c.get("department"),
+            "area_code": doc.get("area_code"), "due_at": due.isoformat(),
+            "overdue_hours": round(working_hours_between(due, now, clocks.kind_of(c), calendar), 2),
+            "overdue_calendar_hours": round((now - due).total_seconds() / 3600, 2),
+            "escalation_steps": c["step"] - 1, "level": c["level"],
+        })
+    return rows
+
+
+def escalated_row(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
+    late_since = timeline.parse_time(doc["late_since"])
+    return {"request_id": doc["_id"], "area_code": doc.get("area_code"), "status": doc["status"],
+            "escalations": doc["escalation_count"], "level": doc["escalated_to"],
+            "last_clock": doc["last_escalated_clock"], "late_since": late_since.isoformat(),
+            "late_hours": round((now - late_since).total_seconds() / 3600, 2)}
+
+
 class Queries:
     def __init__(self, db: AsyncDatabase, calendar: CalendarSource) -> None:
         self.db = db
@@ -46,6 +78,9 @@ class Queries:
         if doc is None:
             return None
         entries = doc["timeline"]
+        stored_apart = [e["record"] for e in entries if "data" not in e]
+        if stored_apart:  # the payloads its audit-log records hold
+            entries = with_payloads(entries, await record_payloads(self.db[RECORDS], stored_apart))
         if as_of is not None:
             entries = [e for e in entries if timeline.parse_time(e["time"]) <= as_of]
             state = timeline.fold(entries)
@@ -55,57 +90,26 @@ class Queries:
                 "timeline": [public_entry(e) for e in entries]}
 
     async def overdue(self, area: str, *, now: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """Running clocks past their deadline, most late first: one indexed query on the requests'
-        ``deadline`` (the earliest of their running clocks), each late clock a row. Requests stored
-        before version 3 and not written since have their clocks in ``deadlines`` still: those are
-        found there and read through the upcaster."""
+        """Running clocks past their deadline, most late first: one query on the requests'
+        ``deadline`` (the earliest of their running clocks; index ``area_deadline``), reading only
+        their area and clocks, each late clock a row. Requests of an older shape were rewritten at
+        start (adapters/upgrade.py), so nothing else is looked through."""
         now = now or datetime.now(UTC)
-        requests = self.db[request_collection("")]
-        docs = await requests.find({"deadline": {"$lt": now}, **_area_filter(area)}).sort(
-            "deadline", ASCENDING).limit(limit).to_list(None)
-        seen = {d["_id"] for d in docs}
-        legacy = [d["request_id"] async for d in self.db[DEADLINES].find(
-            {"active": True, "base_due": {"$lt": now}, **_area_filter(area)}, {"request_id": 1}).limit(limit)]
-        docs += (await find_by_ids(requests, [rid for rid in legacy if rid not in seen])).values()
-        rows = []
-        for doc in docs:
-            doc = upcast(requests.name, doc)
-            for c in doc["clocks"]:
-                due = timeline.parse_time(c["base_due"])
-                if not c["active"] or due >= now:
-                    continue
-                rows.append({
-                    "request_id": doc["_id"], "clock": c["clock"], "department": c.get("department"),
-                    "area_code": doc.get("area_code"), "due_at": due.isoformat(),
-                    "overdue_hours": round(working_hours_between(due, now, clocks.kind_of(c), self.calendar.calendar),
-                                           2),
-                    "overdue_calendar_hours": round((now - due).total_seconds() / 3600, 2),
-                    "escalation_steps": c["step"] - 1, "level": c["level"],
-                })
-        rows.sort(key=lambda r: -r["overdue_calendar_hours"])
+        docs = await self.db[request_collection("")].find(
+            {"deadline": {"$lt": now}, **_area_filter(area)}, OVERDUE_FIELDS).sort(
+            [("deadline", ASCENDING), ("_id", ASCENDING)]).limit(limit).to_list(None)
+        rows = [row for doc in docs for row in overdue_rows(doc, now, self.calendar.calendar)]
+        rows.sort(key=lambda r: (-r["overdue_calendar_hours"], r["request_id"]))
         return rows[:limit]
 
     async def escalated(self, area: str, *, now: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """Open requests escalated at least once, most late first: one indexed query on the request
-        documents' plain summary fields (``escalated`` index), never their timelines. Documents of an
-        older shape (no ``schema_version``, their summary not written yet) are read in full and
-        upcast."""
+        """Open requests escalated at least once, most late first: one query on the request
+        documents' plain summary fields (index ``escalated``), reading only those fields."""
         now = now or datetime.now(UTC)
-        requests = self.db[request_collection("")]
-        wanted = {"open": True, "escalation_count": {"$gt": 0}, **_area_filter(area)}
-        docs = await requests.find({**wanted, "schema_version": {"$exists": True}}, {
-            "status": 1, "area_code": 1, "escalation_count": 1, "escalated_to": 1, "last_escalated_clock": 1,
-            "late_since": 1, "schema_version": 1}).sort("late_since", ASCENDING).limit(limit).to_list(None)
-        older = await requests.find({**wanted, "schema_version": {"$exists": False}}).to_list(None)
-        rows = []
-        for d in docs + [upcast(requests.name, d) for d in older]:
-            late_since = timeline.parse_time(d["late_since"])
-            rows.append({"request_id": d["_id"], "area_code": d.get("area_code"), "status": d["status"],
-                         "escalations": d["escalation_count"], "level": d["escalated_to"],
-                         "last_clock": d["last_escalated_clock"], "late_since": late_since.isoformat(),
-                         "late_hours": round((now - late_since).total_seconds() / 3600, 2)})
-        rows.sort(key=lambda r: -r["late_hours"])
-        return rows[:limit]
+        docs = await self.db[request_collection("")].find(
+            {"open": True, "escalation_count": {"$gt": 0}, **_area_filter(area)}, ESCALATED_FIELDS).sort(
+            [("late_since", ASCENDING), ("_id", ASCENDING)]).limit(limit).to_list(None)
+        return [escalated_row(d, now) for d in docs]
 
     async def _legacy_shards(self) -> list[int]:
         """The partition numbers whose counter collection a database kept from before counters were

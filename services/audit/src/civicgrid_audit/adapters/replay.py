@@ -42,10 +42,12 @@ from civicgrid_audit.adapters.projection import (
     Projector,
     add_to_counters,
     fold_document,
+    payloads_needed,
     payloads_of,
     read_requests,
     request_collection,
     stored_document,
+    with_needed_payloads,
 )
 from civicgrid_audit.domain import kpi, timeline
 from civicgrid_contracts import Envelope, MalformedEvent, topics
@@ -102,11 +104,21 @@ class ReplayFold:
         self._log_pending: dict[TopicPartition, tuple[list[Delivery], dict[tuple[str, int, int], dict[str, Any]]]] = {}
         self._log_tail: dict[TopicPartition, asyncio.Task] = {}
         self._logs_in_flight = asyncio.Semaphore(logs_in_flight)
+        #: per topic-partition, the sequence number of its next log record: a replay appends every
+        #: delivery, in offset order, to a log that starts empty, so an entry can name its record
+        #: before the record is written (``_append_log`` checks it)
+        self._next_seq: dict[TopicPartition, int] = defaultdict(int)
+        self._logged_seq: dict[TopicPartition, int] = defaultdict(int)
         self._counters: dict[str, dict[str, int]] = defaultdict(dict)
 
     async def add(self, tp: TopicPartition, deliveries: list[Delivery]) -> None:
         """The next deliveries of one topic-partition, in offset order."""
         payloads = payloads_of(deliveries)
+        log = log_name(tp.topic, tp.partition)
+        records = {}
+        for d in deliveries:
+            records[delivery_key(d)] = record_id(log, self._next_seq[tp])
+            self._next_seq[tp] += 1
         pending, pl = self._log_pending.setdefault(tp, ([], {}))
         pending.extend(deliveries)
         pl.update(payloads)
@@ -120,8 +132,9 @@ class ReplayFold:
                 continue
             entries = self._requests.setdefault(d.envelope.subject, {})
             if d.envelope.id not in entries:
-                entries[d.envelope.id] = timeline.entry_from_envelope(
-                    d.envelope, topic=d.topic, partition=d.partition, offset=d.offset, data=payloads[delivery_key(d)])
+                entries[d.envelope.id] = {**timeline.entry_from_envelope(
+                    d.envelope, topic=d.topic, partition=d.partition, offset=d.offset, data=payloads[delivery_key(d)]),
+                    "record": records[delivery_key(d)]}
         if len(self._requests) >= self.max_requests:
             await self.flush_requests()
 
@@ -143,14 +156,26 @@ class ReplayFold:
         if not ds:
             return
         before = self._log_tail.get(tp)
+        first, self._logged_seq[tp] = self._logged_seq[tp], self._logged_seq[tp] + len(ds)
 
         async def append() -> None:
             if before is not None:
                 await before
             async with self._logs_in_flight:
-                await self.log.append(ds, payloads=payloads)
+                appended: dict[tuple[str, int, int], str] = {}
+                await self.log.append(ds, payloads=payloads, records=appended)
+            log = log_name(tp.topic, tp.partition)
+            if [appended.get(delivery_key(d)) for d in ds] != [record_id(log, first + i) for i in range(len(ds))]:
+                raise RuntimeError(f"{log}: the log's records are not where the timeline entries say (a replay "
+                                   "into a log that was not empty?)")
 
         self._log_tail[tp] = asyncio.create_task(append())
+
+    async def _log_written(self) -> None:
+        """Every delivery added so far in the log (the payloads of a timeline folded again are read there)."""
+        for tp in list(self._log_pending):
+            self._append_log(tp)
+        await asyncio.gather(*list(self._log_tail.values()))
 
     # ------------------------------------------------------------------ requests, counters, clocks
 
@@ -172,13 +197,18 @@ class ReplayFold:
         # some of these may have been written by an earlier flush
         existing = await read_requests(self.db, list(work)) if self._flushed_before else {}
         self._flushed_before = True
+        additions = {}
+        for rid, entries in work.items():
+            known = {e["id"] for e in existing[rid]["timeline"]} if rid in existing else set()
+            additions[rid] = [e for eid, e in entries.items() if eid not in known]
+        if any(payloads_needed(existing.get(rid), new) for rid, new in additions.items()):
+            await self._log_written()
+            existing.update(await with_needed_payloads(self.log, existing, additions))
         writes: list[asyncio.Task] = []
         ops: dict[str, list[InsertOne | ReplaceOne]] = defaultdict(list)
         pending = 0
-        for rid, entries in work.items():
+        for rid, new in additions.items():
             doc = existing.get(rid)
-            known = {e["id"] for e in doc["timeline"]} if doc else set()
-            new = [e for eid, e in entries.items() if eid not in known]
             if not new:
                 continue
             new_doc, delta = fold_document(rid, doc, new, self.calendar.calendar, kp={},
@@ -417,10 +447,16 @@ def _norm_counter(doc: dict[str, Any]) -> dict[str, Any]:
             "m": {k: v for k, v in (doc.get("m") or {}).items() if v}}
 
 
+#: what a timeline entry says, compared without where its payload is kept: in its log record (compared
+#: with the log), or in the entry where the event was in the log already when it was folded
+ENTRY_FIELDS = ("id", "type", "time", "who", "service", "topic", "partition", "offset")
+
+
 def _norm_request(doc: dict[str, Any]) -> dict[str, Any]:
     doc = upcast(REQUESTS, doc)
-    return {"timeline": doc.get("timeline"), "state": doc.get("state"), "clocks": doc.get("clocks"),
-            "kpi_contribution": {k: v for k, v in (doc.get("kpi_contribution") or {}).items() if v}}
+    return {"timeline": [{k: e.get(k) for k in ENTRY_FIELDS} for e in doc.get("timeline") or []],
+            "state": doc.get("state"), "clocks": doc.get("clocks"),
+            "kpi_contribution": {k: v for k, v in kpi.expanded(doc.get("kpi_contribution") or []).items() if v}}
 
 
 def _norm_record(doc: dict[str, Any]) -> dict[str, Any]:

@@ -130,6 +130,23 @@ def contributions(state: dict[str, Any], calendar: WorkingCalendar) -> dict[str,
     return out
 
 
+def grouped(contribution: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """A contribution as a request document keeps it: the counters that get the same metrics named
+    together, with those metrics once (a request adds the same figures to its district, street,
+    community, grid, staff member and service; a department, its own besides). Plain and a few times
+    smaller than a subdocument per counter, which every read of the document decodes (ADR 0604)."""
+    groups: dict[tuple[tuple[str, int], ...], dict[str, Any]] = {}
+    for cid in sorted(contribution):
+        m = contribution[cid]
+        groups.setdefault(tuple(sorted(m.items())), {"metrics": dict(m), "counters": []})["counters"].append(cid)
+    return list(groups.values())
+
+
+def expanded(groups: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """The contribution ``grouped`` keeps: counter id -> metrics."""
+    return {cid: dict(g["metrics"]) for g in groups for cid in g["counters"]}
+
+
 def is_month_bucket(cid: str) -> bool:
     """Counters had a month bucket (``grid|g1|2026-11``) beside each day bucket until ADR 0600's
     revision; they are read no more."""

@@ -87,9 +87,20 @@ def _iso(t: datetime | None) -> str | None:
     return t.astimezone(UTC).isoformat() if t else None
 
 
-def fold(entries: list[dict[str, Any]], *, as_of: datetime | None = None) -> dict[str, Any]:
-    """The current state of a request from its (unordered) entries; ``as_of`` cuts at a moment."""
-    s: dict[str, Any] = {
+def comes_after(entries: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
+    """Whether every entry of ``new`` sorts after all of ``entries``: then the state of both is the
+    state of ``entries`` folded on with ``new`` (``fold(new, start=...)``), without their payloads."""
+    if not entries or not new:
+        return True
+    last = max(sort_key(e) for e in entries)
+    return all(sort_key(e) > last for e in new)
+
+
+def fold(entries: list[dict[str, Any]], *, as_of: datetime | None = None,
+         start: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The current state of a request from its (unordered) entries; ``as_of`` cuts at a moment.
+    ``start``: the state of the entries before these (all sorting before them), folded on in place."""
+    s: dict[str, Any] = start if start is not None else {
         "status": "unknown", "received_at": None, "service_code": None, "service_group": None,
         "handled_by": [], "priority": None, "channel": None, "time_limits": None, "response_due": None,
         "resolution_due": None, "merged_into": None, "area": {}, "area_code": None, "assignee": None,

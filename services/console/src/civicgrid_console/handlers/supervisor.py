@@ -3,6 +3,7 @@ KPIs and the quarterly evaluation, from audit's supervision API and intake's sta
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import date, timedelta
 from typing import Any
@@ -32,10 +33,14 @@ async def open_by_grid(apis: Apis, token: str, area: str) -> Counter:
 
 
 async def overview(apis: Apis, token: str, area: str) -> dict[str, Any]:
-    overdue = await apis.audit.call("GET", "/supervision/overdue", token=token, params={"limit": 200})
-    escalated = await apis.audit.call("GET", "/supervision/escalated", token=token, params={"limit": 200})
-    grids = (await apis.grid.call("GET", "/v1/map/grids", params={"area": area, "limit": 5000}))["grids"]
-    counts = await open_by_grid(apis, token, area)
+    # side by side: each list is a query of audit's (on the embedded store, a read of every request
+    # document), the map and the open counts other services' -- none waits for another
+    overdue, escalated, grids, counts = await asyncio.gather(
+        apis.audit.call("GET", "/supervision/overdue", token=token, params={"limit": 200}),
+        apis.audit.call("GET", "/supervision/escalated", token=token, params={"limit": 200}),
+        apis.grid.call("GET", "/v1/map/grids", params={"area": area, "limit": 5000}),
+        open_by_grid(apis, token, area))
+    grids = grids["grids"]
     state = grid_colours({g["grid"] for g in grids}, overdue, counts)
     return {"overdue": overdue, "escalated": escalated, "grid_state": state,
             "totals": {"open": sum(counts.values()), "overdue": len(overdue), "escalated": len(escalated)}}
