@@ -111,3 +111,31 @@ class Checked:
 
     def close(self) -> None:
         self.context.close()
+
+
+def sign_in_as(c: Checked, role: str, sub: str, area: str = "") -> None:
+    """The development sign-in's own form (role, id, area)."""
+    c.page.goto("/signin")
+    form = c.page.locator("#custom-signin")
+    form.locator("select[name=role]").select_option(role)
+    form.locator("input[name=sub]").fill(sub)
+    form.locator("input[name=area]").fill(area)
+    form.locator("button[type=submit]").click()
+    c.page.wait_for_load_state()
+
+
+def report_at_a_building(stack, grid: str, *, description: str, facility: str) -> str:
+    """A resident's report of a broken ``facility`` at a building of ``grid``, through intake's
+    public API (a new request, not a duplicate); its request id."""
+    import httpx
+
+    from tests.support.platform import daytime_visit
+
+    b = httpx.get(f"{stack['grid']}/v1/map/buildings", params={"area": grid, "limit": 1}, timeout=10).json()
+    r = httpx.post(f"{stack['intake']}/api/v1/requests", timeout=30, json={
+        "service_code": "public_facility", "location": {"building_id": b["buildings"][0]["building_id"]},
+        "description": description, "attributes": {"facility": facility},
+        "channel": "app", "preferred_time": daytime_visit()})
+    assert r.status_code == 201 and not r.json().get("duplicate_of"), r.text
+    return r.json()["request_id"]
+

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from civicgrid_runtime.auth import mint_token
-from tests.support.console import Checked, until
+from tests.support.console import Checked, sign_in_as, until
 from tests.support.platform import BIN, ROOT
 
 pytestmark = [pytest.mark.infra]
@@ -44,16 +44,6 @@ def sign_in(c: Checked, account: str) -> None:
     c.page.goto("/signin")
     c.check("signin")
     c.page.locator(f"button[data-account='{account}']").click()
-    c.page.wait_for_load_state()
-
-
-def sign_in_as(c: Checked, role: str, sub: str, area: str = "") -> None:
-    c.page.goto("/signin")
-    form = c.page.locator("#custom-signin")
-    form.locator("select[name=role]").select_option(role)
-    form.locator("input[name=sub]").fill(sub)
-    form.locator("input[name=area]").fill(area)
-    form.locator("button[type=submit]").click()
     c.page.wait_for_load_state()
 
 

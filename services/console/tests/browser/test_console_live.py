@@ -15,8 +15,8 @@ import re
 import httpx
 import pytest
 
-from tests.support.console import Checked, ConsoleProcess
-from tests.support.platform import SERVICES, daytime_visit, free_port
+from tests.support.console import Checked, ConsoleProcess, report_at_a_building, sign_in_as
+from tests.support.platform import SERVICES, free_port
 
 pytestmark = [pytest.mark.infra]
 REFRESH_SECONDS = 2
@@ -46,28 +46,6 @@ def live_console(stack, tmp_path_factory):
         console.stop()
 
 
-def sign_in_as(c: Checked, role: str, sub: str, area: str) -> None:
-    """The development sign-in's own form (role, id, area)."""
-    c.page.goto("/signin")
-    form = c.page.locator("#custom-signin")
-    form.locator("select[name=role]").select_option(role)
-    form.locator("input[name=sub]").fill(sub)
-    form.locator("input[name=area]").fill(area)
-    form.locator("button[type=submit]").click()
-    c.page.wait_for_load_state()
-
-
-def report_in(stack, grid: str) -> str:
-    """A resident's report at a building of ``grid``, through intake's public API."""
-    b = httpx.get(f"{stack['grid']}/v1/map/buildings", params={"area": grid, "limit": 1}, timeout=10).json()
-    r = httpx.post(f"{stack['intake']}/api/v1/requests", timeout=30, json={
-        "service_code": "public_facility", "location": {"building_id": b["buildings"][0]["building_id"]},
-        "description": "路灯不亮了 live browser test", "attributes": {"facility": "streetlight"},
-        "channel": "app", "preferred_time": daytime_visit()})
-    assert r.status_code == 201 and not r.json().get("duplicate_of"), r.text
-    return r.json()["request_id"]
-
-
 def test_an_open_queue_gains_a_new_request_without_a_reload(stack, browser, live_console):
     g = httpx.get(f"{stack['grid']}/v1/map/grids", params={"limit": 1}, timeout=10).json()["grids"][0]["grid"]
     worker = Checked(browser, live_console, "live-worker", mobile=True)
@@ -88,7 +66,7 @@ def test_an_open_queue_gains_a_new_request_without_a_reload(stack, browser, live
     assert p.evaluate(f"() => {SUMMARY}.mark") == "as shown first"
     assert p.locator("#queue-live-note").inner_text() == ""
 
-    rid = report_in(stack, g)
+    rid = report_at_a_building(stack, g, description="路灯不亮了 live browser test", facility="streetlight")
     p.wait_for_selector(f"#queue-live li[data-request='{rid}']", timeout=120_000)
     assert p.evaluate("() => window.notReloaded === true"), "the queue changed in place"
     assert p.evaluate(f"() => {SUMMARY}.mark") is None, "the list was drawn anew"
@@ -142,7 +120,7 @@ def test_a_supervisors_open_dashboard_and_kpis_follow_a_new_request(stack, brows
     for p in (d, k):
         p.evaluate("() => { window.notReloaded = true; }")
 
-    report_in(stack, clear)
+    report_at_a_building(stack, clear, description="路灯不亮了 live browser test", facility="streetlight")
     d.wait_for_function("n => Number(document.querySelector('p.totals').dataset.open) > n", arg=open_before,
                         timeout=120_000)
     d.wait_for_function("([sel, n]) => document.querySelectorAll(sel).length < n", arg=[clear_paths, clear_before],

@@ -10,32 +10,9 @@ import pytest
 
 from civicgrid_runtime.auth import mint_token
 from civicgrid_runtime.settings import DEV_AUTH_SECRET
-from tests.support.console import Checked, until
-from tests.support.platform import daytime_visit
+from tests.support.console import Checked, report_at_a_building, sign_in_as, until
 
 pytestmark = [pytest.mark.infra]
-
-
-def sign_in_as(c: Checked, role: str, sub: str, area: str) -> None:
-    """The development sign-in's own form (role, id, area)."""
-    c.page.goto("/signin")
-    form = c.page.locator("#custom-signin")
-    form.locator("select[name=role]").select_option(role)
-    form.locator("input[name=sub]").fill(sub)
-    form.locator("input[name=area]").fill(area)
-    form.locator("button[type=submit]").click()
-    c.page.wait_for_load_state()
-
-
-def submit_request_in(stack, grid: str) -> str:
-    """A resident's report at a building of ``grid`` (through intake's public API)."""
-    b = httpx.get(f"{stack['grid']}/v1/map/buildings", params={"area": grid, "limit": 1}, timeout=10).json()
-    r = httpx.post(f"{stack['intake']}/api/v1/requests", timeout=30, json={
-        "service_code": "public_facility", "location": {"building_id": b["buildings"][0]["building_id"]},
-        "description": "楼道的长椅坏了 roster browser test", "attributes": {"facility": "bench"},
-        "channel": "app", "preferred_time": daytime_visit()})
-    assert r.status_code == 201, r.text
-    return r.json()["request_id"]
 
 
 def test_administrator_swaps_b_sets_a_away_and_the_next_request_goes_to_the_new_b(stack, browser):
@@ -93,7 +70,7 @@ def test_administrator_swaps_b_sets_a_away_and_the_next_request_goes_to_the_new_
     admin.check("a-away-b-covers")
 
     # the next request of that grid goes to the new B
-    rid = submit_request_in(stack, g)
+    rid = report_at_a_building(stack, g, description="楼道的长椅坏了 roster browser test", facility="bench")
     admin_api = {"Authorization": f"Bearer {mint_token(secret=DEV_AUTH_SECRET, sub='roster-test', role='admin')}"}
 
     def assigned():
