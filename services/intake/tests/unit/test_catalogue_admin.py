@@ -237,3 +237,20 @@ async def test_a_shipped_service_stored_in_one_language_gets_its_chinese_texts_w
     assert catalogue.get("sanitation").revision == 2 and [e.data.revision for e in catalogue.published] == [2]
     assert catalogue.get("public_facility").attributes[0].description_zh is None
     assert await catalogue.complete_shipped_texts() == 0, "once"
+
+
+async def test_a_refresh_read_before_this_replicas_own_change_does_not_undo_it():
+    """The 5-second refresh reads the store; a change this replica saved while that read was under
+    way (a new service, a new revision) stays in its catalogue."""
+    catalogue = InMemoryCatalogue.with_defaults()
+    before = [dict(d) for d in await catalogue._documents()]
+    await catalogue.create("late_added", ServiceSpec(**spec()))
+    changed = await catalogue.retire("sanitation")
+    catalogue._documents = lambda: _returning(before)  # the refresh's read, taken before both changes
+    await catalogue.refresh()
+    assert catalogue.get("late_added") is not None
+    assert catalogue.get("sanitation").revision == changed.revision and not catalogue.get("sanitation").active
+
+
+async def _returning(documents):
+    return documents

@@ -84,7 +84,12 @@ class ServiceCatalogue:
         return sorted((s for s in self._cache.values() if include_retired or s.active), key=lambda s: (s.group, s.code))
 
     async def refresh(self) -> None:
-        self._cache = {d["_id"]: from_document(d) for d in await self._documents()}
+        """Follow other replicas' changes. A read that began before this replica's own change ended
+        must not undo it: per service the higher revision stays (services are retired, never deleted)."""
+        read = {d["_id"]: from_document(d) for d in await self._documents()}
+        newer_here = {code: svc for code, svc in self._cache.items()
+                      if code not in read or svc.revision > read[code].revision}
+        self._cache = {**read, **newer_here}
 
     async def current(self, code: str) -> ServiceDef:
         """The service as stored now (not the cache: another replica may have changed it)."""
