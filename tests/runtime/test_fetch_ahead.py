@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from civicgrid_runtime.bus import EventConsumer
+from civicgrid_runtime.bus import EventConsumer, Fetched
 
 P0, P1, P2 = (TopicPartition("t", p) for p in range(3))
 
@@ -23,12 +23,12 @@ def consumer(max_batch: int) -> EventConsumer:
 
 
 def fetched(c: EventConsumer, tp: TopicPartition, offsets: range) -> None:
-    c._ahead.setdefault(tp, []).extend(record(tp, o) for o in offsets)
+    c._ahead.setdefault(tp, []).extend(Fetched.decode(record(tp, o)) for o in offsets)
     c._ahead_count += len(offsets)
     c._has_ahead.set()
 
 
-def offsets(batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[int, list[int]]:
+def offsets(batch: dict[TopicPartition, list[Fetched]]) -> dict[int, list[int]]:
     return {tp.partition: [r.offset for r in recs] for tp, recs in batch.items()}
 
 
@@ -105,3 +105,25 @@ async def test_commits_are_paced_and_flushed_at_once_when_asked():
     t = time.monotonic()
     await c.flush_commits()  # stop or revocation: no waiting for the interval
     assert time.monotonic() - t < 0.1 and commits[-1][1] == {P0: 21, P1: 3}
+
+
+def test_records_are_decoded_as_they_are_fetched_and_a_malformed_one_keeps_its_reason():
+    from datetime import UTC, datetime
+
+    from civicgrid_contracts import Envelope
+    from civicgrid_contracts.calendar import DEFAULT_CALENDAR
+    from civicgrid_contracts.events.intake import RequestReceived
+    from civicgrid_contracts.values import Location, TimeLimits
+
+    payload = RequestReceived.starting_clocks(DEFAULT_CALENDAR,
+        request_id="r-1", service_code="sanitation", service_name="Sanitation",
+        time_limits=TimeLimits(response_hours=2, resolution_hours=24), location=Location(lat=39.9, lon=116.3),
+        description="blocked drain", channel="web", received_at=datetime.now(UTC),
+    )
+    key, value, headers = Envelope.wrap(payload, source="/civicgrid/test").to_kafka()
+    good = Fetched.decode(ConsumerRecord("t", 1, 7, 0, 0, key, value, None, 1, 1, headers))
+    assert good.delivery is not None and good.malformed == ""
+    assert (good.delivery.envelope.subject, good.delivery.partition, good.delivery.offset) == ("r-1", 1, 7)
+
+    bad = Fetched.decode(record(P0, 8))  # no CloudEvents headers
+    assert bad.delivery is None and bad.offset == 8 and "ce_id" in bad.malformed

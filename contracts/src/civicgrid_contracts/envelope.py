@@ -9,13 +9,14 @@ CloudEvents-aware tool can therefore read our topics. Extension attributes: ``co
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from civicgrid_contracts.errors import UnknownEventType
+from civicgrid_contracts.errors import MalformedEvent, UnknownEventType
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -68,8 +69,6 @@ def upcaster(event_type: str, from_version: int):
 def upcast(event_type: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
     """An event's data of schema ``version`` brought to the current version, through every upcaster
     on the way (a newer writer's data is returned as it is: unknown fields are ignored)."""
-    from civicgrid_contracts.errors import MalformedEvent
-
     current = payload_class(event_type).schema_version
     while version < current:
         up = _UPCASTERS.get((event_type, version))
@@ -190,9 +189,7 @@ class Envelope(BaseModel):
     @classmethod
     def from_kafka(cls, value: bytes | None, headers: list[tuple[str, bytes]] | tuple) -> Envelope:
         """Decode a binary-mode CloudEvent. Raises ``MalformedEvent`` with the reason."""
-        from civicgrid_contracts.errors import MalformedEvent
-
-        attrs = {k.removeprefix("ce_"): v.decode("utf-8", "replace") for k, v in headers if k.startswith("ce_")}
+        attrs = {k[3:]: v.decode("utf-8", "replace") for k, v in headers if k[:3] == "ce_"}
         for required in ("id", "source", "type", "specversion", "subject", "correlationid"):
             if required not in attrs:
                 raise MalformedEvent(f"missing CloudEvents attribute ce_{required}")
@@ -205,8 +202,6 @@ class Envelope(BaseModel):
             raise MalformedEvent("ce_schemaversion is not an integer") from None
         try:
             if version != cls_.schema_version:
-                import json
-
                 payload = cls_.model_validate(upcast(attrs["type"], version, json.loads(value)))
             else:
                 payload = cls_.model_validate_json(value)

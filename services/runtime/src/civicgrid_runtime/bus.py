@@ -15,9 +15,10 @@ Delivery guarantees:
   to that offset (or the message went to the dead-letter topic, which is acked first);
 - handlers must be idempotent: after a crash, the uncommitted tail is delivered again.
 
-Flow: a fetch loop keeps up to two batches of records ahead of the handlers; with merged
-partitions one batch at a time goes to the handler (per topic), otherwise each partition runs on
-its own, one batch at a time. Offsets are committed by one background committer.
+Flow: a fetch loop keeps up to two batches of records ahead of the handlers, decoded as they
+arrive (while a handler awaits the store); with merged partitions one batch at a time goes to the
+handler (per topic), otherwise each partition runs on its own, one batch at a time. Offsets are
+committed by one background committer.
 """
 
 from __future__ import annotations
@@ -203,6 +204,28 @@ class Delivery:
         return f"{self.topic.replace('.', '_')}:{self.partition}"
 
 
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A fetched record, decoded by the fetch loop as it arrived: the fetch loop runs while the
+    handler awaits the store for the batch before, so decoding adds nothing to the handler's time."""
+
+    record: ConsumerRecord
+    delivery: Delivery | None  # None: malformed, for the dead-letter topic with ``malformed``
+    malformed: str = ""
+
+    @property
+    def offset(self) -> int:
+        return self.record.offset
+
+    @classmethod
+    def decode(cls, rec: ConsumerRecord) -> Fetched:
+        try:
+            env = Envelope.from_kafka(rec.value, rec.headers)
+        except MalformedEvent as exc:
+            return cls(rec, None, str(exc))
+        return cls(rec, Delivery(env, rec.topic, rec.partition, rec.offset))
+
+
 BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
 
 
@@ -288,7 +311,7 @@ class EventConsumer:
         #: records fetched ahead of the handler. aiokafka sends no fetch to a broker while any of its
         #: partitions still holds unconsumed records, so records that arrive while a batch is handled
         #: would otherwise wait for that batch to end before they are even fetched
-        self._ahead: dict[TopicPartition, list[ConsumerRecord]] = {}
+        self._ahead: dict[TopicPartition, list[Fetched]] = {}
         self._ahead_count = 0
         self._ahead_limit = 2 * max_batch
         self._has_ahead = asyncio.Event()
@@ -384,7 +407,7 @@ class EventConsumer:
             assigned = self._consumer.assignment()
             for tp, recs in batches.items():
                 if tp in assigned:
-                    self._ahead.setdefault(tp, []).extend(recs)
+                    self._ahead.setdefault(tp, []).extend(map(Fetched.decode, recs))
                     self._ahead_count += len(recs)
             self._fetched_changed()
 
@@ -409,7 +432,7 @@ class EventConsumer:
         consumed, so the process should be restarted."""
         return self._stopping.is_set() or not any(t is not None and t.done() for t in (self._fetch_task, self._task))
 
-    def _take_fetched(self, only: TopicPartition | None = None) -> dict[TopicPartition, list[ConsumerRecord]]:
+    def _take_fetched(self, only: TopicPartition | None = None) -> dict[TopicPartition, list[Fetched]]:
         """Up to ``max_batch`` fetched records (of partition ``only``, if given), each partition's
         in order."""
         taken: dict[TopicPartition, list[ConsumerRecord]] = {}
@@ -446,7 +469,7 @@ class EventConsumer:
                 self.lag()
                 continue
             batches = self._take_fetched()
-            by_topic: dict[str, dict[TopicPartition, list[ConsumerRecord]]] = {}
+            by_topic: dict[str, dict[TopicPartition, list[Fetched]]] = {}
             for tp, recs in batches.items():
                 by_topic.setdefault("" if self._merge_topics else tp.topic, {})[tp] = recs
             await asyncio.gather(*(self._process_topic(parts) for parts in by_topic.values()))
@@ -485,7 +508,7 @@ class EventConsumer:
             if busy:
                 await asyncio.gather(*busy.values(), return_exceptions=True)
 
-    async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+    async def _handle_partition(self, tp: TopicPartition, records: list[Fetched]) -> None:
         await self._process_partition(tp, records)
         self._commit_later({tp: records[-1].offset + 1})
 
@@ -536,21 +559,16 @@ class EventConsumer:
                 log.warning("commit failed; retrying", error=str(exc))
                 await asyncio.sleep(0.5)
 
-    async def _process_topic(self, parts: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _process_topic(self, parts: dict[TopicPartition, list[Fetched]]) -> None:
         """One handler call for several partitions of a topic (of every topic, with ``merge_topics``);
         if it fails, each partition again on its own (and there one by one, then the dead-letter
         topic), as without merging."""
         if len(parts) == 1:
             [(tp, recs)] = parts.items()
             return await self._process_partition(tp, recs)
-        deliveries: list[Delivery] = []
-        for recs in parts.values():
-            for rec in recs:
-                try:
-                    env = Envelope.from_kafka(rec.value, rec.headers)
-                except MalformedEvent:
-                    return await self._each_partition(parts)  # the per-partition path dead-letters it
-                deliveries.append(Delivery(env, rec.topic, rec.partition, rec.offset))
+        deliveries = [f.delivery for recs in parts.values() for f in recs]
+        if None in deliveries:
+            return await self._each_partition(parts)  # the per-partition path dead-letters it
         started = time.perf_counter()
         topic = ",".join(sorted({d.topic for d in deliveries}))  # several, when topics are merged
         try:
@@ -562,19 +580,17 @@ class EventConsumer:
         self._count_consumed(deliveries)
         HANDLER_SECONDS.labels(self.group_id, topic).observe(time.perf_counter() - started)
 
-    async def _each_partition(self, parts: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _each_partition(self, parts: dict[TopicPartition, list[Fetched]]) -> None:
         for tp, recs in parts.items():
             await self._process_partition(tp, recs)
 
-    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+    async def _process_partition(self, tp: TopicPartition, fetched: list[Fetched]) -> None:
         deliveries: list[Delivery] = []
-        for rec in records:
-            try:
-                env = Envelope.from_kafka(rec.value, rec.headers)
-            except MalformedEvent as exc:
-                await self._dead_letter(rec, reason=f"malformed: {exc}", attempts=0)
-                continue
-            deliveries.append(Delivery(env, rec.topic, rec.partition, rec.offset))
+        for f in fetched:
+            if f.delivery is None:
+                await self._dead_letter(f.record, reason=f"malformed: {f.malformed}", attempts=0)
+            else:
+                deliveries.append(f.delivery)
         if not deliveries:
             return
         started = time.perf_counter()
@@ -585,7 +601,7 @@ class EventConsumer:
             HANDLER_FAILURES.labels(self.group_id, tp.topic, type(exc).__name__).inc()
             log.info("batch failed; retrying one by one", topic=tp.topic, partition=tp.partition, error=repr(exc))
             for d in deliveries:
-                await self._handle_one(d, records_by_offset={r.offset: r for r in records})
+                await self._handle_one(d, records_by_offset={f.offset: f.record for f in fetched})
         else:
             self._count_consumed(deliveries)
         HANDLER_SECONDS.labels(self.group_id, tp.topic).observe(time.perf_counter() - started)
