@@ -33,11 +33,13 @@ SH = ZoneInfo("Asia/Shanghai")
 
 def reference_due(start: datetime, minutes: int, cal: WorkingCalendar) -> datetime:
     """Walk minute by minute, counting only minutes inside a working period of a working day (a day
-    off is crossed in one jump to the next local midnight)."""
+    off is crossed in one jump to the next local midnight). The generated calendars' periods begin
+    and end on whole quarter hours, and their zones change offset by whole hours on the hour, so a
+    whole quarter hour starting on a boundary is all inside or all outside: it is walked in one step."""
     t = start.astimezone(UTC)
     left = minutes
+    tz = ZoneInfo(cal.year(t.year).timezone)  # a generated calendar keeps one zone for all years
     while left > 0:
-        tz = ZoneInfo(cal.year(t.year).timezone)  # a generated calendar keeps one zone for all years
         local = t.astimezone(tz)
         year = cal.year(local.year)
         d = local.date()
@@ -45,9 +47,11 @@ def reference_due(start: datetime, minutes: int, cal: WorkingCalendar) -> dateti
         if not working_day:
             t = datetime.combine(d + timedelta(days=1), time(0), tz).astimezone(UTC)
             continue
+        step = 15 if local.minute % 15 == 0 else 1
         if any(p.start <= local.time() < p.end for p in year.periods):
-            left -= 1
-        t += timedelta(minutes=1)
+            step = min(step, left)
+            left -= step
+        t += timedelta(minutes=step)
     return t
 
 
