@@ -10,15 +10,11 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from civicgrid_contracts import Envelope, topics
-from civicgrid_contracts.calendar import DEFAULT_CALENDAR
-from civicgrid_contracts.events.intake import RequestReceived
-from civicgrid_contracts.values import Location, TimeLimits
+from civicgrid_contracts import topics
 from civicgrid_runtime import EventPublisher
 from civicgrid_runtime.bus import header
 from civicgrid_runtime.testing import (
@@ -29,21 +25,13 @@ from civicgrid_runtime.testing import (
     start_group_at_end,
     unique,
 )
+from tests.support.events import received
 
 sys.path.insert(0, str(Path(__file__).parent))
 from example_service import open_example  # noqa: E402
 
 pytestmark = pytest.mark.infra
 ASSIGNED = topics.ASSIGNMENTS.name
-
-
-def received(rid: str, description: str = "blocked drain") -> Envelope:
-    payload = RequestReceived.starting_clocks(DEFAULT_CALENDAR,
-        request_id=rid, service_code="sanitation", service_name="Sanitation",
-        time_limits=TimeLimits(response_hours=2, resolution_hours=24), location=Location(lat=39.9, lon=116.3),
-        description=description, channel="web", received_at=datetime.now(UTC),
-    )
-    return Envelope.wrap(payload, source="/civicgrid/test")
 
 
 async def wait_for(predicate, timeout=30.0):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiokafka import ConsumerRecord, TopicPartition
 
 from civicgrid_runtime.bus import EventConsumer, Fetched
+from tests.support.events import received
 
 P0, P1, P2 = (TopicPartition("t", p) for p in range(3))
 
@@ -108,19 +109,7 @@ async def test_commits_are_paced_and_flushed_at_once_when_asked():
 
 
 def test_records_are_decoded_as_they_are_fetched_and_a_malformed_one_keeps_its_reason():
-    from datetime import UTC, datetime
-
-    from civicgrid_contracts import Envelope
-    from civicgrid_contracts.calendar import DEFAULT_CALENDAR
-    from civicgrid_contracts.events.intake import RequestReceived
-    from civicgrid_contracts.values import Location, TimeLimits
-
-    payload = RequestReceived.starting_clocks(DEFAULT_CALENDAR,
-        request_id="r-1", service_code="sanitation", service_name="Sanitation",
-        time_limits=TimeLimits(response_hours=2, resolution_hours=24), location=Location(lat=39.9, lon=116.3),
-        description="blocked drain", channel="web", received_at=datetime.now(UTC),
-    )
-    key, value, headers = Envelope.wrap(payload, source="/civicgrid/test").to_kafka()
+    key, value, headers = received("r-1").to_kafka()
     good = Fetched.decode(ConsumerRecord("t", 1, 7, 0, 0, key, value, None, 1, 1, headers))
     assert good.delivery is not None and good.malformed == ""
     assert (good.delivery.envelope.subject, good.delivery.partition, good.delivery.offset) == ("r-1", 1, 7)

@@ -435,7 +435,7 @@ class EventConsumer:
     def _take_fetched(self, only: TopicPartition | None = None) -> dict[TopicPartition, list[Fetched]]:
         """Up to ``max_batch`` fetched records (of partition ``only``, if given), each partition's
         in order."""
-        taken: dict[TopicPartition, list[ConsumerRecord]] = {}
+        taken: dict[TopicPartition, list[Fetched]] = {}
         budget = self._max_batch
         for tp in [only] if only is not None else list(self._ahead):
             if budget <= 0:
@@ -600,8 +600,9 @@ class EventConsumer:
         except Exception as exc:  # noqa: BLE001 - an application error somewhere in the batch
             HANDLER_FAILURES.labels(self.group_id, tp.topic, type(exc).__name__).inc()
             log.info("batch failed; retrying one by one", topic=tp.topic, partition=tp.partition, error=repr(exc))
+            records_by_offset = {f.offset: f.record for f in fetched}
             for d in deliveries:
-                await self._handle_one(d, records_by_offset={f.offset: f.record for f in fetched})
+                await self._handle_one(d, records_by_offset=records_by_offset)
         else:
             self._count_consumed(deliveries)
         HANDLER_SECONDS.labels(self.group_id, tp.topic).observe(time.perf_counter() - started)
